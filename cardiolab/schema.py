@@ -1,0 +1,422 @@
+"""The session data model: names, units, attributes and their validation.
+
+A campaign is an :class:`xarray.DataTree` ``/<subject>/<session>/<group>``. A session
+node carries the attributes in :data:`SESSION_ATTRS` and holds one Dataset per raw
+group, each with its own ``time`` coordinate (float seconds from the session start,
+``units: s``) and a ``sampling_rate`` attribute in Hz:
+
+=========  ============  =======  ===============================================
+group      variable      units    notes
+=========  ============  =======  ===============================================
+ecg        ``ecg``       mV       one lead; extra leads as dimension ``lead``
+abp        ``abp``       mmHg     continuous finger arterial pressure
+ldf        ``flux``      PU       laser Doppler skin perfusion
+doppler    ``velocity``  cm/s     max-velocity envelope, dims (``vessel``, time)
+protocol   ``start``,    s        dim ``epoch`` (the epoch labels), plus ``label``
+           ``stop``
+=========  ============  =======  ===============================================
+
+Every data variable carries ``units`` and ``long_name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from .errors import SessionFormatError
+from .labels import PHASES, LabelError, parse_session_label
+
+__all__ = [
+    "GroupSpec",
+    "RAW_GROUPS",
+    "SESSION_ATTRS",
+    "POSTURES",
+    "time_coordinate",
+    "signal_group",
+    "protocol_group",
+    "session_node",
+    "validate_session",
+    "validate_campaign",
+    "iter_sessions",
+]
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """What a raw group of the data model holds."""
+
+    name: str
+    variable: str
+    units: str
+    long_name: str
+    #: plausible sampling rates (Hz); outside is an error
+    min_rate: float
+    max_rate: float
+
+
+RAW_GROUPS: dict[str, GroupSpec] = {
+    "ecg": GroupSpec("ecg", "ecg", "mV", "electrocardiogram", 100.0, 10000.0),
+    "abp": GroupSpec("abp", "abp", "mmHg", "continuous finger arterial pressure", 25.0, 2000.0),
+    "ldf": GroupSpec("ldf", "flux", "PU", "laser Doppler skin perfusion", 5.0, 2000.0),
+    "doppler": GroupSpec(
+        "doppler", "velocity", "cm/s", "Doppler maximum-velocity envelope", 25.0, 2000.0
+    ),
+}
+
+#: Session node attributes and their meaning.
+SESSION_ATTRS = {
+    "subject": "pseudonymous subject code (e.g. S01), never a name",
+    "session": "session label (e.g. L-30, FD12, R+3)",
+    "phase": "mission phase: pre, in or post",
+    "day": "days relative to the phase anchor (launch for pre/in, landing for post)",
+    "campaign": "campaign name",
+    "protocol": "name of the session's protocol (e.g. supine-stand)",
+    "posture": "posture of the baseline epoch (supine, seated or standing)",
+}
+
+POSTURES = ("supine", "seated", "standing")
+
+
+def time_coordinate(n_samples: int, sampling_rate: float, start: float = 0.0) -> xr.DataArray:
+    """Time coordinate of a regularly sampled group.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples.
+    sampling_rate : float
+        Sampling rate (Hz).
+    start : float
+        Time of the first sample (s from the session start).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``time`` in s, with ``units`` and ``long_name``.
+    """
+    values = start + np.arange(int(n_samples), dtype=np.float64) / float(sampling_rate)
+    return xr.DataArray(
+        values, dims="time", attrs={"units": "s", "long_name": "time from session start"}
+    )
+
+
+def signal_group(
+    values,
+    sampling_rate: float,
+    group: str,
+    *,
+    start: float = 0.0,
+    vessels: Iterable[str] | None = None,
+    attrs: Mapping | None = None,
+) -> xr.Dataset:
+    """Build one raw group of the data model from an array in canonical units.
+
+    Parameters
+    ----------
+    values : array-like (NumPy or dask)
+        Samples in the group's canonical unit (see :data:`RAW_GROUPS`). For
+        ``doppler``, shape ``(n_vessels, n_samples)``; otherwise ``(n_samples,)``.
+    sampling_rate : float
+        Sampling rate (Hz).
+    group : {"ecg", "abp", "ldf", "doppler"}
+        Which group.
+    start : float
+        Time of the first sample (s).
+    vessels : iterable of str, optional
+        Vessel names for ``doppler`` (e.g. ``["femoral", "mca"]``).
+    attrs : mapping, optional
+        Extra group attributes (e.g. ``source_file``, ``channel``).
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    spec = RAW_GROUPS[group]
+    if group == "doppler":
+        vessels = list(vessels) if vessels is not None else ["unknown"]
+        if getattr(values, "ndim", 1) == 1:
+            values = values[None, :]
+        dims = ("vessel", "time")
+        coords = {"vessel": ("vessel", np.asarray(vessels, dtype=str))}
+    else:
+        dims = ("time",)
+        coords = {}
+    n = values.shape[-1]
+    coords["time"] = time_coordinate(n, sampling_rate, start)
+    var = xr.Variable(dims, values, attrs={"units": spec.units, "long_name": spec.long_name})
+    ds = xr.Dataset({spec.variable: var}, coords=coords)
+    ds.attrs = {"sampling_rate": float(sampling_rate), **dict(attrs or {})}
+    return ds
+
+
+def protocol_group(epochs: Iterable) -> xr.Dataset:
+    """Build the ``protocol`` group from epochs.
+
+    Parameters
+    ----------
+    epochs : iterable
+        ``(label, start, stop)`` tuples or mappings with those keys; times in s from
+        the session start.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``epoch`` (indexed by the labels), variables ``label``, ``start`` and
+        ``stop``.
+    """
+    rows = []
+    for e in epochs:
+        if isinstance(e, Mapping):
+            rows.append((str(e["label"]), float(e["start"]), float(e["stop"])))
+        else:
+            label, start, stop = e
+            rows.append((str(label), float(start), float(stop)))
+    labels = np.asarray([r[0] for r in rows], dtype=str)
+    return xr.Dataset(
+        {
+            "label": ("epoch", labels, {"long_name": "protocol epoch label"}),
+            "start": (
+                "epoch",
+                np.asarray([r[1] for r in rows], dtype=float),
+                {"units": "s", "long_name": "epoch start from session start"},
+            ),
+            "stop": (
+                "epoch",
+                np.asarray([r[2] for r in rows], dtype=float),
+                {"units": "s", "long_name": "epoch stop from session start"},
+            ),
+        },
+        coords={"epoch": ("epoch", labels)},
+    )
+
+
+def session_node(groups: Mapping[str, xr.Dataset], **attrs) -> xr.DataTree:
+    """Assemble a session node from its groups and attributes.
+
+    Parameters
+    ----------
+    groups : mapping of str to xarray.Dataset
+        Raw groups (``ecg``, ``abp``, ``ldf``, ``doppler``, ``protocol``).
+    **attrs
+        Session attributes (see :data:`SESSION_ATTRS`).
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    node = xr.DataTree(dataset=xr.Dataset(attrs=dict(attrs)))
+    for name, ds in groups.items():
+        node[name] = xr.DataTree(dataset=ds)
+    return node
+
+
+def _where(node: xr.DataTree, name: str | None) -> str:
+    if name:
+        return name
+    subject = node.attrs.get("subject")
+    session = node.attrs.get("session")
+    if subject and session:
+        return f"session {subject}/{session}"
+    return f"session at {node.path!r}"
+
+
+def _check_time(group: str, ds: xr.Dataset, problems: list[str]) -> None:
+    if "time" not in ds.coords:
+        problems.append(f"group {group!r}: no 'time' coordinate")
+        return
+    t = ds["time"]
+    if t.attrs.get("units") != "s":
+        problems.append(
+            f"group {group!r}: field 'time' has units {t.attrs.get('units')!r}, expected 's'"
+        )
+    rate = ds.attrs.get("sampling_rate")
+    if rate is None:
+        problems.append(f"group {group!r}: missing attribute 'sampling_rate' (Hz)")
+        return
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        problems.append(f"group {group!r}: attribute 'sampling_rate' is not a number: {rate!r}")
+        return
+    spec = RAW_GROUPS.get(group)
+    if spec and not (spec.min_rate <= rate <= spec.max_rate):
+        problems.append(
+            f"group {group!r}: sampling_rate {rate:g} Hz outside the plausible range "
+            f"{spec.min_rate:g}-{spec.max_rate:g} Hz"
+        )
+    n = t.size
+    if n >= 2:
+        # Only the first two and last samples: the coordinate is in memory, but this
+        # keeps the check O(1) for long recordings.
+        tv = t.values
+        expected = (n - 1) / rate
+        span = float(tv[-1] - tv[0])
+        if not np.isclose(span, expected, rtol=1e-6, atol=0.5 / rate):
+            problems.append(
+                f"group {group!r}: 'time' spans {span:.6g} s for {n} samples, but "
+                f"sampling_rate {rate:g} Hz implies {expected:.6g} s"
+            )
+
+
+def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
+    """Check a session node against the data model.
+
+    All violations are collected and raised together. No sample data is read: only
+    attributes, dimensions and coordinates are checked, so a lazy session stays lazy.
+
+    Parameters
+    ----------
+    node : xarray.DataTree
+        A session node.
+    name : str, optional
+        How to name the session in messages (defaults to ``session S01/L-30`` from
+        its attributes, or its path).
+
+    Returns
+    -------
+    xarray.DataTree
+        ``node`` itself, unchanged, when it is valid.
+
+    Raises
+    ------
+    SessionFormatError
+        Naming the session, the group and the field of each violation.
+    """
+    where = _where(node, name)
+    problems: list[str] = []
+    attrs = node.attrs
+    for key in SESSION_ATTRS:
+        if key not in attrs:
+            problems.append(f"missing session attribute {key!r} ({SESSION_ATTRS[key]})")
+    phase = attrs.get("phase")
+    if phase is not None and phase not in PHASES:
+        problems.append(f"attribute 'phase' is {phase!r}, expected one of {PHASES}")
+    label = attrs.get("session")
+    if label is not None:
+        try:
+            parsed = parse_session_label(str(label))
+        except LabelError as err:
+            problems.append(f"attribute 'session': {err}")
+        else:
+            if phase in PHASES and parsed.phase != phase:
+                problems.append(
+                    f"attribute 'phase' is {phase!r} but session label {label!r} "
+                    f"is {parsed.phase!r}"
+                )
+            day = attrs.get("day")
+            if day is not None:
+                try:
+                    if not np.isclose(float(day), parsed.day, atol=1e-6):
+                        problems.append(
+                            f"attribute 'day' is {day!r} but session label {label!r} "
+                            f"gives {parsed.day!r}"
+                        )
+                except (TypeError, ValueError):
+                    problems.append(f"attribute 'day' is not a number: {day!r}")
+    posture = attrs.get("posture")
+    if posture is not None and posture not in POSTURES:
+        problems.append(f"attribute 'posture' is {posture!r}, expected one of {POSTURES}")
+
+    children = set(node.children)
+    signal_groups = [g for g in RAW_GROUPS if g in children]
+    if not signal_groups:
+        problems.append(
+            f"no signal group: expected at least one of {sorted(RAW_GROUPS)}, "
+            f"found {sorted(children)}"
+        )
+    for group in signal_groups:
+        spec = RAW_GROUPS[group]
+        ds = node[group].to_dataset(inherit=False)
+        if spec.variable not in ds.data_vars:
+            problems.append(
+                f"group {group!r}: missing variable {spec.variable!r} "
+                f"(found {sorted(map(str, ds.data_vars))})"
+            )
+        else:
+            var = ds[spec.variable]
+            if "time" not in var.dims:
+                problems.append(f"group {group!r}: variable {spec.variable!r} has no 'time' dim")
+            if group == "doppler" and "vessel" not in var.dims:
+                problems.append("group 'doppler': variable 'velocity' has no 'vessel' dim")
+            units = var.attrs.get("units")
+            if units != spec.units:
+                problems.append(
+                    f"group {group!r}: field {spec.variable!r} has units {units!r}, "
+                    f"expected {spec.units!r}"
+                )
+        for vname, var in ds.data_vars.items():
+            for key in ("units", "long_name"):
+                if key not in var.attrs:
+                    problems.append(f"group {group!r}: field {vname!r} has no {key!r} attribute")
+        _check_time(group, ds, problems)
+
+    if "protocol" in children:
+        ds = node["protocol"].to_dataset(inherit=False)
+        for field in ("label", "start", "stop"):
+            if field not in ds.variables:
+                problems.append(f"group 'protocol': missing field {field!r}")
+        if {"start", "stop"} <= set(ds.variables):
+            start = np.asarray(ds["start"].values, dtype=float)
+            stop = np.asarray(ds["stop"].values, dtype=float)
+            bad = np.flatnonzero(~(stop > start))
+            for i in bad:
+                lab = ds["epoch"].values[i] if "epoch" in ds.coords else i
+                problems.append(
+                    f"group 'protocol': epoch {lab!r} has stop {stop[i]:g} s <= start {start[i]:g} s"
+                )
+            if np.any(start < 0):
+                problems.append("group 'protocol': field 'start' has negative times")
+            for field in ("start", "stop"):
+                if ds[field].attrs.get("units") != "s":
+                    problems.append(
+                        f"group 'protocol': field {field!r} has units "
+                        f"{ds[field].attrs.get('units')!r}, expected 's'"
+                    )
+        if "epoch" in ds.coords:
+            labels = [str(v) for v in ds["epoch"].values]
+            dups = sorted({x for x in labels if labels.count(x) > 1})
+            if dups:
+                problems.append(f"group 'protocol': duplicate epoch labels {dups}")
+    else:
+        problems.append("no 'protocol' group (epochs with label/start/stop)")
+
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise SessionFormatError(
+            f"{where} does not follow the cardiolab data model:\n{lines}",
+            violations=[f"{where}: {p}" for p in problems],
+        )
+    return node
+
+
+def iter_sessions(tree: xr.DataTree):
+    """Yield ``(subject, session, node)`` for every session node of a campaign tree."""
+    for subject, snode in tree.children.items():
+        for session, node in snode.children.items():
+            yield subject, session, node
+
+
+def validate_campaign(tree: xr.DataTree) -> xr.DataTree:
+    """Validate every session of a campaign tree; raise one error listing all faults."""
+    violations: list[str] = []
+    for subject, session, node in iter_sessions(tree):
+        try:
+            validate_session(node, name=f"session {subject}/{session}")
+        except SessionFormatError as err:
+            violations.extend(err.violations)
+        if node.attrs.get("subject") not in (None, subject):
+            violations.append(
+                f"session {subject}/{session}: attribute 'subject' is "
+                f"{node.attrs.get('subject')!r} but the node sits under {subject!r}"
+            )
+    if violations:
+        raise SessionFormatError(
+            "campaign does not follow the cardiolab data model:\n"
+            + "\n".join(f"  - {v}" for v in violations),
+            violations=violations,
+        )
+    return tree

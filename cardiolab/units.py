@@ -1,0 +1,129 @@
+"""The units cardiolab knows, and the one explicit table that converts them.
+
+Each raw group of the session data model has one canonical unit (ECG in mV, arterial
+pressure in mmHg, laser Doppler flux in PU, Doppler velocity in cm/s, time in s).
+Readers convert what a file declares into that unit with :func:`conversion_factor`;
+a unit missing from the table is an error, never a guess.
+"""
+
+from __future__ import annotations
+
+from .errors import UnitError
+
+__all__ = ["CANONICAL_UNITS", "UNIT_FACTORS", "normalise_unit", "conversion_factor"]
+
+#: Canonical unit of each physical quantity.
+CANONICAL_UNITS = {
+    "voltage": "mV",
+    "pressure": "mmHg",
+    "perfusion": "PU",
+    "velocity": "cm/s",
+    "time": "s",
+}
+
+#: unit -> (quantity, factor that multiplies a value in this unit to give canonical)
+UNIT_FACTORS: dict[str, tuple[str, float]] = {
+    "V": ("voltage", 1e3),
+    "mV": ("voltage", 1.0),
+    "uV": ("voltage", 1e-3),
+    "nV": ("voltage", 1e-6),
+    "mmHg": ("pressure", 1.0),
+    "kPa": ("pressure", 1000.0 / 133.322387415),
+    "Pa": ("pressure", 1.0 / 133.322387415),
+    "cmH2O": ("pressure", 98.0665 / 133.322387415),
+    "PU": ("perfusion", 1.0),
+    "m/s": ("velocity", 100.0),
+    "cm/s": ("velocity", 1.0),
+    "mm/s": ("velocity", 0.1),
+    "s": ("time", 1.0),
+    "ms": ("time", 1e-3),
+    "min": ("time", 60.0),
+    "h": ("time", 3600.0),
+}
+
+# Spellings met in EDF, WFDB and CSV headers, mapped to the table's names. Only
+# spellings, never a change of scale.
+_ALIASES = {
+    "µV": "uV",
+    "μV": "uV",
+    "microvolt": "uV",
+    "millivolt": "mV",
+    "mv": "mV",
+    "uv": "uV",
+    "volt": "V",
+    "mm Hg": "mmHg",
+    "mmhg": "mmHg",
+    "mm[Hg]": "mmHg",
+    "kpa": "kPa",
+    "cmh2o": "cmH2O",
+    "cm H2O": "cmH2O",
+    "pu": "PU",
+    "perfusion units": "PU",
+    "cm s-1": "cm/s",
+    "cm.s-1": "cm/s",
+    "m s-1": "m/s",
+    "mm s-1": "mm/s",
+    "sec": "s",
+    "second": "s",
+    "seconds": "s",
+}
+
+#: Canonical unit of each raw group of the data model.
+GROUP_QUANTITY = {
+    "ecg": "voltage",
+    "abp": "pressure",
+    "ldf": "perfusion",
+    "doppler": "velocity",
+}
+
+
+def normalise_unit(unit: str) -> str:
+    """Return the table's spelling of ``unit`` (``"µV"`` -> ``"uV"``).
+
+    Raises
+    ------
+    UnitError
+        If the unit is not in the table.
+    """
+    text = str(unit).strip()
+    if text in UNIT_FACTORS:
+        return text
+    alias = _ALIASES.get(text) or _ALIASES.get(text.lower())
+    if alias is None:
+        known = ", ".join(sorted(UNIT_FACTORS))
+        raise UnitError(f"unknown unit {unit!r} (known units: {known})")
+    return alias
+
+
+def conversion_factor(unit: str, quantity: str) -> float:
+    """Factor that converts a value in ``unit`` to the canonical unit of ``quantity``.
+
+    Parameters
+    ----------
+    unit : str
+        The unit a file or catalog declares.
+    quantity : str
+        ``"voltage"``, ``"pressure"``, ``"perfusion"``, ``"velocity"`` or ``"time"``,
+        or the name of a raw group (``"ecg"``, ``"abp"``, ``"ldf"``, ``"doppler"``).
+
+    Returns
+    -------
+    float
+        Multiply values in ``unit`` by this to obtain ``CANONICAL_UNITS[quantity]``.
+
+    Raises
+    ------
+    UnitError
+        If the unit is unknown, or measures another quantity (mmHg for an ECG).
+    """
+    quantity = GROUP_QUANTITY.get(quantity, quantity)
+    if quantity not in CANONICAL_UNITS:
+        raise UnitError(f"unknown quantity {quantity!r}")
+    name = normalise_unit(unit)
+    unit_quantity, factor = UNIT_FACTORS[name]
+    if unit_quantity != quantity:
+        raise UnitError(
+            f"unit {unit!r} measures {unit_quantity}, not {quantity} "
+            f"(expected a unit convertible to {CANONICAL_UNITS[quantity]})"
+        )
+    return factor
