@@ -141,7 +141,7 @@ def signal_group(
         if getattr(values, "ndim", 1) == 1:
             values = values[None, :]
         dims = ("vessel", "time")
-        coords = {"vessel": ("vessel", np.asarray(vessels, dtype=str))}
+        coords = {"vessel": ("vessel", np.asarray(vessels, dtype=object))}
     else:
         dims = ("time",)
         coords = {}
@@ -175,7 +175,7 @@ def protocol_group(epochs: Iterable) -> xr.Dataset:
         else:
             label, start, stop = e
             rows.append((str(label), float(start), float(stop)))
-    labels = np.asarray([r[0] for r in rows], dtype=str)
+    labels = np.asarray([r[0] for r in rows], dtype=object)
     return xr.Dataset(
         {
             "label": ("epoch", labels, {"long_name": "protocol epoch label"}),
