@@ -360,8 +360,21 @@ def campaign_catalog(kind, subjects, meta, plan, epochs, last_in_day, *, store=S
 
 
 def _write_catalog(path, kind, subjects, meta, plan, epochs, last_in_day):
-    from ..catalog import write_catalog
+    import yaml
 
-    write_catalog(
-        campaign_catalog(kind, subjects, meta, plan, epochs, last_in_day), path / CATALOG_NAME
+    data = campaign_catalog(kind, subjects, meta, plan, epochs, last_in_day)
+    header = (
+        "# cardiolab campaign catalog of a simulated campaign (cardiolab.simulate).\n"
+        "# Paths are relative to this file; the truth is in truth/ beside it.\n"
     )
+    parts = []
+    for key, value in data.items():
+        if key in ("subjects", "sessions"):
+            items = "".join(
+                f"  - {yaml.safe_dump(v, sort_keys=False, default_flow_style=True, width=200)}"
+                for v in value
+            )
+            parts.append(f"{key}:\n{items}")
+        else:
+            parts.append(yaml.safe_dump({key: value}, sort_keys=False, width=100))
+    (path / CATALOG_NAME).write_text(header + "".join(parts))

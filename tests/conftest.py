@@ -1,0 +1,34 @@
+"""Shared fixtures: reference data location and a small simulated campaign."""
+
+from pathlib import Path
+
+import pytest
+
+#: ../shared/data beside the repository (PhysioNet records and reference tables)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The shared reference data folder; skips the test where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not found: the reference recordings are not available")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_campaign(tmp_path_factory):
+    """A 3-subject spaceflight campaign of 2-minute sessions, and its truth."""
+    from cardiolab.simulate import simulate_campaign
+
+    path = tmp_path_factory.mktemp("campaign") / "sim"
+    truth = simulate_campaign(
+        path,
+        n_subjects=3,
+        schedule=["L-30", "FD10", "R+6h", "R+3"],
+        duration_min=2,
+        seed=7,
+        workers=1,
+        progress=False,
+    )
+    return path, truth
