@@ -18,8 +18,13 @@ def make_session(**overrides):
         "protocol": schema.protocol_group([("supine", 0, 5), ("stand", 5, 10)]),
     }
     attrs = dict(
-        subject="S01", session="L-30", phase="pre", day=-30.0, campaign="test",
-        protocol="supine-stand", posture="supine",
+        subject="S01",
+        session="L-30",
+        phase="pre",
+        day=-30.0,
+        campaign="test",
+        protocol="supine-stand",
+        posture="supine",
     )
     attrs.update(overrides)
     return schema.session_node(groups, **attrs)

@@ -96,9 +96,12 @@ def test_mean_hr_per_phase_and_subject_matches_truth(small_campaign):
             rr = np.diff(peaks) / fs
             rr = rr[(rr > 0.3) & (rr < 2.0)]
             rows.append(
-                {"subject": subject, "phase": node.attrs["phase"],
-                 "measured": float(np.median(60.0 / rr)) * 0 + float(np.mean(60.0 / rr)),
-                 "truth": truth.sessions.loc[(subject, session, "supine"), "hr"]}
+                {
+                    "subject": subject,
+                    "phase": node.attrs["phase"],
+                    "measured": float(np.median(60.0 / rr)) * 0 + float(np.mean(60.0 / rr)),
+                    "truth": truth.sessions.loc[(subject, session, "supine"), "hr"],
+                }
             )
     df = pd.DataFrame(rows).groupby(["subject", "phase"]).mean()
     assert len(df) == 9
@@ -175,17 +178,27 @@ def test_same_seed_same_campaign(tmp_path):
 def test_refuses_to_overwrite(tmp_path):
     (tmp_path / "keep.txt").write_text("precious")
     with pytest.raises(CardiolabError, match="not empty"):
-        simulate_campaign(tmp_path, n_subjects=1, schedule=["L-30"], duration_min=1,
-                          progress=False)
+        simulate_campaign(tmp_path, n_subjects=1, schedule=["L-30"], duration_min=1, progress=False)
     with pytest.raises(CardiolabError, match="does not hold a simulated campaign"):
-        simulate_campaign(tmp_path, n_subjects=1, schedule=["L-30"], duration_min=1,
-                          progress=False, overwrite=True)
+        simulate_campaign(
+            tmp_path,
+            n_subjects=1,
+            schedule=["L-30"],
+            duration_min=1,
+            progress=False,
+            overwrite=True,
+        )
     assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
 def test_artefact_rates_are_configurable(tmp_path):
     truth = simulate_campaign(
-        tmp_path / "c", n_subjects=1, schedule=["L-30"], duration_min=4, seed=1, workers=1,
+        tmp_path / "c",
+        n_subjects=1,
+        schedule=["L-30"],
+        duration_min=4,
+        seed=1,
+        workers=1,
         progress=False,
         artefacts=Artefacts(ectopic_rate=0.03, motion_per_hour=60, dropout_per_hour=30),
     )
@@ -194,8 +207,14 @@ def test_artefact_rates_are_configurable(tmp_path):
     assert len(b.attrs["motion_artefacts"]) >= 2
     assert not b["ecg_valid"].values.all()
     clean = simulate_campaign(
-        tmp_path / "d", n_subjects=1, schedule=["L-30"], duration_min=2, seed=1, workers=1,
-        progress=False, artefacts=Artefacts.none(),
+        tmp_path / "d",
+        n_subjects=1,
+        schedule=["L-30"],
+        duration_min=2,
+        seed=1,
+        workers=1,
+        progress=False,
+        artefacts=Artefacts.none(),
     ).beats("S01", "L-30")
     assert not clean["ectopic"].any() and clean["abp_valid"].values[:-1].all()
 

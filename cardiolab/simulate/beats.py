@@ -142,8 +142,10 @@ def beat_series(
     # Continuous drivers on a 20 Hz grid, evaluated at beat times by interpolation.
     grid = np.arange(0.0, duration_s + 5.0, 0.05)
     mayer = narrowband(grid, 0.08, 0.12, rng) * epoch_profile(grid, epochs, mayer_sd)
-    resp = resp_sbp_sd * np.sqrt(2) * np.sin(
-        2 * np.pi * resp_rate_hz * grid + rng.uniform(0, 2 * np.pi)
+    resp = (
+        resp_sbp_sd
+        * np.sqrt(2)
+        * np.sin(2 * np.pi * resp_rate_hz * grid + rng.uniform(0, 2 * np.pi))
     )
     dsbp_grid = mayer + resp
     hr_grid = epoch_profile(grid, epochs, hr)
@@ -178,8 +180,10 @@ def beat_series(
     t = t[keep]
     ds = ds[keep]
     s = np.interp(t, grid, sbp_grid) + ds
-    d = np.interp(t, grid, dbp_grid) + 0.5 * (ds - sbp_noise_b[: t.size]) + rng.normal(
-        0.0, 0.3, t.size
+    d = (
+        np.interp(t, grid, dbp_grid)
+        + 0.5 * (ds - sbp_noise_b[: t.size])
+        + rng.normal(0.0, 0.3, t.size)
     )
 
     ectopic = np.zeros(t.size, dtype=bool)

@@ -20,8 +20,8 @@ import zarr
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..errors import CardiolabError
 from ..encoding import zarr_encoding
+from ..errors import CardiolabError
 from ..labels import parse_session_label
 from .effects import EPOCHS, MAP_FORM_FACTOR, apply_effect_overrides, default_effects, time_course
 from .session import RATES, Artefacts, draw_subject_traits, simulate_session
@@ -72,19 +72,36 @@ def _session_seed(seed, subject_index, label):
 
 def _one_session(job):
     """Simulate one session and write its groups and beat truth (runs in a worker)."""
-    (subject, label, targets, duration_s, epochs, traits, seq, rates, artefacts, store,
-     beats_store) = job
+    (
+        subject,
+        label,
+        targets,
+        duration_s,
+        epochs,
+        traits,
+        seq,
+        rates,
+        artefacts,
+        store,
+        beats_store,
+    ) = job
     rng = np.random.default_rng(seq)
     groups, beats, realised = simulate_session(
         targets, duration_s, epochs, traits, rng, rates=rates, artefacts=artefacts
     )
     for gname, ds in groups.items():
         ds.to_zarr(
-            store, group=f"{subject}/{label}/{gname}", mode="w", consolidated=False,
+            store,
+            group=f"{subject}/{label}/{gname}",
+            mode="w",
+            consolidated=False,
             encoding=zarr_encoding(ds, gname),
         )
     beats.assign_attrs(subject=subject, session=label).to_zarr(
-        beats_store, group=f"{subject}/{label}", mode="w", consolidated=False,
+        beats_store,
+        group=f"{subject}/{label}",
+        mode="w",
+        consolidated=False,
         encoding=zarr_encoding(beats),
     )
     return subject, label, realised
@@ -161,7 +178,9 @@ def simulate_campaign(
     t_start = time.perf_counter()
     path = Path(path).expanduser()
     if kind not in DEFAULT_SCHEDULES:
-        raise CardiolabError(f"unknown campaign kind {kind!r}; expected one of {list(DEFAULT_SCHEDULES)}")
+        raise CardiolabError(
+            f"unknown campaign kind {kind!r}; expected one of {list(DEFAULT_SCHEDULES)}"
+        )
     if int(n_subjects) < 1:
         raise CardiolabError("n_subjects must be at least 1")
     if duration_min <= 0:
@@ -203,8 +222,12 @@ def simulate_campaign(
     campaign_name = f"cardiolab-{kind}-sim"
     root = zarr.open_group(store, mode="w-")
     root.attrs.update(
-        {"campaign": campaign_name, "kind": kind, "simulated_by": f"cardiolab {__version__}",
-         "seed": int(seed)}
+        {
+            "campaign": campaign_name,
+            "kind": kind,
+            "simulated_by": f"cardiolab {__version__}",
+            "seed": int(seed),
+        }
     )
     beats_root = zarr.open_group(beats_store, mode="w-")
 
@@ -215,11 +238,7 @@ def simulate_campaign(
         z = {q: rng.standard_normal() for q in drawn}
         z["dbp"] = z["sbp"]  # one blood-pressure level per subject
         traits_of[subject] = draw_subject_traits(rng)
-        meta[subject] = {
-            "code": subject,
-            "sex": "F" if rng.random() < 0.3 else "M",
-            "age_band": ["30-39", "40-49", "50-59"][int(rng.integers(0, 3))],
-        }
+        meta[subject] = subject_metadata(seed, si)
         pre_i = {}
         for q in drawn:
             for ep in EPOCHS:
@@ -235,9 +254,15 @@ def simulate_campaign(
         for label in plan[subject]:
             parsed = parse_session_label(label)
             root.create_group(f"{subject}/{label}").attrs.update(
-                {"subject": subject, "session": label, "phase": parsed.phase,
-                 "day": float(parsed.day), "campaign": campaign_name,
-                 "protocol": "supine-stand", "posture": "supine"}
+                {
+                    "subject": subject,
+                    "session": label,
+                    "phase": parsed.phase,
+                    "day": float(parsed.day),
+                    "campaign": campaign_name,
+                    "protocol": "supine-stand",
+                    "posture": "supine",
+                }
             )
             beats_root.create_group(f"{subject}/{label}")
             seq = _session_seed(seed, si, label)
@@ -250,19 +275,43 @@ def simulate_campaign(
                 for q in drawn:
                     row = table.loc[(q, ep)]
                     base = time_course(
-                        pre_i[(q, ep)], row["A"], row["tau_a"], row["D"], row["tau_r"],
-                        parsed.phase, parsed.day,
+                        pre_i[(q, ep)],
+                        row["A"],
+                        row["tau_a"],
+                        row["D"],
+                        row["tau_r"],
+                        parsed.phase,
+                        parsed.day,
                     )
                     vals[q] = base + within_sd * row["pre"] * dev[q]
                 vals["map"] = vals["dbp"] + MAP_FORM_FACTOR * (vals["sbp"] - vals["dbp"])
                 targets[ep] = vals
                 session_rows.append(
-                    {"subject": subject, "session": label, "epoch": ep,
-                     "phase": parsed.phase, "day": parsed.day, **vals}
+                    {
+                        "subject": subject,
+                        "session": label,
+                        "epoch": ep,
+                        "phase": parsed.phase,
+                        "day": parsed.day,
+                        **vals,
+                    }
                 )
             tdf = pd.DataFrame.from_dict(targets, orient="index")[quantities]
-            jobs.append((subject, label, tdf, duration_s, epochs, traits_of[subject], seq,
-                         rates, artefacts, str(store), str(beats_store)))
+            jobs.append(
+                (
+                    subject,
+                    label,
+                    tdf,
+                    duration_s,
+                    epochs,
+                    traits_of[subject],
+                    seq,
+                    rates,
+                    artefacts,
+                    str(store),
+                    str(beats_store),
+                )
+            )
 
     # --- generation (parallel over sessions) -------------------------------------------
     n_workers = workers or os.cpu_count() or 1
@@ -284,8 +333,16 @@ def simulate_campaign(
     for subject, label, realised in results:
         parsed = parse_session_label(label)
         for ep, row in realised.iterrows():
-            realised_rows.append({"subject": subject, "session": label, "epoch": ep,
-                                  "phase": parsed.phase, "day": parsed.day, **row.to_dict()})
+            realised_rows.append(
+                {
+                    "subject": subject,
+                    "session": label,
+                    "epoch": ep,
+                    "phase": parsed.phase,
+                    "day": parsed.day,
+                    **row.to_dict(),
+                }
+            )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(store)
@@ -295,8 +352,9 @@ def simulate_campaign(
     idx = ["subject", "session", "epoch"]
     truth = Truth(
         effects=table,
-        subjects=pd.DataFrame(subj_rows, columns=["subject", "quantity", "epoch", "pre", "z"])
-        .set_index(["subject", "quantity", "epoch"]),
+        subjects=pd.DataFrame(
+            subj_rows, columns=["subject", "quantity", "epoch", "pre", "z"]
+        ).set_index(["subject", "quantity", "epoch"]),
         sessions=pd.DataFrame(session_rows).set_index(idx),
         realised=pd.DataFrame(realised_rows).set_index(idx),
         params={
@@ -315,8 +373,20 @@ def simulate_campaign(
     )
     truth.save(path / TRUTH_DIR)
     _write_catalog(path, kind, subjects, meta, plan, epochs, max_in_day(plan))
-    log.info("simulated %d sessions in %.1f s at %s", len(jobs), time.perf_counter() - t_start, path)
+    log.info(
+        "simulated %d sessions in %.1f s at %s", len(jobs), time.perf_counter() - t_start, path
+    )
     return truth
+
+
+def subject_metadata(seed: int, index: int) -> dict:
+    """Pseudonymous code, sex and age band of simulated subject ``index`` (0-based)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 1]))
+    return {
+        "code": f"S{index + 1:02d}",
+        "sex": "F" if rng.random() < 0.3 else "M",
+        "age_band": ["30-39", "40-49", "50-59"][int(rng.integers(0, 3))],
+    }
 
 
 def max_in_day(plan) -> float:

@@ -73,9 +73,7 @@ class Truth:
             Days from the phase anchor.
         """
         row = self.effects.loc[(quantity, epoch)]
-        return time_course(
-            row["pre"], row["A"], row["tau_a"], row["D"], row["tau_r"], phase, day
-        )
+        return time_course(row["pre"], row["A"], row["tau_a"], row["D"], row["tau_r"], phase, day)
 
     def beats(self, subject: str, session: str) -> xr.Dataset:
         """Per-beat truth of one session (R-peak sample indices, SBP/DBP, ...)."""
@@ -101,9 +99,7 @@ class Truth:
         self.realised.to_csv(path / "realised.csv")
         (path / "params.json").write_text(json.dumps(self.params, indent=2, default=_json))
         if self._beats:
-            tree = xr.DataTree.from_dict(
-                {f"{s}/{ses}": ds for (s, ses), ds in self._beats.items()}
-            )
+            tree = xr.DataTree.from_dict({f"{s}/{ses}": ds for (s, ses), ds in self._beats.items()})
             tree.to_zarr(path / "beats.zarr", mode="w", consolidated=True)
         self.path = path
         return path
