@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import pyedflib
 
 from ..errors import SessionFormatError
-from .channels import assemble, lazy_channel, parse_channels, unit_factor
+from .channels import assemble, parse_channels, unit_factor
 
 __all__ = ["read_edf", "write_edf"]
 
@@ -25,9 +27,10 @@ def _open(path):
         raise SessionFormatError(f"{path}: not a readable EDF/EDF+ file ({err})") from None
 
 
-def _read_signal(path, index, factor):
+def _read_signals(path, indices, factors):
+    # pyedflib refuses a second open of one file, so a file is read in one task
     with pyedflib.EdfReader(str(path)) as f:
-        return f.readSignal(index) * factor
+        return [f.readSignal(i) * k for i, k in zip(indices, factors, strict=True)]
 
 
 def read_edf(path, channels) -> "xarray.DataTree":  # noqa: F821
@@ -52,18 +55,23 @@ def read_edf(path, channels) -> "xarray.DataTree":  # noqa: F821
     try:
         labels = [s.strip() for s in f.getSignalLabels()]
         n_samples = f.getNSamples()
-        signals = []
+        found = []
         for ch in chans:
             if ch.name not in labels:
                 raise SessionFormatError(f"{path}: no channel {ch.name!r} (the file has: {labels})")
             i = labels.index(ch.name)
             factor = unit_factor(ch, f.getPhysicalDimension(i), path)
-            fs = float(f.getSampleFrequency(i))
-            arr = lazy_channel(_read_signal, (int(n_samples[i]),), np.float64, path, i, factor)
-            signals.append((ch, arr, fs))
+            found.append((ch, i, factor, float(f.getSampleFrequency(i)), int(n_samples[i])))
         onsets, durations, texts = f.readAnnotations()
     finally:
         f.close()
+    everything = dask.delayed(_read_signals, pure=True)(
+        path, [c[1] for c in found], [c[2] for c in found]
+    )
+    signals = [
+        (ch, da.from_delayed(everything[k], shape=(n,), dtype=np.float64), fs)
+        for k, (ch, _, _, fs, n) in enumerate(found)
+    ]
     epochs = [
         (str(t).strip(), float(o), float(o) + float(d))
         for o, d, t in zip(onsets, durations, texts, strict=True)

@@ -1,8 +1,9 @@
 """WFDB records (PhysioNet): signals, annotation files and protocol epochs.
 
-Protocol epochs are stored in an annotation file as comment annotations (symbol
-``"``) whose auxiliary note is ``(label`` at the epoch's start and ``label)`` at its
-stop, following the WFDB convention for rhythm episodes.
+Protocol epochs are stored in an annotation file as rhythm-change annotations (symbol
+``+``) whose auxiliary note is ``(label`` at the epoch's start and ``label)`` at its
+stop, following the WFDB convention for rhythm episodes. (A comment annotation ``"``
+at sample 0 is dropped by the wfdb reader, so comments are not used.)
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def write_wfdb(node, directory, record_name: str, *, annotation: str = "prot") -
                 rec,
                 annotation,
                 np.asarray(samples)[order],
-                symbol=['"'] * len(samples),
+                symbol=["+"] * len(samples),
                 aux_note=[notes[k] for k in order],
                 fs=fs,
                 write_dir=str(directory),
