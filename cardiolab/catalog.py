@@ -2,58 +2,112 @@
 
 A catalog names the campaign, its subjects, its sessions and the files that hold each
 session, and says where derived results go. :func:`open_catalog` validates it whole
-(with pydantic) and raises one :class:`~cardiolab.errors.CatalogError` that names the
-file, the entry and the field of every fault; :class:`Catalog` then opens sessions
-lazily into the session data model.
+(pydantic models that refuse unknown keys, then checks across entries and on disk) and
+raises one :class:`~cardiolab.errors.CatalogError` naming the catalog file, the entry
+(``sessions[3] (S01 L-30)``) and the field (``files[0].channels.ECG II.units``) of
+every fault, one per line. :class:`Catalog` then opens sessions lazily into the
+session data model (:mod:`cardiolab.schema`).
 
 Format (version 1)::
 
     version: 1
-    campaign: {name: tg2-cardio, kind: spaceflight, launch: 2016-09-15, landing: 2016-11-18}
-    data_root: .                  # base of relative paths (default: the catalog's folder)
-    derived: derived.zarr         # where derived results go
-    store: campaign.zarr          # optional native store for sessions without `files`
+    campaign:
+      name: tg2-cardio
+      kind: spaceflight             # spaceflight | bedrest | confinement
+      launch: 2026-03-02            # bedrest: start / end (head-down tilt) instead
+      landing: 2026-04-01
+    data_root: .                    # base of relative paths (default: the catalog's folder)
+    derived: derived.zarr           # where derived results go (required)
+    store: campaign.zarr            # optional native store for sessions without `files`
     protocols:
       supine-stand:
-        posture: supine
+        posture: supine             # posture of the baseline epoch
         epochs: [{label: supine, start: 0, stop: 300}, {label: stand, start: 300, stop: 600}]
-    default_protocol: supine-stand
+    default_protocol: supine-stand  # optional when there is exactly one protocol
     subjects: [{code: S01, sex: F, age_band: 30-39}]
     sessions:
       - subject: S01
         label: R+1
         files:
-          - {path: raw/S01_R+1.edf, format: edf, channels: {"ECG II": {group: ecg, units: uV}}}
+          - path: raw/S01_R+1.edf
+            format: edf             # zarr | netcdf | edf | wfdb | csv
+            channels: {"ECG II": {group: ecg, units: uV}, "Doppler FA": {group: doppler, vessel: femoral}}
+
+Paths
+-----
+``data_root`` and every path may use ``~``, ``${VAR}`` and ``${VAR:-default}``; a
+``${VAR}`` without default whose variable is unset is an error. Relative paths are
+relative to ``data_root``, and a relative ``data_root`` to the catalog's folder.
+fsspec URLs (anything containing ``://``: ``s3://…``, ``memory://…``) are kept as
+strings and handed to the readers as they are; their existence is **not** checked
+when the catalog is opened (only local files and the local native store are), so a
+missing remote file is reported when its session is opened.
+
+Protocols
+---------
+A session's protocol is its ``protocol``, else ``default_protocol``, else the only
+protocol of the catalog. The catalog's protocol replaces any ``protocol`` group a file
+holds; a session with no catalog protocol (several protocols, no default) keeps the
+protocol its file records (EDF+ annotations, WFDB annotations, native stores).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
+import os
 import re
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .errors import CatalogError, SessionFormatError, UnitError
-from .labels import CAMPAIGN_KINDS, PHASES, LabelError, parse_session_label
+from .labels import PHASES, LabelError, parse_session_label
 from .paths import expand_path, is_url
-from .schema import POSTURES, RAW_GROUPS, protocol_group, validate_session
-from .units import conversion_factor
+from .schema import protocol_group, validate_session
+from .units import conversion_factor, normalise_unit
 
-__all__ = ["Catalog", "open_catalog", "write_catalog", "FORMATS"]
+__all__ = [
+    "FORMATS",
+    "Catalog",
+    "CatalogModel",
+    "open_catalog",
+    "write_catalog",
+]
 
 log = logging.getLogger("cardiolab")
 
 #: File formats a catalog can name.
 FORMATS = ("zarr", "netcdf", "edf", "wfdb", "csv")
-_NATIVE = ("zarr", "netcdf")
+#: Formats that hold whole sessions in the data model (no channel mapping).
+NATIVE_FORMATS = ("zarr", "netcdf")
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".h5")
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AGE_BAND = re.compile(r"^(\d{1,3})-(\d{1,3})$|^(\d{1,3})\+$")
+_UNSET_VAR = re.compile(r"\$\{(\w+)\}")
+_SCHEDULE_LABELS = {
+    "spaceflight": "L-<days>, FD<day>, R+<days>",
+    "bedrest": "BDC-<days>, HDT<day>, R+<days>",
+}
+
+
+# --- the schema -------------------------------------------------------------------------
 
 
 class _Model(BaseModel):
@@ -65,88 +119,127 @@ class ChannelMap(_Model):
 
     group: Literal["ecg", "abp", "ldf", "doppler"]
     units: str | None = None
-    vessel: str | None = None
+    vessel: str | None = Field(default=None, validate_default=True)
 
     @field_validator("units")
     @classmethod
-    def _known_unit(cls, value, info):
+    def _known_unit(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        try:
+            normalise_unit(value)
+            if "group" in info.data:
+                conversion_factor(value, info.data["group"])
+        except UnitError as err:
+            raise ValueError(str(err)) from None
         return value
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.units is not None:
-            try:
-                conversion_factor(self.units, self.group)
-            except UnitError as err:
-                raise ValueError(str(err)) from None
-        if self.group == "doppler" and not self.vessel:
+    @field_validator("vessel")
+    @classmethod
+    def _vessel(cls, value, info: ValidationInfo):
+        group = info.data.get("group")
+        if group == "doppler" and not value:
             raise ValueError("a doppler channel needs a 'vessel' (e.g. femoral, mca)")
-        if self.group != "doppler" and self.vessel:
-            raise ValueError("'vessel' is only for doppler channels")
-        return self
+        if group is not None and group != "doppler" and value is not None:
+            raise ValueError(f"'vessel' is only for doppler channels, not {group}")
+        return value
 
 
 class FileEntry(_Model):
     """One file of a session."""
 
-    path: str
+    path: str = Field(min_length=1)
     format: Literal["zarr", "netcdf", "edf", "wfdb", "csv"]
-    channels: dict[str, ChannelMap] | None = None
-    group: str | None = None  # node inside a native store
-    annotations: str | None = None  # wfdb annotation extension
-    time_column: str | None = None  # csv
-    time_units: str | None = None  # csv
+    channels: dict[str, ChannelMap] | None = Field(default=None, validate_default=True)
+    group: str | None = None
+    annotations: str | None = None
+    time_column: str | None = None
+    time_units: str | None = None
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.format in _NATIVE:
-            for key in ("channels", "annotations", "time_column", "time_units"):
-                if getattr(self, key) is not None:
-                    raise ValueError(f"'{key}' does not apply to {self.format} files")
-        else:
-            if not self.channels:
-                raise ValueError(f"a {self.format} file needs 'channels' (channel -> group)")
-            if self.group is not None:
-                raise ValueError("'group' is only for zarr/netcdf stores")
-        if self.format != "wfdb" and self.annotations is not None:
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value, info: ValidationInfo):
+        fmt = info.data.get("format")
+        if fmt in NATIVE_FORMATS and value is not None:
+            raise ValueError(
+                f"'channels' does not apply to {fmt} files (they are already in the data model)"
+            )
+        if fmt is not None and fmt not in NATIVE_FORMATS and not value:
+            raise ValueError(f"a {fmt} file needs 'channels' (file channel -> group)")
+        return value
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value, info: ValidationInfo):
+        fmt = info.data.get("format")
+        if value is not None and fmt is not None and fmt not in NATIVE_FORMATS:
+            raise ValueError("'group' is only for zarr/netcdf stores")
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value, info: ValidationInfo):
+        fmt = info.data.get("format")
+        if value is not None and fmt is not None and fmt != "wfdb":
             raise ValueError("'annotations' is only for wfdb records")
-        if self.format != "csv" and (self.time_column or self.time_units):
-            raise ValueError("'time_column'/'time_units' are only for csv files")
-        if self.time_units is not None:
+        return value
+
+    @field_validator("time_column", "time_units")
+    @classmethod
+    def _csv_only(cls, value, info: ValidationInfo):
+        fmt = info.data.get("format")
+        if value is not None and fmt is not None and fmt != "csv":
+            raise ValueError(f"'{info.field_name}' is only for csv files")
+        if value is not None and info.field_name == "time_units":
             try:
-                conversion_factor(self.time_units, "time")
+                conversion_factor(value, "time")
             except UnitError as err:
                 raise ValueError(str(err)) from None
-        return self
+        return value
 
 
 class Epoch(_Model):
-    label: str
-    start: float = Field(ge=0)
-    stop: float
+    """One epoch of a protocol, in seconds from the session start."""
+
+    label: str = Field(min_length=1)
+    start: float = Field(ge=0, allow_inf_nan=False)
+    stop: float = Field(allow_inf_nan=False)
+
+    @field_validator("stop")
+    @classmethod
+    def _after_start(cls, value, info: ValidationInfo):
+        start = info.data.get("start")
+        if start is not None and not value > start:
+            raise ValueError(f"stop {value:g} s <= start {start:g} s")
+        return value
 
 
 class Protocol(_Model):
-    posture: Literal["supine", "seated", "standing"] = "supine"
+    """A named protocol: the posture of its baseline and its epochs."""
+
+    posture: Literal["supine", "seated", "standing"]
     epochs: list[Epoch] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _check(self):
-        labels = [e.label for e in self.epochs]
+    @field_validator("epochs")
+    @classmethod
+    def _disjoint(cls, epochs):
+        labels = [e.label for e in epochs]
         dups = sorted({x for x in labels if labels.count(x) > 1})
         if dups:
             raise ValueError(f"duplicate epoch labels {dups}")
-        for e in self.epochs:
-            if e.stop <= e.start:
-                raise ValueError(f"epoch {e.label!r}: stop {e.stop:g} s <= start {e.start:g} s")
-        ordered = sorted(self.epochs, key=lambda e: e.start)
+        ordered = sorted(epochs, key=lambda e: e.start)
         for a, b in zip(ordered, ordered[1:], strict=False):
             if b.start < a.stop:
-                raise ValueError(f"epochs {a.label!r} and {b.label!r} overlap")
-        return self
+                raise ValueError(
+                    f"epochs {a.label!r} ({a.start:g}-{a.stop:g} s) and {b.label!r} "
+                    f"({b.start:g}-{b.stop:g} s) overlap"
+                )
+        return epochs
 
 
 class Subject(_Model):
+    """A subject, by pseudonymous code."""
+
     code: str
     sex: Literal["F", "M", "X"] | None = None
     age_band: str | None = None
@@ -166,14 +259,16 @@ class Subject(_Model):
     def _age(cls, value):
         if value is None:
             return value
-        value = str(value).strip()
-        m = _AGE_BAND.match(value)
+        text = str(value).strip()
+        m = _AGE_BAND.match(text)
         if not m or (m.group(1) and int(m.group(1)) > int(m.group(2))):
             raise ValueError(f"age band {value!r} must look like '30-39' or '60+'")
-        return value
+        return text
 
 
-class Session(_Model):
+class SessionEntry(_Model):
+    """A session: subject, label, protocol, date and files."""
+
     subject: str
     label: str
     protocol: str | None = None
@@ -184,14 +279,15 @@ class Session(_Model):
     @classmethod
     def _label(cls, value):
         try:
-            parse_session_label(value)
+            return parse_session_label(value).label
         except LabelError as err:
             raise ValueError(str(err)) from None
-        return value
 
 
 class Campaign(_Model):
-    name: str
+    """The campaign block: name, kind and dates."""
+
+    name: str = Field(min_length=1)
     kind: Literal["spaceflight", "bedrest", "confinement"]
     launch: dt.date | None = None
     landing: dt.date | None = None
@@ -199,32 +295,38 @@ class Campaign(_Model):
     end: dt.date | None = None
     description: str | None = None
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.kind == "bedrest" and (self.launch or self.landing):
-            raise ValueError("a bedrest campaign uses 'start'/'end', not 'launch'/'landing'")
-        if self.kind != "bedrest" and (self.start or self.end):
-            raise ValueError(f"a {self.kind} campaign uses 'launch'/'landing', not 'start'/'end'")
-        first = self.launch or self.start
-        last = self.landing or self.end
-        if first and last and last < first:
-            raise ValueError("the campaign ends before it starts")
-        return self
+    @field_validator("launch", "landing", "start", "end")
+    @classmethod
+    def _dates(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        kind = info.data.get("kind")
+        name = info.field_name
+        if kind == "bedrest" and name in ("launch", "landing"):
+            raise ValueError("a bedrest campaign uses 'start'/'end' (head-down tilt dates)")
+        if kind in ("spaceflight", "confinement") and name in ("start", "end"):
+            raise ValueError(f"a {kind} campaign uses 'launch'/'landing'")
+        first = info.data.get({"landing": "launch", "end": "start"}.get(name, ""))
+        if first is not None and value < first:
+            raise ValueError(f"{name} {value} is before {first}")
+        return value
 
 
 class CatalogModel(_Model):
-    version: Literal[1] = 1
+    """A whole catalog (format version 1)."""
+
+    version: Literal[1]
     campaign: Campaign
     data_root: str | None = None
-    derived: str
+    derived: str = Field(min_length=1)
     store: str | None = None
     protocols: dict[str, Protocol] = Field(default_factory=dict)
     default_protocol: str | None = None
     subjects: Annotated[list[Subject], Field(min_length=1)]
-    sessions: Annotated[list[Session], Field(min_length=1)]
+    sessions: Annotated[list[SessionEntry], Field(min_length=1)]
 
 
-# --- YAML loading ---------------------------------------------------------------------
+# --- YAML -------------------------------------------------------------------------------
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -232,68 +334,123 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader, node, deep=False):
-    seen = set()
+    seen: dict = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # unhashable key: let the constructor complain
+            continue
+        if first is not None:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                "while constructing a mapping",
+                node.start_mark,
+                f"duplicate key {key!r} (first given on line {first + 1})",
+                key_node.start_mark,
             )
-        seen.add(key)
+        seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _load_yaml(path: Path):
+def _parse_yaml(text: str, path: Path):
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise CatalogError(f"YAML syntax error{where}: {detail}", file=path) from None
+    if data is None:
+        raise CatalogError("not a catalog: the file is empty", file=path)
+    if not isinstance(data, dict):
+        raise CatalogError(
+            "not a catalog: a catalog is a mapping with 'version', 'campaign', 'subjects', "
+            f"'sessions', ...; this file holds a {type(data).__name__}",
+            file=path,
+        )
+    if not {"version", "campaign", "subjects", "sessions"} & set(map(str, data)):
+        raise CatalogError(
+            "not a catalog: none of the keys 'version', 'campaign', 'subjects', 'sessions' "
+            f"(found {sorted(map(str, data))[:8]})",
+            file=path,
+        )
+    return data
+
+
+def _read_yaml(path: Path):
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CatalogError("catalog file not found", file=path) from None
     except (OSError, UnicodeDecodeError) as err:
         raise CatalogError(f"cannot read the catalog: {err}", file=path) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise CatalogError(f"YAML error at {where}{problem}", file=path) from None
-    if data is None:
-        raise CatalogError("the catalog is empty", file=path)
-    if not isinstance(data, dict):
-        raise CatalogError(
-            f"a catalog is a mapping with 'campaign', 'subjects', 'sessions', ...; "
-            f"this file holds a {type(data).__name__}",
-            file=path,
-        )
-    return data
+    return _parse_yaml(text, path)
 
 
-def _entry_name(data, loc) -> tuple[str | None, str | None]:
+# --- errors -----------------------------------------------------------------------------
+
+
+class _Faults:
+    """Collects catalog faults ``(entry, field, message)`` and raises them together."""
+
+    def __init__(self, file):
+        self.file = file
+        self.items: list[tuple[str | None, str | None, str]] = []
+
+    def add(self, message: str, entry: str | None = None, field: str | None = None):
+        self.items.append((entry, field, message))
+
+    def raise_if_any(self):
+        if not self.items:
+            return
+        if len(self.items) == 1:
+            entry, field, message = self.items[0]
+            err = CatalogError(message, file=self.file, entry=entry, field=field)
+        else:
+            lines = []
+            for entry, field, message in self.items:
+                where = ": ".join(p for p in (entry, field) if p)
+                lines.append(f"  - {where}: {message}" if where else f"  - {message}")
+            err = CatalogError(f"{len(self.items)} problems:\n" + "\n".join(lines), file=self.file)
+        err.problems = list(self.items)
+        raise err
+
+
+def _session_entry(index: int, item) -> str:
+    if isinstance(item, Mapping):
+        return f"sessions[{index}] ({item.get('subject', '?')} {item.get('label', '?')})"
+    return f"sessions[{index}]"
+
+
+def _entry_and_field(data: dict, loc: tuple) -> tuple[str | None, str | None]:
     """Name the entry and the field of a pydantic error location."""
     if not loc:
         return None, None
-    head = loc[0]
-    if head in ("sessions", "subjects") and len(loc) > 1 and isinstance(loc[1], int):
-        i = loc[1]
-        entry = f"{head}[{i}]"
+    head, rest = loc[0], loc[1:]
+    if head in ("sessions", "subjects") and rest and isinstance(rest[0], int):
+        i = rest[0]
         try:
             item = data[head][i]
-            if head == "sessions":
-                entry += f" ({item.get('subject', '?')} {item.get('label', '?')})"
-            else:
-                entry += f" ({item.get('code', '?')})"
-        except (KeyError, IndexError, TypeError, AttributeError):
-            pass
-        rest = loc[2:]
-    elif head == "protocols" and len(loc) > 1:
-        entry = f"protocols.{loc[1]}"
-        rest = loc[2:]
+        except (KeyError, IndexError, TypeError):
+            item = None
+        if head == "sessions":
+            entry = _session_entry(i, item)
+        else:
+            code = item.get("code", "?") if isinstance(item, Mapping) else None
+            entry = f"subjects[{i}]" + (f" ({code})" if code else "")
+        rest = rest[1:]
+    elif head == "protocols" and rest:
+        entry = f"protocols.{rest[0]}"
+        rest = rest[1:]
     else:
         entry = str(head)
-        rest = loc[1:]
     field = ""
     for part in rest:
         if isinstance(part, int):
@@ -303,84 +460,144 @@ def _entry_name(data, loc) -> tuple[str | None, str | None]:
     return entry, field or None
 
 
-def _clean_message(err: dict) -> str:
-    msg = err.get("msg", "")
-    if err.get("type") == "extra_forbidden":
-        return "unknown key (check its spelling)"
-    if err.get("type") == "missing":
+def _unwrap(annotation):
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _is_model(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys the schema allows at a location (for 'did you mean' hints)."""
+    annotation = CatalogModel
+    for part in loc:
+        annotation = _unwrap(annotation)
+        origin = typing.get_origin(annotation)
+        if _is_model(annotation):
+            field = annotation.model_fields.get(part)
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif origin is list and isinstance(part, int):
+            annotation = typing.get_args(annotation)[0]
+        elif origin is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    return list(annotation.model_fields) if _is_model(annotation) else []
+
+
+def _message(err: dict) -> str:
+    kind = err.get("type")
+    loc = tuple(err.get("loc", ()))
+    if kind == "extra_forbidden":
+        key = loc[-1] if loc else "?"
+        allowed = _keys_at(loc[:-1])
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = f" (known keys: {', '.join(allowed)})" if allowed else ""
+        return f"unknown key {key!r}{hint}{known}"
+    if kind == "missing":
         return "required field is missing"
-    return msg.removeprefix("Value error, ")
+    if kind == "model_type":
+        return "expected a mapping (key: value, ...)"
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    value = err.get("input")
+    if kind != "value_error" and isinstance(value, str | int | float | bool | dt.date):
+        msg += f" (got {value!r})"
+    return msg
 
 
-class _Faults:
-    """Collects catalog faults and raises them together."""
-
-    def __init__(self, file):
-        self.file = file
-        self.items: list[tuple[str | None, str | None, str]] = []
-
-    def add(self, message, entry=None, field=None):
-        self.items.append((entry, field, message))
-
-    def raise_if_any(self):
-        if not self.items:
-            return
-        if len(self.items) == 1:
-            entry, field, message = self.items[0]
-            raise CatalogError(message, file=self.file, entry=entry, field=field)
-        lines = []
-        for entry, field, message in self.items:
-            where = ": ".join(p for p in (entry, field) if p)
-            lines.append(f"  - {where}: {message}" if where else f"  - {message}")
-        err = CatalogError(f"{len(self.items)} problems:\n" + "\n".join(lines), file=self.file)
-        err.problems = list(self.items)
-        first = self.items[0]
-        err.entry, err.field = first[0], first[1]
-        raise err
+# --- paths ------------------------------------------------------------------------------
 
 
-# --- the catalog ----------------------------------------------------------------------
+def _unset_variables(text: str | None) -> list[str]:
+    if not text:
+        return []
+    return [v for v in _UNSET_VAR.findall(str(text)) if v not in os.environ]
+
+
+def _local_exists(path: Path, fmt: str) -> bool:
+    if fmt == "wfdb":
+        return path.with_name(path.name + ".hea").exists() or path.exists()
+    return path.exists()
+
+
+def _store_format(path) -> str:
+    return "netcdf" if str(path).endswith(_NETCDF_SUFFIXES) else "zarr"
+
+
+# --- the catalog ------------------------------------------------------------------------
 
 
 class Catalog:
-    """A validated campaign catalog.
-
-    Use :func:`open_catalog` to create one.
+    """A validated campaign catalog; create one with :func:`open_catalog`.
 
     Attributes
     ----------
     path : pathlib.Path
-        The catalog file.
+        The catalog file (absolute).
+    model : CatalogModel
+        The whole validated catalog.
     campaign : Campaign
         Name, kind and dates of the campaign.
     root : pathlib.Path or str
-        Base of relative paths (``data_root``, expanded).
+        Base of relative paths: ``data_root`` expanded (a string when it is a URL).
     derived_path : pathlib.Path or str
         Where derived results go.
     store_path : pathlib.Path or str or None
-        The native campaign store, if any.
+        The native campaign store, if the catalog names one.
+    storage_options : dict or None
+        fsspec options passed to the readers for URLs.
     """
 
-    def __init__(self, path: Path, model: CatalogModel, check_files: bool = True):
+    def __init__(self, path: Path, model: CatalogModel, *, storage_options=None):
         self.path = path
         self.model = model
         self.campaign = model.campaign
-        root = expand_path(model.data_root) if model.data_root else None
-        if root is None:
-            self.root = path.parent
-        elif is_url(root):
-            self.root = root.rstrip("/")
-        else:
-            root_path = Path(root)
-            self.root = root_path if root_path.is_absolute() else path.parent / root_path
+        self.storage_options = storage_options
+        self.root = self._resolve_root(model.data_root)
         self.derived_path = self.resolve(model.derived)
         self.store_path = self.resolve(model.store) if model.store else None
-        self._check(check_files)
-        self._store_tree = None
 
-    # -- paths ---------------------------------------------------------------------------
+    # -- paths -----------------------------------------------------------------------------
+    def _resolve_root(self, data_root: str | None):
+        if not data_root:
+            return self.path.parent
+        text = expand_path(data_root)
+        if is_url(text):
+            return text.rstrip("/")
+        root = Path(text)
+        if not root.is_absolute():
+            root = self.path.parent / root
+        return Path(os.path.normpath(root))
+
     def resolve(self, text: str):
-        """Resolve a catalog path: URLs as they are, others relative to ``root``."""
+        """Resolve a catalog path.
+
+        Parameters
+        ----------
+        text : str
+            A path as written in the catalog.
+
+        Returns
+        -------
+        pathlib.Path or str
+            URLs as they are (``str``); absolute paths as they are; others relative to
+            :attr:`root` (a ``str`` URL when the root is one).
+        """
         text = expand_path(text)
         if is_url(text):
             return text
@@ -388,29 +605,36 @@ class Catalog:
         if p.is_absolute():
             return p
         if isinstance(self.root, str):
-            return f"{self.root}/{text}"
-        return self.root / p
+            return f"{self.root}/{p.as_posix()}"
+        return Path(os.path.normpath(self.root / p))
 
-    # -- validation beyond the per-field schema ---------------------------------------------
-    def _check(self, check_files: bool):
+    # -- checks across entries -------------------------------------------------------------
+    def _check(self, check_files: bool) -> None:
         m = self.model
         faults = _Faults(self.path)
+        for key in ("data_root", "derived", "store"):
+            for var in _unset_variables(getattr(m, key)):
+                faults.add(
+                    f"environment variable {var!r} is not set (use ${{{var}:-default}})", key
+                )
         codes = [s.code for s in m.subjects]
         for i, s in enumerate(m.subjects):
-            if codes.count(s.code) > 1 and codes.index(s.code) != i:
+            if s.code in codes[:i]:
                 faults.add(
-                    f"duplicate subject code {s.code!r}", f"subjects[{i}] ({s.code})", "code"
+                    f"duplicate subject code {s.code!r} (also subjects[{codes.index(s.code)}])",
+                    f"subjects[{i}] ({s.code})",
+                    "code",
                 )
         if m.default_protocol is not None and m.default_protocol not in m.protocols:
             faults.add(
-                f"unknown protocol {m.default_protocol!r}; defined: {sorted(m.protocols)}",
+                f"unknown protocol {m.default_protocol!r} (protocols: {sorted(m.protocols)})",
                 "default_protocol",
             )
         if m.store and check_files and isinstance(self.store_path, Path):
             if not self.store_path.exists():
                 faults.add(f"native store not found: {self.store_path}", "store")
-        seen = {}
-        kind = m.campaign.kind
+        schedule = "bedrest" if m.campaign.kind == "bedrest" else "spaceflight"
+        seen: dict[tuple[str, str], int] = {}
         for i, s in enumerate(m.sessions):
             entry = f"sessions[{i}] ({s.subject} {s.label})"
             if s.subject not in codes:
@@ -420,70 +644,80 @@ class Catalog:
             key = (s.subject, s.label)
             if key in seen:
                 faults.add(
-                    f"duplicate session: {s.subject} {s.label} is also sessions[{seen[key]}]",
+                    f"duplicate session {s.subject} {s.label} (also sessions[{seen[key]}])",
                     entry,
                     "label",
                 )
             else:
                 seen[key] = i
-            parsed = parse_session_label(s.label)
-            if parsed.kind is not None and kind != "confinement":
-                if (parsed.kind == "bedrest") != (kind == "bedrest"):
-                    faults.add(
-                        f"label {s.label!r} is a {parsed.kind} label, but the campaign is {kind}",
-                        entry,
-                        "label",
-                    )
+            kind = parse_session_label(s.label).kind
+            if kind is not None and kind != schedule:
+                expected = _SCHEDULE_LABELS[schedule]
+                faults.add(
+                    f"{s.label!r} is a {kind} label, but this is a {m.campaign.kind} "
+                    f"campaign (labels {expected})",
+                    entry,
+                    "label",
+                )
             if s.protocol is not None and s.protocol not in m.protocols:
                 faults.add(
-                    f"unknown protocol {s.protocol!r}; defined: {sorted(m.protocols)}",
+                    f"unknown protocol {s.protocol!r} (protocols: {sorted(m.protocols)})",
                     entry,
                     "protocol",
                 )
             if not s.files and not m.store:
-                faults.add("no 'files' and the catalog names no native 'store'", entry, "files")
-            groups: dict[str, str] = {}
-            vessels: dict[str, str] = {}
-            for j, f in enumerate(s.files or []):
-                fpath = self.resolve(f.path)
-                if check_files and isinstance(fpath, Path) and not _exists(fpath, f.format):
-                    faults.add(f"file not found: {fpath}", entry, f"files[{j}].path")
-                for name, ch in (f.channels or {}).items():
-                    where = f"files[{j}].channels.{name}"
-                    if ch.group == "doppler":
-                        if ch.vessel in vessels:
-                            faults.add(
-                                f"vessel {ch.vessel!r} is mapped twice (also {vessels[ch.vessel]})",
-                                entry,
-                                where,
-                            )
-                        vessels[ch.vessel] = where
-                    elif ch.group in groups:
+                faults.add("no 'files', and the catalog names no native 'store'", entry, "files")
+            self._check_files(s, entry, faults, check_files)
+        faults.raise_if_any()
+
+    def _check_files(self, s: SessionEntry, entry: str, faults: _Faults, check_files: bool):
+        groups: dict[str, str] = {}
+        vessels: dict[str, str] = {}
+        for j, f in enumerate(s.files or []):
+            for var in _unset_variables(f.path):
+                faults.add(f"environment variable {var!r} is not set", entry, f"files[{j}].path")
+            fpath = self.resolve(f.path)
+            if check_files and isinstance(fpath, Path) and not _local_exists(fpath, f.format):
+                what = "record (no .hea header)" if f.format == "wfdb" else "file"
+                faults.add(f"{what} not found: {fpath}", entry, f"files[{j}].path")
+            for name, ch in (f.channels or {}).items():
+                where = f"files[{j}].channels.{name}"
+                if ch.group == "doppler":
+                    if ch.vessel in vessels:
                         faults.add(
-                            f"channel mapped twice to group {ch.group!r} (also {groups[ch.group]})",
+                            f"doppler vessel {ch.vessel!r} is mapped twice (also "
+                            f"{vessels[ch.vessel]})",
                             entry,
                             where,
                         )
                     else:
-                        groups[ch.group] = where
-        faults.raise_if_any()
+                        vessels[ch.vessel] = where
+                elif ch.group in groups:
+                    faults.add(
+                        f"channel mapped twice to group {ch.group!r} (also {groups[ch.group]})",
+                        entry,
+                        where,
+                    )
+                else:
+                    groups[ch.group] = where
 
-    # -- tables ------------------------------------------------------------------------
+    # -- tables ----------------------------------------------------------------------------
     def __repr__(self) -> str:
         return (
             f"<Catalog {self.campaign.name!r} ({self.campaign.kind}): "
-            f"{len(self.model.subjects)} subjects, {len(self.model.sessions)} sessions; "
-            f"{self.path}>"
+            f"{len(self.model.subjects)} subjects, {len(self.model.sessions)} sessions>"
         )
 
     @property
     def subjects(self) -> pd.DataFrame:
-        """One row per subject: ``code``, ``sex``, ``age_band``."""
+        """One row per subject, in catalog order: ``code``, ``sex``, ``age_band``."""
         return pd.DataFrame(
-            [{"code": s.code, "sex": s.sex, "age_band": s.age_band} for s in self.model.subjects]
+            [{"code": s.code, "sex": s.sex, "age_band": s.age_band} for s in self.model.subjects],
+            columns=["code", "sex", "age_band"],
         )
 
-    def _protocol_name(self, session: Session) -> str | None:
+    def protocol_name(self, session: SessionEntry) -> str | None:
+        """The catalog protocol of a session entry (``None``: the file's protocol)."""
         if session.protocol:
             return session.protocol
         if self.model.default_protocol:
@@ -496,15 +730,20 @@ class Catalog:
     def sessions(self) -> pd.DataFrame:
         """One row per session, in catalog order.
 
-        Columns: ``subject``, ``session``, ``phase``, ``day`` (days from the phase
-        anchor), ``protocol``, ``posture``, ``date``, ``formats``, ``n_files``.
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``subject``, ``session`` (label), ``phase``, ``day`` (days from the
+            phase anchor), ``protocol``, ``posture`` (``None`` where the protocol comes
+            from the file), ``date``, ``formats`` (comma-joined, the store's format for
+            sessions read from it) and ``n_files`` (1 for a session in the store).
         """
         rows = []
         for s in self.model.sessions:
             parsed = parse_session_label(s.label)
-            proto = self._protocol_name(s)
+            proto = self.protocol_name(s)
             files = s.files or []
-            formats = sorted({f.format for f in files}) or [self._store_format()]
+            formats = sorted({f.format for f in files}) or [_store_format(self.model.store)]
             rows.append(
                 {
                     "subject": s.subject,
@@ -518,96 +757,185 @@ class Catalog:
                     "n_files": len(files) or 1,
                 }
             )
-        return pd.DataFrame(rows)
-
-    def _store_format(self) -> str:
-        store = str(self.model.store or "")
-        return "netcdf" if store.endswith((".nc", ".nc4", ".h5")) else "zarr"
+        columns = [
+            "subject", "session", "phase", "day", "protocol", "posture", "date", "formats",
+            "n_files",
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
 
     def matrix(self) -> pd.DataFrame:
-        """Subjects x sessions presence table (rows: subjects; columns: labels ordered
-        by phase, then day)."""
-        table = self.sessions
-        labels = table.drop_duplicates("session")
-        order = sorted(labels.itertuples(), key=lambda r: (PHASES.index(r.phase), r.day, r.session))
-        columns = [r.session for r in order]
+        """Which subject has which session.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Boolean; rows are subject codes (catalog order), columns session labels
+            ordered by phase (pre, in, post), then day.
+        """
+        labels = {}
+        for s in self.model.sessions:
+            parsed = parse_session_label(s.label)
+            labels[s.label] = (PHASES.index(parsed.phase), parsed.day, s.label)
+        columns = sorted(labels, key=labels.__getitem__)
         codes = [s.code for s in self.model.subjects]
-        present = set(zip(table["subject"], table["session"], strict=True))
-        data = [[(c, lab) in present for lab in columns] for c in codes]
-        out = pd.DataFrame(data, index=pd.Index(codes, name="subject"), columns=columns)
-        out.columns.name = "session"
+        present = {(s.subject, s.label) for s in self.model.sessions}
+        data = np.array([[(c, lab) in present for lab in columns] for c in codes], dtype=bool)
+        out = pd.DataFrame(
+            data.reshape(len(codes), len(columns)),
+            index=pd.Index(codes, name="subject"),
+            columns=pd.Index(columns, name="session"),
+        )
         return out
 
     def protocol_epochs(self, name: str) -> list[tuple[str, float, float]]:
-        """Epochs ``(label, start, stop)`` (s) of a named protocol."""
+        """Epochs of a named protocol.
+
+        Parameters
+        ----------
+        name : str
+            Protocol name.
+
+        Returns
+        -------
+        list of (str, float, float)
+            ``(label, start, stop)``, in s from the session start.
+        """
         if name not in self.model.protocols:
             raise CatalogError(
-                f"unknown protocol {name!r}; defined: {sorted(self.model.protocols)}",
+                f"unknown protocol {name!r} (protocols: {sorted(self.model.protocols)})",
                 file=self.path,
+                entry="protocols",
             )
         return [(e.label, e.start, e.stop) for e in self.model.protocols[name].epochs]
 
-    # -- opening data --------------------------------------------------------------------
-    def _find(self, subject: str, label: str) -> tuple[int, Session]:
+    # -- opening data ----------------------------------------------------------------------
+    def _find(self, subject: str, label: str) -> tuple[int, SessionEntry]:
         for i, s in enumerate(self.model.sessions):
             if s.subject == subject and s.label == label:
                 return i, s
         known = ", ".join(f"{s.subject} {s.label}" for s in self.model.sessions[:12])
+        more = ", ..." if len(self.model.sessions) > 12 else ""
         raise CatalogError(
-            f"no session {subject} {label} in the catalog (it has: {known}"
-            f"{', ...' if len(self.model.sessions) > 12 else ''})",
+            f"no session {subject} {label} in the catalog (it has: {known}{more})",
             file=self.path,
+            entry="sessions",
         )
 
-    def _store(self):
-        if self._store_tree is None:
-            from .io import open_campaign_store
+    def _read_files(self, index: int, s: SessionEntry, store_tree) -> list[tuple[str, xr.DataTree]]:
+        """Read a session's files (or its store node): ``[(source, node), ...]``."""
+        from . import io as cio
 
-            self._store_tree = open_campaign_store(self.store_path)
-        return self._store_tree
-
-    def _read_groups(self, session: Session) -> xr.DataTree:
-        from .io import read_session
-
-        if not session.files:
-            tree = self._store()
-            key = f"{session.subject}/{session.label}"
-            try:
-                return tree[key]
-            except KeyError:
-                raise SessionFormatError(
-                    f"{self.store_path}: no session {key} in the native store"
-                ) from None
-        merged: dict[str, xr.Dataset] = {}
-        origin: dict[str, str] = {}
-        for f in session.files:
+        key = f"{s.subject}/{s.label}"
+        if not s.files:
+            source = f"{self.store_path} (group {key})"
+            if store_tree is not None:
+                try:
+                    return [(source, store_tree[key].copy())]
+                except KeyError:
+                    raise SessionFormatError(
+                        f"{self.store_path}: no session group {key!r} in the native store "
+                        f"(catalog {self.path}, {_session_entry(index, s.model_dump())})"
+                    ) from None
+            node = cio.read_session(
+                self.store_path,
+                _store_format(self.store_path),
+                group=key,
+                storage_options=self.storage_options,
+            )
+            return [(source, node)]
+        out = []
+        for f in s.files:
             fpath = self.resolve(f.path)
-            options = {}
-            if f.format in _NATIVE:
-                options["group"] = f.group or f"{session.subject}/{session.label}"
-            if f.format == "wfdb" and f.annotations:
+            options: dict = {}
+            if f.format in NATIVE_FORMATS:
+                options["group"] = f.group or key
+            if f.annotations:
                 options["annotations"] = f.annotations
-            if f.format == "csv":
-                if f.time_column:
-                    options["time_column"] = f.time_column
-                if f.time_units:
-                    options["time_units"] = f.time_units
+            if f.time_column:
+                options["time_column"] = f.time_column
+            if f.time_units:
+                options["time_units"] = f.time_units
             channels = None
             if f.channels:
                 channels = {
                     name: {k: v for k, v in ch.model_dump().items() if v is not None}
                     for name, ch in f.channels.items()
                 }
-            node = read_session(fpath, f.format, channels=channels, **options)
+            node = cio.read_session(
+                fpath, f.format, channels=channels, storage_options=self.storage_options, **options
+            )
+            out.append((str(fpath), node))
+        return out
+
+    def _session_node(self, index: int, s: SessionEntry, store_tree=None) -> xr.DataTree:
+        name = f"session {s.subject}/{s.label}"
+        where = f"{name} ({self.path}, {_session_entry(index, s.model_dump())})"
+        groups: dict[str, xr.Dataset] = {}
+        origin: dict[str, str] = {}
+        file_protocols: list[tuple[str, xr.Dataset]] = []
+        file_attrs: dict = {}
+        for source, node in self._read_files(index, s, store_tree):
+            for key, value in node.attrs.items():
+                file_attrs.setdefault(key, value)
             for gname, child in node.children.items():
-                if gname in merged:
+                ds = child.to_dataset(inherit=False)
+                if gname == "protocol":
+                    file_protocols.append((source, ds))
+                elif gname in groups:
                     raise SessionFormatError(
-                        f"session {session.subject} {session.label}: group {gname!r} comes "
-                        f"from both {origin[gname]} and {fpath}"
+                        f"{where}: group {gname!r} comes from both {origin[gname]} and {source}"
                     )
-                merged[gname] = child.to_dataset(inherit=False)
-                origin[gname] = str(fpath)
-        return xr.DataTree.from_dict(merged)
+                else:
+                    groups[gname] = ds
+                    origin[gname] = source
+        for key in ("subject", "session"):
+            expected = s.subject if key == "subject" else s.label
+            if key in file_attrs and str(file_attrs[key]) != expected:
+                log.warning(
+                    "%s: the file says %s %r; the catalog's %r is used",
+                    where, key, file_attrs[key], expected,
+                )  # fmt: skip
+
+        proto_name = self.protocol_name(s)
+        if proto_name is not None:
+            protocol = protocol_group(self.protocol_epochs(proto_name))
+            posture = self.model.protocols[proto_name].posture
+        else:
+            if len(file_protocols) > 1 and not all(
+                ds.identical(file_protocols[0][1]) for _, ds in file_protocols[1:]
+            ):
+                raise SessionFormatError(
+                    f"{where}: different protocols in {file_protocols[0][0]} and "
+                    f"{file_protocols[1][0]}; name the session's protocol in the catalog"
+                )
+            protocol = file_protocols[0][1] if file_protocols else None
+            proto_name = str(file_attrs.get("protocol", "from-file"))
+            posture = file_attrs.get("posture")
+            if posture is None:
+                log.warning(
+                    "%s: the catalog names no protocol and the file no posture; "
+                    "assuming a supine baseline",
+                    where,
+                )
+                posture = "supine"
+        if protocol is not None:
+            groups["protocol"] = protocol
+
+        parsed = parse_session_label(s.label)
+        attrs = dict(file_attrs)
+        attrs.update(
+            subject=s.subject,
+            session=s.label,
+            phase=parsed.phase,
+            day=float(parsed.day),
+            campaign=self.campaign.name,
+            protocol=proto_name,
+            posture=posture,
+        )
+        out = xr.DataTree(dataset=xr.Dataset(attrs=attrs))
+        for gname, ds in groups.items():
+            out[gname] = xr.DataTree(dataset=ds)
+        return validate_session(out, name=where)
 
     def open_session(self, subject: str, label: str) -> xr.DataTree:
         """Open one session as a lazy (dask-backed) node of the data model.
@@ -622,79 +950,98 @@ class Catalog:
         Returns
         -------
         xarray.DataTree
-            Session node with its attributes and raw groups, validated with
-            :func:`cardiolab.schema.validate_session`.
+            Session node: the groups of all the session's files, the catalog's
+            ``protocol`` group and the session attributes
+            (:data:`cardiolab.schema.SESSION_ATTRS`), validated with
+            :func:`cardiolab.schema.validate_session`. No sample is read.
 
         Raises
         ------
         CatalogError
             If the catalog has no such session.
         SessionFormatError
-            If the files do not yield a valid session.
+            If a file cannot be read, two files give the same group, or the result
+            breaks the data model.
         """
-        _, session = self._find(subject, label)
-        node = self._read_groups(session)
-        groups = {name: child.to_dataset(inherit=False) for name, child in node.children.items()}
-        proto_name = self._protocol_name(session)
-        if session.protocol or self.model.default_protocol or "protocol" not in groups:
-            if proto_name:
-                groups["protocol"] = protocol_group(self.protocol_epochs(proto_name))
-        parsed = parse_session_label(label)
-        attrs = dict(node.attrs)
-        attrs.update(
-            subject=subject,
-            session=label,
-            phase=parsed.phase,
-            day=float(parsed.day),
-            campaign=self.campaign.name,
-            protocol=proto_name or attrs.get("protocol") or "unspecified",
-            posture=(
-                self.model.protocols[proto_name].posture
-                if proto_name
-                else attrs.get("posture", "supine")
-            ),
-        )
-        out = xr.DataTree(dataset=xr.Dataset(attrs=attrs))
-        for name, ds in groups.items():
-            out[name] = xr.DataTree(dataset=ds)
-        return validate_session(out, name=f"session {subject}/{label} ({self.path})")
+        index, s = self._find(subject, label)
+        return self._session_node(index, s)
 
     def open_campaign(self) -> xr.DataTree:
-        """Open every session as one lazy tree ``/<subject>/<session>/<group>``."""
-        nodes = {}
-        for s in self.model.sessions:
-            nodes[f"{s.subject}/{s.label}"] = self.open_session(s.subject, s.label)
-        tree = xr.DataTree.from_dict(
-            {
-                "/": xr.Dataset(
-                    attrs={
-                        "campaign": self.campaign.name,
-                        "kind": self.campaign.kind,
-                        "catalog": str(self.path),
-                    }
-                ),
-                **nodes,
-            }
+        """Open every session as one lazy tree ``/<subject>/<session>/<group>``.
+
+        The native store, if sessions are read from it, is opened once. Subject nodes
+        carry ``sex`` and ``age_band``; the root carries ``campaign``, ``kind`` and
+        ``catalog`` (the catalog file).
+
+        Returns
+        -------
+        xarray.DataTree
+
+        Raises
+        ------
+        SessionFormatError
+            Listing every session that could not be opened.
+        """
+        from . import io as cio
+
+        store_tree = None
+        if any(not s.files for s in self.model.sessions):
+            store_tree = cio.open_campaign_store(
+                self.store_path, storage_options=self.storage_options
+            )
+        tree = xr.DataTree(
+            dataset=xr.Dataset(
+                attrs={
+                    "campaign": self.campaign.name,
+                    "kind": self.campaign.kind,
+                    "catalog": str(self.path),
+                }
+            )
         )
+        for subj in self.model.subjects:
+            attrs = {k: v for k, v in (("sex", subj.sex), ("age_band", subj.age_band)) if v}
+            tree[subj.code] = xr.DataTree(dataset=xr.Dataset(attrs=attrs))
+        violations: list[str] = []
+        for i, s in enumerate(self.model.sessions):
+            try:
+                tree[s.subject][s.label] = self._session_node(i, s, store_tree)
+            except SessionFormatError as err:
+                violations.extend(err.violations)
+        if violations:
+            raise SessionFormatError(
+                f"{len(violations)} problem(s) opening the campaign of {self.path}:\n"
+                + "\n".join(f"  - {v}" for v in violations),
+                violations=violations,
+            )
         return tree
 
 
-def _exists(path: Path, fmt: str) -> bool:
-    if fmt == "wfdb":
-        return path.with_name(path.name + ".hea").exists() or path.exists()
-    return path.exists()
+def _validate(data: dict, path: Path, *, check_files: bool, storage_options=None) -> Catalog:
+    try:
+        model = CatalogModel.model_validate(data)
+    except ValidationError as err:
+        faults = _Faults(path)
+        for e in err.errors():
+            entry, field = _entry_and_field(data, tuple(e["loc"]))
+            faults.add(_message(e), entry, field)
+        faults.raise_if_any()
+    catalog = Catalog(path, model, storage_options=storage_options)
+    catalog._check(check_files)
+    return catalog
 
 
-def open_catalog(path, *, check_files: bool = True) -> Catalog:
+def open_catalog(path, *, check_files: bool = True, storage_options=None) -> Catalog:
     """Read and validate a campaign catalog.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        The ``data_catalog.yaml`` file.
+        The ``data_catalog.yaml`` file (local; ``~`` and ``${VAR}`` are expanded).
     check_files : bool
-        Check that every local file and the native store exist (URLs are never
-        checked).
+        Check that every local file and the local native store exist. URLs are never
+        checked here; a missing remote file is reported when its session is opened.
+    storage_options : dict, optional
+        fsspec options for the catalog's URLs (credentials stay out of the catalog).
 
     Returns
     -------
@@ -703,50 +1050,92 @@ def open_catalog(path, *, check_files: bool = True) -> Catalog:
     Raises
     ------
     CatalogError
-        Naming the file, the entry and the field of every fault found.
+        Naming the catalog file, and the entry and field of every fault found (one
+        per line when there are several; ``err.problems`` lists them as
+        ``(entry, field, message)``).
 
     Examples
     --------
     >>> cat = open_catalog("data_catalog.yaml")  # doctest: +SKIP
     >>> cat.sessions.head()  # doctest: +SKIP
     """
-    path = Path(expand_path(str(path)))
-    data = _load_yaml(path)
-    try:
-        model = CatalogModel.model_validate(data)
-    except ValidationError as err:
-        faults = _Faults(path)
-        for e in err.errors():
-            entry, field = _entry_name(data, e["loc"])
-            faults.add(_clean_message(e), entry, field)
-        faults.raise_if_any()
-    return Catalog(path, model, check_files=check_files)
+    path = Path(expand_path(str(path))).absolute()
+    data = _read_yaml(path)
+    return _validate(data, path, check_files=check_files, storage_options=storage_options)
 
 
-def write_catalog(data: dict, path, *, validate: bool = True, check_files: bool = False) -> Path:
-    """Write a catalog dict as YAML (key order kept) and, by default, validate it.
+def _plain(value):
+    """Turn NumPy scalars, tuples and paths into what YAML's safe dumper writes."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value
+
+
+_HEADER = (
+    "cardiolab campaign catalog (format version 1); check it with "
+    "`cardiolab validate <this file>`.\n"
+    "Relative paths are relative to data_root (default: this file's folder)."
+)
+
+
+def write_catalog(
+    data: Mapping,
+    path,
+    *,
+    validate: bool = True,
+    check_files: bool = True,
+    overwrite: bool = False,
+    header: str | None = None,
+) -> Path:
+    """Write a catalog dict as YAML, keeping its key order, under a header comment.
 
     Parameters
     ----------
-    data : dict
+    data : mapping
         Catalog content (see the module docstring).
     path : str or pathlib.Path
-        Destination; an existing file is refused.
+        Destination file (its folder must exist).
     validate : bool
-        Re-open the written file with :func:`open_catalog`.
+        Validate the YAML text as :func:`open_catalog` would read it back, before
+        anything is written; a catalog that does not validate is not written.
     check_files : bool
-        Whether that validation checks that files exist.
+        Whether that validation checks that local files and the store exist; pass
+        ``False`` to write a catalog before its data.
+    overwrite : bool
+        Replace an existing file.
+    header : str, optional
+        Comment lines at the top (``#`` is added where missing); a default says what
+        the file is.
+
+    Returns
+    -------
+    pathlib.Path
+        The catalog file.
+
+    Raises
+    ------
+    CatalogError
+        If the file exists (without ``overwrite``) or the catalog does not validate.
     """
-    path = Path(path)
-    if path.exists():
+    path = Path(expand_path(str(path))).absolute()
+    if path.exists() and not overwrite:
         raise CatalogError("refusing to overwrite an existing catalog", file=path)
-    text = "# cardiolab campaign catalog\n" + yaml.safe_dump(
-        data, sort_keys=False, default_flow_style=False, width=100
+    lines = (header if header is not None else _HEADER).splitlines()
+    comment = "\n".join(line if line.startswith("#") else f"# {line}".rstrip() for line in lines)
+    body = yaml.safe_dump(
+        _plain(data), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
     )
-    path.write_text(text)
+    text = (comment + "\n" if comment else "") + body
     if validate:
-        open_catalog(path, check_files=check_files)
+        _validate(_parse_yaml(text, path), path, check_files=check_files)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    log.info("wrote catalog %s", path)
     return path
-
-
-assert set(RAW_GROUPS) == {"ecg", "abp", "ldf", "doppler"} and set(CAMPAIGN_KINDS) and POSTURES
