@@ -821,7 +821,7 @@ class Catalog:
             entry="sessions",
         )
 
-    def _read_files(self, index: int, s: SessionEntry, store_tree) -> list[tuple[str, xr.DataTree]]:
+    def _read_files(self, s: SessionEntry, store_tree) -> list[tuple[str, xr.DataTree]]:
         """Read a session's files (or its store node): ``[(source, node), ...]``."""
         from . import io as cio
 
@@ -833,8 +833,7 @@ class Catalog:
                     return [(source, store_tree[key].copy())]
                 except KeyError:
                     raise SessionFormatError(
-                        f"{self.store_path}: no session group {key!r} in the native store "
-                        f"(catalog {self.path}, {_session_entry(index, s.model_dump())})"
+                        f"{self.store_path}: no session group {key!r} in the native store"
                     ) from None
             node = cio.read_session(
                 self.store_path,
@@ -874,7 +873,13 @@ class Catalog:
         origin: dict[str, str] = {}
         file_protocols: list[tuple[str, xr.Dataset]] = []
         file_attrs: dict = {}
-        for source, node in self._read_files(index, s, store_tree):
+        try:
+            read = self._read_files(s, store_tree)
+        except SessionFormatError as err:
+            raise type(err)(
+                f"{where}: {err}", violations=[f"{where}: {v}" for v in err.violations]
+            ) from None
+        for source, node in read:
             for key, value in node.attrs.items():
                 file_attrs.setdefault(key, value)
             for gname, child in node.children.items():
