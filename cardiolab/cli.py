@@ -47,11 +47,41 @@ def _cmd_demo(args) -> int:
             progress=not args.quiet,
         )
         print(f"generated in {time.perf_counter() - t0:.1f} s")
+    if not args.no_process:
+        from .pipeline import process_campaign
+
+        t0 = time.perf_counter()
+        print("processing the demo campaign (beats and features) ...")
+        report = process_campaign(catalog, workers=args.workers, progress=not args.quiet)
+        _print_report(report)
     print(f"catalog: {catalog}")
     print(f"store:   {path / STORE_NAME}")
     print(f"truth:   {path / 'truth'}")
     print(f"next:    cardiolab info {catalog}")
     return 0
+
+
+def _print_report(report) -> None:
+    print(repr(report))
+    failures = report.failures
+    if len(failures):
+        print("failures:")
+        print(failures.to_string(index=False))
+
+
+def _cmd_process(args) -> int:
+    from .pipeline import process_campaign
+
+    report = process_campaign(
+        args.catalog,
+        client="sync" if args.workers == 0 else None,
+        scheduler=args.scheduler,
+        workers=args.workers or None,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    _print_report(report)
+    return 0 if len(report.failures) == 0 else 1
 
 
 def _cmd_info(args) -> int:
@@ -104,7 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--force", action="store_true", help="generate again over an old demo")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--no-process", action="store_true", help="only generate, do not process")
+    demo.add_argument("--workers", type=int, default=None, help="dask workers (default: cores)")
     demo.set_defaults(func=_cmd_demo)
+
+    proc = sub.add_parser("process", help="beats and features of every session (dask)")
+    proc.add_argument("catalog", help="path of a data_catalog.yaml")
+    proc.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of an existing dask scheduler (or set CARDIOLAB_SCHEDULER)",
+    )
+    proc.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="workers of the local cluster (default: cores; 0 runs in this process)",
+    )
+    proc.add_argument("--force", action="store_true", help="recompute unchanged sessions too")
+    proc.add_argument("--quiet", action="store_true", help="no progress bar")
+    proc.set_defaults(func=_cmd_process)
 
     info = sub.add_parser("info", help="print a campaign's subjects x sessions matrix")
     info.add_argument("catalog", help="path of a data_catalog.yaml")

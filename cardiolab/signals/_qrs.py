@@ -39,47 +39,64 @@ def qrs_energy(x, w_lp, w_hp, w_d, w_int):
     bp = np.zeros(n, np.float32)
     m = np.zeros(n, np.float32)
     x0 = x[0]
-    acc = 0.0
-    inv = 1.0 / w_lp
+    # 1. centred low-pass (x0-padded at the start, edge-held at the end)
     h_lp = (w_lp - 1) // 2
-    # centred low-pass
-    for i in range(n + h_lp):
-        if i < n:
-            acc += x[i] - x0
-        if i >= w_lp:
-            acc -= x[i - w_lp] - x0
-        j = i - h_lp
-        if j >= 0:
-            lp[j] = acc * inv
-    # centred high-pass: lp minus its centred w_hp-sample mean (edges: the mean of
-    # what is there)
-    h_hp = w_hp // 2
-    acc = 0.0
-    for i in range(min(h_hp, n)):
-        acc += lp[i]
+    inv = np.float32(1.0 / w_lp)
+    acc = np.float32(0.0)
+    for i in range(min(w_lp, n)):
+        acc += x[i] - x0
+        if i - h_lp >= 0:
+            lp[i - h_lp] = acc * inv
+    for i in range(w_lp, n):
+        acc += x[i] - x[i - w_lp]
+        lp[i - h_lp] = acc * inv
+    last = x[n - 1] - x0
+    for i in range(n, n + h_lp):
+        k = i - w_lp
+        acc += last - (x[k] - x0 if k >= 0 else 0.0)
+        if i - h_lp >= 0:
+            lp[i - h_lp] = acc * inv
+    # 2. centred high-pass: lp minus its centred w_hp-sample mean (edges: the mean of
+    #    what is there)
+    h = w_hp // 2
+    acc = np.float32(0.0)
+    for k in range(min(h, n)):
+        acc += lp[k]
+    inv = np.float32(1.0 / w_hp)
     for j in range(n):
-        k = j + h_hp
+        k = j + h
         if k < n:
             acc += lp[k]
-        k = j - h_hp - 1
+        k = j - h - 1
         if k >= 0:
             acc -= lp[k]
-        count = min(j + h_hp, n - 1) - max(j - h_hp, 0) + 1
-        bp[j] = lp[j] - acc / count
-    # centred moving average of the absolute slope
+        if j >= h and j + h < n:
+            bp[j] = lp[j] - acc * inv
+        else:
+            count = min(j + h, n - 1) - max(j - h, 0) + 1
+            bp[j] = lp[j] - acc / count
+    # 3. centred moving average of the absolute slope |bp[k] - bp[k - w_d]|
     h_int = w_int // 2
-    acc = 0.0
-    inv = 1.0 / w_int
-    for i in range(n + h_int):
-        if i < n:
-            k = i - w_d
-            acc += abs(bp[i] - bp[k]) if k >= 0 else 0.0
-        if i >= w_int:
-            k = i - w_int - w_d
-            acc -= abs(bp[i - w_int] - bp[k]) if k >= 0 else 0.0
-        j = i - h_int
-        if j >= 0:
-            m[j] = acc * inv
+    inv = np.float32(1.0 / w_int)
+    acc = np.float32(0.0)
+    start = w_d + w_int
+    for i in range(min(start, n)):
+        if i >= w_d:
+            acc += abs(bp[i] - bp[i - w_d])
+        k = i - w_int
+        if k >= w_d:
+            acc -= abs(bp[k] - bp[k - w_d])
+        if i - h_int >= 0:
+            m[i - h_int] = acc * inv
+    for i in range(start, n):
+        acc += abs(bp[i] - bp[i - w_d]) - abs(bp[i - w_int] - bp[i - w_int - w_d])
+        m[i - h_int] = acc * inv
+    for i in range(n, n + h_int):
+        k = i - w_int
+        if k >= w_d:
+            acc -= abs(bp[k] - bp[k - w_d])
+        if i - h_int >= 0:
+            m[i - h_int] = acc * inv
     return bp, m
 
 
@@ -206,3 +223,40 @@ def find_qrs(m, bp, fs, refractory_s, search_half_s, frac):
                 spk = np.median(heights)
                 thr = npk + frac * (spk - npk)
     return out[:nb]
+
+
+@numba.njit(cache=True, nogil=True)
+def any_nonfinite(x):
+    """Whether ``x`` holds a NaN or an infinity (one pass, stops at the first)."""
+    for i in range(x.size):
+        if not np.isfinite(x[i]):
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def refine_peaks(x, peaks, bp, w):
+    """Move each peak to the largest deflection of ``x`` (with the polarity of ``bp``
+    there) from the mean of its +-``w``-sample neighbourhood; drop duplicates."""
+    n = x.size
+    out = np.empty(peaks.size, np.int64)
+    k = 0
+    for p in peaks:
+        lo = max(p - w, 0)
+        hi = min(p + w + 1, n)
+        base = 0.0
+        for j in range(lo, hi):
+            base += x[j]
+        base /= hi - lo
+        sign = 1.0 if bp[p] >= 0 else -1.0
+        best = lo
+        val = -np.inf
+        for j in range(lo, hi):
+            v = sign * (x[j] - base)
+            if v > val:
+                val = v
+                best = j
+        if k == 0 or best > out[k - 1]:
+            out[k] = best
+            k += 1
+    return out[:k]

@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SignalQualityError
-from ._qrs import find_qrs, qrs_energy
+from ._qrs import any_nonfinite, find_qrs, qrs_energy, refine_peaks
 
 __all__ = ["detect_r_peaks", "classify_rr", "RR_FLAGS", "QRS_PARAMETERS"]
 
@@ -90,11 +90,11 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
     x = np.asarray(ecg, dtype=np.float32).ravel()
     if x.size < 2 * fs:
         raise SignalQualityError(f"ECG of {x.size / fs:.2f} s is too short (need >= 2 s)")
-    bad = ~np.isfinite(x)
-    if bad.any():
+    bad = None
+    if any_nonfinite(x):
+        bad = ~np.isfinite(x)
         x = x.copy()
-        fill = np.nanmedian(x) if (~bad).any() else 0.0
-        x[bad] = fill
+        x[bad] = np.nanmedian(x) if (~bad).any() else 0.0
     w_lp = max(int(round(p["lowpass_s"] * fs)), 1)
     w_hp = _odd(int(round(p["highpass_s"] * fs)))
     w_d = max(int(round(p["slope_s"] * fs)), 1)
@@ -104,18 +104,11 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
     if peaks.size == 0:
         return peaks
     # refine on the raw ECG: the largest deflection (of the complex's polarity) from
-    # the local baseline within +-refine_s
-    w = max(int(round(p["refine_s"] * fs)), 1)
-    idx = np.clip(peaks[:, None] + np.arange(-w, w + 1)[None, :], 0, x.size - 1)
-    seg = x[idx]
-    base = np.median(seg, axis=1, keepdims=True)
-    sign = np.sign(bp[peaks])[:, None]
-    sign[sign == 0] = 1
-    refined = idx[np.arange(peaks.size), np.argmax(sign * (seg - base), axis=1)]
-    refined = np.unique(refined)
-    if bad.any():
+    # the local mean within +-refine_s
+    refined = refine_peaks(x, peaks, bp, max(int(round(p["refine_s"] * fs)), 1))
+    if bad is not None:
         refined = refined[~bad[refined]]
-    return refined.astype(np.int64)
+    return refined
 
 
 #: Codes of :func:`classify_rr`.

@@ -1,0 +1,467 @@
+"""Campaign processing with dask: one task per session, cached, atomic, reported.
+
+:func:`process_campaign` turns every session of a catalog into its beat table and its
+per-epoch features, in parallel on a dask cluster (a ``distributed.LocalCluster`` sized
+to the machine unless given an existing scheduler), and writes them to the derived
+store named in the catalog::
+
+    <derived>/<subject>/<session>/beats      dim beat
+    <derived>/<subject>/<session>/features   dim epoch (incl. the orthostatic response)
+
+Each session group is written aside and renamed into place, so a crash never leaves
+half a result. Its attributes hold the provenance: cardiolab version, parameters and
+a hash of the raw input; a second run with the same inputs and parameters finds them
+and recomputes nothing. A session that fails is recorded (session, stage, error) and
+the others finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from . import __version__
+from .errors import CardiolabError
+
+__all__ = [
+    "Report",
+    "process_campaign",
+    "process_session",
+    "session_features",
+    "features_table",
+    "features_dataset",
+    "parameters_hash",
+    "raw_input_hash",
+]
+
+log = logging.getLogger("cardiolab")
+
+
+def _parameters() -> dict:
+    from .signals.ecg import QRS_PARAMETERS
+
+    return {"qrs": dict(QRS_PARAMETERS), "cardiolab": __version__}
+
+
+def parameters_hash(parameters: dict | None = None) -> str:
+    """SHA-256 of the processing parameters (JSON, keys sorted)."""
+    params = parameters if parameters is not None else _parameters()
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_signature(path: Path, root: Path) -> list:
+    st = path.stat()
+    return [str(path.relative_to(root)), st.st_size, st.st_mtime_ns]
+
+
+def raw_input_hash(catalog, subject: str, label: str) -> str:
+    """Hash of a session's raw input: names, sizes and modification times of its files.
+
+    For a session in the native store, every file under ``<store>/<subject>/<label>``;
+    for file-based sessions, each file (or WFDB record) named in the catalog. URLs are
+    hashed by name only. No sample data is read.
+    """
+    from .catalog import FORMATS  # noqa: F401  (catalog module loaded)
+
+    entry = next(s for s in catalog.model.sessions if s.subject == subject and s.label == label)
+    items: list = [subject, label]
+    if not entry.files:
+        store = catalog.store_path
+        if isinstance(store, Path):
+            folder = store / subject / label
+            for p in sorted(folder.rglob("*")):
+                if p.is_file():
+                    items.append(_file_signature(p, store))
+        else:
+            items.append(str(store))
+    for f in entry.files or []:
+        path = catalog.resolve(f.path)
+        if isinstance(path, Path):
+            candidates = [path] if path.exists() else sorted(path.parent.glob(path.name + ".*"))
+            for c in candidates:
+                if c.is_dir():
+                    items += [
+                        _file_signature(p, c.parent) for p in sorted(c.rglob("*")) if p.is_file()
+                    ]
+                else:
+                    items.append(_file_signature(c, c.parent))
+        else:
+            items.append(str(path))
+        items.append(f.model_dump(mode="json"))
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def session_features(beats: xr.Dataset, session: xr.DataTree) -> xr.Dataset:
+    """Per-epoch features of a session from its beat table and raw LDF.
+
+    Values a channel flags untrustworthy are masked (NaN) before averaging; the
+    orthostatic response (stand - supine) is appended as epoch ``stand-supine`` when
+    both epochs exist.
+    """
+    from .features import epoch_features, orthostatic_response
+
+    masked = beats.copy()
+    abp_ok = beats["abp_valid"]
+    for name in ("sbp", "dbp", "map", "pp"):
+        masked[name] = beats[name].where(abp_ok)
+    masked["flux"] = beats["flux"].where(beats["ldf_valid"])
+    masked["cvc"] = beats["cvc"].where(beats["ldf_valid"] & abp_ok)
+    if "doppler_valid" in beats:
+        for name in ("psv", "edv", "tamv", "ri", "pi"):
+            masked[name] = beats[name].where(beats["doppler_valid"])
+    masked["rr"] = beats["rr"].where(beats["valid"])
+    ldf = session["ldf"].to_dataset(inherit=False) if "ldf" in session.children else None
+    protocol = session["protocol"].to_dataset(inherit=False)
+    feats = epoch_features(masked, ldf, protocol)
+    labels = [str(e) for e in feats["epoch"].values]
+    if "supine" in labels and "stand" in labels:
+        resp = orthostatic_response(feats, baseline="supine", challenge="stand")
+        if "epoch" not in resp.dims:
+            resp = resp.expand_dims(epoch=["stand-supine"])
+        else:
+            resp = resp.assign_coords(epoch=["stand-supine"])
+        feats = xr.concat([feats, resp], dim="epoch", combine_attrs="override")
+    return feats
+
+
+@dataclass
+class Report:
+    """What a :func:`process_campaign` run did.
+
+    Attributes
+    ----------
+    sessions : pandas.DataFrame
+        One row per session: ``subject``, ``session``, ``status`` (done, cached,
+        failed), ``stage``, ``error``, ``n_beats``, ``seconds``.
+    elapsed_s : float
+        Wall-clock time of the run (s).
+    n_workers : int
+        Dask workers used.
+    derived : str
+        The derived store.
+    """
+
+    sessions: pd.DataFrame
+    elapsed_s: float
+    n_workers: int
+    derived: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """The failure report: session, stage and error of every failed session."""
+        return self.sessions.loc[
+            self.sessions["status"] == "failed", ["subject", "session", "stage", "error"]
+        ].reset_index(drop=True)
+
+    @property
+    def n_done(self) -> int:
+        return int((self.sessions["status"] == "done").sum())
+
+    @property
+    def n_cached(self) -> int:
+        return int((self.sessions["status"] == "cached").sum())
+
+    def __repr__(self) -> str:
+        return (
+            f"<Report: {self.n_done} processed, {self.n_cached} unchanged (cached), "
+            f"{len(self.failures)} failed, in {self.elapsed_s:.1f} s on {self.n_workers} "
+            f"worker(s); derived store {self.derived}>"
+        )
+
+
+def _read_attrs(group: Path) -> dict | None:
+    meta = group / "zarr.json"
+    if not meta.exists():
+        return None
+    try:
+        return json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return None
+
+
+def _ensure_group(path: Path, attrs: dict | None = None) -> None:
+    import zarr
+
+    if not (path / "zarr.json").exists():
+        g = zarr.open_group(str(path), mode="a")
+        if attrs:
+            g.attrs.update(attrs)
+
+
+def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) -> None:
+    import zarr
+
+    from .encoding import compressor
+
+    parent = derived / subject
+    _ensure_group(derived, {"cardiolab": __version__})
+    _ensure_group(parent)
+    target = parent / label
+    tmp = parent / f".{label}.tmp-{uuid.uuid4().hex}"
+    try:
+        root = zarr.open_group(str(tmp), mode="w-")
+        root.attrs.update(attrs)
+        for name, ds in (("beats", beats), ("features", feats)):
+            enc = {
+                v: {"compressors": [compressor()]}
+                for v in ds.variables
+                if ds[v].dtype.kind in "fiub"
+            }
+            ds.to_zarr(str(tmp), group=name, mode="a", consolidated=False, encoding=enc)
+        old = None
+        if target.exists():
+            old = parent / f".{label}.old-{uuid.uuid4().hex}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def process_session(catalog_path, subject: str, label: str, *, force: bool = False) -> dict:
+    """Process one session (beats, features, write); never raises.
+
+    Returns
+    -------
+    dict
+        ``subject``, ``session``, ``status`` (done / cached / failed), ``stage``,
+        ``error``, ``n_beats``, ``seconds``.
+    """
+    from .catalog import open_catalog
+    from .signals.beats import beat_table
+
+    t0 = time.perf_counter()
+    out = {
+        "subject": subject,
+        "session": label,
+        "status": "failed",
+        "stage": "catalog",
+        "error": "",
+        "n_beats": 0,
+        "seconds": 0.0,
+    }
+    try:
+        cat = open_catalog(catalog_path)
+        derived = cat.derived_path
+        if not isinstance(derived, Path):
+            raise CardiolabError(f"derived store {derived}: only local folders are written")
+        out["stage"] = "hash"
+        params = _parameters()
+        provenance = {
+            "cardiolab_version": __version__,
+            "parameters": json.dumps(params, sort_keys=True),
+            "parameters_hash": parameters_hash(params),
+            "raw_input_hash": raw_input_hash(cat, subject, label),
+            "subject": subject,
+            "session": label,
+        }
+        existing = _read_attrs(derived / subject / label)
+        if (
+            not force
+            and existing
+            and all(existing.get(k) == provenance[k] for k in ("parameters_hash", "raw_input_hash"))
+        ):
+            out.update(status="cached", stage="", n_beats=int(existing.get("n_beats", 0)))
+            return out
+        out["stage"] = "open"
+        node = cat.open_session(subject, label)
+        out["stage"] = "beats"
+        beats = beat_table(node)
+        out["stage"] = "features"
+        feats = session_features(beats, node)
+        out["stage"] = "write"
+        provenance.update(
+            n_beats=int(beats.sizes["beat"]),
+            phase=node.attrs["phase"],
+            day=float(node.attrs["day"]),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+        for ds in (beats, feats):
+            ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
+        _write_atomic(derived, subject, label, beats, feats, provenance)
+        out.update(status="done", stage="", n_beats=int(beats.sizes["beat"]))
+    except Exception as err:  # a failing session is reported, the others go on
+        kind = "" if isinstance(err, CardiolabError) else f"{type(err).__name__}: "
+        out["error"] = f"{kind}{err}"
+        log.warning("%s %s failed at %s: %s", subject, label, out["stage"], out["error"])
+    finally:
+        out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _client(client, scheduler, workers):
+    """An existing client, one connected to ``scheduler``, or a new LocalCluster."""
+    if client is not None:
+        return client, False
+    from distributed import Client, LocalCluster
+
+    address = scheduler or os.environ.get("CARDIOLAB_SCHEDULER")
+    if address:
+        return Client(address), True
+    n = workers or os.cpu_count() or 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+    return Client(cluster), True
+
+
+def process_campaign(
+    catalog,
+    client=None,
+    sessions=None,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Report:
+    """Process every session of a campaign into beats and features, in parallel.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        The campaign catalog.
+    client : distributed.Client or "sync", optional
+        Where to run. ``None`` starts a ``LocalCluster`` with one single-threaded
+        worker process per core (or connects to ``scheduler`` /
+        ``$CARDIOLAB_SCHEDULER``); ``"sync"`` runs in this process, one session after
+        the other.
+    sessions : list of (subject, label), optional
+        A subset to process (default: all).
+    scheduler : str, optional
+        Address of an existing dask scheduler.
+    workers : int, optional
+        Workers of the LocalCluster (default: the machine's cores).
+    force : bool
+        Recompute even sessions whose inputs and parameters are unchanged.
+    progress : bool
+        Show a progress bar of sessions done.
+
+    Returns
+    -------
+    Report
+    """
+    from tqdm.auto import tqdm
+
+    from .catalog import Catalog, open_catalog
+
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    path = str(cat.path)
+    todo = (
+        list(sessions)
+        if sessions is not None
+        else list(zip(cat.sessions["subject"], cat.sessions["session"], strict=True))
+    )
+    t0 = time.perf_counter()
+    results = []
+    bar = tqdm(total=len(todo), desc="processing sessions", unit="session", disable=not progress)
+    if client == "sync":
+        n_workers = 1
+        for subject, label in todo:
+            results.append(process_session(path, subject, label, force=force))
+            bar.update()
+    else:
+        from distributed import as_completed
+
+        dask_client, own = _client(client, scheduler, workers)
+        try:
+            n_workers = len(dask_client.scheduler_info().get("workers", {})) or 1
+            futures = [
+                dask_client.submit(process_session, path, s, lab, force=force, pure=False)
+                for s, lab in todo
+            ]
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                bar.update()
+        finally:
+            if own:
+                cluster = getattr(dask_client, "cluster", None)
+                dask_client.close()
+                if cluster is not None:
+                    cluster.close()
+    bar.close()
+    order = {key: i for i, key in enumerate(todo)}
+    table = pd.DataFrame(results)
+    table["_order"] = [
+        order[(s, lab)] for s, lab in zip(table["subject"], table["session"], strict=True)
+    ]
+    table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    return Report(table, time.perf_counter() - t0, n_workers, str(cat.derived_path))
+
+
+def _open_features(derived: Path, subject: str, label: str) -> xr.Dataset | None:
+    group = derived / subject / label
+    if not (group / "features" / "zarr.json").exists():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_dataset(
+            str(group), group="features", engine="zarr", consolidated=False
+        ).load()
+
+
+def features_table(catalog) -> pd.DataFrame:
+    """All features of a processed campaign, one row per session x epoch.
+
+    Columns: ``subject``, ``session``, ``phase``, ``day``, ``epoch`` and one per
+    feature (units in ``DataFrame.attrs["units"]``). Sessions not yet processed are
+    left out (with a log message).
+    """
+    from .catalog import Catalog, open_catalog
+
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    derived = Path(cat.derived_path)
+    frames, units, missing = [], {}, []
+    for row in cat.sessions.itertuples():
+        ds = _open_features(derived, row.subject, row.session)
+        if ds is None:
+            missing.append(f"{row.subject}/{row.session}")
+            continue
+        for v in ds.data_vars:
+            units.setdefault(v, ds[v].attrs.get("units", ""))
+        df = ds.to_dataframe().reset_index()
+        df.insert(0, "day", row.day)
+        df.insert(0, "phase", row.phase)
+        df.insert(0, "session", row.session)
+        df.insert(0, "subject", row.subject)
+        frames.append(df)
+    if missing:
+        log.info("features_table: %d sessions not processed yet: %s", len(missing), missing[:5])
+    if not frames:
+        raise CardiolabError(
+            f"{derived}: no processed session; run `cardiolab process {cat.path}` first"
+        )
+    table = pd.concat(frames, ignore_index=True)
+    table["epoch"] = table["epoch"].astype(str)
+    table.attrs["units"] = units
+    return table
+
+
+def features_dataset(catalog) -> xr.Dataset:
+    """:func:`features_table` as an ``xarray.Dataset`` with dim ``row``."""
+    table = features_table(catalog)
+    ds = xr.Dataset.from_dataframe(table.rename_axis("row"))
+    for v, u in table.attrs.get("units", {}).items():
+        if v in ds:
+            ds[v].attrs["units"] = u
+    return ds

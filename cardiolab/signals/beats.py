@@ -1,0 +1,232 @@
+"""The beat table: one labelled row per heartbeat of a session, all channels aligned.
+
+Beat ``i`` is the cardiac cycle that starts at R-peak ``i``. Its RR interval is the
+one ending at that R-peak (``rr[0]`` is NaN), its pressure, Doppler and LDF values are
+those of the pulse that follows the R-peak. Artefacts are flagged, never silently
+repaired: ``rr_flag`` (see :data:`~cardiolab.signals.ecg.RR_FLAGS`), ``abp_valid``,
+``doppler_valid`` and ``ldf_valid`` say which values to trust, and ``valid`` is a
+normal beat (RR flag 0) with a trustworthy ECG.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import SignalQualityError
+from .ecg import QRS_PARAMETERS, classify_rr, detect_r_peaks
+
+__all__ = ["beat_table", "detect_r_peaks_chunked", "BEAT_VARIABLES"]
+
+log = logging.getLogger("cardiolab")
+
+#: name: (units, long_name)
+BEAT_VARIABLES = {
+    "t": ("s", "R-peak time from session start"),
+    "r_sample": ("1", "R-peak ECG sample index"),
+    "rr": ("ms", "RR interval ending at this beat (raw)"),
+    "rr_corrected": ("ms", "RR interval, artefacts replaced by interpolation"),
+    "rr_flag": ("1", "RR artefact class: 0 normal, 1 ectopic, 2 long, 3 short, 4 missed, 5 extra"),
+    "hr": ("bpm", "instantaneous heart rate (raw RR)"),
+    "sbp": ("mmHg", "systolic blood pressure"),
+    "dbp": ("mmHg", "diastolic blood pressure (end-diastolic, at the pulse onset)"),
+    "map": ("mmHg", "mean arterial pressure (area mean over the beat)"),
+    "pp": ("mmHg", "pulse pressure"),
+    "abp_onset": ("s", "arterial pressure pulse onset"),
+    "psv": ("cm/s", "peak systolic velocity"),
+    "edv": ("cm/s", "end-diastolic velocity"),
+    "tamv": ("cm/s", "time-averaged maximum velocity over the beat"),
+    "ri": ("1", "resistive index (Pourcelot)"),
+    "pi": ("1", "pulsatility index (Gosling)"),
+    "flux": ("PU", "mean laser Doppler flux over the beat"),
+    "cvc": ("PU/mmHg", "cutaneous vascular conductance (flux / MAP)"),
+}
+
+#: Sessions longer than this are processed in overlapping chunks (s).
+CHUNK_S = 1800.0
+OVERLAP_S = 10.0
+
+
+def _peak_mask(block, fs, parameters):
+    mask = np.zeros(block.shape, dtype=bool)
+    if block.size >= 2 * fs:
+        try:
+            mask[detect_r_peaks(block, fs, **parameters)] = True
+        except SignalQualityError:
+            pass
+    return mask
+
+
+def detect_r_peaks_chunked(ecg, fs, *, chunk_s=CHUNK_S, overlap_s=OVERLAP_S, **parameters):
+    """R-peaks of a long (dask) ECG in bounded memory, chunk by chunk with overlap.
+
+    Each chunk is processed with ``overlap_s`` of neighbouring signal on both sides
+    (``dask.array.map_overlap``), so the detector's thresholds have settled at the
+    chunk edges; peaks found twice at a seam are merged.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    arr = da.asarray(ecg).astype(np.float32)
+    chunk = max(int(chunk_s * fs), int(4 * overlap_s * fs))
+    depth = int(overlap_s * fs)
+    arr = arr.rechunk(chunk)
+    if arr.numblocks[0] > 1 and arr.chunks[0][-1] < depth:
+        arr = arr.rechunk(arr.chunks[0][:-2] + (arr.chunks[0][-2] + arr.chunks[0][-1],))
+    mask = da.map_overlap(
+        _peak_mask,
+        arr,
+        depth=depth,
+        boundary="none",
+        trim=True,
+        dtype=bool,
+        fs=fs,
+        parameters=parameters,
+    )
+    peaks = da.flatnonzero(mask).compute()
+    if peaks.size > 1:
+        refr = int(QRS_PARAMETERS["refractory_s"] * fs)
+        keep = np.r_[True, np.diff(peaks) > refr]
+        peaks = peaks[keep]
+    return peaks.astype(np.int64)
+
+
+def _group(session, name):
+    return session[name].to_dataset(inherit=False) if name in session.children else None
+
+
+def _start(ds):
+    return float(ds["time"].values[0]) if ds.sizes.get("time", 0) else 0.0
+
+
+def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
+    """One row per heartbeat of a session, with every channel's per-beat values.
+
+    Parameters
+    ----------
+    session : xarray.DataTree
+        A session node of the data model (``ecg`` required; ``abp``, ``doppler``,
+        ``ldf`` and ``protocol`` used when present). Lazy (dask) groups are read
+        here; ECGs longer than ``chunk_s`` are processed chunk by chunk.
+    chunk_s : float
+        Longest ECG (s) processed in one piece.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``beat`` (and ``vessel`` for Doppler): variables of
+        :data:`BEAT_VARIABLES`, ``epoch`` (protocol label, "" outside any epoch),
+        ``valid``, ``abp_valid``, ``doppler_valid``, ``ldf_valid``; each with
+        ``units`` and ``long_name``.
+
+    Raises
+    ------
+    SignalQualityError
+        If the session has no ECG or too few beats.
+    """
+    from .doppler import doppler_beats
+    from .ldf import ldf_beats
+    from .pressure import arterial_pressure_beats
+
+    ecg_ds = _group(session, "ecg")
+    if ecg_ds is None or "ecg" not in ecg_ds:
+        raise SignalQualityError("the session has no ECG: beats need R-peaks")
+    fs = float(ecg_ds.attrs["sampling_rate"])
+    ecg = ecg_ds["ecg"]
+    t0 = _start(ecg_ds)
+    if ecg.sizes["time"] > chunk_s * fs:
+        peaks = detect_r_peaks_chunked(ecg.data, fs, chunk_s=chunk_s)
+    else:
+        peaks = detect_r_peaks(np.asarray(ecg.values), fs)
+    if peaks.size < 3:
+        raise SignalQualityError(f"only {peaks.size} R-peaks found in the ECG")
+    t = t0 + peaks / fs
+    rr = np.r_[np.nan, np.diff(t) * 1000.0]
+    rr_info = classify_rr(rr)
+    n = t.size
+    data = {
+        "t": t,
+        "r_sample": peaks,
+        "rr": rr,
+        "rr_corrected": rr_info["rr_corrected"].to_numpy(),
+        "rr_flag": rr_info["flag"].to_numpy().astype(np.int8),
+        "hr": 60000.0 / rr,
+    }
+    nan = np.full(n, np.nan)
+    abp_valid = np.zeros(n, dtype=bool)
+    abp_ds = _group(session, "abp")
+    if abp_ds is not None:
+        fs_p = float(abp_ds.attrs["sampling_rate"])
+        p = arterial_pressure_beats(np.asarray(abp_ds["abp"].values), fs_p, t - _start(abp_ds))
+        for k in ("sbp", "dbp", "map", "pp"):
+            data[k] = p[k].to_numpy(dtype=float)
+        data["abp_onset"] = p["onset"].to_numpy(dtype=float) + _start(abp_ds)
+        abp_valid = p["valid"].to_numpy(dtype=bool)
+    else:
+        for k in ("sbp", "dbp", "map", "pp", "abp_onset"):
+            data[k] = nan.copy()
+
+    coords = {}
+    dop_ds = _group(session, "doppler")
+    dop_vars = {}
+    if dop_ds is not None:
+        fs_d = float(dop_ds.attrs["sampling_rate"])
+        vessels = [str(v) for v in dop_ds["vessel"].values]
+        rows = {k: [] for k in ("psv", "edv", "tamv", "ri", "pi", "valid")}
+        for v in vessels:
+            d = doppler_beats(
+                np.asarray(dop_ds["velocity"].sel(vessel=v).values), fs_d, t - _start(dop_ds)
+            )
+            for k in rows:
+                rows[k].append(d[k].to_numpy())
+        coords["vessel"] = ("vessel", np.asarray(vessels, dtype=object))
+        for k, v in rows.items():
+            dop_vars[k] = np.stack(v, axis=1)
+
+    ldf_ds = _group(session, "ldf")
+    ldf_valid = np.zeros(n, dtype=bool)
+    if ldf_ds is not None:
+        fs_l = float(ldf_ds.attrs["sampling_rate"])
+        lb = ldf_beats(np.asarray(ldf_ds["flux"].values), fs_l, t - _start(ldf_ds))
+        data["flux"] = lb["flux"].to_numpy(dtype=float)
+        ldf_valid = lb["valid"].to_numpy(dtype=bool)
+    else:
+        data["flux"] = nan.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        data["cvc"] = np.where(abp_valid & ldf_valid, data["flux"] / data["map"], np.nan)
+
+    epoch = np.full(n, "", dtype=object)
+    proto = _group(session, "protocol")
+    if proto is not None:
+        for lab, a, b in zip(
+            proto["epoch"].values, proto["start"].values, proto["stop"].values, strict=True
+        ):
+            epoch[(t >= float(a)) & (t < float(b))] = str(lab)
+
+    ds = xr.Dataset(coords=coords)
+    for name, values in data.items():
+        units, long_name = BEAT_VARIABLES[name]
+        ds[name] = xr.Variable("beat", values, {"units": units, "long_name": long_name})
+    for name, values in dop_vars.items():
+        if name == "valid":
+            continue
+        units, long_name = BEAT_VARIABLES[name]
+        ds[name] = xr.Variable(("beat", "vessel"), values, {"units": units, "long_name": long_name})
+    ds["epoch"] = xr.Variable("beat", epoch, {"long_name": "protocol epoch"})
+    ds["valid"] = xr.Variable(
+        "beat", data["rr_flag"] == 0, {"long_name": "normal beat (RR not flagged)"}
+    )
+    ds["abp_valid"] = xr.Variable("beat", abp_valid, {"long_name": "pressure values trustworthy"})
+    ds["ldf_valid"] = xr.Variable("beat", ldf_valid, {"long_name": "LDF values trustworthy"})
+    if "valid" in dop_vars:
+        ds["doppler_valid"] = xr.Variable(
+            ("beat", "vessel"),
+            dop_vars["valid"].astype(bool),
+            {"long_name": "Doppler values trustworthy"},
+        )
+    ds.attrs["sampling_rate_ecg"] = fs
+    return ds
