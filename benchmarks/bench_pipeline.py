@@ -1,0 +1,146 @@
+"""The processing pipeline: demo campaign throughput and memory on a 24-hour session.
+
+Usage: python benchmarks/bench_pipeline.py [--skip-24h] [--hours 24]
+
+1. The demo campaign (8 subjects x 10 sessions of 10 min) processed end to end
+   (beats and features, written to the derived store) with 1 and with 2 dask workers:
+   seconds, multiple of real time per core, parallel efficiency.
+   Targets: >= 500x real time per core, efficiency >= 0.85.
+2. Peak resident memory of processing one simulated 24-hour session with a 1 kHz ECG
+   and 200 Hz finger pressure (beat table and features), in a fresh process.
+   Target: < 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def demo_throughput(tmp: Path) -> None:
+    from cardiolab.pipeline import process_campaign
+    from cardiolab.simulate import simulate_campaign
+
+    path = tmp / "demo"
+    t0 = time.perf_counter()
+    truth = simulate_campaign(path, progress=False)
+    print(f"demo campaign generated in {time.perf_counter() - t0:.1f} s")
+    n_sessions = len(truth.sessions.index.droplevel("epoch").unique())
+    recorded_s = n_sessions * truth.params["duration_min"] * 60.0
+    catalog = path / "data_catalog.yaml"
+    times = {}
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        report = process_campaign(catalog, workers=workers, force=True, progress=False)
+        times[workers] = time.perf_counter() - t0
+        print(
+            f"{workers} worker(s): {times[workers]:.1f} s for {n_sessions} sessions "
+            f"({report.n_done} done, {len(report.failures)} failed); "
+            f"{recorded_s / times[workers] / workers:.0f}x real time per core"
+        )
+    t0 = time.perf_counter()
+    report = process_campaign(catalog, workers=2, progress=False)
+    print(f"second run, unchanged inputs: {time.perf_counter() - t0:.1f} s "
+          f"({report.n_cached} sessions cached)")
+    print(f"parallel efficiency (2 workers): {times[1] / (2 * times[2]):.2f}")
+
+
+def write_long_session(path: Path, hours: float) -> None:
+    """A 24-hour ECG (1 kHz) + ABP (200 Hz) session, simulated hour by hour."""
+    import pandas as pd
+    import zarr
+
+    from cardiolab import schema
+    from cardiolab.encoding import zarr_encoding
+    from cardiolab.simulate.effects import default_effects
+    from cardiolab.simulate.session import draw_subject_traits, simulate_session
+
+    eff = default_effects()["pre"].unstack("quantity")
+    targets = pd.DataFrame([eff.loc["supine"]], index=["rest"])
+    rng = np.random.default_rng(0)
+    traits = draw_subject_traits(rng)
+    store = path / "long.zarr"
+    root = zarr.open_group(str(store), mode="w-")
+    root.create_group("S01/L-10").attrs.update(
+        subject="S01", session="L-10", phase="pre", day=-10.0, campaign="bench",
+        protocol="holter", posture="supine",
+    )
+    block = 3600.0
+    for h in range(int(np.ceil(hours))):
+        groups, _, _ = simulate_session(
+            targets, block, [("rest", 0.0, block)], traits, rng,
+            rates={"ecg": 1000.0, "abp": 200.0},
+        )
+        for g in ("ecg", "abp"):
+            ds = groups[g].assign_coords(time=groups[g]["time"] + h * block)
+            if h == 0:
+                ds.to_zarr(store, group=f"S01/L-10/{g}", mode="w", consolidated=False,
+                           encoding=zarr_encoding(ds, g))
+            else:
+                ds.to_zarr(store, group=f"S01/L-10/{g}", append_dim="time", consolidated=False)
+        print(f"  simulated hour {h + 1}", flush=True)
+    schema.protocol_group([("rest", 0.0, hours * 3600.0)]).to_zarr(
+        store, group="S01/L-10/protocol", mode="w", consolidated=False
+    )
+    zarr.consolidate_metadata(str(store))
+    (path / "catalog.yaml").write_text(
+        "version: 1\n"
+        "campaign: {name: bench, kind: spaceflight}\n"
+        "derived: derived.zarr\n"
+        "store: long.zarr\n"
+        "protocols:\n  holter:\n    posture: supine\n"
+        f"    epochs: [{{label: rest, start: 0, stop: {hours * 3600.0}}}]\n"
+        "subjects: [{code: S01}]\n"
+        "sessions: [{subject: S01, label: L-10}]\n"
+    )
+
+
+CHILD = """
+import sys, time, resource
+from cardiolab.pipeline import process_session
+t0 = time.perf_counter()
+out = process_session(sys.argv[1], "S01", "L-10", force=True)
+print(out["status"], out["stage"], out["error"][:300], out["n_beats"], f"{time.perf_counter() - t0:.1f}")
+"""
+
+
+def long_session_memory(tmp: Path, hours: float) -> None:
+    path = tmp / "long"
+    path.mkdir()
+    t0 = time.perf_counter()
+    write_long_session(path, hours)
+    print(f"{hours:g}-hour session written in {time.perf_counter() - t0:.0f} s")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path / "catalog.yaml")],
+        capture_output=True, text=True, check=False,
+    )
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"child: {res.stdout.strip()} {res.stderr.strip()[-500:]}")
+    print(f"peak RSS processing the {hours:g}-hour 1 kHz ECG + ABP session: "
+          f"{max(peak_kb, before) / 1024**2:.2f} GB (target < 1.5 GB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-24h", action="store_true")
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--hours", type=float, default=24.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.skip_demo:
+            demo_throughput(tmp)
+        if not args.skip_24h:
+            long_session_memory(tmp, args.hours)
+
+
+if __name__ == "__main__":
+    main()
