@@ -1,0 +1,125 @@
+"""The processing pipeline end to end on simulated campaigns with known truth."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from cardiolab.catalog import open_catalog
+from cardiolab.pipeline import features_dataset, features_table, process_campaign
+from cardiolab.signals.beats import beat_table
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    """A 2-subject campaign of 10-minute sessions, processed in this process."""
+    from cardiolab.simulate import simulate_campaign
+
+    path = tmp_path_factory.mktemp("pipe") / "c"
+    truth = simulate_campaign(
+        path,
+        n_subjects=2,
+        schedule=["L-30", "R+1"],
+        duration_min=10,
+        seed=11,
+        workers=1,
+        progress=False,
+    )
+    report = process_campaign(path / "data_catalog.yaml", client="sync", progress=False)
+    return path, truth, report
+
+
+def test_every_session_processed_with_provenance(processed):
+    path, truth, report = processed
+    assert report.n_done == 4 and len(report.failures) == 0, report.sessions
+    group = path / "derived.zarr" / "S01" / "R+1"
+    beats = xr.open_dataset(group, group="beats", engine="zarr", consolidated=False)
+    for key in ("cardiolab_version", "parameters", "parameters_hash", "raw_input_hash"):
+        assert beats.attrs[key]
+    assert beats["sbp"].attrs["units"] == "mmHg"
+    assert not list(group.parent.glob(".*tmp*"))  # nothing left aside
+
+
+def test_second_run_recomputes_nothing(processed):
+    path, truth, report = processed
+    group = path / "derived.zarr" / "S01" / "L-30"
+    before = (group / "zarr.json").stat().st_mtime_ns
+    again = process_campaign(path / "data_catalog.yaml", client="sync", progress=False)
+    assert again.n_cached == 4 and again.n_done == 0
+    assert (group / "zarr.json").stat().st_mtime_ns == before
+
+
+def test_features_match_truth(processed):
+    """Per-epoch HR within 1 bpm, SBP/DBP within 2 mmHg and BRS within 20 % of the
+    simulator's truth (supine and stand epochs)."""
+    path, truth, report = processed
+    table = features_table(path / "data_catalog.yaml")
+    assert set(table["epoch"]) >= {"supine", "stand", "stand-supine"}
+    assert {"subject", "session", "phase", "day", "hr", "sbp", "brs"} <= set(table.columns)
+    rows = table[table["epoch"].isin(["supine", "stand"])].set_index(
+        ["subject", "session", "epoch"]
+    )
+    real = truth.realised.loc[rows.index]
+    np.testing.assert_allclose(rows["hr"], real["hr"], atol=1.0)
+    np.testing.assert_allclose(rows["sbp"], real["sbp"], atol=2.0)
+    np.testing.assert_allclose(rows["dbp"], real["dbp"], atol=2.0)
+    sup = rows.xs("supine", level="epoch")
+    true_brs = truth.sessions.xs("supine", level="epoch").loc[sup.index, "brs"]
+    rel = np.abs(sup["brs"] / true_brs - 1)
+    assert rel.max() <= 0.20, rel
+    ds = features_dataset(path / "data_catalog.yaml")
+    assert ds["hr"].attrs["units"] == "bpm"
+
+
+def test_beat_pressures_against_truth(processed):
+    """Per-beat SBP and DBP within 2 mmHg RMS of the truth (valid beats)."""
+    path, truth, report = processed
+    cat = open_catalog(path / "data_catalog.yaml")
+    for subject, session in [("S01", "L-30"), ("S02", "R+1")]:
+        beats = beat_table(cat.open_session(subject, session))
+        ref = truth.beats(subject, session)
+        k = np.searchsorted(ref["t"].values, beats["t"].values)
+        k = np.clip(k, 1, ref.sizes["beat"] - 1)
+        left = ref["t"].values[k - 1]
+        near = np.where(
+            np.abs(beats["t"].values - left) < np.abs(ref["t"].values[k] - beats["t"].values),
+            k - 1,
+            k,
+        )
+        close = np.abs(ref["t"].values[near] - beats["t"].values) < 0.05
+        ok = close & beats["abp_valid"].values & ref["abp_valid"].values[near]
+        for var in ("sbp", "dbp"):
+            err = beats[var].values[ok] - ref[var].values[near][ok]
+            assert np.sqrt(np.mean(err**2)) <= 2.0, (subject, session, var)
+
+
+def test_a_failing_session_is_reported_and_the_rest_finish(processed, tmp_path):
+    path, truth, report = processed
+    work = tmp_path / "c"
+    shutil.copytree(path, work, ignore=shutil.ignore_patterns("derived.zarr", "truth"))
+    # break one session: its ECG group disappears
+    shutil.rmtree(work / "campaign.zarr" / "S02" / "L-30" / "ecg")
+    import zarr
+
+    zarr.consolidate_metadata(str(work / "campaign.zarr"))
+    rep = process_campaign(work / "data_catalog.yaml", client="sync", progress=False)
+    assert rep.n_done == 3
+    fail = rep.failures
+    assert list(fail["subject"]) == ["S02"] and list(fail["session"]) == ["L-30"]
+    assert fail["stage"].iloc[0] in ("open", "beats")
+    assert "ecg" in fail["error"].iloc[0].lower()
+
+
+@pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 cores for a 2-worker cluster")
+def test_distributed_cluster_two_workers(processed):
+    path, truth, report = processed
+    rep = process_campaign(
+        path / "data_catalog.yaml",
+        workers=2,
+        force=True,
+        progress=False,
+        sessions=[("S01", "L-30"), ("S02", "R+1")],
+    )
+    assert rep.n_workers == 2 and rep.n_done == 2
