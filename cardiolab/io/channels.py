@@ -1,29 +1,68 @@
 """Channel mappings: from a file's channels to the groups of the data model.
 
-Every reader turns its channels into ``{group: [Channel, ...]}`` with
-:func:`parse_channels`, converts units with :func:`unit_factor` and builds the
-session node with :func:`assemble`, so that format quirks stay inside the readers.
+Every file reader turns its channel mapping into a list of :class:`Channel` with
+:func:`parse_channels`, finds each channel's conversion factor with
+:func:`unit_factor`, wraps each channel's samples in a lazy dask array with
+:func:`lazy_channel` and builds the session node with :func:`assemble`, so that format
+quirks stay inside the readers and the rules below are applied once:
+
+- a mapping is ``{channel name in the file: {"group", "units"?, "vessel"?}}`` (a bare
+  group name ``"ecg"`` is accepted for ``{"group": "ecg"}``);
+- at most one channel per group, except ``doppler``, where each channel names a
+  distinct ``vessel`` and all of them share one sampling rate and length;
+- the unit is the file's where it declares one, the mapping's where it does not; both
+  given and different, or unknown, is a :class:`~cardiolab.errors.UnitError` naming
+  the file and the channel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from ..errors import SessionFormatError, UnitError
 from ..schema import RAW_GROUPS, protocol_group, session_node, signal_group
 from ..units import conversion_factor
 
-__all__ = ["Channel", "parse_channels", "unit_factor", "assemble"]
+__all__ = [
+    "Channel",
+    "parse_channels",
+    "unit_factor",
+    "missing_channel",
+    "file_token",
+    "lazy_channel",
+    "assemble",
+    "GROUP_VARIABLES",
+]
+
+#: data variable of each raw group
+GROUP_VARIABLES = {group: spec.variable for group, spec in RAW_GROUPS.items()}
+
+_MAPPING_KEYS = {"group", "units", "vessel"}
 
 
 @dataclass(frozen=True)
 class Channel:
-    """One channel of a file and where it goes."""
+    """One channel of a file and where it goes in the data model.
+
+    Attributes
+    ----------
+    name : str
+        The channel's name in the file (EDF label, WFDB signal name, CSV column).
+    group : str
+        Raw group of the data model (``ecg``, ``abp``, ``ldf``, ``doppler``).
+    units : str or None
+        Unit given by the mapping (the catalog), if any.
+    vessel : str or None
+        Vessel of a ``doppler`` channel.
+    """
 
     name: str
     group: str
@@ -32,19 +71,51 @@ class Channel:
 
 
 def parse_channels(channels: Mapping | None, source) -> list[Channel]:
-    """Check a channel mapping ``{name: {group, units?, vessel?}}``.
+    """Check a channel mapping and return its channels.
+
+    Parameters
+    ----------
+    channels : mapping
+        ``{name: {"group": str, "units": str (optional), "vessel": str (doppler)}}``.
+    source : str or pathlib.Path
+        The file, for messages.
+
+    Returns
+    -------
+    list of Channel
 
     Raises
     ------
     SessionFormatError
-        Unknown group, doppler channel without vessel, or two channels for one group.
+        Empty mapping, unknown group or key, a vessel on a non-doppler channel, a
+        doppler channel without a vessel, two channels for one group or one vessel.
     """
     if not channels:
-        raise SessionFormatError(f"{source}: no channel mapping given (channel -> group)")
-    out, seen, vessels = [], {}, {}
+        raise SessionFormatError(
+            f"{source}: no channel mapping given ({{channel: {{'group': ..., 'units': ...}}}})"
+        )
+    if not isinstance(channels, Mapping):
+        raise SessionFormatError(
+            f"{source}: the channel mapping must be a mapping channel -> group, "
+            f"not {type(channels).__name__}"
+        )
+    out: list[Channel] = []
+    groups: dict[str, str] = {}
+    vessels: dict[str, str] = {}
     for name, spec in channels.items():
         if isinstance(spec, str):
             spec = {"group": spec}
+        if not isinstance(spec, Mapping):
+            raise SessionFormatError(
+                f"{source}: channel {name!r}: expected a mapping with 'group' "
+                f"(and 'units', 'vessel'), got {spec!r}"
+            )
+        unknown = sorted(set(spec) - _MAPPING_KEYS)
+        if unknown:
+            raise SessionFormatError(
+                f"{source}: channel {name!r}: unknown key(s) {unknown} "
+                f"(allowed: {sorted(_MAPPING_KEYS)})"
+            )
         group = spec.get("group")
         if group not in RAW_GROUPS:
             raise SessionFormatError(
@@ -54,98 +125,179 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
         vessel = spec.get("vessel")
         if group == "doppler":
             if not vessel:
-                raise SessionFormatError(f"{source}: doppler channel {name!r} needs a 'vessel'")
+                raise SessionFormatError(
+                    f"{source}: doppler channel {name!r} needs a 'vessel' (e.g. 'femoral')"
+                )
+            vessel = str(vessel)
             if vessel in vessels:
                 raise SessionFormatError(
                     f"{source}: channels {vessels[vessel]!r} and {name!r} both map to "
                     f"doppler vessel {vessel!r}"
                 )
-            vessels[vessel] = name
-        elif group in seen:
-            raise SessionFormatError(
-                f"{source}: channels {seen[group]!r} and {name!r} both map to group {group!r}"
-            )
+            vessels[vessel] = str(name)
         else:
-            seen[group] = name
-        out.append(Channel(str(name), group, spec.get("units"), vessel))
+            if vessel:
+                raise SessionFormatError(
+                    f"{source}: channel {name!r}: 'vessel' applies to doppler channels "
+                    f"only, not to group {group!r}"
+                )
+            if group in groups:
+                raise SessionFormatError(
+                    f"{source}: channels {groups[group]!r} and {name!r} both map to group {group!r}"
+                )
+            groups[group] = str(name)
+        units = spec.get("units")
+        out.append(Channel(str(name), group, None if units in (None, "") else str(units), vessel))
     return out
 
 
-def unit_factor(channel: Channel, file_units: str | None, source) -> float:
-    """Factor to the group's canonical unit, from the file's or the mapping's unit.
+def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float, str]:
+    """Conversion factor of a channel to its group's canonical unit.
 
-    The file's unit is used where it declares one; the mapping's where it does not.
-    Both given and different is an error, and so is an unknown unit.
+    Parameters
+    ----------
+    channel : Channel
+        The mapped channel (its ``units`` is the catalog's unit, if any).
+    file_units : str or None
+        The unit the file declares for the channel (``None`` or blank: none).
+    source : str or pathlib.Path
+        The file, for messages.
+
+    Returns
+    -------
+    factor : float
+        Multiply the file's values by this to get the group's canonical unit.
+    unit : str
+        The unit the values are in (the file's, else the mapping's).
+
+    Raises
+    ------
+    UnitError
+        Unknown unit, a unit of another quantity, file and mapping disagreeing, or
+        no unit at all; the message names the file and the channel.
     """
     declared = (file_units or "").strip() or None
     given = channel.units
-    if declared and given:
-        try:
-            same = conversion_factor(declared, channel.group) == conversion_factor(
-                given, channel.group
-            )
-        except UnitError as err:
-            raise UnitError(f"{source}: channel {channel.name!r}: {err}") from None
-        if not same:
-            raise UnitError(
-                f"{source}: channel {channel.name!r} is in {declared!r} according to the "
-                f"file but in {given!r} according to the catalog"
-            )
-    unit = declared or given
-    if unit is None:
-        raise UnitError(
-            f"{source}: channel {channel.name!r} has no unit in the file; give 'units' "
-            "in the channel mapping"
-        )
     try:
-        return conversion_factor(unit, channel.group)
+        if declared and given:
+            f_declared = conversion_factor(declared, channel.group)
+            f_given = conversion_factor(given, channel.group)
+            if f_declared != f_given:
+                raise UnitError(
+                    f"{source}: channel {channel.name!r} is in {declared!r} according to "
+                    f"the file but in {given!r} according to the catalog"
+                )
+            return f_declared, declared
+        unit = declared or given
+        if unit is None:
+            raise UnitError(
+                f"{source}: channel {channel.name!r} has no unit in the file; give "
+                "'units' in the channel mapping"
+            )
+        return conversion_factor(unit, channel.group), unit
     except UnitError as err:
+        if str(source) in str(err):
+            raise
         raise UnitError(f"{source}: channel {channel.name!r}: {err}") from None
 
 
-def assemble(signals, source, epochs=None) -> xr.DataTree:
+def missing_channel(source, name: str, available) -> SessionFormatError:
+    """The error for a mapped channel the file does not have, listing those it has."""
+    return SessionFormatError(f"{source}: no channel {name!r} (the file has: {list(available)})")
+
+
+def file_token(path) -> str:
+    """A token that changes when a local file changes (path, size, mtime)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+        return tokenize(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return tokenize(str(path))
+
+
+def lazy_channel(func, args: tuple, n_samples: int, *, name: str, dtype=np.float64):
+    """A one-chunk dask array whose samples ``func(*args)`` reads on compute only.
+
+    Parameters
+    ----------
+    func : callable
+        Returns a 1-D array of ``n_samples`` values of ``dtype``.
+    args : tuple
+        Its arguments.
+    n_samples : int
+        Length, known from the file's header.
+    name : str
+        Unique, deterministic dask key (include :func:`file_token` of the file).
+    dtype : numpy dtype
+    """
+    value = dask.delayed(func, pure=True)(*args, dask_key_name=f"read-{name}")
+    return da.from_delayed(value, shape=(int(n_samples),), dtype=dtype, name=name)
+
+
+def assemble(signals, source, epochs=None, *, start: float = 0.0) -> xr.DataTree:
     """Build a session node from read channels.
 
     Parameters
     ----------
-    signals : list of (Channel, array, sampling_rate)
-        Arrays (NumPy or dask) already in canonical units.
-    source : str
+    signals : list of (Channel, array, float, str)
+        ``(channel, samples, sampling_rate, unit in the file)``; samples (NumPy or
+        dask) already converted to the group's canonical unit.
+    source : str or pathlib.Path
         The file, for messages and the ``source_file`` attribute.
     epochs : list of (label, start, stop), optional
-        Protocol epochs found in the file.
+        Protocol epochs found in the file (s from the session start).
+    start : float
+        Time of the first sample (s from the session start).
+
+    Returns
+    -------
+    xarray.DataTree
+        Session node; each group has attrs ``source_file``, ``channel`` (the file's
+        channel name, a list for ``doppler``) and ``source_units``.
+
+    Raises
+    ------
+    SessionFormatError
+        Doppler channels that differ in sampling rate or length.
     """
     groups: dict[str, xr.Dataset] = {}
-    doppler = [(c, a, fs) for c, a, fs in signals if c.group == "doppler"]
-    for ch, arr, fs in signals:
+    doppler = [s for s in signals if s[0].group == "doppler"]
+    for ch, arr, fs, unit in signals:
         if ch.group == "doppler":
             continue
         groups[ch.group] = signal_group(
-            arr, fs, ch.group, attrs={"source_file": str(source), "channel": ch.name}
+            arr,
+            fs,
+            ch.group,
+            start=start,
+            attrs={"source_file": str(source), "channel": ch.name, "source_units": unit},
         )
     if doppler:
-        rates = {fs for _, _, fs in doppler}
-        sizes = {a.shape[0] for _, a, _ in doppler}
+        rates = {float(fs) for _, _, fs, _ in doppler}
+        sizes = {int(a.shape[0]) for _, a, _, _ in doppler}
         if len(rates) > 1 or len(sizes) > 1:
+            detail = ", ".join(f"{c.name!r}: {a.shape[0]} at {fs:g} Hz" for c, a, fs, _ in doppler)
             raise SessionFormatError(
-                f"{source}: doppler channels {[c.name for c, _, _ in doppler]} differ in "
-                "sampling rate or length; put each vessel in its own file"
+                f"{source}: doppler channels must share one sampling rate and length "
+                f"({detail}); map them from separate files"
             )
-        stack = da.stack([da.asarray(a) for _, a, _ in doppler])
+        stack = da.stack([da.asarray(a) for _, a, _, _ in doppler])
         groups["doppler"] = signal_group(
             stack,
             doppler[0][2],
             "doppler",
-            vessels=[c.vessel for c, _, _ in doppler],
-            attrs={"source_file": str(source), "channel": [c.name for c, _, _ in doppler]},
+            start=start,
+            vessels=[c.vessel for c, _, _, _ in doppler],
+            attrs={
+                "source_file": str(source),
+                "channel": [c.name for c, _, _, _ in doppler],
+                "source_units": [u for _, _, _, u in doppler],
+            },
         )
     if epochs:
         groups["protocol"] = protocol_group(epochs)
-    return session_node(groups)
-
-
-def lazy_channel(func, shape, dtype=np.float64, *args):
-    """A dask array whose samples are read by ``func(*args)`` on compute only."""
-    import dask
-
-    return da.from_delayed(dask.delayed(func, pure=True)(*args), shape=shape, dtype=dtype)
+        groups["protocol"].attrs["source_file"] = str(source)
+    # order the groups as the data model lists them
+    order = [g for g in (*RAW_GROUPS, "protocol") if g in groups]
+    return session_node({g: groups[g] for g in order})

@@ -1,0 +1,149 @@
+"""Native stores (zarr, netCDF): round trips, laziness, missing groups, overwrite."""
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+from session_checks import assert_epochs_equal, assert_group_close
+from sessions import make_session
+
+from cardiolab import io
+from cardiolab.encoding import STORAGE_RESOLUTION
+from cardiolab.errors import CardiolabError, SessionFormatError
+from cardiolab.schema import RAW_GROUPS, validate_campaign, validate_session
+
+pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
+
+
+@pytest.fixture
+def session():
+    return make_session()
+
+
+@pytest.fixture
+def campaign(session):
+    other = make_session(seed=1)
+    other.attrs.update(subject="S02")
+    return xr.DataTree.from_dict({"S01/L-30": session, "S02/L-30": other})
+
+
+def _quantised(node, group):
+    """What a zarr store holds: samples rounded to the storage resolution."""
+    out = node.copy()
+    var = RAW_GROUPS[group].variable
+    res = STORAGE_RESOLUTION[group]
+    ds = out[group].to_dataset(inherit=False)
+    out[group] = ds.assign({var: np.round(ds[var] / res) * res})
+    return out
+
+
+def _assert_lazy(node):
+    for group in RAW_GROUPS:
+        var = RAW_GROUPS[group].variable
+        assert isinstance(node[group].to_dataset(inherit=False)[var].data, da.Array), group
+
+
+def test_the_synthetic_session_follows_the_data_model(session):
+    validate_session(session)
+    assert session["doppler"].ds["velocity"].dims == ("vessel", "time")
+    assert (
+        75 < float(session["abp"].ds["abp"].min()) and float(session["abp"].ds["abp"].max()) < 125
+    )
+
+
+def test_zarr_round_trip_is_exact_at_the_storage_resolution(tmp_path, campaign, session):
+    io.write_campaign_zarr(campaign, tmp_path / "c.zarr")
+    read = io.read_zarr_session(tmp_path / "c.zarr", "S01/L-30")
+    _assert_lazy(read)
+    assert dict(read.attrs) == dict(session.attrs)
+    for group in RAW_GROUPS:
+        # the store holds int32 counts of 0.001: exactly the rounded samples ...
+        assert_group_close(read, _quantised(session, group), group, atol=0)
+        # ... so within half the resolution of the written ones
+        assert_group_close(read, session, group, atol=0.5 * STORAGE_RESOLUTION[group] + 1e-12)
+    assert_epochs_equal(read, session, atol=0)
+    validate_session(read)
+
+
+def test_netcdf_round_trip_is_exact(tmp_path, campaign, session):
+    io.write_campaign_netcdf(campaign, tmp_path / "c.nc")
+    read = io.read_session(tmp_path / "c.nc", "netcdf", group="S01/L-30")
+    _assert_lazy(read)
+    assert dict(read.attrs) == dict(session.attrs)
+    for group in RAW_GROUPS:
+        assert_group_close(read, session, group, atol=0)
+    assert_epochs_equal(read, session, atol=0)
+    validate_session(read)
+
+
+def test_read_session_dispatches_native_formats(tmp_path, campaign):
+    io.write_campaign_zarr(campaign, tmp_path / "c.zarr")
+    node = io.read_session(tmp_path / "c.zarr", "zarr", group="S02/L-30")
+    assert node.attrs["subject"] == "S02"
+    assert io.READERS["zarr"] is io.read_zarr_session
+    with pytest.raises(SessionFormatError, match=r"c.zarr: a zarr store needs the session 'group'"):
+        io.read_session(tmp_path / "c.zarr", "zarr")
+    with pytest.raises(SessionFormatError, match=r"option\(s\) \['annotations'\] do not apply"):
+        io.read_session(tmp_path / "c.zarr", "zarr", group="S01/L-30", annotations="atr")
+    with pytest.raises(SessionFormatError, match=r"unknown format 'hdf5'"):
+        io.read_session(tmp_path / "c.zarr", "hdf5")
+
+
+def test_whole_store_opens_lazily(tmp_path, campaign):
+    io.write_campaign_zarr(campaign, tmp_path / "c.zarr")
+    tree = io.open_campaign_store(tmp_path / "c.zarr")
+    assert sorted(tree.children) == ["S01", "S02"]
+    _assert_lazy(tree["S02/L-30"])
+    validate_campaign(tree)
+
+
+def test_missing_session_group_lists_what_the_store_has(tmp_path, campaign):
+    io.write_campaign_zarr(campaign, tmp_path / "c.zarr")
+    with pytest.raises(
+        SessionFormatError,
+        match=r"c.zarr: no session group 'S03/R\+1' \(the store has: S01/L-30, S02/L-30\)",
+    ):
+        io.read_zarr_session(tmp_path / "c.zarr", "S03/R+1")
+    io.write_campaign_netcdf(campaign, tmp_path / "c.nc")
+    with pytest.raises(SessionFormatError, match=r"c.nc: no session group 'S01/FD5'.*S01/L-30"):
+        io.read_netcdf_session(tmp_path / "c.nc", "S01/FD5")
+
+
+def test_missing_or_foreign_store(tmp_path):
+    with pytest.raises(SessionFormatError, match=r"absent.zarr: native store not found"):
+        io.read_zarr_session(tmp_path / "absent.zarr", "S01/L-30")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(SessionFormatError, match=r"empty.zarr: not a readable zarr campaign store"):
+        io.open_campaign_store(tmp_path / "empty.zarr")
+    (tmp_path / "junk.nc").write_bytes(b"not hdf5 at all")
+    with pytest.raises(SessionFormatError, match=r"junk.nc: not a readable h5netcdf campaign"):
+        io.read_netcdf_session(tmp_path / "junk.nc", "S01/L-30")
+
+
+def test_writers_refuse_to_overwrite(tmp_path, campaign):
+    io.write_campaign_zarr(campaign, tmp_path / "c.zarr")
+    with pytest.raises(CardiolabError, match=r"c.zarr exists; pass overwrite=True"):
+        io.write_campaign_zarr(campaign, tmp_path / "c.zarr")
+    smaller = xr.DataTree.from_dict({"S09/L-30": make_session(seconds=2)})
+    io.write_campaign_zarr(smaller, tmp_path / "c.zarr", overwrite=True)
+    assert list(io.open_campaign_store(tmp_path / "c.zarr").children) == ["S09"]
+    io.write_campaign_netcdf(campaign, tmp_path / "c.nc")
+    with pytest.raises(CardiolabError, match=r"c.nc exists"):
+        io.write_campaign_netcdf(campaign, tmp_path / "c.nc")
+
+
+def test_zarr_store_behind_an_fsspec_url(campaign, session):
+    url = "memory://cardiolab-test-io-native/c.zarr"
+    try:
+        io.write_campaign_zarr(campaign, url)
+        read = io.read_session(url, "zarr", group="S01/L-30", storage_options={})
+        _assert_lazy(read)
+        assert_group_close(read, _quantised(session, "abp"), "abp", atol=0)
+        with pytest.raises(CardiolabError, match="exists"):
+            io.write_campaign_zarr(campaign, url)
+    finally:
+        import fsspec
+
+        fs = fsspec.filesystem("memory")
+        if fs.exists("/cardiolab-test-io-native"):
+            fs.rm("/cardiolab-test-io-native", recursive=True)
