@@ -95,6 +95,40 @@ def detect_r_peaks_chunked(ecg, fs, *, chunk_s=CHUNK_S, overlap_s=OVERLAP_S, **p
     return peaks.astype(np.int64)
 
 
+def _per_beat_blocks(func, values, fs, r_times, *, block_s=CHUNK_S, margin_s=4.0, **kwargs):
+    """Run a per-beat extractor over a long signal block by block, in bounded memory.
+
+    ``values`` may be a dask or NumPy array; each block of beats reads only its slice
+    of the signal (plus ``margin_s`` on both sides), and carries the next block's first
+    R-peak so that its last beat has an end.
+    """
+    import pandas as pd
+
+    n = values.shape[-1]
+    duration = n / fs
+    if duration <= block_s * 1.5:
+        return func(np.asarray(values), fs, r_times, **kwargs)
+    edges = np.arange(0.0, duration + block_s, block_s)
+    parts = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        sel = np.flatnonzero((r_times >= a) & (r_times < b))
+        if sel.size == 0:
+            continue
+        extra = sel[-1] + 1 if sel[-1] + 1 < r_times.size else None
+        rt = r_times[sel] if extra is None else r_times[np.r_[sel, extra]]
+        i0 = max(int((rt[0] - margin_s) * fs), 0)
+        i1 = min(int((rt[-1] + margin_s) * fs) + 1, n)
+        chunk = np.asarray(values[..., i0:i1])
+        out = func(chunk, fs, rt - i0 / fs, **kwargs)
+        if extra is not None:
+            out = out.iloc[:-1]
+        for col in out.columns:
+            if col in ("onset", "t_systolic", "t_notch"):
+                out[col] = out[col] + i0 / fs
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True)
+
+
 def _group(session, name):
     return session[name].to_dataset(inherit=False) if name in session.children else None
 
@@ -161,7 +195,9 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     abp_ds = _group(session, "abp")
     if abp_ds is not None:
         fs_p = float(abp_ds.attrs["sampling_rate"])
-        p = arterial_pressure_beats(np.asarray(abp_ds["abp"].values), fs_p, t - _start(abp_ds))
+        p = _per_beat_blocks(
+            arterial_pressure_beats, abp_ds["abp"].data, fs_p, t - _start(abp_ds), block_s=chunk_s
+        )
         for k in ("sbp", "dbp", "map", "pp"):
             data[k] = p[k].to_numpy(dtype=float)
         data["abp_onset"] = p["onset"].to_numpy(dtype=float) + _start(abp_ds)
@@ -178,8 +214,12 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
         vessels = [str(v) for v in dop_ds["vessel"].values]
         rows = {k: [] for k in ("psv", "edv", "tamv", "ri", "pi", "valid")}
         for v in vessels:
-            d = doppler_beats(
-                np.asarray(dop_ds["velocity"].sel(vessel=v).values), fs_d, t - _start(dop_ds)
+            d = _per_beat_blocks(
+                doppler_beats,
+                dop_ds["velocity"].sel(vessel=v).data,
+                fs_d,
+                t - _start(dop_ds),
+                block_s=chunk_s,
             )
             for k in rows:
                 rows[k].append(d[k].to_numpy())
@@ -191,7 +231,9 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     ldf_valid = np.zeros(n, dtype=bool)
     if ldf_ds is not None:
         fs_l = float(ldf_ds.attrs["sampling_rate"])
-        lb = ldf_beats(np.asarray(ldf_ds["flux"].values), fs_l, t - _start(ldf_ds))
+        lb = _per_beat_blocks(
+            ldf_beats, ldf_ds["flux"].data, fs_l, t - _start(ldf_ds), block_s=chunk_s
+        )
         data["flux"] = lb["flux"].to_numpy(dtype=float)
         ldf_valid = lb["valid"].to_numpy(dtype=bool)
     else:

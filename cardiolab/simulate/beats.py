@@ -138,7 +138,7 @@ def beat_series(
     BeatSeries
     """
     n_ep = len(epochs)
-    mayer_sd = np.broadcast_to(np.asarray(mayer_sd, dtype=float), (n_ep,))
+    mayer_sd = np.resize(np.asarray(mayer_sd, dtype=float), n_ep)  # per epoch, cycled
     # Continuous drivers on a 20 Hz grid, evaluated at beat times by interpolation.
     grid = np.arange(0.0, duration_s + 5.0, 0.05)
     mayer = narrowband(grid, 0.08, 0.12, rng) * epoch_profile(grid, epochs, mayer_sd)
