@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CardiolabError",
     "CatalogError",
+    "ModelError",
     "SessionFormatError",
     "SignalQualityError",
     "UnitError",
@@ -62,3 +63,12 @@ class UnitError(SessionFormatError):
 
 class SignalQualityError(CardiolabError):
     """A signal is too poor (too short, flat, too noisy) for the analysis asked of it."""
+
+
+class ModelError(CardiolabError):
+    """A statistical model cannot be fitted to the data it was given.
+
+    Raised before the fit (too few subjects, no variance, a timepoint without data)
+    with a message that names the feature, the epoch and what is missing; a fit that
+    runs but does not converge is *not* an error: it is flagged in its result.
+    """

@@ -1,0 +1,1 @@
+"""Mixed-effects models of in-flight adaptation and post-flight deconditioning."""

@@ -1,0 +1,1 @@
+"""HoloViews plots of sessions, beats and cohort models (no Panel here)."""
