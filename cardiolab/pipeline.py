@@ -13,6 +13,13 @@ half a result. Its attributes hold the provenance: cardiolab version, parameters
 a hash of the raw input; a second run with the same inputs and parameters finds them
 and recomputes nothing. A session that fails is recorded (session, stage, error) and
 the others finish.
+
+Reviewer beat flags (:mod:`cardiolab.annotations`, kept in ``<derived>/_annotations``
+outside the session groups) are applied to every beat table before its features are
+computed: the stored ``beats`` carry ``reviewer_flag``, ``auto_valid`` and ``valid``
+(= ``auto_valid & ~reviewer_flag``), and the provenance attrs ``review_events`` and
+``review_last_event``. A cached session whose trail has grown since gets its features
+recomputed from its stored beats, without recomputing the beats.
 """
 
 from __future__ import annotations
@@ -143,7 +150,8 @@ class Report:
     ----------
     sessions : pandas.DataFrame
         One row per session: ``subject``, ``session``, ``status`` (done, cached,
-        failed), ``stage``, ``error``, ``n_beats``, ``seconds``.
+        failed), ``stage``, ``error``, ``n_beats``, ``review_events`` (reviewer
+        events applied), ``seconds``.
     elapsed_s : float
         Wall-clock time of the run (s).
     n_workers : int
@@ -233,14 +241,28 @@ def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) 
 
 
 def process_session(catalog_path, subject: str, label: str, *, force: bool = False) -> dict:
-    """Process one session (beats, features, write); never raises.
+    """Process one session (beats, reviewer flags, features, write); never raises.
+
+    The session's reviewer trail (:mod:`cardiolab.annotations`) is applied to the beat
+    table before the features are computed. When the raw input and parameters are
+    unchanged (and not ``force``) the beats are not recomputed: the session is
+    ``cached`` if its features include the trail's last event, otherwise only its
+    features are recomputed from the stored beats (status ``done``).
 
     Returns
     -------
     dict
         ``subject``, ``session``, ``status`` (done / cached / failed), ``stage``,
-        ``error``, ``n_beats``, ``seconds``.
+        ``error``, ``n_beats``, ``review_events``, ``seconds``.
     """
+    from .annotations import (
+        apply_review,
+        last_event_id,
+        read_trail,
+        recompute_features,
+        review_provenance,
+        session_lock,
+    )
     from .catalog import open_catalog
     from .signals.beats import beat_table
 
@@ -252,6 +274,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         "stage": "catalog",
         "error": "",
         "n_beats": 0,
+        "review_events": 0,
         "seconds": 0.0,
     }
     try:
@@ -275,25 +298,44 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             and existing
             and all(existing.get(k) == provenance[k] for k in ("parameters_hash", "raw_input_hash"))
         ):
-            out.update(status="cached", stage="", n_beats=int(existing.get("n_beats", 0)))
+            out.update(n_beats=int(existing.get("n_beats", 0)))
+            # beats are current; features too unless the reviewer trail has grown
+            if existing.get("review_last_event", 0) == last_event_id(derived, subject, label):
+                out.update(
+                    status="cached", stage="", review_events=existing.get("review_events", 0)
+                )
+                return out
+            out["stage"] = "review"
+            feats = recompute_features(cat, subject, label)
+            out.update(status="done", stage="", review_events=feats.attrs["review_events"])
             return out
         out["stage"] = "open"
         node = cat.open_session(subject, label)
         out["stage"] = "beats"
         beats = beat_table(node)
-        out["stage"] = "features"
-        feats = session_features(beats, node)
-        out["stage"] = "write"
         provenance.update(
             n_beats=int(beats.sizes["beat"]),
             phase=node.attrs["phase"],
             day=float(node.attrs["day"]),
             created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
-        for ds in (beats, feats):
-            ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
-        _write_atomic(derived, subject, label, beats, feats, provenance)
-        out.update(status="done", stage="", n_beats=int(beats.sizes["beat"]))
+        beats.attrs.update(subject=subject, session=label)
+        with session_lock(derived, subject, label):  # reviewer flags apply to new beats too
+            out["stage"] = "review"
+            beats = apply_review(beats, read_trail(derived, subject, label))
+            out["stage"] = "features"
+            feats = session_features(beats, node)
+            out["stage"] = "write"
+            provenance.update(review_provenance(beats))
+            for ds in (beats, feats):
+                ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
+            _write_atomic(derived, subject, label, beats, feats, provenance)
+        out.update(
+            status="done",
+            stage="",
+            n_beats=int(beats.sizes["beat"]),
+            review_events=provenance["review_events"],
+        )
     except Exception as err:  # a failing session is reported, the others go on
         kind = "" if isinstance(err, CardiolabError) else f"{type(err).__name__}: "
         out["error"] = f"{kind}{err}"
