@@ -35,6 +35,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -43,6 +44,7 @@ from .errors import CardiolabError
 
 __all__ = [
     "Report",
+    "campaign_status",
     "process_campaign",
     "process_session",
     "session_features",
@@ -448,7 +450,82 @@ def process_campaign(
         order[(s, lab)] for s, lab in zip(table["subject"], table["session"], strict=True)
     ]
     table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-    return Report(table, time.perf_counter() - t0, n_workers, str(cat.derived_path))
+    report = Report(table, time.perf_counter() - t0, n_workers, str(cat.derived_path))
+    if isinstance(cat.derived_path, Path):
+        _record_run(cat.derived_path, table)
+    return report
+
+
+#: Attribute of the derived store's root group holding each session's last run.
+RUNS_ATTR = "session_runs"
+
+
+def _record_run(derived: Path, table: pd.DataFrame) -> None:
+    """Keep each session's last outcome (status, stage, error, time) in the derived
+    store's root attrs, so that a failure stays visible after the run (the Campaign
+    dashboard page reads it)."""
+    import zarr
+
+    try:
+        _ensure_group(derived, {"cardiolab": __version__})
+        root = zarr.open_group(str(derived), mode="a")
+        runs = dict(root.attrs.get(RUNS_ATTR, {}))
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        for row in table.itertuples():
+            runs[f"{row.subject}/{row.session}"] = {
+                "status": row.status, "stage": row.stage, "error": row.error[:2000], "time": now,
+            }
+        root.attrs[RUNS_ATTR] = runs
+    except Exception as err:  # bookkeeping must never fail a run
+        log.warning("%s: could not record the run's outcome (%s)", derived, err)
+
+
+def campaign_status(catalog) -> pd.DataFrame:
+    """Processing status and quality of every session of a campaign.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per catalog session: ``subject``, ``session``, ``phase``, ``day``,
+        ``status`` (``processed``, ``failed``, ``not processed``), ``stage`` and
+        ``error`` of the last failure, ``n_beats``, ``valid_fraction`` (share of beats
+        the detector and reviewers kept, 0-1), ``review_events``, ``processed_at``.
+    """
+    import zarr
+
+    from .catalog import Catalog, open_catalog
+
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    derived = Path(cat.derived_path)
+    runs = {}
+    if (derived / "zarr.json").exists():
+        runs = dict(zarr.open_group(str(derived), mode="r").attrs.get(RUNS_ATTR, {}))
+    rows = []
+    for row in cat.sessions.itertuples():
+        key = f"{row.subject}/{row.session}"
+        attrs = _read_attrs(derived / row.subject / row.session) or {}
+        run = runs.get(key, {})
+        out = {
+            "subject": row.subject, "session": row.session, "phase": row.phase, "day": row.day,
+            "status": "not processed", "stage": "", "error": "", "n_beats": 0,
+            "valid_fraction": np.nan, "review_events": 0, "processed_at": "",
+        }
+        if attrs:
+            out.update(status="processed", n_beats=int(attrs.get("n_beats", 0)),
+                       processed_at=str(attrs.get("created", "")),
+                       review_events=int(attrs.get("review_events", 0) or 0))
+            beats_group = derived / row.subject / row.session / "beats"
+            if (beats_group / "valid" / "zarr.json").exists():
+                valid = zarr.open_array(str(beats_group / "valid"), mode="r")[:]
+                out["valid_fraction"] = float(np.mean(valid)) if valid.size else np.nan
+        if run.get("status") == "failed":
+            out.update(status="failed", stage=run.get("stage", ""), error=run.get("error", ""))
+        rows.append(out)
+    return pd.DataFrame(rows)
 
 
 def _open_features(derived: Path, subject: str, label: str) -> xr.Dataset | None:

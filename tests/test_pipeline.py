@@ -8,7 +8,12 @@ import pytest
 import xarray as xr
 
 from cardiolab.catalog import open_catalog
-from cardiolab.pipeline import features_dataset, features_table, process_campaign
+from cardiolab.pipeline import (
+    campaign_status,
+    features_dataset,
+    features_table,
+    process_campaign,
+)
 from cardiolab.signals.beats import beat_table
 
 
@@ -110,6 +115,13 @@ def test_a_failing_session_is_reported_and_the_rest_finish(processed, tmp_path):
     assert list(fail["subject"]) == ["S02"] and list(fail["session"]) == ["L-30"]
     assert fail["stage"].iloc[0] in ("open", "beats")
     assert "ecg" in fail["error"].iloc[0].lower()
+    # the failure stays visible after the run (Campaign page), the rest is processed
+    status = campaign_status(work / "data_catalog.yaml").set_index(["subject", "session"])
+    assert status.loc[("S02", "L-30"), "status"] == "failed"
+    assert "ecg" in status.loc[("S02", "L-30"), "error"].lower()
+    ok = status.drop(index=("S02", "L-30"))
+    assert (ok["status"] == "processed").all() and (ok["n_beats"] > 200).all()
+    assert ok["valid_fraction"].between(0.9, 1.0).all()
 
 
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 cores for a 2-worker cluster")
