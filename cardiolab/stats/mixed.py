@@ -1,0 +1,1118 @@
+"""Linear mixed-effects models and phase contrasts against the pre-flight baseline.
+
+Two layers:
+
+* :func:`fit_mixed` fits any linear mixed model given as a formula (statsmodels
+  ``MixedLM`` underneath), checks the data first, tries several optimisers, and
+  returns a :class:`MixedResult` whose tables read like lme4's (``.fixed``,
+  ``.random`` as ``as.data.frame(VarCorr(fit))``) and whose state is explicit:
+  a fit that did not converge, or that sits on the boundary of the parameter space
+  (a variance estimated at zero), says so in ``.converged``, ``.singular`` and
+  ``.flags``, never silently.
+* :func:`phase_contrasts` answers the question every flight study asks first: how
+  far is each in-flight and post-flight session from the pre-flight level? It fits
+  ``feature ~ 0 + timepoint (+ covariates)`` with a random intercept per subject on
+  one epoch of the features table and contrasts each timepoint with the mean of the
+  pre-flight timepoints, in the feature's units and in percent, with Holm-adjusted
+  p values (the NASA practice of SCIENCE.md: ``y ~ phase + (1 | subject)`` with
+  contrasts against baseline).
+
+Inference is Wald (normal) throughout, as statsmodels ``MixedLM`` does: no
+Satterthwaite or Kenward-Roger degrees of freedom. With the few subjects of flight
+studies (4-12) the intervals can be somewhat optimistic; the test suite measures
+their coverage on simulated campaigns (10 subjects, 6 sessions, 50 seeds: 95 % of
+the 95 % CIs of the within-subject contrasts covered the true change).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import io
+import keyword
+import logging
+import math
+import tokenize
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.stats
+import statsmodels.formula.api as smf
+
+from ..errors import ModelError
+from ..labels import PHASES
+
+__all__ = [
+    "OPTIMIZERS",
+    "SINGULAR_TOL",
+    "MixedResult",
+    "PhaseContrasts",
+    "fit_mixed",
+    "holm_adjust",
+    "phase_contrasts",
+]
+
+log = logging.getLogger("cardiolab")
+
+#: optimisers tried in turn by :func:`fit_mixed` (scipy.optimize names)
+OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm", "cg")
+
+#: lme4's ``isSingular`` tolerance: a random-effect standard deviation below this
+#: fraction of the residual SD (a diagonal element of the relative Cholesky factor)
+#: counts as estimated at zero
+SINGULAR_TOL = 1e-4
+
+#: statsmodels' own boundary warning uses an absolute threshold (variance < 0.01 in
+#: the data's units), meaningless for features such as a resistive index; we replace
+#: it by the scale-free lme4 rule above
+_SM_BOUNDARY = "The MLE may be on the boundary of the parameter space"
+#: statsmodels warning raised from the score at intermediate iterates of the search,
+#: whatever the final estimate: not about the fit returned
+_SM_TRANSIENT = "Random effects covariance is singular"
+#: statsmodels warnings that follow from a boundary fit (not flagged separately)
+_SM_AT_BOUNDARY = (
+    "The Hessian matrix at the estimated parameter values is not positive definite",
+    "The random effects covariance matrix is singular",
+)
+
+#: names a formula may use that are not data columns (patsy and numpy helpers)
+_FORMULA_NAMES = {
+    "C", "I", "Q", "np", "numpy", "center", "standardize", "scale", "bs", "cr", "cc",
+    "te", "Treatment", "Sum", "Diff", "Helmert", "Poly", "log", "exp", "sqrt",
+}  # fmt: skip
+
+_CONTRAST_COLUMNS = [
+    "phase", "day", "n", "estimate", "se", "ci_low", "ci_high",
+    "percent", "percent_low", "percent_high", "p", "p_holm",
+]  # fmt: skip
+_TIDY_COLUMNS = [
+    "feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "p", "converged",
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# result objects
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class MixedResult:
+    """A fitted linear mixed model, in tables a scientist can read.
+
+    Attributes
+    ----------
+    formula, re_formula, groups : str
+        The model as given (``re_formula`` None means a random intercept).
+    vc_formula : dict or None
+        Extra variance components (``{name: formula}``); see :func:`fit_mixed`.
+    random_terms : tuple of str
+        The random part in lme4 syntax, e.g. ``("(1 + Days | Subject)",)``.
+    reml : bool
+        REML (True) or maximum-likelihood fit.
+    fixed : pandas.DataFrame
+        Index ``term`` (patsy names, as in the formula: ``Intercept``, ``Days``,
+        ``C(sex)[T.M]``); columns ``estimate``, ``se``, ``ci_low``, ``ci_high``
+        (95 % Wald) and ``p`` (Wald z test), in the response's units.
+    random : pandas.DataFrame
+        lme4's ``as.data.frame(VarCorr(fit))``: columns ``grp``, ``var1``, ``var2``,
+        ``vcov`` (variance or covariance), ``sdcor`` (SD or correlation); one row per
+        random-effect variance, per correlation, per variance component and one for
+        the residual (``grp == "Residual"``).
+    random_sd : pandas.Series
+        The ``sdcor`` column named like lme4 prints it: ``"Subject (Intercept)"``,
+        ``"Subject Days"``, ``"Subject cor((Intercept),Days)"``, ``"Residual"``.
+    residual_sd : float
+        Residual standard deviation (response units).
+    icc : float
+        Intraclass correlation of a random-intercept model: intercept variance /
+        (intercept variance + residual variance). NaN when the model has random
+        slopes or variance components, where the share of variance between groups
+        depends on the covariates and one number would mislead.
+    n_obs, n_groups : int
+        Observations used (after dropping rows with missing values) and groups.
+    loglik : float
+        Log-likelihood at the estimate: the REML criterion for REML fits (lme4's
+        ``logLik(fit)`` of a REML fit, ``-REMLcrit / 2``), the likelihood for ML fits.
+    aic, bic : float
+        For ML fits, ``-2 loglik + 2 k`` and ``-2 loglik + k log(n_obs)`` with ``k``
+        the fixed effects, the random-effect (co)variances and the residual variance,
+        as lme4's ``AIC``/``BIC`` (and ``anova``, which refits with ML). NaN for REML
+        fits: REML likelihoods of models with different fixed effects are not
+        comparable, so refit with ``reml=False`` to compare models.
+    converged : bool
+        The optimiser reached a maximum (scipy's convergence test) with a finite
+        log-likelihood. False results are returned, flagged, and should not be used.
+    singular : bool
+        Boundary fit: a random-effect SD below ``SINGULAR_TOL`` times the residual
+        SD, or a correlation of +-1 (lme4's ``isSingular``). The fixed effects are
+        usable, the random-effect structure is richer than the data support.
+    flags : list of str
+        Everything a reader must know: rows dropped for missing values, boundary
+        fits, non-convergence, statsmodels warnings on the chosen fit.
+    optimizer : str
+        The scipy optimiser whose fit was kept.
+    attempts : list of dict
+        Every optimiser tried: ``method``, ``converged``, ``loglik``, ``warnings``.
+    model : statsmodels.regression.mixed_linear_model.MixedLMResults
+        The statsmodels results, for anything not exposed here.
+    """
+
+    formula: str
+    re_formula: str | None
+    vc_formula: dict | None
+    groups: str
+    reml: bool
+    fixed: pd.DataFrame
+    random: pd.DataFrame
+    random_sd: pd.Series
+    residual_sd: float
+    icc: float
+    n_obs: int
+    n_groups: int
+    loglik: float
+    aic: float
+    bic: float
+    converged: bool
+    singular: bool
+    flags: list = field(default_factory=list)
+    optimizer: str = ""
+    attempts: list = field(default_factory=list)
+    random_terms: tuple = ()
+    model: object = None
+
+    @property
+    def response(self) -> str:
+        """The left-hand side of the formula."""
+        return self.formula.split("~", 1)[0].strip()
+
+    def lme4_formula(self) -> str:
+        """The model written as lme4 would, e.g. ``Reaction ~ Days + (1 + Days | Subject)``."""
+        return " + ".join([self.formula, *self.random_terms])
+
+    @property
+    def status(self) -> str:
+        """``converged``, ``converged, boundary (singular) fit`` or ``NOT converged``."""
+        if not self.converged:
+            return "NOT converged"
+        return "converged, boundary (singular) fit" if self.singular else "converged"
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per fixed effect, then one per random-effect SD/correlation.
+
+        Columns ``feature`` (the response), ``epoch`` (None), ``model`` (``"mixed"``),
+        ``term``, ``estimate``, ``ci_low``, ``ci_high``, ``p`` (NaN for random
+        effects), ``converged``.
+        """
+        fixed = self.fixed.reset_index()
+        fixed = fixed.assign(term=fixed["term"].astype(str))[
+            ["term", "estimate", "ci_low", "ci_high", "p"]
+        ]
+        random = pd.DataFrame(
+            {
+                "term": [f"sd {k}" if " cor(" not in k else k for k in self.random_sd.index],
+                "estimate": self.random_sd.to_numpy(dtype=float),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "p": np.nan,
+            }
+        )
+        out = pd.concat([fixed, random], ignore_index=True)
+        out.insert(0, "model", "mixed")
+        out.insert(0, "epoch", None)
+        out.insert(0, "feature", self.response)
+        out["converged"] = self.converged
+        return out[_TIDY_COLUMNS]
+
+    def __repr__(self) -> str:
+        lines = [
+            f"MixedResult: {self.lme4_formula()}  [{'REML' if self.reml else 'ML'}]",
+            f"  {self.n_obs} observations, {self.n_groups} groups ({self.groups}); "
+            f"optimizer {self.optimizer}; {self.status}",
+            "  fixed effects (95% Wald CI):",
+        ]
+        table = self.fixed.to_string(float_format=lambda v: f"{v:.4g}")
+        lines += ["    " + line for line in table.splitlines()]
+        lines.append("  random effects (SD / correlation):")
+        width = max(len(k) for k in self.random_sd.index)
+        lines += [f"    {k:<{width}}  {v:.4g}" for k, v in self.random_sd.items()]
+        if not math.isnan(self.aic):
+            lines.append(f"  logLik {self.loglik:.2f}, AIC {self.aic:.2f}, BIC {self.bic:.2f}")
+        else:
+            lines.append(f"  REML logLik {self.loglik:.2f}")
+        lines += [f"  flag: {f}" for f in self.flags]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = self.__repr__().split("\n", 2)[:2]
+        flags = "".join(f"<li>{f}</li>" for f in self.flags)
+        return (
+            f"<p><b>{head[0]}</b><br>{head[1].strip()}</p>"
+            f"{self.fixed.to_html(float_format=lambda v: f'{v:.4g}')}"
+            f"{self.random.to_html(float_format=lambda v: f'{v:.4g}', index=False)}"
+            + (f"<ul>{flags}</ul>" if flags else "")
+        )
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class PhaseContrasts:
+    """In-flight and post-flight timepoints contrasted with the pre-flight mean.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Index ``timepoint`` (session labels in schedule order, pre-flight sessions
+        excluded); columns ``phase``, ``day`` (days from the phase anchor), ``n``
+        (observations at the timepoint), ``estimate`` (change from the pre-flight
+        mean, feature units), ``se``, ``ci_low``, ``ci_high`` (95 % Wald),
+        ``percent``, ``percent_low``, ``percent_high`` (change in % of the
+        pre-flight mean, delta-method CI), ``p`` (Wald z) and ``p_holm`` (Holm
+        adjustment across the timepoints of the table).
+    baseline : float
+        Estimated pre-flight mean (feature units): the mean of the pre-flight
+        timepoint means, averaged over the covariates as observed.
+    baseline_se : float
+        Its standard error (includes the between-subject variance).
+    pre_sessions : list of str
+        The pre-flight timepoints averaged into the baseline.
+    feature, epoch, units : str
+        What was modelled; ``units`` from ``table.attrs["units"]`` ("" if absent).
+    model : MixedResult
+        The underlying fit.
+    converged : bool
+        ``model.converged``.
+    flags : list of str
+        The model's flags and the contrast's own (timepoints with one subject).
+    """
+
+    table: pd.DataFrame
+    baseline: float
+    baseline_se: float
+    pre_sessions: list
+    feature: str
+    epoch: str
+    units: str
+    model: MixedResult
+    converged: bool
+    flags: list = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per timepoint (``term``), change from the pre-flight mean.
+
+        Columns ``feature``, ``epoch``, ``model`` (``"contrast"``), ``term``,
+        ``estimate``, ``ci_low``, ``ci_high`` (feature units), ``p`` (raw),
+        ``converged``.
+        """
+        t = self.table
+        out = pd.DataFrame(
+            {
+                "feature": self.feature,
+                "epoch": self.epoch,
+                "model": "contrast",
+                "term": t.index.astype(str),
+                "estimate": t["estimate"].to_numpy(),
+                "ci_low": t["ci_low"].to_numpy(),
+                "ci_high": t["ci_high"].to_numpy(),
+                "p": t["p"].to_numpy(),
+                "converged": self.converged,
+            }
+        )
+        return out[_TIDY_COLUMNS]
+
+    def __repr__(self) -> str:
+        u = f" {self.units}" if self.units else ""
+        m = self.model
+        lines = [
+            f"PhaseContrasts: {self.feature}{u}, epoch {self.epoch!r}; "
+            f"pre-flight mean {self.baseline:.4g}{u} ({', '.join(self.pre_sessions)})",
+            f"  {m.n_groups} subjects, {m.n_obs} observations; {m.lme4_formula()}; {m.status}",
+        ]
+        t = self.table
+        shown = pd.DataFrame(
+            {
+                "n": t["n"],
+                "change": [
+                    f"{e:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+                    for e, lo, hi in zip(t["estimate"], t["ci_low"], t["ci_high"], strict=True)
+                ],
+                "percent": [
+                    f"{e:+.1f}% [{lo:+.1f}, {hi:+.1f}]"
+                    for e, lo, hi in zip(
+                        t["percent"], t["percent_low"], t["percent_high"], strict=True
+                    )
+                ],
+                "p_holm": [f"{p:.3g}" for p in t["p_holm"]],
+            },
+            index=t.index,
+        )
+        lines += ["  " + line for line in shown.to_string().splitlines()]
+        lines += [f"  flag: {f}" for f in self.flags]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# formula inspection
+
+
+def _formula_names(formula: str) -> set[str]:
+    """Data names a patsy formula refers to.
+
+    Every bare identifier that is not a function being called, an attribute, a
+    keyword argument or a known helper, plus the column names quoted with ``Q("...")``.
+    """
+    try:
+        toks = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(formula).readline)
+            if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)
+        ]
+    except (tokenize.TokenError, SyntaxError) as err:
+        raise ModelError(f"formula {formula!r} cannot be parsed: {err}") from None
+    names = set()
+    for i, tok in enumerate(toks):
+        prev = toks[i - 1].string if i > 0 else ""
+        nxt = toks[i + 1].string if i + 1 < len(toks) else ""
+        if tok.type == tokenize.STRING and prev == "(" and i >= 2 and toks[i - 2].string == "Q":
+            names.add(str(ast.literal_eval(tok.string)))
+            continue
+        if tok.type != tokenize.NAME or keyword.iskeyword(tok.string):
+            continue
+        if prev == "." or nxt in ("(", "=") or tok.string in _FORMULA_NAMES:
+            continue
+        names.add(tok.string)
+    return names
+
+
+def _used_columns(data: pd.DataFrame, formulas: Sequence[str], groups: str) -> list[str]:
+    """Columns of ``data`` used by the formulas and the grouping; errors for absent ones."""
+    used, missing = [], []
+    for text in formulas:
+        names = _formula_names(text)
+        for name in sorted(names):
+            if name in data.columns:
+                if name not in used:
+                    used.append(name)
+            elif name not in missing:
+                missing.append(name)
+    if groups not in data.columns:
+        missing.append(groups)
+    elif groups not in used:
+        used.append(groups)
+    if missing:
+        raise ModelError(
+            f"column(s) {missing} used by the model ({'; '.join(formulas)}; groups "
+            f"{groups!r}) are not in the data; available: {list(map(str, data.columns))}"
+        )
+    return used
+
+
+def _lme4_name(name: str) -> str:
+    return "(Intercept)" if name in ("Intercept", "Group") else str(name)
+
+
+# --------------------------------------------------------------------------------------
+# fit_mixed
+
+
+def _check_design(model, formula: str) -> None:
+    """Errors for empty factor levels and collinear fixed effects."""
+    exog = np.asarray(model.exog, dtype=float)
+    names = list(model.exog_names)
+    if exog.shape[0] <= exog.shape[1]:
+        raise ModelError(
+            f"{formula!r}: {exog.shape[0]} observations for {exog.shape[1]} fixed effects; "
+            "too few to fit the model"
+        )
+    empty = [names[j] for j in np.flatnonzero(~np.any(exog != 0, axis=0))]
+    if empty:
+        raise ModelError(
+            f"{formula!r}: factor level(s) with no data: {empty}; drop the level or the "
+            "unused category (e.g. Series.cat.remove_unused_categories())"
+        )
+    _, r, piv = scipy.linalg.qr(exog, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int(np.sum(diag > diag[0] * max(exog.shape) * np.finfo(float).eps))
+    if rank < exog.shape[1]:
+        dropped = [names[j] for j in piv[rank:]]
+        raise ModelError(
+            f"{formula!r}: the fixed effects are collinear (design rank {rank} < "
+            f"{exog.shape[1]}); not estimable: {dropped}"
+        )
+
+
+def _fit_once(model, reml: bool, method: str):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = model.fit(reml=reml, method=[method])
+        except (np.linalg.LinAlgError, ValueError, OverflowError) as err:
+            return None, [f"{type(err).__name__}: {err}"], False
+    # statsmodels' model warnings (ConvergenceWarning, HessianInversionWarning, ...) are
+    # UserWarnings; numerical RuntimeWarnings of intermediate iterates and library
+    # deprecation notices say nothing about the fit returned
+    messages = []
+    for w in caught:
+        text = str(w.message).strip()
+        if not issubclass(w.category, UserWarning):
+            continue
+        if text.startswith((_SM_BOUNDARY, _SM_TRANSIENT)) or text in messages:
+            continue
+        messages.append(text)
+    return res, messages, bool(messages)
+
+
+def _usable(res) -> bool:
+    return res is not None and bool(res.converged) and bool(np.isfinite(res.llf))
+
+
+def _better(res, best) -> bool:
+    """Converged beats not converged; then a higher log-likelihood (by > 1e-6)."""
+    if _usable(res) != _usable(best):
+        return _usable(res)
+    llf = float(res.llf) if np.isfinite(res.llf) else -np.inf
+    best_llf = float(best.llf) if np.isfinite(best.llf) else -np.inf
+    return llf > best_llf + 1e-6
+
+
+def _vc_labels(model, groups: str, vc: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """``(grp, var1, lme4 term)`` of each variance component, in statsmodels' order.
+
+    A component whose design is a set of indicators (one 1 per row: a factor nested
+    in the groups, e.g. ``0 + C(phase)``) is lme4's ``(1 | groups:name)``; any other
+    (e.g. ``0 + Days``, a slope uncorrelated with the intercept) is lme4's
+    ``(0 + Days | groups)``, listed under ``groups.1``, ``groups.2``... as lme4 does.
+    """
+    labels, k = [], 0
+    for i, name in enumerate(model.exog_vc.names):
+        mats = [np.asarray(m, dtype=float) for m in model.exog_vc.mats[i]]
+        nested = all(np.isin(m, (0.0, 1.0)).all() and np.allclose(m.sum(axis=1), 1.0) for m in mats)
+        if nested:
+            labels.append((f"{groups}:{name}", "(Intercept)", f"(1 | {groups}:{name})"))
+        else:
+            k += 1
+            cols = model.exog_vc.colnames[i][0] if model.exog_vc.colnames[i] else [name]
+            var1 = cols[0] if len(cols) == 1 else name
+            labels.append((f"{groups}.{k}", str(var1), f"({vc[name]} | {groups})"))
+    return labels
+
+
+def _random_tables(res, groups: str, vc: Mapping[str, str] | None):
+    """lme4 VarCorr table, lme4 random terms, whether the fit is singular and why."""
+    model = res.model
+    vc_labels = _vc_labels(model, groups, vc) if model.k_vc else []
+    exog_re = np.asarray(model.exog_re) if model.k_re else np.zeros((0, 0))
+    names = []
+    for j, name in enumerate(res.cov_re.columns if model.k_re else []):
+        is_intercept = exog_re.size and np.allclose(exog_re[:, j], 1.0)
+        names.append("(Intercept)" if is_intercept else _lme4_name(name))
+    cov = np.asarray(res.cov_re, dtype=float)
+    scale = float(res.scale)
+    rows, why = [], []
+    sds = np.sqrt(np.clip(np.diag(cov), 0, None)) if cov.size else np.array([])
+    for j, name in enumerate(names):
+        rows.append((str(groups), name, None, cov[j, j], sds[j]))
+    for j in range(len(names)):
+        for k in range(j + 1, len(names)):
+            denom = sds[j] * sds[k]
+            corr = cov[j, k] / denom if denom > 0 else np.nan
+            rows.append((str(groups), names[j], names[k], cov[j, k], corr))
+    vcomp = np.atleast_1d(np.asarray(res.vcomp, dtype=float)) if model.k_vc else []
+    for (grp, var1, _), v in zip(vc_labels, vcomp, strict=True):
+        rows.append((grp, var1, None, v, math.sqrt(max(v, 0.0))))
+    rows.append(("Residual", None, None, scale, math.sqrt(scale)))
+    random = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # lme4's isSingular: relative Cholesky factor with a ~0 diagonal element
+    if len(names):
+        rel = cov / scale
+        try:
+            chol = np.linalg.cholesky(rel)
+            small = np.flatnonzero(np.abs(np.diag(chol)) < SINGULAR_TOL)
+        except np.linalg.LinAlgError:
+            small = np.arange(len(names))
+        for j in small:
+            if sds[j] / math.sqrt(scale) < SINGULAR_TOL:
+                why.append(
+                    f"the {groups} {names[j]} variance is estimated at ~0 (SD {sds[j]:.3g} "
+                    f"vs residual SD {math.sqrt(scale):.3g})"
+                )
+            else:
+                why.append(
+                    f"the {groups} random effects are perfectly correlated (correlation "
+                    f"+-1 involving {names[j]})"
+                )
+    for (grp, var1, _), v in zip(vc_labels, vcomp, strict=True):
+        if math.sqrt(max(v, 0.0) / scale) < SINGULAR_TOL:
+            why.append(
+                f"the {grp} {var1} variance is estimated at ~0 (SD "
+                f"{math.sqrt(max(v, 0.0)):.3g} vs residual SD {math.sqrt(scale):.3g})"
+            )
+    re = "1" if not len(names) else " + ".join("1" if n == "(Intercept)" else n for n in names)
+    if len(names) and "(Intercept)" not in names:
+        re = "0 + " + re
+    terms = ([f"({re} | {groups})"] if len(names) else []) + [t for _, _, t in vc_labels]
+    return random, terms, bool(why), why
+
+
+def fit_mixed(
+    data: pd.DataFrame,
+    formula: str,
+    groups: str,
+    re_formula: str | None = None,
+    reml: bool = True,
+    *,
+    vc_formula: Mapping[str, str] | None = None,
+    methods: Sequence[str] = OPTIMIZERS,
+) -> MixedResult:
+    """Fit a linear mixed-effects model and report its state honestly.
+
+    The model is statsmodels ``MixedLM`` (``smf.mixedlm``). The data are checked
+    first (columns, missing values, groups, variance, estimable fixed effects), then
+    the optimisers of ``methods`` are tried in turn: the first fit that converges
+    without a convergence warning is kept; if none does, the converged fit with the
+    highest log-likelihood is kept and the warnings go to ``.flags``; if no optimiser
+    converges, the best fit is returned with ``converged=False``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Long-format data, one row per observation. Not modified.
+    formula : str
+        Fixed effects, patsy syntax: ``"Reaction ~ Days"``, ``"hr ~ 0 + C(session)"``.
+    groups : str
+        Column of the grouping factor (the subject).
+    re_formula : str, optional
+        Random effects per group, e.g. ``"~Days"`` (correlated random intercept and
+        slope, lme4 ``(Days | Subject)``). Default: a random intercept, ``(1 | groups)``.
+    reml : bool, default True
+        REML (unbiased variance components; lme4's default) or maximum likelihood
+        (needed to compare models with different fixed effects by AIC/BIC/LRT).
+    vc_formula : dict, optional
+        Extra independent variance components within groups, ``{name: formula}``;
+        ``{"phase": "0 + C(phase)"}`` adds lme4's ``(1 | subject:phase)``.
+    methods : sequence of str, default :data:`OPTIMIZERS`
+        scipy optimisers to try, in order.
+
+    Returns
+    -------
+    MixedResult
+        Fixed effects with 95 % Wald CIs and p values, random effects in lme4's
+        ``VarCorr`` layout, fit statistics and flags.
+
+    Raises
+    ------
+    ModelError
+        Before any fit: a column missing (named), fewer than 2 groups, a response
+        that is all NaN, constant or not numeric, too few rows left after dropping
+        missing values, a factor level without data, collinear fixed effects.
+
+    Notes
+    -----
+    Rows with a missing value in any column the model uses are dropped, with a
+    warning logged and a flag stating how many. Boundary ("singular") fits follow
+    lme4's ``isSingular`` rule (:data:`SINGULAR_TOL`); they are returned with
+    ``singular=True`` and a flag.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> subject = np.repeat([f"S{i:02d}" for i in range(8)], 5)
+    >>> day = np.tile(np.arange(5.0), 8)
+    >>> hr = 60 + np.repeat(rng.normal(0, 6, 8), 5) + 0.8 * day + rng.normal(0, 1, 40)
+    >>> fit = fit_mixed(pd.DataFrame({"hr": hr, "day": day, "subject": subject}),
+    ...                 "hr ~ day", groups="subject")
+    >>> fit.converged, fit.n_groups
+    (True, 8)
+    >>> bool(abs(fit.fixed.loc["day", "estimate"] - 0.8) < 0.3)
+    True
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise ModelError(f"fit_mixed needs a pandas DataFrame, got {type(data).__name__}")
+    if not isinstance(formula, str) or "~" not in formula:
+        raise ModelError(f"formula must be a string 'response ~ terms', got {formula!r}")
+    if not isinstance(groups, str):
+        raise ModelError(f"groups must be the name of a column, got {groups!r}")
+    vc = dict(vc_formula) if vc_formula else None
+    formulas = [formula] + ([re_formula] if re_formula else []) + list((vc or {}).values())
+    used = _used_columns(data, formulas, groups)
+    response_names = sorted(_formula_names(formula.split("~", 1)[0]))
+    for name in response_names:
+        column = data[name]
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            raise ModelError(f"response {name!r} is not numeric (dtype {column.dtype})")
+        if column.isna().all():
+            raise ModelError(f"response {name!r} is all NaN ({len(column)} rows)")
+
+    flags = []
+    frame = data[used]
+    missing = frame.isna().any(axis=1)
+    if missing.any():
+        per_column = {c: int(n) for c, n in frame.isna().sum().items() if n}
+        msg = (
+            f"dropped {int(missing.sum())} of {len(frame)} rows with missing values "
+            f"(per column: {per_column})"
+        )
+        log.warning("fit_mixed %s: %s", formula, msg)
+        flags.append(msg)
+        frame = frame.loc[~missing]
+    n_groups = frame[groups].nunique()
+    if n_groups < 2:
+        raise ModelError(
+            f"{formula!r}: a mixed model needs at least 2 groups of {groups!r}; "
+            f"{n_groups} left ({len(frame)} rows with complete data)"
+        )
+    frame = frame.reset_index(drop=True)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = smf.mixedlm(
+                formula,
+                frame,
+                groups=frame[groups],
+                # statsmodels drops the random intercept when variance components are
+                # given without re_formula; None means a random intercept here
+                re_formula="1" if re_formula is None and vc else re_formula,
+                vc_formula=vc,
+            )
+    except Exception as err:  # patsy raises its own PatsyError, ValueError, KeyError...
+        raise ModelError(f"cannot build the model {formula!r}: {err}") from None
+    endog = np.asarray(model.endog, dtype=float)
+    if np.ptp(endog) <= 1e-12 * max(abs(float(np.mean(endog))), 1e-300):
+        raise ModelError(
+            f"response of {formula!r} has zero variance (all {len(endog)} values equal "
+            f"{endog[0]:.6g}): nothing to model"
+        )
+    _check_design(model, formula)
+
+    attempts, best, best_messages, chosen = [], None, [], ""
+    for method in methods:
+        res, messages, trouble = _fit_once(model, reml, method)
+        attempts.append(
+            {
+                "method": method,
+                "converged": _usable(res),
+                "loglik": float(res.llf) if res is not None else np.nan,
+                "warnings": messages,
+            }
+        )
+        if res is None:
+            continue
+        if best is None or _better(res, best):
+            best, best_messages, chosen = res, messages, method
+        if _usable(res) and not trouble:
+            break
+    if best is None:
+        raise ModelError(
+            f"{formula!r}: every optimiser failed: "
+            + "; ".join(f"{a['method']}: {a['warnings']}" for a in attempts)
+        )
+    converged = _usable(best)
+    if not converged:
+        flags.append(
+            f"the fit did not converge (optimisers tried: {[a['method'] for a in attempts]}); "
+            "estimates are unreliable"
+        )
+    elif chosen != methods[0]:
+        log.info("fit_mixed %s: optimiser %s used (earlier ones failed)", formula, chosen)
+    random, random_terms, singular, why = _random_tables(best, groups, vc)
+    if singular:  # consequences of the boundary, explained by its own flag below
+        best_messages = [m for m in best_messages if not m.startswith(_SM_AT_BOUNDARY)]
+    flags += [f"statsmodels ({chosen}): {m}" for m in best_messages]
+    if singular and converged:
+        flags.append(
+            "boundary (singular) fit: " + "; ".join(why) + ". The random-effect structure "
+            "is richer than the data support; consider a simpler one"
+        )
+        log.warning("fit_mixed %s: %s", formula, flags[-1])
+
+    fe_names = list(model.exog_names)
+    with warnings.catch_warnings():  # sqrt of a negative variance: NaN, flagged below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = best.conf_int(alpha=0.05)
+        fixed = pd.DataFrame(
+            {
+                "estimate": np.asarray(best.fe_params, dtype=float),
+                "se": np.asarray(best.bse_fe, dtype=float),
+                "ci_low": ci.iloc[: len(fe_names), 0].to_numpy(dtype=float),
+                "ci_high": ci.iloc[: len(fe_names), 1].to_numpy(dtype=float),
+                "p": np.asarray(best.pvalues, dtype=float)[: len(fe_names)],
+            },
+            index=pd.Index(fe_names, name="term"),
+        )
+    no_se = list(fixed.index[~np.isfinite(fixed["se"])])
+    if no_se:
+        flags.append(f"no standard error (NaN) for {no_se}: the information matrix is singular")
+    sd_names = [
+        f"{g} {v1}" if pd.isna(v2) else f"{g} cor({v1},{v2})"
+        for g, v1, v2 in random[["grp", "var1", "var2"]].itertuples(index=False)
+    ]
+    sd_names[-1] = "Residual"
+    random_sd = pd.Series(random["sdcor"].to_numpy(dtype=float), index=sd_names, name="sdcor")
+    residual_var = float(best.scale)
+    if model.k_re == 1 and not model.k_vc and re_formula in (None, "1", "~1", "~ 1"):
+        intercept_var = float(random["vcov"].iloc[0])
+        icc = intercept_var / (intercept_var + residual_var)
+    else:
+        icc = float("nan")
+    if reml:
+        aic = bic = float("nan")
+    else:
+        k = model.k_fe + model.k_re2 + model.k_vc + 1
+        aic = -2.0 * float(best.llf) + 2.0 * k
+        bic = -2.0 * float(best.llf) + k * math.log(model.nobs)
+    if not converged:
+        log.warning("fit_mixed %s: the fit did not converge", formula)
+    return MixedResult(
+        formula=formula,
+        re_formula=re_formula,
+        vc_formula=vc,
+        groups=groups,
+        reml=bool(reml),
+        fixed=fixed,
+        random=random,
+        random_sd=random_sd,
+        residual_sd=math.sqrt(residual_var),
+        icc=icc,
+        n_obs=int(model.nobs),
+        n_groups=int(model.n_groups),
+        loglik=float(best.llf),
+        aic=aic,
+        bic=bic,
+        converged=converged,
+        singular=bool(singular),
+        flags=flags,
+        optimizer=chosen,
+        attempts=attempts,
+        random_terms=tuple(random_terms),
+        model=best,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# phase_contrasts
+
+
+def holm_adjust(p) -> np.ndarray:
+    """Holm's step-down adjusted p values.
+
+    Identical to ``statsmodels.stats.multitest.multipletests(p, method="holm")[1]``
+    (the tests check it), without the ``gc.collect()`` that statsmodels runs on every
+    Holm call, which costs ~0.1 s in a process holding pandas/statsmodels/HoloViews --
+    more than the mixed-model fit itself, and thousands of times over in a power
+    simulation.
+
+    Parameters
+    ----------
+    p : array_like
+        Raw p values (NaN not allowed).
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p values, same order: sorted ``p_(i) * (m - i)`` (``i`` from 0),
+        made non-decreasing by a running maximum, capped at 1.
+
+    Examples
+    --------
+    >>> holm_adjust([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    stepped = np.maximum.accumulate(p[order] * np.arange(m, 0, -1))
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def _schedule_order(rows: pd.DataFrame) -> list[str]:
+    """Session labels ordered by phase (pre < in < post), then day, then label."""
+    first = rows.groupby("session", sort=False)[["phase", "day"]].first()
+    rank = first["phase"].map({p: i for i, p in enumerate(PHASES)})
+    order = pd.DataFrame({"rank": rank, "day": first["day"].astype(float)})
+    order = order.assign(label=order.index.astype(str))
+    return order.sort_values(["rank", "day", "label"]).index.astype(str).tolist()
+
+
+def _quote(name: str) -> str:
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"Q({name!r})"
+
+
+def phase_contrasts(
+    table: pd.DataFrame,
+    feature: str,
+    epoch: str = "supine",
+    levels: Sequence[str] | None = None,
+    covariates: Sequence[str] | None = None,
+    random_slope: bool = False,
+) -> PhaseContrasts:
+    """Change of a feature at each in-flight and post-flight session vs pre-flight.
+
+    Fits ``feature ~ 0 + timepoint [+ covariates]`` with a random intercept per
+    subject (lme4: ``feature ~ 0 + timepoint + (1 | subject)``) to the rows of one
+    epoch, one fixed mean per timepoint (session label). Each in-flight and
+    post-flight timepoint is then contrasted with the mean of the pre-flight
+    timepoint means, the contrast vector applied to the fixed effects with the
+    fitted model's ``t_test`` (Wald z; 95 % CI); p values are Holm-adjusted across
+    the contrasted timepoints (:func:`holm_adjust`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The features table (:func:`cardiolab.pipeline.features_table`): columns
+        ``subject``, ``session``, ``phase``, ``day``, ``epoch`` and the feature;
+        units in ``table.attrs["units"]``. Not modified.
+    feature : str
+        The feature column, e.g. ``"hr"``.
+    epoch : str, default "supine"
+        Protocol epoch whose rows are modelled.
+    levels : sequence of str, optional
+        Timepoints to model, in order. Default: every session of the epoch, ordered
+        by phase (pre < in < post) then day. Rows of other sessions are left out.
+    covariates : sequence of str, optional
+        Extra fixed effects, columns merged into ``table`` by the caller (e.g.
+        ``["sex"]``; strings are treated as factors). The baseline is averaged over
+        the covariates as observed; contrasts are within-covariate differences.
+    random_slope : bool, default False
+        Also let each subject deviate from the population by phase: lme4
+        ``(1 | subject) + (1 | subject:phase)``, a random slope on the phase
+        indicators with one shared variance (the "random subject x phase term" of
+        NASA analyses). Use it when subjects respond differently to flight; with
+        few subjects the extra variance is often estimated at zero (flagged).
+
+    Returns
+    -------
+    PhaseContrasts
+        ``.table`` indexed by timepoint with the change in feature units and in
+        percent of the pre-flight mean, CIs, raw and Holm p values; ``.baseline``.
+
+    Raises
+    ------
+    ModelError
+        Feature not in the table (close names listed), epoch absent, a covariate
+        column missing, a requested level without data, no pre-flight session,
+        fewer than 2 subjects, a constant feature.
+
+    Notes
+    -----
+    Percent change is ``100 * change / baseline`` with its CI by the delta method
+    on the ratio, using the joint covariance of the change and the baseline (so the
+    uncertainty of the pre-flight mean is included); with a baseline far from zero
+    it is close to the absolute CI divided by the baseline. A timepoint measured in
+    a single subject is estimated (its mean rests on the random-effects model) but
+    flagged.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(1)
+    >>> sessions = {"L-60": ("pre", -60, 0.0), "L-30": ("pre", -30, 0.0),
+    ...             "R+0": ("post", 0, 10.0), "R+3": ("post", 3, 3.0)}
+    >>> rows = [dict(subject=f"S{i:02d}", session=s, phase=p, day=d, epoch="supine",
+    ...              hr=60 + 6 * z + shift + rng.normal(0, 2))
+    ...         for i, z in enumerate(rng.normal(size=8))
+    ...         for s, (p, d, shift) in sessions.items()]
+    >>> res = phase_contrasts(pd.DataFrame(rows), "hr")
+    >>> list(res.table.index)
+    ['R+0', 'R+3']
+    >>> bool(res.table.loc["R+0", "ci_low"] < 10 < res.table.loc["R+0", "ci_high"])
+    True
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ModelError(f"phase_contrasts needs the features table, got {type(table).__name__}")
+    required = ["subject", "session", "phase", "day", "epoch"]
+    absent = [c for c in required if c not in table.columns]
+    if absent:
+        raise ModelError(f"features table lacks column(s) {absent} (needs {required})")
+    if feature not in table.columns:
+        candidates = [
+            str(c)
+            for c in table.columns
+            if c not in required and pd.api.types.is_numeric_dtype(table[c])
+        ]
+        close = difflib.get_close_matches(str(feature), candidates, n=5, cutoff=0.5)
+        hint = f"close names: {close}" if close else f"features: {candidates}"
+        raise ModelError(f"feature {feature!r} is not in the features table; {hint}")
+    covariates = list(covariates or [])
+    absent = [c for c in covariates if c not in table.columns]
+    if absent:
+        raise ModelError(
+            f"covariate column(s) {absent} not in the features table; merge them in "
+            "first (e.g. table.merge(subjects[['subject', 'sex']], on='subject'))"
+        )
+    epochs = table["epoch"].astype(str)
+    if epoch not in set(epochs):
+        raise ModelError(
+            f"epoch {epoch!r} absent from the features table (feature {feature!r}); "
+            f"epochs: {sorted(set(epochs))}"
+        )
+    rows = table.loc[epochs == epoch, required + [feature] + covariates]
+    rows = rows.assign(session=rows["session"].astype(str), phase=rows["phase"].astype(str))
+    bad_phase = sorted(set(rows["phase"]) - set(PHASES))
+    if bad_phase:
+        raise ModelError(f"unknown phase(s) {bad_phase} in the features table (expected {PHASES})")
+    values = pd.to_numeric(rows[feature], errors="coerce")
+    if values.isna().all():
+        raise ModelError(f"feature {feature!r} is all NaN in epoch {epoch!r}")
+    # rows the model will use: the feature and every covariate present
+    observed = rows.loc[values.notna() & rows[covariates].notna().all(axis=1)]
+    if observed.empty:
+        raise ModelError(
+            f"no row of epoch {epoch!r} has both {feature!r} and the covariates {covariates}"
+        )
+
+    if levels is None:
+        levels = _schedule_order(observed)
+    else:
+        levels = [str(v) for v in levels]
+        dup = sorted({v for v in levels if levels.count(v) > 1})
+        if dup:
+            raise ModelError(f"levels for {feature!r} repeat {dup}")
+        empty = [v for v in levels if v not in set(observed["session"])]
+        if empty:
+            raise ModelError(
+                f"requested level(s) {empty} have no {feature!r} data in epoch {epoch!r}; "
+                f"sessions with data: {_schedule_order(observed)}"
+            )
+        left_out = sorted(set(rows["session"]) - set(levels))
+        if left_out:
+            log.info(
+                "phase_contrasts %s/%s: sessions not in levels left out: %s",
+                feature,
+                epoch,
+                left_out,
+            )
+    rows = rows.loc[rows["session"].isin(levels)]
+    observed = observed.loc[observed["session"].isin(levels)]
+    phase_of = observed.groupby("session")["phase"].first()
+    day_of = observed.groupby("session")["day"].first().astype(float)
+    pre = [v for v in levels if phase_of[v] == "pre"]
+    if not pre:
+        raise ModelError(
+            f"no pre-flight session for {feature!r} in epoch {epoch!r} (timepoints "
+            f"{levels}): the contrasts need a baseline"
+        )
+    contrasted = [v for v in levels if phase_of[v] != "pre"]
+    if not contrasted:
+        raise ModelError(
+            f"no in-flight or post-flight session for {feature!r} in epoch {epoch!r}: "
+            "nothing to contrast with the baseline"
+        )
+    n_subjects = observed["subject"].nunique()
+    if n_subjects < 2:
+        raise ModelError(
+            f"{feature!r} in epoch {epoch!r}: {n_subjects} subject with data; phase "
+            "contrasts need at least 2"
+        )
+    v = pd.to_numeric(observed[feature], errors="coerce").to_numpy(dtype=float)
+    if np.ptp(v) == 0:
+        raise ModelError(
+            f"feature {feature!r} has zero variance in epoch {epoch!r} (all values "
+            f"{v[0]:.6g}): nothing to contrast"
+        )
+
+    data = rows.assign(
+        **{feature: pd.to_numeric(rows[feature], errors="coerce")},
+        timepoint=pd.Categorical(rows["session"], categories=levels),
+    )
+    terms = " + ".join(_quote(c) for c in covariates)
+    formula = f"{_quote(feature)} ~ 0 + timepoint" + (f" + {terms}" if terms else "")
+    vc = {"phase": "0 + C(phase)"} if random_slope else None
+    fit = fit_mixed(data, formula, groups="subject", vc_formula=vc)
+
+    res = fit.model
+    names = list(fit.fixed.index)
+    index = {name: j for j, name in enumerate(names)}
+    k = len(names)
+    pre_vec = np.zeros(k)
+    for v in pre:
+        pre_vec[index[f"timepoint[{v}]"]] = 1.0 / len(pre)
+    baseline_vec = pre_vec.copy()
+    exog = np.asarray(res.model.exog, dtype=float)
+    for j, name in enumerate(names):
+        if not name.startswith("timepoint["):
+            baseline_vec[j] = exog[:, j].mean()
+    contrast = np.zeros((len(contrasted), k))
+    for i, v in enumerate(contrasted):
+        contrast[i, index[f"timepoint[{v}]"]] = 1.0
+        contrast[i] -= pre_vec
+    test = res.t_test(contrast)
+    estimate = np.asarray(test.effect, dtype=float).ravel()
+    se = np.asarray(test.sd, dtype=float).ravel()
+    ci = np.asarray(test.conf_int(alpha=0.05), dtype=float)
+    p = np.asarray(test.pvalue, dtype=float).ravel()
+    p_holm = holm_adjust(p)
+
+    base_test = res.t_test(baseline_vec[None, :])
+    baseline = float(np.asarray(base_test.effect).ravel()[0])
+    baseline_se = float(np.asarray(base_test.sd).ravel()[0])
+    # delta method for 100 * d / b from the joint covariance of (d, b)
+    cov_fe = np.asarray(res.cov_params(), dtype=float)[:k, :k]
+    joint = np.vstack([contrast, baseline_vec])
+    cov = joint @ cov_fe @ joint.T
+    var_b, cov_db = cov[-1, -1], cov[:-1, -1]
+    var_d = np.diag(cov)[:-1]
+    ratio = estimate / baseline
+    se_ratio = np.sqrt(
+        np.clip(
+            var_d / baseline**2
+            + estimate**2 * var_b / baseline**4
+            - 2 * estimate * cov_db / baseline**3,
+            0,
+            None,
+        )
+    )
+    z = scipy.stats.norm.ppf(0.975)
+
+    n = observed.groupby("session").size()
+    out = pd.DataFrame(
+        {
+            "phase": [phase_of[v] for v in contrasted],
+            "day": [float(day_of[v]) for v in contrasted],
+            "n": [int(n.get(v, 0)) for v in contrasted],
+            "estimate": estimate,
+            "se": se,
+            "ci_low": ci[:, 0],
+            "ci_high": ci[:, 1],
+            "percent": 100 * ratio,
+            "percent_low": 100 * (ratio - z * se_ratio),
+            "percent_high": 100 * (ratio + z * se_ratio),
+            "p": p,
+            "p_holm": p_holm,
+        },
+        index=pd.Index(contrasted, name="timepoint"),
+    )[_CONTRAST_COLUMNS]
+
+    flags = list(fit.flags)
+    subjects_at = observed.groupby("session")["subject"].nunique()
+    single = [v for v in levels if int(subjects_at.get(v, 0)) == 1]
+    if single:
+        flags.append(
+            f"timepoint(s) {single} measured in a single subject: their means rest on "
+            "the random-intercept model, not on a cohort"
+        )
+    if abs(baseline) < 2 * baseline_se:
+        flags.append(
+            f"pre-flight mean {baseline:.3g} is within 2 SE of zero: percent changes are "
+            "not meaningful"
+        )
+    units = dict(table.attrs.get("units", {}) or {}).get(feature, "")
+    for f in flags[len(fit.flags) :]:
+        log.warning("phase_contrasts %s/%s: %s", feature, epoch, f)
+    return PhaseContrasts(
+        table=out,
+        baseline=baseline,
+        baseline_se=baseline_se,
+        pre_sessions=pre,
+        feature=str(feature),
+        epoch=str(epoch),
+        units=str(units),
+        model=fit,
+        converged=fit.converged,
+        flags=flags,
+    )
