@@ -1,4 +1,4 @@
-"""The ``cardiolab`` command line: demo, info, validate.
+"""The ``cardiolab`` command line: demo, info, validate, process, fit, serve, passwd.
 
 Errors that a user can cause (a bad catalog, a missing file) are printed as one
 clear message, without a traceback, and the command exits with status 2.
@@ -54,10 +54,57 @@ def _cmd_demo(args) -> int:
         print("processing the demo campaign (beats and features) ...")
         report = process_campaign(catalog, workers=args.workers, progress=not args.quiet)
         _print_report(report)
+        if not args.no_fit:
+            print("fitting the models of every feature (contrasts and time courses) ...")
+            _fit(catalog, None, args.workers, args.quiet)
     print(f"catalog: {catalog}")
     print(f"store:   {path / STORE_NAME}")
     print(f"truth:   {path / 'truth'}")
-    print(f"next:    cardiolab info {catalog}")
+    if args.no_process or args.no_serve:
+        print(f"next:    cardiolab serve {catalog}")
+        return 0
+    return _serve(catalog, "127.0.0.1", args.port, None, None, show=False)
+
+
+def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -> int:
+    from .dashboards import serve
+
+    server = serve(
+        catalog, address=address, port=port, credentials=credentials,
+        oauth_provider=oauth_provider, show=show, start=False, verbose=False,
+    )
+    host = "localhost" if address in ("127.0.0.1", "localhost") else address
+    print(f"dashboard: http://{host}:{server.port}/session  (also /cohort, /campaign); "
+          "Ctrl+C stops it", flush=True)
+    try:
+        server.start()
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    return _serve(args.catalog, args.address, args.port, args.credentials, args.oauth_provider,
+                  show=args.show)
+
+
+def _cmd_passwd(args) -> int:
+    import getpass
+    import os
+
+    from .dashboards.auth import add_user
+
+    password = os.environ.get("CARDIOLAB_PASSWORD")
+    if not password:
+        password = getpass.getpass(f"password for {args.user}: ")
+        if password != getpass.getpass("again: "):
+            print("cardiolab passwd: the two passwords differ", file=sys.stderr)
+            return 2
+    path = add_user(args.file, args.user, password)
+    print(f"{args.user} added to {path} (scrypt hash)")
     return 0
 
 
@@ -82,6 +129,34 @@ def _cmd_process(args) -> int:
     )
     _print_report(report)
     return 0 if len(report.failures) == 0 else 1
+
+
+def _fit(catalog, scheduler, workers, quiet, features=None) -> int:
+    import os
+
+    from .catalog import open_catalog
+    from .pipeline import features_table
+    from .stats.results import fit_all, results_summary
+
+    cat = open_catalog(catalog)
+    table = features_table(cat)
+    if scheduler:
+        os.environ["CARDIOLAB_SCHEDULER"] = scheduler
+    results = fit_all(
+        table,
+        features=features,
+        client="sync" if workers == 0 else None,
+        workers=workers or None,
+        store=cat.derived_path,
+        progress=not quiet,
+    )
+    print(results_summary(results))
+    print(f"results: {cat.derived_path}/stats (cardiolab.stats.read_results)")
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    return _fit(args.catalog, args.scheduler, args.workers, args.quiet, args.features)
 
 
 def _cmd_info(args) -> int:
@@ -135,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="generate again over an old demo")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--no-process", action="store_true", help="only generate, do not process")
+    demo.add_argument("--no-serve", action="store_true", help="stop before serving the dashboard")
+    demo.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
+    demo.add_argument("--no-fit", action="store_true", help="process but do not fit the models")
     demo.add_argument("--workers", type=int, default=None, help="dask workers (default: cores)")
     demo.set_defaults(func=_cmd_demo)
 
@@ -154,6 +232,39 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--force", action="store_true", help="recompute unchanged sessions too")
     proc.add_argument("--quiet", action="store_true", help="no progress bar")
     proc.set_defaults(func=_cmd_process)
+
+    fit = sub.add_parser(
+        "fit", help="phase contrasts and adaptation/recovery time course of every feature"
+    )
+    fit.add_argument("catalog", help="path of a data_catalog.yaml (processed)")
+    fit.add_argument("--features", nargs="+", default=None, help="features to fit (default all)")
+    fit.add_argument(
+        "--scheduler", default=None,
+        help="address of an existing dask scheduler (or set CARDIOLAB_SCHEDULER)",
+    )
+    fit.add_argument(
+        "--workers", type=int, default=None,
+        help="workers of the local cluster (default: cores; 0 runs in this process)",
+    )
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(func=_cmd_fit)
+
+    srv = sub.add_parser("serve", help="serve the review dashboard (Session, Cohort, Campaign)")
+    srv.add_argument("catalog", help="path of a data_catalog.yaml")
+    srv.add_argument("--address", default="127.0.0.1",
+                     help="interface to bind (default 127.0.0.1; others need a login)")
+    srv.add_argument("--port", type=int, default=5006, help="TCP port (default 5006)")
+    srv.add_argument("--credentials", default=None,
+                     help="JSON file of hashed passwords (cardiolab passwd); or CARDIOLAB_CREDENTIALS")
+    srv.add_argument("--oauth-provider", default=None,
+                     help="Panel OAuth provider (github, google, azure, ...; PANEL_OAUTH_* settings)")
+    srv.add_argument("--show", action="store_true", help="open a browser tab")
+    srv.set_defaults(func=_cmd_serve)
+
+    pw = sub.add_parser("passwd", help="add a reviewer to a credentials file (hashed password)")
+    pw.add_argument("file", help="credentials JSON file (created if absent)")
+    pw.add_argument("user", help="user name")
+    pw.set_defaults(func=_cmd_passwd)
 
     info = sub.add_parser("info", help="print a campaign's subjects x sessions matrix")
     info.add_argument("catalog", help="path of a data_catalog.yaml")

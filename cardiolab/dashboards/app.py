@@ -1,0 +1,147 @@
+"""The served review app: Session review, Cohort and Campaign pages on one server.
+
+``cardiolab serve CATALOG`` (and the end of ``cardiolab demo``) call :func:`serve`.
+Each page is built fresh for every browser session from the catalog; all state that
+matters (reviewer flags, results) lives in the derived store, so a restarted server
+shows what was there before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import panel as pn
+
+from .auth import AuthError, HashedAuthProvider, is_loopback, load_credentials
+
+log = logging.getLogger("cardiolab")
+
+__all__ = ["PAGES", "app_pages", "serve"]
+
+#: URL slug -> title of each page.
+PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
+
+_CSS = """
+.cardiolab-nav a { margin-right: 1.2em; font-weight: 600; }
+"""
+
+
+def _nav(current: str, catalog_name: str) -> pn.pane.HTML:
+    links = " ".join(
+        f'<a href="./{slug}"{" style=text-decoration:underline" if slug == current else ""}>{title}</a>'
+        for slug, title in PAGES.items()
+    )
+    user = pn.state.user if pn.state.user and pn.state.user != "guest" else ""
+    who = f" &middot; signed in as {user} (<a href='./logout'>log out</a>)" if user else ""
+    return pn.pane.HTML(
+        f'<div class="cardiolab-nav"><b>cardiolab</b> &middot; {catalog_name} &middot; {links}{who}</div>',
+        sizing_mode="stretch_width",
+    )
+
+
+def _page(slug: str, catalog_path: str):
+    from ..catalog import open_catalog
+    from ..errors import CardiolabError
+    from .campaign import CampaignPage
+    from .cohort import CohortPage
+    from .session_review import SessionReview
+
+    pn.extension("tabulator", raw_css=[_CSS], notifications=False)
+    builders = {"session": SessionReview, "cohort": CohortPage, "campaign": CampaignPage}
+    try:
+        cat = open_catalog(catalog_path)
+        body = builders[slug](cat)
+        name = cat.campaign.name
+    except CardiolabError as err:
+        body = pn.pane.Alert(f"{PAGES[slug]}: {err}", alert_type="danger")
+        name = Path(catalog_path).name
+    return pn.Column(_nav(slug, name), body, sizing_mode="stretch_width")
+
+
+def app_pages(catalog) -> dict:
+    """The app's pages as ``{slug: callable}`` for :func:`panel.serve`.
+
+    Each callable builds its page for one browser session.
+    """
+    path = str(catalog.path if hasattr(catalog, "path") else Path(catalog).resolve())
+    return {slug: (lambda slug=slug: _page(slug, path)) for slug in PAGES}
+
+
+def serve(
+    catalog,
+    *,
+    address: str = "127.0.0.1",
+    port: int = 5006,
+    credentials=None,
+    oauth_provider: str | None = None,
+    show: bool = False,
+    threaded: bool = False,
+    **kwargs,
+):
+    """Serve the review app for a campaign.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        The campaign (processed with ``cardiolab process`` for pages to show data).
+    address : str
+        Interface to bind. Loopback (``127.0.0.1``, the default) needs no login; any
+        other address requires ``credentials`` or ``oauth_provider``.
+    port : int
+        TCP port (0: any free port).
+    credentials : str or pathlib.Path, optional
+        JSON file of scrypt-hashed passwords (``cardiolab passwd``); default
+        ``$CARDIOLAB_CREDENTIALS``. With it, every page asks for a login.
+    oauth_provider : str, optional
+        A Panel OAuth provider name (``github``, ``azure``, ``google``, ...),
+        configured through Panel's ``PANEL_OAUTH_*`` environment variables.
+    show : bool
+        Open a browser tab.
+    threaded : bool
+        Run the server in a background thread and return it (notebooks, tests).
+
+    Returns
+    -------
+    panel.io.server.Server or StoppableThread
+
+    Raises
+    ------
+    AuthError
+        A non-loopback address without any login configured.
+    """
+    from ..catalog import Catalog, open_catalog
+
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    credentials = credentials or os.environ.get("CARDIOLAB_CREDENTIALS") or None
+    opts: dict = {}
+    if credentials:
+        users = load_credentials(credentials)
+        opts["auth_provider"] = HashedAuthProvider(users)
+    elif oauth_provider:
+        opts["oauth_provider"] = oauth_provider
+    elif not is_loopback(address):
+        raise AuthError(
+            f"refusing to serve {cat.path} on {address}: recordings of named crew would be "
+            "open to the network. Give --credentials FILE (hashed passwords, made with "
+            "`cardiolab passwd FILE USER`) or --oauth-provider, or bind to 127.0.0.1."
+        )
+    if credentials or oauth_provider:
+        opts["cookie_secret"] = os.environ.get("CARDIOLAB_COOKIE_SECRET") or secrets.token_hex(32)
+    origins = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
+    kwargs.setdefault("websocket_origin", origins if port else "*")
+    return pn.serve(
+        app_pages(cat),
+        address=address,
+        port=port,
+        show=show,
+        threaded=threaded,
+        title={slug: f"cardiolab - {title}" for slug, title in PAGES.items()},
+        **opts,
+        **kwargs,
+    )
+
+
+

@@ -1,0 +1,122 @@
+"""Campaign page: which sessions are processed, how good they are, what failed.
+
+A subjects x sessions matrix of processing status, a heat map of beat quality (the
+share of beats kept by the detector and the reviewers), the failures with their stage
+and error, and a button that processes what is not processed yet, with a progress bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+
+log = logging.getLogger("cardiolab")
+
+__all__ = ["CampaignPage", "status_matrix"]
+
+_SYMBOLS = {"processed": "✔ processed", "failed": "✖ failed", "not processed": "· not processed"}
+
+
+def status_matrix(status: pd.DataFrame) -> pd.DataFrame:
+    """Subjects x sessions table of status (sessions in schedule order)."""
+    order = list(dict.fromkeys(status.sort_values(["phase", "day"], key=_phase_key)["session"]))
+    matrix = status.pivot(index="subject", columns="session", values="status")
+    return matrix.reindex(columns=order).fillna("")
+
+
+def _phase_key(col):
+    if col.name == "phase":
+        return col.map({"pre": 0, "in": 1, "post": 2})
+    return col
+
+
+def quality_heatmap(status: pd.DataFrame):
+    """HoloViews HeatMap of the valid-beat fraction per subject x session."""
+    order = list(dict.fromkeys(status.sort_values(["phase", "day"], key=_phase_key)["session"]))
+    data = status.assign(valid_percent=100 * status["valid_fraction"])
+    return hv.HeatMap(
+        data, kdims=[hv.Dimension("session", values=order), "subject"],
+        vdims=[hv.Dimension("valid_percent", label="valid beats", unit="%"), "n_beats", "status"],
+    ).opts(
+        cmap="RdYlGn", clim=(80, 100), colorbar=True, tools=["hover"], height=60 + 28 * status["subject"].nunique(),
+        responsive=True, title="Beat quality (valid beats, %)", xrotation=45,
+    )
+
+
+class CampaignPage(pn.viewable.Viewer):
+    """The campaign page of the dashboard (also usable inline in a notebook)."""
+
+    def __init__(self, catalog, **params):
+        from ..catalog import Catalog, open_catalog
+
+        super().__init__(**params)
+        self._cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+        self._matrix = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
+        self._failures = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
+        self._heatmap = pn.pane.HoloViews(None, sizing_mode="stretch_width")
+        self._summary = pn.pane.Markdown("")
+        self._progress = pn.indicators.Progress(value=0, max=1, visible=False, width=300)
+        self._progress_text = pn.pane.Markdown("")
+        self._process = pn.widgets.Button(name="Process sessions not yet processed", button_type="primary")
+        self._process.on_click(self._run)
+        self.refresh()
+
+    def refresh(self):
+        """Read the status of every session from the derived store again."""
+        from ..pipeline import campaign_status
+
+        status = campaign_status(self._cat)
+        self._status = status
+        matrix = status_matrix(status).replace(_SYMBOLS)
+        self._matrix.value = matrix.reset_index()
+        self._heatmap.object = quality_heatmap(status)
+        fail = status[status["status"] == "failed"][["subject", "session", "stage", "error"]]
+        self._failures.value = fail.reset_index(drop=True)
+        counts = status["status"].value_counts()
+        self._summary.object = (
+            f"**{self._cat.campaign.name}** ({self._cat.campaign.kind}): "
+            f"{status['subject'].nunique()} subjects, {len(status)} sessions; "
+            + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("processed", "failed", "not processed"))
+            + f"; {int(status['review_events'].sum())} reviewer change(s)."
+        )
+
+    async def _run(self, event=None):
+        from ..pipeline import _record_run, process_session
+
+        todo = self._status[self._status["status"] != "processed"]
+        if not len(todo):
+            self._progress_text.object = "Every session is processed."
+            return
+        self._process.disabled = True
+        self._progress.max, self._progress.value, self._progress.visible = len(todo), 0, True
+        results = []
+        try:
+            for i, row in enumerate(todo.itertuples(), 1):
+                self._progress_text.object = f"processing {row.subject} {row.session} ({i}/{len(todo)})"
+                out = await asyncio.to_thread(process_session, str(self._cat.path), row.subject, row.session)
+                results.append(out)
+                self._progress.value = i
+            _record_run(self._cat.derived_path, pd.DataFrame(results))
+            n_failed = sum(r["status"] == "failed" for r in results)
+            self._progress_text.object = f"done: {len(results) - n_failed} processed, {n_failed} failed"
+        finally:
+            self._process.disabled = False
+            self._progress.visible = False
+            self.refresh()
+
+    def __panel__(self):
+        return pn.Column(
+            "## Campaign",
+            self._summary,
+            pn.Row(self._process, self._progress, self._progress_text),
+            "### Processing status",
+            self._matrix,
+            self._heatmap,
+            "### Failures",
+            self._failures,
+            sizing_mode="stretch_width",
+        )

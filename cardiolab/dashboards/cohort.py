@@ -1,0 +1,178 @@
+"""Cohort page: one feature across the crew, its phase contrasts and time course.
+
+Pick a feature and an epoch: the page fits the phase contrasts
+(:func:`cardiolab.stats.mixed.phase_contrasts`) and the adaptation/recovery time
+course (:func:`cardiolab.stats.timecourse.fit_time_course`) and shows each subject
+over mission days with the fitted population curve and its band, the forest plot of
+changes against the pre-flight mean, the contrast table and the time constants. The
+table (CSV) and the figures (standalone HTML) can be downloaded.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pandas as pd
+import panel as pn
+import param
+
+from ..errors import CardiolabError
+
+log = logging.getLogger("cardiolab")
+
+__all__ = ["CohortPage"]
+
+_PREFERRED = ["hr", "sbp", "dbp", "map", "brs", "rmssd", "hf", "flux", "cvc", "femoral_ri", "mca_psv"]
+
+
+def figure_html(obj, title: str) -> str:
+    """A HoloViews object as a standalone HTML page (bokeh, resources inline)."""
+    import holoviews as hv
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    return file_html(hv.render(obj, backend="bokeh"), INLINE, title)
+
+
+class CohortPage(pn.viewable.Viewer):
+    """The cohort page of the dashboard (also usable inline in a notebook).
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        A processed campaign.
+    table : pandas.DataFrame, optional
+        A features table (default: :func:`cardiolab.pipeline.features_table`).
+    """
+
+    feature = param.Selector(doc="Feature to model")
+    epoch = param.Selector(doc="Protocol epoch")
+
+    def __init__(self, catalog=None, table=None, feature=None, epoch=None, **params):
+        from ..pipeline import features_table
+        from ..stats.results import _feature_columns
+
+        if table is None:
+            if catalog is None:
+                raise CardiolabError("CohortPage needs a catalog or a features table")
+            table = features_table(catalog)
+        self._table = table
+        feats = _feature_columns(table)
+        feats = [f for f in _PREFERRED if f in feats] + [f for f in feats if f not in _PREFERRED]
+        epochs = list(dict.fromkeys(table["epoch"].astype(str)))
+        super().__init__(**params)
+        self.param.feature.objects = feats
+        self.param.epoch.objects = epochs
+        self._message = pn.pane.Alert("", alert_type="light", visible=False, sizing_mode="stretch_width")
+        self._progress = pn.indicators.Progress(active=False, visible=False, width=200)
+        self._timeline = pn.pane.HoloViews(None, sizing_mode="stretch_width")
+        self._forest = pn.pane.HoloViews(None)
+        self._profile = pn.pane.HoloViews(None)
+        self._contrasts = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
+        self._params = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
+        self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._csv = pn.widgets.FileDownload(
+            callback=self._csv_bytes, filename="contrasts.csv", button_type="primary",
+            label="Download table (CSV)",
+        )
+        self._html = pn.widgets.FileDownload(
+            callback=self._html_bytes, filename="figure.html", button_type="primary",
+            label="Download figure (HTML)",
+        )
+        self._contrast_result = None
+        self._time_course = None
+        self._figure = None
+        with param.parameterized.discard_events(self):
+            self.feature = feature if feature in feats else (feats[0] if feats else None)
+            self.epoch = epoch if epoch in epochs else ("supine" if "supine" in epochs else epochs[0])
+        self._fit()
+
+    @param.depends("feature", "epoch", watch=True)
+    def _fit(self):
+        import holoviews as hv
+
+        from ..stats.mixed import phase_contrasts
+        from ..stats.timecourse import fit_time_course
+        from ..viz import forest_plot, tau_profile, timeline
+
+        self._progress.visible = self._progress.active = True
+        self._message.visible = False
+        try:
+            try:
+                contrasts = phase_contrasts(self._table, self.feature, epoch=self.epoch)
+            except CardiolabError as err:
+                contrasts = None
+                self._say(f"phase contrasts: {err}", "warning")
+            try:
+                tc = fit_time_course(self._table, self.feature, epoch=self.epoch)
+            except CardiolabError as err:
+                tc = None
+                self._say(f"time course: {err}", "warning")
+            self._contrast_result, self._time_course = contrasts, tc
+            self._timeline.object = timeline(tc, table=self._table, feature=self.feature, epoch=self.epoch)
+            self._forest.object = forest_plot(contrasts) if contrasts is not None else None
+            self._profile.object = tau_profile(tc, "tau_r") if tc is not None and "tau_r" in tc.profile else None
+            parts = [p for p in (self._timeline.object, self._forest.object) if p is not None]
+            self._figure = hv.Layout(parts).cols(1) if parts else None
+            if contrasts is not None:
+                self._contrasts.value = contrasts.table.reset_index().round(4)
+            if tc is not None:
+                self._params.value = tc.params.reset_index().round(4)
+            self._summary.object = self._describe(contrasts, tc)
+        finally:
+            self._progress.visible = self._progress.active = False
+
+    def _describe(self, contrasts, tc) -> str:
+        lines = [f"### {self.feature} ({self.epoch})"]
+        if tc is not None:
+            p = tc.params
+            units = tc.units
+            lines.append(
+                f"Change at landing **D = {p.loc['D', 'estimate']:.3g} {units}** "
+                f"[{p.loc['D', 'ci_low']:.3g}, {p.loc['D', 'ci_high']:.3g}]; recovery time "
+                f"constant **tau_r = {p.loc['tau_r', 'estimate']:.3g} d** "
+                f"[{p.loc['tau_r', 'ci_low']:.3g}, {p.loc['tau_r', 'ci_high']:.3g}]"
+                f"{' (open-ended)' if bool(p.loc['tau_r', 'ci_open']) else ''}."
+            )
+            if tc.flags:
+                lines.append("Flags: " + "; ".join(tc.flags))
+        if contrasts is not None and contrasts.flags:
+            lines.append("Contrast flags: " + "; ".join(contrasts.flags))
+        return "\n\n".join(lines)
+
+    def _say(self, text, kind):
+        self._message.object = text
+        self._message.alert_type = kind
+        self._message.visible = True
+
+    def _csv_bytes(self):
+        frames = []
+        for result in (self._contrast_result, self._time_course):
+            if result is not None:
+                frames.append(result.to_frame())
+        self._csv.filename = f"{self.feature}_{self.epoch}_models.csv"
+        data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return io.BytesIO(data.to_csv(index=False).encode())
+
+    def _html_bytes(self):
+        self._html.filename = f"{self.feature}_{self.epoch}.html"
+        if self._figure is None:
+            return io.BytesIO(b"")
+        return io.BytesIO(figure_html(self._figure, f"{self.feature} {self.epoch}").encode())
+
+    def __panel__(self):
+        return pn.Column(
+            "## Cohort",
+            pn.Row(
+                pn.widgets.Select.from_param(self.param.feature, width=200),
+                pn.widgets.Select.from_param(self.param.epoch, width=150),
+                self._progress, self._csv, self._html,
+            ),
+            self._message,
+            self._summary,
+            self._timeline,
+            pn.Row(self._forest, self._profile),
+            pn.Tabs(("Phase contrasts", self._contrasts), ("Time course", self._params)),
+            sizing_mode="stretch_width",
+        )
