@@ -1,0 +1,527 @@
+"""cardiolab.viz: session view, beat series and cohort plots (structure, numbers, render).
+
+A 1-minute session with a 1 kHz ECG is simulated once (module fixture) and its beat
+table computed; the cohort plots are fed real phase contrasts and a real time course
+fitted to a small features table drawn from the simulator's effects model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import pytest
+from holoviews.operation.datashader import rasterize
+from holoviews.streams import RangeX, RangeXY
+
+from cardiolab.errors import CardiolabError, SessionFormatError
+from cardiolab.viz import (
+    beat_points,
+    beat_series,
+    epoch_spans,
+    forest_plot,
+    session_view,
+    tau_profile,
+    timeline,
+)
+from cardiolab.viz.cohort import LR_CUTOFF, PHASE_AXES
+
+PNG_DIR = Path("/tmp/viz_png")
+#: PNG snapshots for a human are written only on request (each costs a browser start)
+WRITE_PNG = os.environ.get("CARDIOLAB_VIZ_PNG", "") not in ("", "0")
+
+
+# --------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def session_and_beats(tmp_path_factory):
+    """A simulated 1-minute session (ECG 1 kHz, ABP, LDF, two Doppler vessels) and beats."""
+    from cardiolab.catalog import open_catalog
+    from cardiolab.signals.beats import beat_table
+    from cardiolab.simulate import simulate_campaign
+
+    path = tmp_path_factory.mktemp("viz") / "sim"
+    simulate_campaign(
+        path,
+        n_subjects=1,
+        schedule=["R+0"],
+        duration_min=1,
+        rates={"ecg": 1000.0},
+        seed=11,
+        workers=1,
+        progress=False,
+    )
+    session = open_catalog(path / "data_catalog.yaml").open_session("S01", "R+0")
+    return session, beat_table(session)
+
+
+SCHEDULE = ["L-60", "L-30", "FD5", "FD15", "FD25", "R+0", "R+1", "R+3", "R+10", "R+30"]
+
+
+def _features_table(n_subjects=8, pre=62.0, A=4.0, tau_a=5.0, D=10.0, tau_r=3.0, seed=0):
+    """A features table drawn from the simulator's effects model (hr, bpm)."""
+    from cardiolab.labels import parse_session_label
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_subjects):
+        pre_i = pre * (1 + 0.1 * rng.standard_normal())
+        for label in SCHEDULE:
+            s = parse_session_label(label)
+            effect = {
+                "pre": 0.0,
+                "in": A * (1 - np.exp(-s.day / tau_a)),
+                "post": D * np.exp(-s.day / tau_r),
+            }[s.phase]
+            rows.append(
+                dict(
+                    subject=f"S{i + 1:02d}",
+                    session=label,
+                    phase=s.phase,
+                    day=s.day,
+                    epoch="supine",
+                    hr=pre_i + effect + 1.5 * rng.standard_normal(),
+                )
+            )
+    table = pd.DataFrame(rows)
+    table.attrs["units"] = {"hr": "bpm"}
+    return table
+
+
+@pytest.fixture(scope="module")
+def features():
+    return _features_table()
+
+
+@pytest.fixture(scope="module")
+def contrasts(features):
+    mixed = pytest.importorskip("cardiolab.stats.mixed", reason="cardiolab.stats.mixed absent")
+    return mixed.phase_contrasts(features, "hr")
+
+
+@pytest.fixture(scope="module")
+def time_course(features):
+    tc = pytest.importorskip(
+        "cardiolab.stats.timecourse", reason="cardiolab.stats.timecourse absent"
+    )
+    return tc.fit_time_course(features, "hr")
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _walk(obj):
+    """Every DynamicMap reachable from obj through operation/overlay callbacks."""
+    if isinstance(obj, hv.DynamicMap):
+        yield obj
+        for inp in obj.callback.inputs:
+            yield from _walk(inp)
+
+
+def _elements(overlay, kind):
+    return [el for el in overlay if isinstance(el, kind)]
+
+
+def _evaluate(panel):
+    return panel[()] if isinstance(panel, hv.DynamicMap) else panel
+
+
+def _figures(bokeh_obj):
+    from bokeh.models import GridPlot
+
+    if isinstance(bokeh_obj, GridPlot):
+        return [child[0] for child in bokeh_obj.children]
+    return [bokeh_obj]
+
+
+def _save_png(obj, path: Path) -> Path | None:
+    """PNG of a HoloViews object for a human to look at: headless Chromium, if any."""
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    html = path.with_suffix(".html")
+    html.write_text(file_html(hv.render(obj, backend="bokeh"), INLINE, path.stem))
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1250,1150",
+        "--virtual-time-budget=5000",
+        f"--screenshot={path}",
+        html.as_uri(),
+    ]
+    subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    return path if path.exists() and path.stat().st_size > 0 else None
+
+
+# --------------------------------------------------------------------------------------
+# epochs
+# --------------------------------------------------------------------------------------
+
+
+def test_epoch_spans_from_rows_table_and_group(session_and_beats):
+    spans = epoch_spans([("supine", 0.0, 300.0), ("stand", 300.0, 600.0)])
+    assert isinstance(spans, hv.VSpans)
+    assert spans.dimension_values("epoch").tolist() == ["supine", "stand"]
+    np.testing.assert_array_equal(spans.dimension_values("start"), [0.0, 300.0])
+    np.testing.assert_array_equal(spans.dimension_values("stop"), [300.0, 600.0])
+    table = pd.DataFrame({"label": ["a"], "start": [1.0], "stop": [2.5]})
+    assert epoch_spans(table).dimension_values("stop").tolist() == [2.5]
+    session, _ = session_and_beats
+    proto = session["protocol"].to_dataset(inherit=False)
+    from_group = epoch_spans(proto)
+    assert len(from_group) == proto.sizes["epoch"]
+    np.testing.assert_array_equal(from_group.dimension_values("start"), proto["start"].values)
+
+
+def test_epoch_spans_rejects_reversed_epoch():
+    with pytest.raises(SessionFormatError, match="stand"):
+        epoch_spans([("supine", 0.0, 300.0), ("stand", 600.0, 300.0)])
+
+
+# --------------------------------------------------------------------------------------
+# session view
+# --------------------------------------------------------------------------------------
+
+
+def test_session_view_one_panel_per_channel_on_one_time_axis(session_and_beats):
+    session, beats = session_and_beats
+    view = session_view(session, beats)
+    panels = view.values()
+    # ECG, arterial pressure, LDF, one per Doppler vessel
+    assert len(panels) == 5
+    n_epochs = session["protocol"].to_dataset(inherit=False).sizes["epoch"]
+    ydims = []
+    for panel in panels:
+        assert isinstance(panel, hv.DynamicMap)
+        overlay = _evaluate(panel)
+        (image,) = _elements(overlay, hv.Image)
+        assert image.kdims[0].name == "time" and image.kdims[0].unit == "s"
+        ydims.append(image.kdims[1])
+        for el in overlay:
+            if isinstance(el, hv.Scatter | hv.Labels):
+                assert el.kdims[0].name == "time"
+        (spans,) = _elements(overlay, hv.VSpans)
+        assert len(spans) == n_epochs
+    assert [d.name for d in ydims] == ["ecg", "abp", "flux", "velocity_femoral", "velocity_mca"]
+    assert [d.unit for d in ydims] == ["mV", "mmHg", "PU", "cm/s", "cm/s"]
+
+
+def test_session_view_is_rasterized_dynamically(session_and_beats):
+    session, _ = session_and_beats
+    view = session_view(session, channels=["ecg"])
+    (panel,) = view.values()
+    ops = [dm.callback.operation for dm in _walk(panel) if hasattr(dm.callback, "operation")]
+    assert any(isinstance(op, rasterize) for op in ops)
+    plain = session_view(session, channels=["ecg"], rasterize=False).values()[0]
+    assert isinstance(plain, hv.Overlay)
+    (curve,) = _elements(plain, hv.Curve)
+    assert len(curve) == session["ecg"].sizes["time"] == 60_000
+
+
+def test_session_view_aggregates_only_the_visible_range(session_and_beats):
+    session, _ = session_and_beats
+    (panel,) = session_view(session, channels=["ecg"]).values()
+    dmaps = list(_walk(panel))
+    streams = [s for dm in dmaps for s in dm.streams if isinstance(s, RangeX | RangeXY)]
+    assert any(isinstance(s, RangeX) for s in streams)
+    for s in streams:
+        s.update(x_range=(20.0, 30.0))
+    hv.streams.Stream.trigger(streams)
+    # the curve handed to datashader: 10 s at 1 kHz plus one sample on each side
+    source = next(dm for dm in dmaps if any(isinstance(s, RangeX) for s in dm.streams))
+    curve = source[()]
+    assert len(curve) == 10_001 + 2
+    t = curve.dimension_values("time")
+    assert t[0] <= 20.0 <= t[1] and t[-2] <= 30.0 <= t[-1]
+    (image,) = _elements(_evaluate(panel), hv.Image)
+    assert image.range("time") == pytest.approx((20.0, 30.0), abs=1e-9)
+
+
+def test_session_view_beat_markers_sit_on_the_beats(session_and_beats):
+    session, beats = session_and_beats
+    overlays = [_evaluate(p) for p in session_view(session, beats).values()]
+    ecg = session["ecg"].to_dataset(inherit=False)["ecg"].values
+    t = beats["t"].values
+    ok = beats["rr_flag"].values == 0
+    # R-peaks: at the beat times, on the ECG samples of the R-peaks
+    rpk = next(el for el in overlays[0] if isinstance(el, hv.Scatter) and el.label == "R-peak")
+    np.testing.assert_allclose(rpk.dimension_values("time"), t[ok], atol=1e-12)
+    np.testing.assert_allclose(
+        rpk.dimension_values("ecg"), ecg[beats["r_sample"].values[ok]], rtol=1e-6
+    )
+    np.testing.assert_array_equal(rpk.dimension_values("beat"), np.flatnonzero(ok))
+    # SBP: the beat table's value, at the pressure maximum between consecutive onsets
+    abp = session["abp"].to_dataset(inherit=False)
+    p, fs = abp["abp"].values, abp.attrs["sampling_rate"]
+    sbp = next(el for el in overlays[1] if el.label == "SBP")
+    beat = sbp.dimension_values("beat").astype(int)
+    assert beat.size >= 0.8 * beats["abp_valid"].values.sum()
+    np.testing.assert_allclose(sbp.dimension_values("abp"), beats["sbp"].values[beat])
+    onset = beats["abp_onset"].values
+    x = sbp.dimension_values("time")
+    assert np.all((x >= onset[beat]) & (x < onset[beat + 1]))
+    i = np.rint(x * fs).astype(int)
+    a, b = np.ceil(onset[beat] * fs - 1e-9).astype(int), np.ceil(onset[beat + 1] * fs - 1e-9)
+    window_max = [p[i0 : int(i1)].max() for i0, i1 in zip(a, b, strict=True)]
+    np.testing.assert_allclose(p[i], window_max, rtol=1e-6)
+    # the smoothed SBP of the table is within 3 mmHg of the raw maximum it marks
+    assert np.max(np.abs(p[i] - beats["sbp"].values[beat])) < 3.0
+    # DBP at the pulse onsets
+    dbp = next(el for el in overlays[1] if el.label == "DBP")
+    np.testing.assert_allclose(dbp.dimension_values("time"), onset[dbp.dimension_values("beat")])
+    # PSV: after its R-peak and before the next one's pulse; EDV after the PSV
+    for overlay, vessel in zip(overlays[3:], ["femoral", "mca"], strict=True):
+        psv = next(el for el in overlay if el.label == "PSV")
+        beat = psv.dimension_values("beat").astype(int)
+        np.testing.assert_allclose(
+            psv.dimension_values(f"velocity_{vessel}"),
+            beats["psv"].sel(vessel=vessel).values[beat],
+        )
+        lag = psv.dimension_values("time") - t[beat]
+        assert np.all(lag > 0.05) and np.median(lag) < 0.5
+        edv = next(el for el in overlay if el.label == "EDV")
+        common = np.intersect1d(edv.dimension_values("beat"), beat)
+        t_pk = dict(zip(beat, psv.dimension_values("time"), strict=True))
+        t_ed = dict(zip(edv.dimension_values("beat"), edv.dimension_values("time"), strict=True))
+        assert all(t_ed[k] > t_pk[k] for k in common)
+
+
+def test_session_view_renders_with_one_shared_time_axis(session_and_beats):
+    session, beats = session_and_beats
+    view = session_view(session, beats, width=800, height=150)
+    plot = hv.render(view, backend="bokeh")
+    figures = _figures(plot)
+    assert len(figures) == 5
+    assert len({id(f.x_range) for f in figures}) == 1
+    assert figures[0].yaxis[0].axis_label == "ECG (mV)"
+    assert figures[1].yaxis[0].axis_label == "Arterial pressure (mmHg)"
+    assert figures[-1].xaxis[0].axis_label == "Time (s)"
+
+
+def test_session_view_channel_choice_and_errors(session_and_beats):
+    session, beats = session_and_beats
+    (only,) = session_view(session, beats, channels=["doppler:mca"]).values()
+    (image,) = _elements(_evaluate(only), hv.Image)
+    assert image.kdims[1].name == "velocity_mca"
+    with pytest.raises(CardiolabError, match="unknown channel 'bp'"):
+        session_view(session, channels=["bp"])
+    with pytest.raises(SessionFormatError, match="carotid"):
+        session_view(session, channels=["doppler:carotid"])
+    ecg_only = session.copy()
+    for group in ("abp", "ldf", "doppler"):
+        del ecg_only[group]
+    with pytest.raises(SessionFormatError, match="no 'abp' group"):
+        session_view(ecg_only, channels=["abp"])
+    assert len(session_view(ecg_only, beats).values()) == 1
+
+
+# --------------------------------------------------------------------------------------
+# beats
+# --------------------------------------------------------------------------------------
+
+
+def test_beat_series_panels_flags_and_render(session_and_beats):
+    _, beats = session_and_beats
+    n = beats.sizes["beat"]
+    layout = beat_series(beats, ("rr", "sbp", "flux", "psv"), flagged=[5, 7])
+    panels = layout.values()
+    assert len(panels) == 4
+    for panel in panels:
+        assert all(el.kdims[0].name == "time" for el in panel)
+    # RR: untrusted beats (RR flagged) with a value are the red crosses
+    rr = beats["rr"].values
+    bad = np.flatnonzero(~beats["valid"].values & np.isfinite(rr))
+    crosses = [el for el in panels[0] if el.label == "invalid"]
+    got = crosses[0].dimension_values("beat") if crosses else np.array([], dtype=int)
+    np.testing.assert_array_equal(got, bad)
+    # SBP: untrusted pressure beats; the line is broken (NaN) exactly there
+    sbp_bad = np.flatnonzero(~beats["abp_valid"].values & np.isfinite(beats["sbp"].values))
+    assert sbp_bad.size > 0
+    (cross,) = [el for el in panels[1] if el.label == "invalid"]
+    np.testing.assert_array_equal(cross.dimension_values("beat"), sbp_bad)
+    (line,) = _elements(panels[1], hv.Curve)
+    assert np.all(np.isnan(line.dimension_values("sbp")[sbp_bad]))
+    # user flags: beats 5 and 7, in every panel where they have a value
+    (ring,) = [el for el in panels[0] if el.label == "flagged"]
+    np.testing.assert_array_equal(ring.dimension_values("beat"), [5, 7])
+    np.testing.assert_allclose(ring.dimension_values("rr"), rr[[5, 7]])
+    # Doppler: one line per vessel
+    assert {el.label for el in _elements(panels[3], hv.Curve)} == {"femoral", "mca"}
+    mask = np.zeros(n, dtype=bool)
+    mask[[5, 7]] = True
+    same = beat_series(beats, ["rr"], flagged=mask).values()[0]
+    ring_mask = next(el for el in same if el.label == "flagged")
+    np.testing.assert_array_equal(ring_mask.dimension_values("beat"), [5, 7])
+    figures = _figures(hv.render(layout, backend="bokeh"))
+    assert len({id(f.x_range) for f in figures}) == 1
+    with pytest.raises(CardiolabError, match="'nope'"):
+        beat_series(beats, ["nope"])
+    with pytest.raises(CardiolabError, match="beat indices"):
+        beat_series(beats, ["rr"], flagged=[n + 3])
+
+
+def test_beat_points_exposes_the_beat_index_for_selection(session_and_beats):
+    _, beats = session_and_beats
+    n = beats.sizes["beat"]
+    points = beat_points(beats, "rr")
+    assert isinstance(points, hv.Scatter)
+    assert [d.name for d in points.vdims] == ["rr", "beat", "valid", "epoch"]
+    assert points.vdims[0].unit == "ms"
+    # row i is beat i
+    np.testing.assert_array_equal(points.dimension_values("beat"), np.arange(n))
+    np.testing.assert_allclose(points.dimension_values("time"), beats["t"].values)
+    opts = hv.Store.lookup_options("bokeh", points, "plot").kwargs
+    assert {"tap", "box_select"} <= set(opts["tools"])
+    selection = hv.streams.Selection1D(source=points)
+    selection.event(index=[3, 10, 11])
+    assert points.iloc[selection.index].dimension_values("beat").tolist() == [3, 10, 11]
+    t = beats["t"].values
+    bounds = hv.streams.BoundsX(source=points)
+    bounds.event(boundsx=(t[20] - 1e-6, t[24] + 1e-6))
+    inside = points.select(time=bounds.boundsx).dimension_values("beat")
+    np.testing.assert_array_equal(inside, np.arange(20, 25))
+    femoral = beat_points(beats, "psv", vessel="femoral")
+    np.testing.assert_allclose(
+        femoral.dimension_values("psv_femoral"), beats["psv"].sel(vessel="femoral").values
+    )
+    with pytest.raises(CardiolabError, match="vessel"):
+        beat_points(beats, "psv")
+    hv.render(points, backend="bokeh")
+
+
+# --------------------------------------------------------------------------------------
+# cohort
+# --------------------------------------------------------------------------------------
+
+
+def test_forest_plot_points_are_the_contrasts(contrasts):
+    tab = contrasts.table
+    plot = forest_plot(contrasts)
+    scatters = _elements(plot, hv.Scatter)
+    assert [s.label for s in scatters] == ["in flight", "post-flight"]
+    points = pd.concat([s.dframe() for s in scatters]).set_index("timepoint")
+    assert points.index.tolist() == [str(t) for t in tab.index]  # schedule order
+    np.testing.assert_allclose(points["change"], tab["estimate"], rtol=0, atol=0)
+    np.testing.assert_allclose(points["p_holm"], tab["p_holm"], rtol=0, atol=0)
+    (bars,) = _elements(plot, hv.ErrorBars)
+    est = bars.dimension_values("change")
+    np.testing.assert_allclose(est - bars.dimension_values("minus"), tab["ci_low"], atol=1e-12)
+    np.testing.assert_allclose(est + bars.dimension_values("plus"), tab["ci_high"], atol=1e-12)
+    (zero,) = _elements(plot, hv.HLine)
+    assert zero.data == 0.0
+    assert plot.Scatter.In_flight.vdims[0].unit == "bpm"
+    # the landing-day rise of the effects model (D = 10 bpm) is inside its CI
+    assert tab.loc["R+0", "ci_low"] < 10.0 < tab.loc["R+0", "ci_high"]
+    pct = forest_plot(contrasts, percent=True)
+    got = pd.concat([s.dframe() for s in _elements(pct, hv.Scatter)])
+    np.testing.assert_allclose(got["change"], tab["percent"], atol=0)
+    assert pct.Scatter.In_flight.vdims[0].unit == "%"
+    fig = hv.render(plot, backend="bokeh")
+    assert fig.yaxis[0].axis_label == "Change in hr from pre-flight (bpm)"
+
+
+def test_timeline_curve_is_the_fitted_curve(time_course):
+    tc = time_course
+    layout = timeline(tc)
+    panels = layout.values()
+    assert [p.values()[0].kdims[0].name for p in panels] == [a for a, _ in PHASE_AXES.values()]
+    curve = tc.curve()
+    b0 = tc.params.loc["b0", "estimate"]
+    for panel, phase in zip(panels, ["pre", "in", "post"], strict=True):
+        expected = curve[curve["phase"] == phase].sort_values("day")
+        fit = next(el for el in panel if el.label == "population fit")
+        np.testing.assert_allclose(fit.dimension_values(0), expected["day"], atol=0)
+        np.testing.assert_allclose(fit.dimension_values("hr"), expected["estimate"], atol=0)
+        (band,) = _elements(panel, hv.Area)
+        np.testing.assert_allclose(band.dimension_values("hr"), expected["ci_low"], atol=0)
+        np.testing.assert_allclose(band.dimension_values("ci_high"), expected["ci_high"], atol=0)
+        (base,) = _elements(panel, hv.HLine)
+        assert base.data == pytest.approx(b0, abs=0)
+        # every subject's points of the phase are drawn
+        pts = pd.concat([el.dframe() for el in _elements(panel, hv.Scatter)])
+        data = tc.data[tc.data["phase"] == phase]
+        assert len(pts) == len(data)
+        np.testing.assert_allclose(np.sort(pts["hr"]), np.sort(data["value"]), atol=0)
+    figures = _figures(hv.render(layout, backend="bokeh"))
+    assert len({id(f.y_range) for f in figures}) == 1  # one y axis for the three phases
+    assert [f.xaxis[0].axis_label for f in figures] == [
+        "Days to launch (d)",
+        "Flight day (d)",
+        "Days after landing (d)",
+    ]
+
+
+def test_timeline_from_a_table_alone(features):
+    layout = timeline(table=features, feature="hr", epoch="supine")
+    panels = layout.values()
+    assert len(panels) == 3
+    assert not any(_elements(p, hv.Area) for p in panels)
+    pre = features[features["phase"] == "pre"]
+    expected = pre.groupby("subject")["hr"].mean().mean()
+    (base,) = _elements(panels[0], hv.HLine)
+    assert base.data == pytest.approx(expected, rel=1e-12)
+    s01 = next(el for el in _elements(panels[2], hv.Curve) if el.label == "S01")
+    rows = features[(features["subject"] == "S01") & (features["phase"] == "post")]
+    np.testing.assert_allclose(s01.dimension_values("hr"), rows.sort_values("day")["hr"])
+    hv.render(layout, backend="bokeh")
+    with pytest.raises(CardiolabError, match="epoch 'stand'"):
+        timeline(table=features, feature="hr", epoch="stand")
+    with pytest.raises(CardiolabError, match="give a time course"):
+        timeline(table=features)
+
+
+def test_tau_profile_marks_cut_and_interval(time_course):
+    tc = time_course
+    plot = tau_profile(tc, "tau_r")
+    prof = tc.profile["tau_r"].sort_values("tau")
+    (curve,) = _elements(plot, hv.Curve)
+    np.testing.assert_allclose(curve.dimension_values("tau"), prof["tau"], atol=0)
+    np.testing.assert_allclose(curve.dimension_values("lr"), prof["lr"], atol=0)
+    (cut,) = _elements(plot, hv.HLine)
+    assert cut.data == pytest.approx(3.841458820694124, abs=1e-12) == LR_CUTOFF
+    row = tc.params.loc["tau_r"]
+    (span,) = _elements(plot, hv.VSpan)
+    assert span.data == pytest.approx((row["ci_low"], row["ci_high"]), rel=1e-12)
+    (mark,) = _elements(plot, hv.VLine)
+    assert mark.data == pytest.approx(row["estimate"])
+    # the effects model's tau_r (3 days) is inside the profile interval
+    assert row["ci_low"] < 3.0 < row["ci_high"]
+    fig = hv.render(plot, backend="bokeh")
+    assert type(fig.x_scale).__name__ == "LogScale"
+    hv.render(tau_profile(tc, "tau_a"), backend="bokeh")
+    with pytest.raises(CardiolabError, match="no profile of 'D'"):
+        tau_profile(tc, "D")
+
+
+# --------------------------------------------------------------------------------------
+# snapshots for a human (opt-in)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not WRITE_PNG, reason="set CARDIOLAB_VIZ_PNG=1 to write /tmp/viz_png/*.png")
+def test_write_png_snapshots(session_and_beats, time_course):
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("no headless Chromium (Debian package chromium): no PNG written")
+    session, beats = session_and_beats
+    written = [
+        _save_png(session_view(session, beats), PNG_DIR / "session_view.png"),
+        _save_png(timeline(time_course), PNG_DIR / "timeline.png"),
+    ]
+    assert all(p is not None and p.stat().st_size > 10_000 for p in written)
