@@ -1,0 +1,312 @@
+"""Every feature's models at once: :func:`fit_all` and the stored results table.
+
+For each feature x epoch of a campaign's features table, :func:`fit_all` fits the
+phase contrasts (:func:`~cardiolab.stats.mixed.phase_contrasts`) and the
+adaptation/recovery time course (:func:`~cardiolab.stats.timecourse.fit_time_course`)
+as one dask task, and gathers one tidy table: ``feature``, ``epoch``, ``model``
+(``contrast`` / ``time_course``), ``term``, ``estimate``, ``ci_low``, ``ci_high``,
+``p``, ``p_holm``, ``converged``, ``flags``, ``units``. A model that cannot be fitted
+(too few subjects, no variance, ...) is a row with ``model`` set and ``error`` filled,
+so that a batch never stops on one feature. The table is written to the derived store
+(group ``stats``, written aside then renamed) and read back by :func:`read_results`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .. import __version__
+from ..errors import CardiolabError, ModelError
+
+log = logging.getLogger("cardiolab")
+
+__all__ = ["RESULT_COLUMNS", "SKIPPED_FEATURES", "fit_all", "fit_feature", "read_results",
+    "results_summary", "write_results"]
+
+#: Columns of the tidy results table.
+RESULT_COLUMNS = [
+    "feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "p", "p_holm",
+    "converged", "flags", "error", "units",
+]
+
+#: Bookkeeping columns of the features table that are counts, not physiology: not
+#: modelled unless asked for by name.
+SKIPPED_FEATURES = ("n_beats", "brs_n_sequences", "brs_n_up", "brs_n_down", "brs_tf_n_bins")
+
+_ID_COLUMNS = ("subject", "session", "phase", "day", "epoch")
+
+#: The derived-store group holding the results.
+STATS_GROUP = "stats"
+
+
+def _feature_columns(table: pd.DataFrame) -> list[str]:
+    return [
+        c for c in table.columns
+        if c not in _ID_COLUMNS and c not in SKIPPED_FEATURES
+        and pd.api.types.is_numeric_dtype(table[c])
+    ]
+
+
+def _error_row(feature, epoch, model, err, units) -> dict:
+    return {
+        "feature": feature, "epoch": epoch, "model": model, "term": "", "estimate": np.nan,
+        "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "p_holm": np.nan,
+        "converged": False, "flags": "", "error": str(err), "units": units,
+    }
+
+
+def fit_feature(table: pd.DataFrame, feature: str, epoch: str) -> pd.DataFrame:
+    """Phase contrasts and time course of one feature in one epoch, as tidy rows.
+
+    Never raises for a model that cannot be fitted: the failure is a row with
+    ``error`` set (the message of the :class:`~cardiolab.errors.ModelError`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A features table (:func:`cardiolab.pipeline.features_table`).
+    feature, epoch : str
+        What to model.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`RESULT_COLUMNS`.
+    """
+    from .mixed import phase_contrasts
+    from .timecourse import fit_time_course
+
+    units = table.attrs.get("units", {}).get(feature, "")
+    rows = []
+    for model, fit in (("contrast", phase_contrasts), ("time_course", fit_time_course)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = fit(table, feature, epoch=epoch)
+            frame = result.to_frame()
+            frame["flags"] = "; ".join(result.flags)
+            frame["error"] = ""
+            frame["units"] = units
+            if model == "contrast" and "p_holm" not in frame:
+                holm = result.table["p_holm"]
+                frame["p_holm"] = frame["term"].map(holm)
+            rows.append(frame)
+        except ModelError as err:
+            rows.append(pd.DataFrame([_error_row(feature, epoch, model, err, units)]))
+        except Exception as err:  # statsmodels/numpy failures are recorded, not raised
+            log.warning("fit_all: %s %s %s failed: %r", feature, epoch, model, err)
+            rows.append(pd.DataFrame(
+                [_error_row(feature, epoch, model, f"{type(err).__name__}: {err}", units)]
+            ))
+    out = pd.concat(rows, ignore_index=True)
+    for col in RESULT_COLUMNS:
+        if col not in out:
+            out[col] = np.nan
+    out["feature"], out["epoch"] = feature, epoch
+    return out[RESULT_COLUMNS]
+
+
+def _fit_many(table: pd.DataFrame, jobs: list[tuple[str, str]]) -> list[pd.DataFrame]:
+    return [fit_feature(table, f, e) for f, e in jobs]
+
+
+def fit_all(
+    table: pd.DataFrame,
+    features: list[str] | None = None,
+    client=None,
+    *,
+    epochs: list[str] | None = None,
+    store=None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Fit phase contrasts and the time course of every feature x epoch, in parallel.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A features table (:func:`cardiolab.pipeline.features_table`): columns
+        ``subject``, ``session``, ``phase``, ``day``, ``epoch`` and one per feature;
+        units in ``table.attrs["units"]``.
+    features : list of str, optional
+        Features to model (default: every numeric feature column except the counts
+        in :data:`SKIPPED_FEATURES`).
+    client : distributed.Client or "sync", optional
+        Where to run. ``None`` starts a ``LocalCluster`` sized to the machine (or
+        connects to ``$CARDIOLAB_SCHEDULER``); ``"sync"`` fits in this process.
+    epochs : list of str, optional
+        Epochs to model (default: all in the table).
+    store : str or pathlib.Path, optional
+        A derived store (folder): the table is written there as group ``stats``.
+    workers : int, optional
+        Workers of the LocalCluster.
+    progress : bool
+        Show a progress bar of features done.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per feature x epoch x model x term (columns :data:`RESULT_COLUMNS`);
+        ``attrs["seconds"]`` holds the wall time.
+
+    Raises
+    ------
+    ModelError
+        A requested feature or epoch is not in the table.
+
+    Examples
+    --------
+    >>> from cardiolab.pipeline import features_table
+    >>> results = fit_all(features_table("data_catalog.yaml"))  # doctest: +SKIP
+    >>> results.query("model == 'time_course' and term == 'tau_r'")  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    missing = [c for c in _ID_COLUMNS if c not in table.columns]
+    if missing:
+        raise ModelError(f"features table: missing column(s) {missing}")
+    all_features = _feature_columns(table)
+    features = all_features if features is None else list(features)
+    unknown = [f for f in features if f not in table.columns]
+    if unknown:
+        raise ModelError(f"features table: no feature {unknown} (it has {all_features})")
+    present = list(dict.fromkeys(table["epoch"].astype(str)))
+    epochs = present if epochs is None else list(epochs)
+    absent = [e for e in epochs if e not in present]
+    if absent:
+        raise ModelError(f"features table: no epoch {absent} (it has {present})")
+
+    jobs = [(f, e) for f in features for e in epochs]
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc="fitting features", unit="model", disable=not progress)
+    frames = []
+    if client == "sync":
+        for job in jobs:
+            frames.extend(_fit_many(table, [job]))
+            bar.update()
+    else:
+        from distributed import as_completed
+
+        from ..pipeline import _client
+
+        dask_client, own = _client(client, None, workers)
+        try:
+            n = max(1, len(dask_client.scheduler_info().get("workers", {})))
+            # a few jobs per task: enough tasks to balance, few enough to keep overhead low
+            size = max(1, len(jobs) // (8 * n))
+            batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+            remote = dask_client.scatter(table, broadcast=True)
+            futures = [dask_client.submit(_fit_many, remote, b, pure=False) for b in batches]
+            for fut in as_completed(futures):
+                done = fut.result()
+                frames.extend(done)
+                bar.update(len(done))
+        finally:
+            if own:
+                cluster = getattr(dask_client, "cluster", None)
+                dask_client.close()
+                if cluster is not None:
+                    cluster.close()
+    bar.close()
+    order = {job: i for i, job in enumerate(jobs)}
+    frames.sort(key=lambda f: order[(f["feature"].iat[0], f["epoch"].iat[0])])
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    results.attrs["seconds"] = time.perf_counter() - t0
+    if store is not None:
+        write_results(results, store)
+    return results
+
+
+def write_results(results: pd.DataFrame, store) -> Path:
+    """Write a :func:`fit_all` table into a derived store, atomically (group ``stats``)."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    ds = xr.Dataset.from_dataframe(results.reset_index(drop=True).rename_axis("row"))
+    for col in ("feature", "epoch", "model", "term", "flags", "error", "units"):
+        ds[col] = ds[col].astype(str)
+    ds["converged"] = ds["converged"].astype(bool)
+    ds.attrs.update(
+        cardiolab_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        n_features=int(results["feature"].nunique()) if len(results) else 0,
+        seconds=float(results.attrs.get("seconds", np.nan)),
+        description="fit_all: phase contrasts and time courses of every feature x epoch",
+    )
+    target = store / STATS_GROUP
+    tmp = store / f".{STATS_GROUP}.tmp-{uuid.uuid4().hex}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.to_zarr(str(tmp), mode="w-", consolidated=False)
+        old = None
+        if target.exists():
+            old = store / f".{STATS_GROUP}.old-{uuid.uuid4().hex}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def read_results(store) -> pd.DataFrame:
+    """The results table :func:`fit_all` wrote into a derived store.
+
+    Raises
+    ------
+    CardiolabError
+        No results there yet (names the store and the command that makes them).
+    """
+    target = Path(store) / STATS_GROUP
+    if not (target / "zarr.json").exists():
+        raise CardiolabError(f"{store}: no model results yet; run `cardiolab fit CATALOG` first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_dataset(str(target), engine="zarr", consolidated=False).load()
+    table = ds.to_dataframe().reset_index(drop=True)
+    table.attrs.update({k: v for k, v in ds.attrs.items() if isinstance(v, str | int | float)})
+    return table[[c for c in RESULT_COLUMNS if c in table]]
+
+
+def results_summary(results: pd.DataFrame, *, epoch: str = "supine") -> str:
+    """A short text summary of a :func:`fit_all` table, for the command line.
+
+    One line of counts (features, models, time, failures, flags), then per feature
+    of ``epoch`` the time-course estimates of ``D`` (change at landing) and ``tau_r``
+    (recovery time constant, days) with their 95% CIs.
+    """
+    groups = ["feature", "epoch", "model"]
+    failed = results[results["error"].astype(str) != ""]
+    flagged = results[(results["error"].astype(str) == "") & ~results["converged"].astype(bool)]
+    lines = [
+        f"{results['feature'].nunique()} features, {results.groupby(groups).ngroups} models "
+        f"in {results.attrs.get('seconds', float('nan')):.1f} s; "
+        f"{failed.groupby(groups).ngroups} could not be fitted, "
+        f"{flagged.groupby(groups).ngroups} flagged (not converged or on a boundary)",
+    ]
+    tc = results[(results["model"] == "time_course") & (results["epoch"] == epoch)]
+    if len(tc):
+        lines.append(f"time course, {epoch}: D (change at landing) and tau_r (days), 95% CI")
+        for feature, rows in tc.groupby("feature", sort=False):
+            terms = rows.set_index("term")
+            if "D" not in terms.index or "tau_r" not in terms.index:
+                continue
+            d, tr = terms.loc["D"], terms.loc["tau_r"]
+            lines.append(
+                f"  {feature:<24} D {d['estimate']:9.3g} [{d['ci_low']:.3g}, {d['ci_high']:.3g}]"
+                f" {rows['units'].iat[0]:<8} tau_r {tr['estimate']:6.3g} "
+                f"[{tr['ci_low']:.3g}, {tr['ci_high']:.3g}]"
+            )
+    return "\n".join(lines)
