@@ -1,0 +1,1136 @@
+"""In-flight adaptation and post-flight recovery as exponential time courses.
+
+:func:`fit_time_course` fits, to one feature in one protocol epoch, the model of the
+simulator (:mod:`cardiolab.simulate.effects`) and of the literature (SCIENCE.md)::
+
+    y_ij = b0 + u_i + A (1 - exp(-t / tau_a)) [in flight]
+                    + D exp(-t / tau_r)       [after landing] + e_ij
+
+with ``u_i ~ N(0, subject_sd^2)`` a random intercept per subject (optionally random
+slopes ``a_i``, ``d_i`` on the in-flight and post-flight regressors, independent of
+each other and of ``u_i``), ``e_ij ~ N(0, residual_sd^2)``, ``t`` the day from the
+phase anchor (launch in flight, landing after; sub-day times such as R+6h = 0.25 d
+are used as they are).
+
+How it is estimated
+-------------------
+For fixed time constants the model is a linear mixed model in ``b0, A, D``. The time
+constants are estimated by maximum likelihood (ML): the criterion is the ML deviance
+of that linear mixed model with the fixed effects and the residual variance profiled
+out, minimised jointly over ``(log tau_a, log tau_r)`` and the relative random-effect
+SDs (a coarse grid of time constants, then L-BFGS-B from the best grid points).
+
+The deviance is computed from per-subject cross-product matrices, in closed form
+(Bates et al. 2015, *J. Stat. Softw.* 67(1), eqs. 34 and 41: the profiled deviance of
+lme4), because a profile needs thousands of evaluations and statsmodels'
+``MixedLM.loglike`` (a Python loop over subjects, ~0.4 ms) would take seconds per
+feature. statsmodels ``MixedLM`` is then fitted at the optimal time constants: by ML
+(its log-likelihood must equal the profile's maximum, else the fit is flagged; its
+convergence is the fit's ``converged``) and by REML for the SDs.
+
+Intervals (95 % by default):
+
+* ``tau_a``, ``tau_r``: profile likelihood, the other time constant and the
+  variance parameters re-optimised at every point (warm starts, adaptive steps in
+  log tau); the interval is where ``lr = 2 (max loglik - loglik) <= chi2_1(0.95) =
+  3.84``, its ends interpolated linearly in the signed root ``sign * sqrt(lr)``
+  between profile points. Where the profile does not reach the cut within
+  ``tau_bounds`` the side is open: ``ci_high = inf`` or ``ci_low`` = the lower bound,
+  with ``ci_open = True``.
+* ``b0``, ``A``, ``D``: profile likelihood too (each coefficient fixed in turn, the
+  time constants and variances re-optimised), so that the uncertainty of the time
+  constants is carried into them; the Wald SE at fixed time constants (which
+  understates it) is reported in the ``se`` column.
+* ``subject_sd``, ``residual_sd`` (``A_sd``, ``D_sd``): REML estimates at the optimal
+  time constants (statsmodels), intervals from the REML profile at those time
+  constants (conditional on them).
+* The curve's band (:meth:`TimeCourse.curve`): pointwise quantiles over 1000 draws:
+  each time constant from a split normal on the log scale matching its profile
+  interval (truncated to the bounds), then ``b0, A, D`` from their conditional
+  normal given the drawn time constants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import interpolate, optimize, stats
+
+from ..errors import ModelError
+
+__all__ = ["TimeCourse", "fit_time_course", "RECOVERY_MARGIN"]
+
+log = logging.getLogger("cardiolab")
+
+#: Default recovery margin: within 5 % of |b0| of the pre-flight level.
+RECOVERY_MARGIN = 0.05
+
+_PHASES = ("pre", "in", "post")
+_RANDOM_TERMS = ("intercept", "A", "D")
+_N_DRAWS = 1000
+_BOUND_TOL = 1e-3  # log-tau distance from a bound that counts as "on the bound"
+
+
+# --------------------------------------------------------------------------------------
+# numerical core: arrays in, numbers out
+# --------------------------------------------------------------------------------------
+
+
+class _Problem:
+    """The profiled deviance of the time-course model on one data set.
+
+    Rows are sorted by subject. Fixed-effect columns are ``b0`` (1), ``A`` (the
+    in-flight regressor, if fitted) and ``D`` (the post-flight regressor, if fitted);
+    the random-effect columns are a subset of them (``zidx``), with a diagonal
+    relative covariance ``diag(theta)^2`` (SDs relative to the residual SD).
+    """
+
+    def __init__(self, y, phase, day, groups, *, fit_a, fit_d, random, log_bounds):
+        order = np.argsort(groups, kind="stable")
+        self.y = np.asarray(y, float)[order]
+        self.phase = np.asarray(phase)[order]
+        self.day = np.asarray(day, float)[order]
+        self.groups = np.asarray(groups)[order]
+        self.n = self.y.size
+        self.starts = np.flatnonzero(np.r_[True, self.groups[1:] != self.groups[:-1]])
+        self.n_groups = self.starts.size
+        self.is_in = self.phase == "in"
+        self.is_post = self.phase == "post"
+        self.t_in = np.where(self.is_in, np.clip(self.day, 0, None), 0.0)
+        self.t_post = np.where(self.is_post, np.clip(self.day, 0, None), 0.0)
+        self.cols = ["b0"] + (["A"] if fit_a else []) + (["D"] if fit_d else [])
+        self.taus = (["tau_a"] if fit_a else []) + (["tau_r"] if fit_d else [])
+        self.p = len(self.cols)
+        self.m = len(self.taus)
+        self.zidx = [0] + [self.cols.index(t) for t in ("A", "D") if t in random]
+        self.q = len(self.zidx)
+        self.log_bounds = log_bounds
+
+    # design -------------------------------------------------------------------------
+    def design(self, log_tau) -> np.ndarray:
+        """Fixed-effect design matrix for the time constants ``exp(log_tau)``."""
+        X = np.empty((self.n, self.p))
+        X[:, 0] = 1.0
+        for i, (name, lt) in enumerate(zip(self.taus, log_tau, strict=True), start=1):
+            tau = math.exp(lt)
+            if name == "tau_a":  # t_in is 0 outside flight, where 1 - exp(0) = 0
+                X[:, i] = -np.expm1(-self.t_in / tau)
+            else:
+                X[:, i] = np.exp(-self.t_post / tau) * self.is_post
+        return X
+
+    # criterion ----------------------------------------------------------------------
+    def solve(self, log_tau, theta, *, fixed=None, reml=False, sigma=None, full=True):
+        """Deviance (-2 log-likelihood) and the conditional fixed effects.
+
+        Parameters
+        ----------
+        log_tau : array-like
+            Log time constants (days), in the order of ``self.taus``.
+        theta : array-like
+            Random-effect SDs relative to the residual SD, in the order of ``zidx``.
+        fixed : (int, float), optional
+            Hold fixed-effect column ``j`` at value ``c`` (moved to an offset).
+        reml : bool
+            REML instead of ML criterion.
+        sigma : float, optional
+            Residual SD; profiled out (set to its optimum) when None.
+        full : bool
+            Also compute ``beta``, ``cov`` and ``s2`` (None, None, nan otherwise).
+
+        Returns
+        -------
+        dev : float
+            The deviance (``inf`` where it is undefined).
+        beta : ndarray
+            Fixed effects at their conditional optimum (all ``p`` columns, the fixed
+            one included).
+        cov : ndarray
+            Their conditional covariance ``sigma^2 (X' V^-1 X)^-1`` (``sigma^2`` as
+            given, or at its ML/REML estimate), the fixed column's row and column zero.
+        s2 : float
+            The residual variance that maximises the criterion (``rss / df``).
+        """
+        X = self.design(log_tau)
+        p = self.p
+        W = np.empty((self.n, p + 1))
+        W[:, :p] = X
+        W[:, p] = self.y
+        if fixed is not None:
+            j, c = fixed
+            W[:, p] -= c * X[:, j]
+            ri = [i for i in range(p + 1) if i != j]
+        else:
+            ri = None
+        k = p + 1
+        C = np.add.reduceat((W[:, :, None] * W[:, None, :]).reshape(self.n, k * k), self.starts)
+        C = C.reshape(self.n_groups, k, k)
+        theta = np.asarray(theta, float)
+        if self.q == 1:
+            mdiag = 1.0 + theta[0] ** 2 * C[:, 0, 0]
+            logdet = float(np.log(mdiag).sum())
+            e = C[:, 0, :] * theta[0]  # (G, k)
+            S = C.sum(0) - (e / mdiag[:, None]).T @ e
+        else:
+            zi = self.zidx
+            M = np.eye(self.q) + theta[None, :, None] * C[:, zi][:, :, zi] * theta[None, None, :]
+            sign, ld = np.linalg.slogdet(M)
+            if np.any(sign <= 0):
+                return math.inf, None, None, math.nan
+            logdet = float(ld.sum())
+            E = theta[None, :, None] * C[:, zi, :]
+            S = C.sum(0) - np.einsum("gqa,gqb->ab", E, np.linalg.solve(M, E))
+        if ri is not None:
+            S = S[np.ix_(ri, ri)]
+        Sxx, Sxy, Syy = S[:-1, :-1], S[:-1, -1], S[-1, -1]
+        try:
+            chol = np.linalg.cholesky(Sxx)
+        except np.linalg.LinAlgError:
+            return math.inf, None, None, math.nan
+        b = np.linalg.solve(Sxx, Sxy)
+        rss = float(Syy - Sxy @ b)
+        if not rss > 0:
+            return math.inf, None, None, math.nan
+        px = Sxx.shape[0]
+        df = self.n - px if reml else self.n
+        ldx = 2.0 * float(np.log(np.diag(chol)).sum()) if reml else 0.0
+        if sigma is None:
+            s2 = rss / df
+            dev = logdet + ldx + df * (1.0 + math.log(2 * math.pi * s2))
+        else:
+            s2 = float(sigma) ** 2
+            dev = logdet + ldx + df * math.log(2 * math.pi * s2) + rss / s2
+        if not full:
+            return dev, None, None, math.nan
+        keep = [i for i in range(p) if fixed is None or i != fixed[0]]
+        beta = np.empty(p)
+        beta[keep] = b
+        cov = np.zeros((p, p))
+        cov[np.ix_(keep, keep)] = s2 * np.linalg.inv(Sxx)
+        if fixed is not None:
+            beta[fixed[0]] = fixed[1]
+        return dev, beta, cov, rss / df
+
+    def deviance(self, log_tau, theta, **kw) -> float:
+        return self.solve(log_tau, theta, full=False, **kw)[0]
+
+    # optimisation -------------------------------------------------------------------
+    def theta_bounds(self):
+        """Bounds of log theta: 1e-5 (a random effect at 0 for any purpose) to 1e4."""
+        return [(math.log(1e-5), math.log(1e4))] * self.q
+
+    def deviance_v(self, v, **kw) -> float:
+        """Deviance at the optimisation vector ``v = (log taus, log thetas)``."""
+        return self.solve(v[: self.m], np.exp(v[self.m :]), full=False, **kw)[0]
+
+    def minimise(self, fun, x0, bounds):
+        """L-BFGS-B from ``x0``; returns (x, f, converged)."""
+        x0 = np.clip(np.asarray(x0, float), [b[0] for b in bounds], [b[1] for b in bounds])
+        if len(x0) == 0:
+            return x0, float(fun(x0)), True
+        res = optimize.minimize(
+            fun,
+            x0,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 300, "ftol": 1e-9, "gtol": 1e-5},
+        )
+        return res.x, float(res.fun), bool(res.success)
+
+    def fit(self, start=None):
+        """ML optimum over ``v = (log taus, log theta)``: coarse grid, then L-BFGS-B.
+
+        With ``start``, polish from there instead of searching the grid. Where
+        L-BFGS-B stops without reporting convergence (a line search failing on a
+        flat criterion), Powell's method polishes the point and decides.
+        """
+        lo, hi = self.log_bounds
+        tau_bounds = [(lo, hi)] * self.m
+        bounds = tau_bounds + self.theta_bounds()
+
+        full = self.deviance_v
+
+        if start is not None:
+            x, f, ok = self.minimise(full, start, bounds)
+            return self._polish(full, x, f, ok, bounds)
+        # theta at a middle time constant, then a coarse grid of time constants
+        mid = [min(max(math.log(5.0), lo), hi)] * self.m
+        th0, _, _ = self.minimise(
+            lambda t: self.deviance(mid, np.exp(t)), [0.0] * self.q, self.theta_bounds()
+        )
+        grid1 = np.linspace(lo, hi, 9)
+        grids = np.meshgrid(*([grid1] * self.m), indexing="ij")
+        cand = np.column_stack([g.ravel() for g in grids]) if self.m else np.zeros((1, 0))
+        devs = np.array([self.deviance(c, np.exp(th0)) for c in cand])
+        best = None
+        for i in np.argsort(devs)[:3]:
+            x, f, ok = self.minimise(full, np.r_[cand[i], th0], bounds)
+            if best is None or f < best[1] - 1e-9:
+                best = (x, f, ok)
+        return self._polish(full, *best, bounds)
+
+    @staticmethod
+    def _polish(fun, x, f, ok, bounds):
+        if ok:
+            return x, f, ok
+        res = optimize.minimize(fun, x, method="Powell", bounds=bounds, options={"xtol": 1e-6})
+        if res.fun <= f + 1e-9:
+            return res.x, float(res.fun), bool(res.success)
+        return x, f, bool(res.success)
+
+    def profile_tau(self, k, v_hat, dev_min, zeta_stop):
+        """Profile of time constant ``k`` walked outwards from the optimum.
+
+        Steps in log tau adapt to a change of about 0.4 in the signed root of the
+        likelihood ratio; the walk stops past ``zeta_stop`` or at the bound. Returns
+        the points ``(log_tau, deviance, v)`` sorted by log tau, ``v`` the full
+        optimisation vector there (the other parameters re-optimised).
+        """
+        lo, hi = self.log_bounds
+        free_idx = [i for i in range(self.m + self.q) if i != k]
+        bounds_all = [(lo, hi)] * self.m + self.theta_bounds()
+        bounds = [bounds_all[i] for i in free_idx]
+
+        def at(x, warm):
+            def fun(w):
+                v = np.empty(self.m + self.q)
+                v[k] = x
+                v[free_idx] = w
+                return self.deviance_v(v)
+
+            w, f, _ = self.minimise(fun, warm, bounds)
+            v = np.empty(self.m + self.q)
+            v[k] = x
+            v[free_idx] = w
+            return v, f
+
+        rows = [(v_hat[k], dev_min, v_hat)]
+        for direction in (1.0, -1.0):
+            edge = hi if direction > 0 else lo
+            x = v_hat[k]
+            warm = v_hat[free_idx]
+            step, last_zeta = 0.05, 0.0
+            while abs(edge - x) > 1e-9:
+                x_new = x + direction * step
+                if (x_new - edge) * direction >= 0:
+                    x_new = edge
+                v, f = at(x_new, warm)
+                zeta = math.sqrt(max(f - dev_min, 0.0))
+                rows.append((x_new, f, v))
+                if zeta > zeta_stop:
+                    break
+                dz = zeta - last_zeta
+                step = min(max(step * min(max(0.4 / max(dz, 1e-6), 0.5), 2.0), 0.01), 0.6)
+                x, warm, last_zeta = x_new, v[free_idx], zeta
+        rows.sort(key=lambda r: r[0])
+        return rows
+
+    def profile_sd(self, which, log_tau, theta_hat, sigma_hat, dev_min, z):
+        """REML profile interval of an SD at fixed time constants.
+
+        ``which`` is ``"residual"`` or the index (into ``zidx``) of a random effect.
+        """
+        tb = self.theta_bounds()
+        log_th = np.log(np.maximum(theta_hat, 1e-5))
+        if which == "residual":
+
+            def lr(c):
+                f = self.minimise(
+                    lambda t: self.deviance(log_tau, np.exp(t), reml=True, sigma=c), log_th, tb
+                )[1]
+                return f - dev_min
+
+            est = sigma_hat
+        else:
+            others = [i for i in range(self.q) if i != which]
+
+            def lr(c):
+                def fun(w):
+                    s = math.exp(w[0])
+                    th = np.empty(self.q)
+                    th[which] = c / s
+                    th[others] = np.exp(w[1:])
+                    return self.deviance(log_tau, th, reml=True, sigma=s)
+
+                w0 = np.r_[math.log(sigma_hat), log_th[others]]
+                b = [(math.log(sigma_hat) - 5, math.log(sigma_hat) + 5)] + [tb[i] for i in others]
+                return self.minimise(fun, w0, b)[1] - dev_min
+
+            est = theta_hat[which] * sigma_hat
+
+        def zeta(c):
+            return math.copysign(math.sqrt(max(lr(c), 0.0)), c - est)
+
+        step = 0.3 * est if est > 0 else 0.3 * sigma_hat
+        low = _solve_zeta(zeta, est, -step, -z, floor=0.0 if which != "residual" else None)
+        high = _solve_zeta(zeta, est, step, z)
+        return low, high
+
+
+def _solve_zeta(zeta, est, step, target, floor=None, max_expand=40):
+    """Where the signed root ``zeta(c)`` (increasing, 0 at ``est``) reaches ``target``.
+
+    Secant guesses from ``(est, 0)`` (aimed 5 % beyond, at most 4x further each time)
+    until the target is crossed, then Brent's method in the bracket. Returns
+    ``(value, open)``: ``(+-inf, True)`` where the target is never reached, and
+    ``(floor, False)`` where the profile stays below the target down to ``floor``.
+    """
+    side = 1.0 if step > 0 else -1.0
+    inside = est
+    x = est + step if floor is None else max(est + step, floor)
+    for _ in range(max_expand):
+        f = zeta(x)
+        if (f - target) * side >= 0:
+            scale = max(abs(est), abs(step))
+            root = optimize.brentq(lambda c: zeta(c) - target, inside, x, xtol=1e-5 * scale)
+            return float(root), False
+        if floor is not None and x <= floor:
+            return floor, False
+        inside = x
+        dist = abs(x - est)
+        guess = 1.05 * target / (f / (x - est)) if f * side > 0 else 2 * (x - est)
+        x = est + side * min(abs(guess), 4 * dist)
+        if floor is not None:
+            x = max(x, floor)
+    return side * math.inf, True
+
+
+# --------------------------------------------------------------------------------------
+# result object
+# --------------------------------------------------------------------------------------
+
+
+class TimeCourse:
+    """An adaptation/recovery time course fitted by :func:`fit_time_course`.
+
+    Attributes
+    ----------
+    params : pandas.DataFrame
+        Indexed by ``b0``, ``A``, ``tau_a``, ``D``, ``tau_r``, ``subject_sd``,
+        ``residual_sd`` (and ``A_sd``, ``D_sd`` with random slopes); columns
+        ``estimate``, ``ci_low``, ``ci_high``, ``ci_open`` (a side of the interval not
+        reached within the time-constant bounds), ``se`` (Wald SE of ``b0``, ``A``,
+        ``D`` at the fitted time constants, NaN elsewhere) and ``ci_method``.
+        Time constants in days, the rest in the feature's units. Parameters the
+        campaign cannot inform (``A``, ``tau_a`` without in-flight sessions) are NaN.
+    half_life : pandas.Series
+        ``tau_r ln 2`` (days): ``estimate``, ``ci_low``, ``ci_high``.
+    profile : dict of str to pandas.DataFrame
+        ``"tau_a"``, ``"tau_r"`` -> profile with columns ``tau`` (days), ``loglik``,
+        ``lr`` (``2 (max loglik - loglik)``), ``zeta`` (signed root of ``lr``) and the
+        conditional estimates ``b0``, ``A``, ``D`` and the other time constant.
+    data : pandas.DataFrame
+        The rows fitted: ``subject``, ``session``, ``phase``, ``day``, ``value``.
+    feature, epoch, units : str
+    converged : bool
+        The optimiser and statsmodels' ML and REML fits converged.
+    flags : list of str
+        Everything a reader of the numbers should know (dropped rows, bounds hit,
+        open intervals, non-convergence).
+    loglik : float
+        Maximised (ML) log-likelihood.
+    n_obs, n_groups : int
+        Rows and subjects fitted.
+    alpha : float
+        1 - confidence level of the intervals.
+    margin : float or str or None
+        Default recovery margin of :meth:`recovery_day`.
+    """
+
+    def __init__(self, **kw):
+        self._problem = kw.pop("problem")
+        self._opt = kw.pop("opt")
+        self._draws = None
+        for key, value in kw.items():
+            setattr(self, key, value)
+
+    # derived quantities ---------------------------------------------------------------
+    def _margin(self, margin):
+        margin = self.margin if margin is None else margin
+        b0 = float(self.params.loc["b0", "estimate"])
+        if margin is None:
+            return RECOVERY_MARGIN * abs(b0)
+        if isinstance(margin, str):
+            text = margin.strip()
+            if not text.endswith("%"):
+                raise ModelError(
+                    f"{self.feature} ({self.epoch}): margin {margin!r}: give a number in "
+                    f"{self.units or 'the feature units'} or a percentage of b0 such as '5%'"
+                )
+            return float(text[:-1]) / 100.0 * abs(b0)
+        margin = float(margin)
+        if not margin > 0:
+            raise ModelError(f"{self.feature} ({self.epoch}): recovery margin must be > 0")
+        return margin
+
+    @staticmethod
+    def _recovery(D, tau_r, margin):
+        if not (np.isfinite(D) and np.isfinite(margin)):
+            return math.nan
+        if abs(D) <= margin:
+            return 0.0
+        return tau_r * math.log(abs(D) / margin)
+
+    def recovery_day(self, margin=None, ci=False):
+        """Day after landing when the population curve is back within ``margin`` of b0.
+
+        Parameters
+        ----------
+        margin : float or str, optional
+            Absolute tolerance in the feature's units, or a percentage of ``|b0|``
+            as a string (``"10%"``). Default: the fit's ``margin``, else 5 % of
+            ``|b0|`` (:data:`RECOVERY_MARGIN`).
+        ci : bool
+            Also return the interval: the recovery day evaluated along the
+            ``tau_r`` profile (``D`` and ``b0`` re-estimated at each ``tau_r``) over
+            the ``tau_r`` values inside its profile interval.
+
+        Returns
+        -------
+        float or pandas.Series
+            Days after landing (0 when ``|D|`` is already within the margin at
+            landing; NaN without post-flight data); with ``ci=True`` a Series
+            ``estimate``, ``ci_low``, ``ci_high`` (``ci_high`` inf where the
+            ``tau_r`` interval is open upwards).
+
+        Examples
+        --------
+        >>> from cardiolab.stats.design import simulate_feature_table
+        >>> table = simulate_feature_table(
+        ...     n_subjects=8, pre=62.0, A=3.0, tau_a=4.0, D=8.0, tau_r=3.0,
+        ...     between_sd=7.4, residual_sd=1.0, feature="hr", seed=1)
+        >>> tc = fit_time_course(table, "hr")
+        >>> round(tc.recovery_day(margin=1.0))  # 3 ln(8 / 1) = 6.2 d in truth
+        6
+        """
+        if "tau_r" not in self._problem.taus:
+            est = math.nan
+            return (
+                pd.Series({"estimate": est, "ci_low": est, "ci_high": est}, name="recovery_day")
+                if ci
+                else est
+            )
+        m = self._margin(margin)
+        D = float(self.params.loc["D", "estimate"])
+        tau_r = float(self.params.loc["tau_r", "estimate"])
+        if self.margin is None and margin is None:
+            m_of = lambda b0: RECOVERY_MARGIN * abs(b0)  # noqa: E731
+        elif isinstance(margin if margin is not None else self.margin, str):
+            frac = m / abs(float(self.params.loc["b0", "estimate"]))
+            m_of = lambda b0: frac * abs(b0)  # noqa: E731
+        else:
+            m_of = lambda b0: m  # noqa: E731
+        est = self._recovery(D, tau_r, m)
+        if not ci:
+            return est
+        prof = self.profile["tau_r"]
+        lo_t, hi_t = self.params.loc["tau_r", ["ci_low", "ci_high"]]
+        inside = prof[(prof["tau"] >= lo_t) & (prof["tau"] <= hi_t)]
+        values = [est] + [
+            self._recovery(r.D, r.tau, m_of(r.b0)) for r in inside.itertuples(index=False)
+        ]
+        for t in (lo_t, hi_t):
+            if np.isfinite(t):
+                d_t = np.interp(math.log(t), np.log(prof["tau"]), prof["D"])
+                b_t = np.interp(math.log(t), np.log(prof["tau"]), prof["b0"])
+                values.append(self._recovery(d_t, t, m_of(b_t)))
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        if bool(self.params.loc["tau_r", "ci_open"]) and not np.isfinite(hi_t):
+            high = math.inf if abs(D) > m else high
+        return pd.Series({"estimate": est, "ci_low": low, "ci_high": high}, name="recovery_day")
+
+    def _draw(self):
+        """Draws of (log taus, beta) for the curve band (cached on the object)."""
+        if self._draws is not None:
+            return self._draws
+        prob, (v_hat, _) = self._problem, self._opt
+        rng = np.random.default_rng(20160915)
+        z_crit = stats.norm.ppf(1 - self.alpha / 2)
+        lo_b, hi_b = prob.log_bounds
+        log_tau = np.empty((_N_DRAWS, prob.m))
+        for k, name in enumerate(prob.taus):
+            est = v_hat[k]
+            lo, hi = self.params.loc[name, ["ci_low", "ci_high"]]
+            up = (min(math.log(hi), hi_b) if np.isfinite(hi) else hi_b) - est
+            down = est - max(math.log(lo), lo_b)
+            zz = rng.standard_normal(_N_DRAWS)
+            log_tau[:, k] = np.clip(est + np.where(zz > 0, zz * up, zz * down) / z_crit, lo_b, hi_b)
+        theta = np.exp(v_hat[prob.m :])
+        betas = np.empty((_N_DRAWS, prob.p))
+        for i in range(_N_DRAWS):
+            _, b, cov, _ = prob.solve(log_tau[i], theta)
+            if b is None:
+                betas[i] = np.nan
+                continue
+            chol = np.linalg.cholesky(cov + 1e-12 * np.eye(prob.p))
+            betas[i] = b + chol @ rng.standard_normal(prob.p)
+        self._draws = (log_tau, betas)
+        return self._draws
+
+    def curve(self, n: int = 200) -> pd.DataFrame:
+        """The population curve with its pointwise band.
+
+        Parameters
+        ----------
+        n : int
+            Points per phase.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``phase``, ``day``, ``estimate``, ``ci_low``, ``ci_high``: pre-flight
+            (flat at ``b0``, band = the ``b0`` interval) from the first pre-flight day
+            to 0, in flight from 0 to the last in-flight day, after landing from 0 to
+            the last post-flight day. The in/post band is the pointwise
+            ``alpha/2, 1 - alpha/2`` quantiles over draws of the parameters (see the
+            module notes). Phases without data are left out.
+
+        Examples
+        --------
+        >>> from cardiolab.stats.design import simulate_feature_table
+        >>> table = simulate_feature_table(
+        ...     n_subjects=8, pre=62.0, A=3.0, tau_a=4.0, D=8.0, tau_r=3.0,
+        ...     between_sd=7.4, residual_sd=2.0, feature="hr", seed=1)
+        >>> c = fit_time_course(table, "hr").curve(n=50)
+        >>> c.groupby("phase", sort=False).size().to_dict()
+        {'pre': 50, 'in': 50, 'post': 50}
+        """
+        prob = self._problem
+        data = self.data
+        p = self.params
+        frames = []
+        pre_days = data.loc[data["phase"] == "pre", "day"]
+        b0 = p.loc["b0"]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "phase": "pre",
+                    "day": np.linspace(min(float(pre_days.min()), 0.0), 0.0, n),
+                    "estimate": b0["estimate"],
+                    "ci_low": b0["ci_low"],
+                    "ci_high": b0["ci_high"],
+                }
+            )
+        )
+        log_tau, betas = self._draw()
+        q = [self.alpha / 2, 1 - self.alpha / 2]
+        for phase, col, tau_name in (("in", "A", "tau_a"), ("post", "D", "tau_r")):
+            if col not in prob.cols:
+                continue
+            days = np.linspace(0.0, float(data.loc[data["phase"] == phase, "day"].max()), n)
+            k = prob.taus.index(tau_name)
+            j = prob.cols.index(col)
+
+            def shape(tau, days=days, phase=phase):
+                t = days[None, :] / np.asarray(tau, float)[:, None]
+                return -np.expm1(-t) if phase == "in" else np.exp(-t)
+
+            est = b0["estimate"] + p.loc[col, "estimate"] * shape([p.loc[tau_name, "estimate"]])[0]
+            draws = betas[:, [0]] + betas[:, [j]] * shape(np.exp(log_tau[:, k]))
+            band = np.nanquantile(draws, q, axis=0)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "phase": phase,
+                        "day": days,
+                        "estimate": est,
+                        "ci_low": band[0],
+                        "ci_high": band[1],
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: feature, epoch, model, term, estimate, ci_low, ci_high, p, converged.
+
+        Terms are the rows of :attr:`params` plus ``half_life`` and ``recovery_day``
+        (default margin); ``p`` is NaN (no test is made).
+        """
+        rows = self.params[["estimate", "ci_low", "ci_high"]].copy()
+        rows.loc["half_life"] = self.half_life[["estimate", "ci_low", "ci_high"]].to_numpy()
+        rows.loc["recovery_day"] = self.recovery_day(ci=True)[
+            ["estimate", "ci_low", "ci_high"]
+        ].to_numpy()
+        out = rows.rename_axis("term").reset_index()
+        out.insert(0, "model", "time_course")
+        out.insert(0, "epoch", self.epoch)
+        out.insert(0, "feature", self.feature)
+        out["p"] = np.nan
+        out["converged"] = bool(self.converged)
+        return out[
+            ["feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "p", "converged"]
+        ]
+
+    def __repr__(self) -> str:
+        def fmt(name, unit):
+            if name not in self.params.index:
+                return None
+            e, lo, hi = self.params.loc[name, ["estimate", "ci_low", "ci_high"]]
+            if not np.isfinite(e):
+                return f"{name} n/a"
+            return f"{name} {e:.4g} [{lo:.4g}, {hi:.4g}]{unit}"
+
+        u = f" {self.units}" if self.units not in ("", "1") else ""
+        parts = [
+            fmt("b0", u),
+            fmt("A", u),
+            fmt("tau_a", " d"),
+            fmt("D", u),
+            fmt("tau_r", " d"),
+        ]
+        head = f"TimeCourse({self.feature}, {self.epoch}: " + ", ".join(p for p in parts if p)
+        tail = f"; {self.n_obs} rows, {self.n_groups} subjects"
+        if not self.converged:
+            tail += ", NOT CONVERGED"
+        if self.flags:
+            tail += f", {len(self.flags)} flag{'s' if len(self.flags) > 1 else ''}"
+        return head + tail + ")"
+
+
+# --------------------------------------------------------------------------------------
+# public function
+# --------------------------------------------------------------------------------------
+
+
+def _one_blas_thread():
+    """Context holding BLAS to one thread (no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _prepare(table, feature, epoch):
+    """Rows of one feature and epoch: (data, flags, units); raises ModelError."""
+    where = f"{feature} ({epoch})"
+    if not isinstance(table, pd.DataFrame):
+        raise ModelError(f"{where}: the features table must be a pandas DataFrame")
+    need = ["subject", "session", "phase", "day", "epoch", feature]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ModelError(f"{where}: the features table has no column {missing}")
+    rows = table.loc[table["epoch"] == epoch, need[:4] + [feature]]
+    if rows.empty:
+        epochs = sorted(map(str, table["epoch"].unique()))
+        raise ModelError(f"{where}: no rows for epoch {epoch!r}; epochs present: {epochs}")
+    bad = sorted(set(map(str, rows["phase"].unique())) - set(_PHASES))
+    if bad:
+        raise ModelError(f"{where}: unknown phase {bad}; expected {_PHASES}")
+    data = rows.rename(columns={feature: "value"}).reset_index(drop=True)
+    data["value"] = pd.to_numeric(data["value"], errors="coerce").astype(float)
+    data["day"] = pd.to_numeric(data["day"], errors="coerce").astype(float)
+    flags = []
+    nan = ~np.isfinite(data["value"].to_numpy()) | ~np.isfinite(data["day"].to_numpy())
+    if nan.any():
+        dropped = data.loc[nan, ["subject", "session"]].astype(str).agg(" ".join, axis=1)
+        flags.append(
+            f"dropped {int(nan.sum())} row(s) with a missing {feature} or day: "
+            + ", ".join(dropped.tolist()[:10])
+            + (" ..." if nan.sum() > 10 else "")
+        )
+        data = data.loc[~nan].reset_index(drop=True)
+    n_subjects = data["subject"].nunique()
+    if n_subjects < 2:
+        raise ModelError(f"{where}: {n_subjects} subject(s) with data; a time course needs >= 2")
+    if not (data["phase"] == "pre").any():
+        raise ModelError(f"{where}: no pre-flight data; the time course is relative to it")
+    if float(np.ptp(data["value"].to_numpy())) == 0.0:
+        raise ModelError(f"{where}: no variance (every value is {data['value'].iloc[0]!r})")
+    units = ""
+    if isinstance(table.attrs.get("units"), dict):
+        units = str(table.attrs["units"].get(feature, ""))
+    return data, flags, units
+
+
+def fit_time_course(
+    table: pd.DataFrame,
+    feature: str,
+    epoch: str = "supine",
+    random: Sequence[str] = ("intercept",),
+    tau_bounds: tuple[float, float] = (0.1, 200.0),
+    margin=None,
+    alpha: float = 0.05,
+) -> TimeCourse:
+    """Fit the in-flight adaptation and post-flight recovery time course of a feature.
+
+    Model: ``y = b0 + u_i + A (1 - exp(-t / tau_a)) [in flight] + D exp(-t / tau_r)
+    [after landing] + e``, a random intercept per subject (see the module notes for
+    the estimation and the intervals).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A features table (:func:`cardiolab.pipeline.features_table`): columns
+        ``subject``, ``session``, ``phase``, ``day`` (days from launch/landing),
+        ``epoch`` and the feature; units in ``attrs["units"]``.
+    feature : str
+        The feature column.
+    epoch : str
+        The protocol epoch whose rows are fitted.
+    random : sequence of str
+        Random effects per subject: ``"intercept"`` (always), plus ``"A"`` and/or
+        ``"D"`` for random slopes on the in-flight and post-flight regressors
+        (independent of the intercept).
+    tau_bounds : (float, float)
+        Search range of both time constants, days.
+    margin : float or str, optional
+        Default margin of :meth:`TimeCourse.recovery_day`: an absolute value in the
+        feature's units or a percentage string ("5%"); None = 5 % of ``|b0|``.
+    alpha : float
+        The intervals are ``1 - alpha`` (cut ``chi2_1(1 - alpha)``, 3.84 at 0.05).
+
+    Returns
+    -------
+    TimeCourse
+
+    Raises
+    ------
+    ModelError
+        Naming the feature and epoch: a missing column or epoch, fewer than 2
+        subjects, no pre-flight data, no variance, neither in-flight nor post-flight
+        data, fewer than 2 distinct days in a phase whose time constant is fitted, an
+        unknown random term or bad bounds. Rows with a missing value are dropped
+        (flagged); a fit that does not converge, or a time constant on a bound, is
+        flagged, not raised.
+
+    Examples
+    --------
+    >>> from cardiolab.stats.design import simulate_feature_table
+    >>> table = simulate_feature_table(
+    ...     n_subjects=12, pre=62.0, A=3.0, tau_a=4.0, D=8.0, tau_r=3.0,
+    ...     between_sd=7.4, residual_sd=2.0, feature="hr", units="bpm", seed=3)
+    >>> tc = fit_time_course(table, "hr")
+    >>> lo, hi = tc.params.loc["tau_r", ["ci_low", "ci_high"]]
+    >>> bool(lo < 3.0 < hi)
+    True
+    >>> list(tc.params.index)
+    ['b0', 'A', 'tau_a', 'D', 'tau_r', 'subject_sd', 'residual_sd']
+    """
+    # Thousands of tiny matrix operations: a multi-threaded BLAS only adds overhead
+    # (10x slower on a loaded 2-core machine), so it is held to one thread here.
+    with _one_blas_thread():
+        return _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha)
+
+
+def _fit_time_course(
+    table: pd.DataFrame,
+    feature: str,
+    epoch: str = "supine",
+    random: Sequence[str] = ("intercept",),
+    tau_bounds: tuple[float, float] = (0.1, 200.0),
+    margin=None,
+    alpha: float = 0.05,
+) -> TimeCourse:
+    """Body of :func:`fit_time_course`."""
+    from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    where = f"{feature} ({epoch})"
+    data, flags, units = _prepare(table, feature, epoch)
+    random = tuple(random)
+    unknown = [r for r in random if r not in _RANDOM_TERMS]
+    if unknown or "intercept" not in random:
+        raise ModelError(
+            f"{where}: random={random!r}: terms are {_RANDOM_TERMS} and must include 'intercept'"
+        )
+    lo_b, hi_b = (float(b) for b in tau_bounds)
+    if not (0 < lo_b < hi_b < math.inf):
+        raise ModelError(f"{where}: tau_bounds {tau_bounds!r} must satisfy 0 < low < high < inf")
+    if not 0 < alpha < 1:
+        raise ModelError(f"{where}: alpha must be in (0, 1), got {alpha!r}")
+
+    fit = {}
+    for phase, name, col in (("in", "in-flight", "A"), ("post", "post-flight", "D")):
+        days = np.unique(data.loc[data["phase"] == phase, "day"])
+        tau = "tau_a" if phase == "in" else "tau_r"
+        if days.size == 0:
+            fit[col] = False
+            flags.append(f"no {name} sessions: {col} and {tau} not estimated")
+            continue
+        if days.size < 2:
+            raise ModelError(
+                f"{where}: {tau} needs >= 2 distinct {name} days, the table has one "
+                f"(day {days[0]:g}); drop the {name} rows to fit the other phase alone, "
+                "or use phase contrasts"
+            )
+        fit[col] = True
+    if not (fit["A"] or fit["D"]):
+        raise ModelError(f"{where}: neither in-flight nor post-flight data: nothing to fit")
+    for term in ("A", "D"):
+        if term in random and not fit[term]:
+            raise ModelError(f"{where}: random slope on {term!r} needs that phase's data")
+
+    subjects, codes = np.unique(data["subject"].astype(str).to_numpy(), return_inverse=True)
+    prob = _Problem(
+        data["value"].to_numpy(),
+        data["phase"].to_numpy(),
+        data["day"].to_numpy(),
+        codes,
+        fit_a=fit["A"],
+        fit_d=fit["D"],
+        random=random,
+        log_bounds=(math.log(lo_b), math.log(hi_b)),
+    )
+    cut = float(stats.chi2.ppf(1 - alpha, 1))
+    z = math.sqrt(cut)
+    zeta_stop = max(z + 1.3, math.sqrt(stats.chi2.ppf(0.999, 1)))
+
+    # --- ML optimum and time-constant profiles --------------------------------------
+    # A profile that meets a clearly higher likelihood (> 0.01 in deviance) restarts
+    # the optimisation from there, once.
+    start = None
+    for attempt in range(2):
+        v_hat, dev_min, opt_ok = prob.fit(start)
+        walks = [prob.profile_tau(k, v_hat, dev_min, zeta_stop) for k in range(prob.m)]
+        best = min((r for w in walks for r in w), key=lambda r: r[1])
+        if best[1] < dev_min - 0.01 and attempt == 0:
+            log.debug("fit_time_course %s: restart from a profile point", where)
+            start = best[2]
+            continue
+        break
+    if best[1] < dev_min - 0.01:
+        flags.append("a profile met a higher likelihood than the fit: the optimum may be local")
+    if not opt_ok:
+        flags.append("the optimiser over the time constants did not report convergence")
+    log_tau_hat, theta_hat = v_hat[: prob.m], np.exp(v_hat[prob.m :])
+    _, beta_hat, cov_hat, _ = prob.solve(log_tau_hat, theta_hat)
+    for name, lt in zip(prob.taus, log_tau_hat, strict=True):
+        if lt - prob.log_bounds[0] < _BOUND_TOL or prob.log_bounds[1] - lt < _BOUND_TOL:
+            flags.append(f"{name} estimate {math.exp(lt):.4g} d is on a bound of {tau_bounds}")
+
+    rows, profiles, traces = {}, {}, []
+    for k, (name, walk) in enumerate(zip(prob.taus, walks, strict=True)):
+        taus = np.array([r[0] for r in walk])
+        devs = np.array([r[1] for r in walk])
+        lr = np.maximum(devs - dev_min, 0.0)
+        zeta = np.sign(taus - log_tau_hat[k]) * np.sqrt(lr)
+        solved = [prob.solve(r[2][: prob.m], np.exp(r[2][prob.m :])) for r in walk]
+        cond = np.array([r[1] for r in solved])
+        traces.append((taus, devs, cond, np.array([np.diag(r[2]) for r in solved])))
+        frame = pd.DataFrame({"tau": np.exp(taus), "loglik": -0.5 * devs, "lr": lr, "zeta": zeta})
+        for j, col in enumerate(prob.cols):
+            frame[col] = cond[:, j]
+        for kk, other in enumerate(prob.taus):
+            if kk != k:
+                frame[other] = np.exp([r[2][kk] for r in walk])
+        profiles[name] = frame
+        lo, lo_open = _crossing(taus, zeta, -z, log_tau_hat[k], prob.log_bounds[0])
+        hi, hi_open = _crossing(taus, zeta, z, log_tau_hat[k], math.inf)
+        rows[name] = dict(
+            estimate=math.exp(log_tau_hat[k]),
+            ci_low=math.exp(lo),
+            ci_high=math.exp(hi),
+            ci_open=lo_open or hi_open,
+            se=math.nan,
+            ci_method="profile likelihood",
+        )
+        if lo_open or hi_open:
+            sides = " and ".join(s for s, o in (("below", lo_open), ("above", hi_open)) if o)
+            flags.append(
+                f"{name}: the profile likelihood does not reach the {100 * (1 - alpha):g} % cut "
+                f"{sides} within {tau_bounds} d: open interval (the schedule cannot bound it)"
+            )
+
+    # --- statsmodels MixedLM at the optimal time constants ------------------------
+    X = prob.design(log_tau_hat)
+    Z = X[:, prob.zidx]
+    free = MixedLMParams.from_components(np.ones(prob.p), np.eye(prob.q)) if prob.q > 1 else None
+    start = MixedLMParams.from_components(beta_hat, np.diag(np.maximum(theta_hat, 1e-3) ** 2))
+    sm_fits = {}
+    for reml in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                # one model per criterion: results evaluate llf lazily on their model
+                model = MixedLM(prob.y, X, prob.groups, exog_re=Z)
+                res = model.fit(reml=reml, method="lbfgs", start_params=start, free=free)
+                res.llf  # noqa: B018 (evaluate now)
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                res = None
+                flags.append(f"statsmodels MixedLM {'REML' if reml else 'ML'} fit failed: {exc}")
+        sm_fits[reml] = res
+        for w in caught:
+            if issubclass(w.category, ConvergenceWarning) and "boundary" not in str(w.message):
+                flags.append(f"MixedLM {'REML' if reml else 'ML'}: {w.message}")
+    ml, rl = sm_fits[False], sm_fits[True]
+    converged = bool(opt_ok and ml is not None and ml.converged and rl is not None and rl.converged)
+    if not converged:
+        flags.append("the fit did not converge")
+    loglik = -0.5 * dev_min
+    if ml is not None and abs(ml.llf - loglik) > 1e-3 * max(1.0, abs(loglik)):
+        flags.append(
+            f"statsmodels ML log-likelihood {ml.llf:.4f} differs from the profile's "
+            f"maximum {loglik:.4f}"
+        )
+    se = np.asarray(ml.bse_fe, float) if ml is not None else np.sqrt(np.diag(cov_hat))
+
+    # --- b0, A, D: profile likelihood along the time-constant profiles ---------------
+    # A coefficient that a random effect varies between subjects (b0 always) is
+    # informed by n_groups subjects only: its cut is F(1, n_groups - 1) (= t^2), a
+    # small-sample correction of chi2_1 (12 subjects: 4.84 instead of 3.84).
+    cut_between = float(stats.f.ppf(1 - alpha, 1, prob.n_groups - 1))
+    for j, col in enumerate(prob.cols):
+        between = j in prob.zidx
+        lo, hi = _beta_interval(traces, j, prob.n, dev_min, cut_between if between else cut)
+        method = "profile likelihood over the tau profiles"
+        if between:
+            method += f", F(1, {prob.n_groups - 1}) cut"
+        rows[col] = dict(
+            estimate=beta_hat[j], ci_low=lo, ci_high=hi, ci_open=False, se=se[j], ci_method=method
+        )
+    nan_row = dict(
+        estimate=math.nan,
+        ci_low=math.nan,
+        ci_high=math.nan,
+        ci_open=False,
+        se=math.nan,
+        ci_method="not estimated",
+    )
+
+    # --- SDs: REML at the optimal time constants ----------------------------------
+    log_th_r, dev_r, _ = prob.minimise(
+        lambda t: prob.deviance(log_tau_hat, np.exp(t), reml=True),
+        np.log(theta_hat),
+        prob.theta_bounds(),
+    )
+    th_r = np.exp(log_th_r)
+    sigma_r = math.sqrt(prob.solve(log_tau_hat, th_r, reml=True)[3])
+    if rl is not None:
+        sigma_sm = math.sqrt(rl.scale)
+        sd_sm = np.sqrt(np.maximum(np.diag(np.asarray(rl.cov_re, float)), 0.0))
+    else:
+        sigma_sm, sd_sm = sigma_r, th_r * sigma_r
+    sd_names = ["subject_sd"] + [f"{prob.cols[i]}_sd" for i in prob.zidx[1:]]
+    for i, name in enumerate(sd_names):
+        (lo, _), (hi, hi_open) = prob.profile_sd(i, log_tau_hat, th_r, sigma_r, dev_r, z)
+        rows[name] = dict(
+            estimate=float(sd_sm[i]),
+            ci_low=lo,
+            ci_high=hi,
+            ci_open=hi_open,
+            se=math.nan,
+            ci_method="REML profile at fitted taus",
+        )
+        if sd_sm[i] < 1e-3 * sigma_sm:
+            flags.append(f"{name} estimated at 0 (boundary of the parameter space)")
+    (lo, _), (hi, hi_open) = prob.profile_sd("residual", log_tau_hat, th_r, sigma_r, dev_r, z)
+    rows["residual_sd"] = dict(
+        estimate=sigma_sm,
+        ci_low=lo,
+        ci_high=hi,
+        ci_open=hi_open,
+        se=math.nan,
+        ci_method="REML profile at fitted taus",
+    )
+
+    order = ["b0", "A", "tau_a", "D", "tau_r", "subject_sd", "residual_sd"]
+    order += [n for n in ("A_sd", "D_sd") if n in rows]
+    params = pd.DataFrame({name: rows.get(name, nan_row) for name in order}).T
+    params = params.astype(
+        {
+            "estimate": float,
+            "ci_low": float,
+            "ci_high": float,
+            "ci_open": bool,
+            "se": float,
+            "ci_method": str,
+        }
+    )
+    params.index.name = "parameter"
+    empty = pd.DataFrame({"tau": [], "loglik": [], "lr": [], "zeta": []}, dtype=float)
+    profiles = {name: profiles.get(name, empty) for name in ("tau_a", "tau_r")}
+
+    ln2 = math.log(2.0)
+    tr = params.loc["tau_r"]
+    half_life = pd.Series(
+        {
+            "estimate": tr["estimate"] * ln2,
+            "ci_low": tr["ci_low"] * ln2,
+            "ci_high": tr["ci_high"] * ln2,
+        },
+        name="half_life",
+    )
+    for msg in flags:
+        log.info("fit_time_course %s: %s", where, msg)
+    result = TimeCourse(
+        problem=prob,
+        opt=(v_hat, dev_min),
+        params=params,
+        half_life=half_life,
+        profile=profiles,
+        data=data[["subject", "session", "phase", "day", "value"]].copy(),
+        feature=feature,
+        epoch=epoch,
+        units=units,
+        converged=converged,
+        flags=flags,
+        loglik=float(loglik),
+        n_obs=int(prob.n),
+        n_groups=int(prob.n_groups),
+        alpha=float(alpha),
+        margin=margin,
+        random=random,
+        tau_bounds=(lo_b, hi_b),
+        model=ml,
+    )
+    if margin is not None:
+        result._margin(margin)  # validate now rather than at the first recovery_day()
+    return result
+
+
+def _beta_interval(traces, j, n, dev_min, cut):
+    """Profile-likelihood interval of fixed effect ``j`` along the time-constant profiles.
+
+    At fixed time constants and variance ratios the ML deviance with ``beta_j = c``
+    is exact: ``dev + n log(1 + (c - beta_j)^2 / (n var_j))`` (``var_j`` its
+    conditional ML variance). The profile of ``beta_j`` is the minimum of these over
+    the time constants; it is taken along each time-constant profile (deviance,
+    conditional estimate and variance interpolated monotonically in log tau on a
+    fine grid), so the interval is the union over the profile points with
+    ``lr < cut`` of ``beta_j +- sqrt(n var_j (exp((cut - lr) / n) - 1))``.
+    """
+    lows, highs = [], []
+    for x, dev, beta, var in traces:
+        b, v = beta[:, j], var[:, j]
+        if x.size >= 3:
+            fine = np.linspace(x[0], x[-1], 400)
+            dev = interpolate.PchipInterpolator(x, dev)(fine)
+            b = interpolate.PchipInterpolator(x, b)(fine)
+            v = np.exp(interpolate.PchipInterpolator(x, np.log(v))(fine))
+        lr = dev - dev_min
+        ok = lr < cut
+        if not ok.any():
+            continue
+        half = np.sqrt(n * v[ok] * np.expm1((cut - np.maximum(lr[ok], 0.0)) / n))
+        lows.append(np.min(b[ok] - half))
+        highs.append(np.max(b[ok] + half))
+    return float(min(lows)), float(max(highs))
+
+
+def _crossing(x, zeta, target, x_hat, edge):
+    """Where ``zeta`` (sorted by ``x``) first reaches ``target`` away from ``x_hat``.
+
+    Linear interpolation between the bracketing profile points; ``(edge, True)`` where
+    the profile never reaches the target on that side.
+    """
+    side = 1.0 if target > 0 else -1.0
+    idx = (
+        np.flatnonzero(x >= x_hat - 1e-12) if side > 0 else np.flatnonzero(x <= x_hat + 1e-12)[::-1]
+    )
+    prev = None
+    for i in idx:
+        if (zeta[i] - target) * side >= 0:
+            if prev is None:
+                return x[i], False
+            x0, z0 = x[prev], zeta[prev]
+            return x0 + (target - z0) * (x[i] - x0) / (zeta[i] - z0), False
+        prev = i
+    return edge, True

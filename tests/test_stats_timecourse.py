@@ -1,0 +1,306 @@
+"""Adaptation/recovery time courses: known truth, statsmodels agreement, open intervals.
+
+The truth is the simulator's effects model drawn by simulate_feature_table; the
+reference for the likelihood is statsmodels' MixedLM. Supine heart rate of SCIENCE.md:
+pre 62 bpm, A +3 bpm (tau_a 4 d), D +8 bpm (tau_r 3 d), between-subject SD 12 % of
+pre, residual SD 2 bpm.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.regression.mixed_linear_model import MixedLM
+
+from cardiolab.errors import ModelError
+from cardiolab.simulate.effects import time_course
+from cardiolab.stats.design import DEFAULT_SCHEDULE, simulate_feature_table
+from cardiolab.stats.timecourse import TimeCourse, _Problem, fit_time_course
+
+HR = dict(pre=62.0, A=3.0, tau_a=4.0, D=8.0, tau_r=3.0, between_sd=0.12 * 62.0, residual_sd=2.0)
+TRUTH = {"b0": 62.0, "A": 3.0, "tau_a": 4.0, "D": 8.0, "tau_r": 3.0}
+
+
+def hr_table(seed, n_subjects=12, schedule=DEFAULT_SCHEDULE, **over):
+    return simulate_feature_table(
+        schedule, n_subjects, feature="hr", units="bpm", seed=seed, **dict(HR, **over)
+    )
+
+
+@pytest.fixture(scope="module")
+def fits():
+    """Five 12-subject campaigns of the demo schedule and their fits."""
+    return [fit_time_course(hr_table(seed), "hr") for seed in range(5)]
+
+
+# --- the known-truth generator -----------------------------------------------------
+
+
+def test_simulated_table_follows_the_effects_model():
+    schedule = ["L-30", "FD10", "R+6h", "R+3"]
+    exact = simulate_feature_table(
+        schedule, 3, feature="hr", seed=1, **dict(HR, between_sd=0.0, residual_sd=0.0)
+    )
+    assert list(exact.columns) == ["subject", "session", "phase", "day", "epoch", "hr"]
+    assert exact["day"].tolist()[:4] == [-30.0, 10.0, 0.25, 3.0]
+    expected = time_course(62.0, 3.0, 4.0, 8.0, 3.0, exact["phase"], exact["day"])
+    np.testing.assert_allclose(exact["hr"], expected, rtol=0, atol=1e-12)
+    assert exact.loc[2, "hr"] == pytest.approx(62 + 8 * math.exp(-0.25 / 3), abs=1e-12)
+
+    noisy = hr_table(4, n_subjects=400, schedule=["L-30", "L-10"])
+    # between-subject SD 7.44 and residual SD 2: subject means of two sessions
+    subj = noisy.groupby("subject")["hr"]
+    within = subj.diff().dropna().std() / math.sqrt(2)
+    assert within == pytest.approx(2.0, rel=0.1)
+    assert math.sqrt(subj.mean().var() - within**2 / 2) == pytest.approx(7.44, rel=0.1)
+    assert noisy.attrs["units"] == {"hr": "bpm"} and noisy.attrs["truth"]["tau_r"] == 3.0
+    pd.testing.assert_frame_equal(noisy, hr_table(4, n_subjects=400, schedule=["L-30", "L-10"]))
+
+
+# --- the likelihood against statsmodels --------------------------------------------
+
+
+@pytest.mark.parametrize("random", [("intercept",), ("intercept", "D")])
+def test_profiled_deviance_equals_statsmodels_mixedlm(random):
+    table = hr_table(0)
+    codes = pd.factorize(table["subject"])[0]
+    prob = _Problem(
+        table["hr"].to_numpy(),
+        table["phase"].to_numpy(),
+        table["day"].to_numpy(),
+        codes,
+        fit_a=True,
+        fit_d=True,
+        random=random,
+        log_bounds=(math.log(0.1), math.log(200)),
+    )
+    log_tau = np.log([4.0, 3.0])
+    X = prob.design(log_tau)
+    for reml in (False, True):
+        model = MixedLM(prob.y, X, prob.groups, exog_re=X[:, prob.zidx])
+        model.reml, model.cov_pen, model.fe_pen, model._cov_sing = reml, None, None, 0
+        for theta in ([0.5, 0.3], [3.7, 1.2]):
+            th = np.array(theta[: prob.q])
+            packed = np.diag(th)[np.tril_indices(prob.q)]  # Cholesky factor, row-wise
+            ours = prob.deviance(log_tau, th, reml=reml)
+            assert ours == pytest.approx(-2 * model.loglike(packed), rel=1e-10)
+
+
+def test_fit_matches_statsmodels_at_the_optimum(fits):
+    for tc in fits:
+        assert tc.converged
+        assert tc.model.llf == pytest.approx(tc.loglik, abs=1e-3)
+        # b0, A, D estimates are statsmodels' ML estimates at the fitted taus
+        np.testing.assert_allclose(
+            tc.model.fe_params, tc.params.loc[["b0", "A", "D"], "estimate"], rtol=1e-5
+        )
+
+
+# --- known truth ---------------------------------------------------------------------
+
+
+def test_intervals_cover_the_truth_across_seeds(fits):
+    for name, truth in TRUTH.items():
+        covered = [
+            tc.params.loc[name, "ci_low"] <= truth <= tc.params.loc[name, "ci_high"] for tc in fits
+        ]
+        assert sum(covered) >= 4, (name, [tc.params.loc[name].to_dict() for tc in fits])
+    # the SDs too (12 subjects inform the between-subject SD little: >= 3 of 5)
+    for name, truth, least in (("subject_sd", 7.44, 3), ("residual_sd", 2.0, 4)):
+        assert (
+            sum(
+                tc.params.loc[name, "ci_low"] <= truth <= tc.params.loc[name, "ci_high"]
+                for tc in fits
+            )
+            >= least
+        )
+
+
+def test_low_noise_estimates_are_close_to_the_truth():
+    tc = fit_time_course(hr_table(1, residual_sd=0.2), "hr")
+    p = tc.params["estimate"]
+    # residual SD 0.2 bpm: D and A to 3 %, the time constants to 10 %
+    assert p["D"] == pytest.approx(8.0, rel=0.03)
+    assert p["A"] == pytest.approx(3.0, rel=0.03)
+    assert p["tau_r"] == pytest.approx(3.0, rel=0.1)
+    assert p["tau_a"] == pytest.approx(4.0, rel=0.1)
+    assert p["residual_sd"] == pytest.approx(0.2, rel=0.2)
+    assert tc.half_life["estimate"] == pytest.approx(p["tau_r"] * math.log(2), rel=1e-12)
+    assert not tc.flags
+
+
+def test_profile_minimum_is_at_the_estimate_and_crosses_the_cut(fits):
+    tc = fits[0]
+    for name in ("tau_a", "tau_r"):
+        prof = tc.profile[name]
+        assert list(prof.columns[:3]) == ["tau", "loglik", "lr"]
+        at_min = prof.loc[prof["lr"].idxmin()]
+        assert at_min["lr"] == 0.0
+        assert at_min["tau"] == pytest.approx(tc.params.loc[name, "estimate"], rel=1e-12)
+        assert (prof["lr"] >= 0).all() and prof["tau"].is_monotonic_increasing
+        assert prof["loglik"].max() == pytest.approx(tc.loglik, abs=1e-9)
+    # tau_r is bounded on both sides: the profile brackets the 3.84 cut at each end
+    prof, (lo, hi) = tc.profile["tau_r"], tc.params.loc["tau_r", ["ci_low", "ci_high"]]
+    assert prof.loc[prof["tau"] < lo, "lr"].max() > 3.84 > prof.loc[prof["tau"] > lo, "lr"].min()
+    assert prof.loc[prof["tau"] > hi, "lr"].max() > 3.84 > prof.loc[prof["tau"] < hi, "lr"].min()
+
+
+def test_profile_intervals_of_a_and_d_are_wider_than_wald_at_fixed_tau(fits):
+    # the profile carries the time constants' uncertainty into D and A
+    for tc in fits:
+        for name in ("A", "D"):
+            est, lo, hi, se = tc.params.loc[name, ["estimate", "ci_low", "ci_high", "se"]]
+            assert lo < est - 1.9 * se and hi > est + 1.9 * se
+
+
+def test_unidentified_time_constant_gives_an_open_interval():
+    # post-flight days 0 and 30 only, tau_r 100 d: recovery barely starts by R+30
+    table = hr_table(0, schedule=["L-60", "L-30", "R+0", "R+30"], tau_r=100.0)
+    tc = fit_time_course(table, "hr")
+    row = tc.params.loc["tau_r"]
+    assert row["ci_open"] and math.isinf(row["ci_high"])
+    assert row["ci_low"] < 100.0
+    assert any("tau_r" in f and "open interval" in f for f in tc.flags)
+    assert math.isinf(tc.half_life["ci_high"])
+    assert math.isinf(tc.recovery_day(ci=True)["ci_high"])
+
+
+def test_recovery_only_campaign():
+    schedule = ["BDC-9", "BDC-3", "R+0", "R+1", "R+3", "R+7", "R+14"]
+    tc = fit_time_course(hr_table(2, schedule=schedule), "hr")
+    assert np.isnan(tc.params.loc[["A", "tau_a"], "estimate"]).all()
+    assert any("no in-flight sessions" in f for f in tc.flags)
+    assert tc.profile["tau_a"].empty
+    for name in ("D", "tau_r", "b0"):
+        lo, hi = tc.params.loc[name, ["ci_low", "ci_high"]]
+        assert lo <= TRUTH[name] <= hi
+    assert set(tc.curve(n=20)["phase"]) == {"pre", "post"}
+
+
+def test_adaptation_only_campaign():
+    schedule = ["L-60", "L-30", "FD2", "FD5", "FD15", "FD25"]
+    tc = fit_time_course(hr_table(3, schedule=schedule), "hr")
+    assert np.isnan(tc.params.loc[["D", "tau_r"], "estimate"]).all()
+    assert any("no post-flight sessions" in f for f in tc.flags)
+    assert np.isnan(tc.recovery_day())
+    lo, hi = tc.params.loc["A", ["ci_low", "ci_high"]]
+    assert lo <= 3.0 <= hi
+
+
+def test_sub_day_post_flight_session_informs_a_fast_recovery():
+    schedule = ["L-30", "L-10", "FD5", "FD15", "R+6h", "R+1", "R+3", "R+7", "R+14"]
+    tc = fit_time_course(hr_table(0, schedule=schedule, tau_r=0.5, residual_sd=0.5), "hr")
+    assert (tc.data["day"] == 0.25).sum() == 12
+    lo, est, hi = tc.params.loc["tau_r", ["ci_low", "estimate", "ci_high"]]
+    assert lo <= 0.5 <= hi and est == pytest.approx(0.5, rel=0.2)
+    # back within 1 bpm of b0 at 0.5 ln(8) = 1.04 d after landing (truth)
+    rec = tc.recovery_day(margin=1.0, ci=True)
+    assert rec["ci_low"] <= 0.5 * math.log(8.0) <= rec["ci_high"]
+    assert rec["ci_high"] - rec["ci_low"] < 1.0
+
+
+def test_recovery_day_margins(fits):
+    tc = fits[0]
+    b0, D, tau_r = tc.params.loc[["b0", "D", "tau_r"], "estimate"]
+    assert tc.recovery_day() == pytest.approx(tau_r * math.log(D / (0.05 * b0)), rel=1e-12)
+    assert tc.recovery_day("10%") == pytest.approx(tau_r * math.log(D / (0.1 * b0)), rel=1e-12)
+    assert tc.recovery_day(1.0) == pytest.approx(tau_r * math.log(D / 1.0), rel=1e-12)
+    assert tc.recovery_day(2 * D) == 0.0  # already within the margin at landing
+    rec = tc.recovery_day(1.0, ci=True)
+    assert rec["ci_low"] < rec["estimate"] < rec["ci_high"]
+    with pytest.raises(ModelError, match="hr"):
+        tc.recovery_day("five")
+
+
+def test_random_slope_on_d():
+    table = hr_table(5, n_subjects=16, random_D_sd=3.0)
+    tc = fit_time_course(table, "hr", random=("intercept", "D"))
+    assert "D_sd" in tc.params.index
+    assert tc.model.llf == pytest.approx(tc.loglik, abs=1e-3)
+    for name, truth in (("D_sd", 3.0), ("tau_r", 3.0)):
+        lo, hi = tc.params.loc[name, ["ci_low", "ci_high"]]
+        assert lo <= truth <= hi, name
+    # D varies between subjects: its interval is wider than the intercept-only model's
+    plain = fit_time_course(table, "hr")
+    width = tc.params.loc["D", "ci_high"] - tc.params.loc["D", "ci_low"]
+    assert width > 1.2 * (plain.params.loc["D", "ci_high"] - plain.params.loc["D", "ci_low"])
+    assert "F(1, 15) cut" in tc.params.loc["D", "ci_method"]
+
+
+# --- result object -------------------------------------------------------------------
+
+
+def test_curve_and_tidy_frame(fits):
+    tc = fits[0]
+    curve = tc.curve(n=50)
+    assert list(curve.columns) == ["phase", "day", "estimate", "ci_low", "ci_high"]
+    assert curve.groupby("phase", sort=False).size().to_dict() == {"pre": 50, "in": 50, "post": 50}
+    b0, A, tau_a, D, tau_r = tc.params.loc[["b0", "A", "tau_a", "D", "tau_r"], "estimate"]
+    pre = curve[curve["phase"] == "pre"]
+    assert (pre["estimate"] == b0).all()
+    post = curve[curve["phase"] == "post"]
+    assert post["day"].iloc[-1] == 30.0
+    np.testing.assert_allclose(post["estimate"], b0 + D * np.exp(-post["day"] / tau_r))
+    inflight = curve[curve["phase"] == "in"]
+    np.testing.assert_allclose(inflight["estimate"], b0 + A * -np.expm1(-inflight["day"] / tau_a))
+    assert (curve["ci_low"] < curve["estimate"]).all() and (
+        curve["estimate"] < curve["ci_high"]
+    ).all()
+    # at landing the band is about the b0 + D interval: a few bpm wide, not tens
+    width = post["ci_high"].iloc[0] - post["ci_low"].iloc[0]
+    assert 1.0 < width < 10.0
+
+    frame = tc.to_frame()
+    assert list(frame.columns) == [
+        "feature",
+        "epoch",
+        "model",
+        "term",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p",
+        "converged",
+    ]
+    assert (frame["model"] == "time_course").all() and frame["p"].isna().all()
+    assert {"b0", "A", "tau_a", "D", "tau_r", "half_life", "recovery_day"} <= set(frame["term"])
+    assert "tau_r" in repr(tc) and "bpm" in repr(tc)
+    assert isinstance(tc, TimeCourse) and tc.n_obs == 120 and tc.n_groups == 12
+    assert tc.units == "bpm" and tc.feature == "hr" and tc.epoch == "supine"
+
+
+def test_missing_values_are_dropped_with_a_flag_and_input_untouched():
+    table = hr_table(0)
+    table.loc[[3, 17], "hr"] = np.nan
+    before = table.copy()
+    tc = fit_time_course(table, "hr")
+    pd.testing.assert_frame_equal(table, before)
+    assert tc.n_obs == 118
+    assert any("dropped 2 row(s)" in f and "S01 FD15" in f for f in tc.flags)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t[t["subject"] == "S01"], "1 subject"),
+        (lambda t: t[t["phase"] != "pre"], "no pre-flight data"),
+        (lambda t: t.assign(hr=70.0), "no variance"),
+        (lambda t: t[~t["session"].isin(["R+1", "R+3", "R+10", "R+30"])], "tau_r needs >= 2"),
+        (lambda t: t[t["phase"] == "pre"], "neither in-flight nor post-flight"),
+        (lambda t: t.drop(columns="day"), "no column"),
+        (lambda t: t.assign(epoch="stand"), "no rows for epoch 'supine'"),
+    ],
+)
+def test_bad_input_raises_model_error_naming_feature_and_epoch(mutate, message):
+    with pytest.raises(ModelError, match=message) as info:
+        fit_time_course(mutate(hr_table(0, n_subjects=3)), "hr")
+    assert "hr (supine)" in str(info.value)
+
+
+def test_bad_options_raise_model_error():
+    table = hr_table(0, n_subjects=3)
+    with pytest.raises(ModelError, match="random"):
+        fit_time_course(table, "hr", random=("D",))
+    with pytest.raises(ModelError, match="tau_bounds"):
+        fit_time_course(table, "hr", tau_bounds=(5.0, 1.0))
