@@ -267,8 +267,8 @@ def beat_points(
     variable: str,
     *,
     vessel: str | None = None,
-    width: int = 900,
-    height: int = 200,
+    width: int | None = None,
+    height: int = 220,
 ) -> hv.Scatter:
     """Per-beat values as a selectable Scatter: row ``i`` is beat ``i``.
 
@@ -286,8 +286,11 @@ def beat_points(
         Beat-table variable (e.g. ``"rr"``, ms).
     vessel : str, optional
         Doppler vessel, required for ``(beat, vessel)`` variables such as ``"psv"``.
-    width, height : int
-        Plot area (screen pixels).
+    width : int, optional
+        Plot-area width (screen pixels); default: as wide as its container
+        (``responsive``), as a dashboard wants.
+    height : int
+        Plot height (screen pixels).
 
     Returns
     -------
@@ -326,6 +329,11 @@ def beat_points(
     ydim = _value_dim(da, variable, vessel)
     frame = _frame(beats, variable, vessel, ydim)
     label = BEAT_LABELS.get(variable, variable)
+    size = (
+        {"responsive": True, "height": height}
+        if width is None
+        else {"frame_width": width, "frame_height": height}
+    )
     return hv.Scatter(
         frame, kdims=[TIME], vdims=[ydim, "beat", "valid", "epoch"], label=label
     ).opts(
@@ -335,7 +343,6 @@ def beat_points(
         tools=["tap", "box_select", "hover"],
         active_tools=["box_select"],
         nonselection_alpha=0.25,
-        frame_width=width,
-        frame_height=height,
         title=label,
+        **size,
     )
