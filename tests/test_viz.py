@@ -16,6 +16,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import pytest
+from holoviews.operation import decimate
 from holoviews.operation.datashader import rasterize
 from holoviews.streams import RangeX, RangeXY
 
@@ -525,3 +526,20 @@ def test_write_png_snapshots(session_and_beats, time_course):
         _save_png(timeline(time_course), PNG_DIR / "timeline.png"),
     ]
     assert all(p is not None and p.stat().st_size > 10_000 for p in written)
+
+
+def test_session_view_decimates_dense_markers(session_and_beats, monkeypatch):
+    import cardiolab.viz.session as session_module
+
+    session, beats = session_and_beats
+    monkeypatch.setattr(session_module, "MAX_MARKERS", 20)
+    (panel,) = session_view(session, beats, channels=["ecg"]).values()
+    n_peaks = int((beats["rr_flag"].values == 0).sum())
+    assert n_peaks > 20
+    decimated = [
+        dm for dm in _walk(panel) if isinstance(getattr(dm.callback, "operation", None), decimate)
+    ]
+    assert decimated
+    rpk = next(el for el in _evaluate(panel) if el.label == "R-peak")
+    assert 0 < len(rpk) <= 20
+    assert set(rpk.dimension_values("beat")) <= set(np.flatnonzero(beats["rr_flag"].values == 0))
