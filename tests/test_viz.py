@@ -543,3 +543,15 @@ def test_session_view_decimates_dense_markers(session_and_beats, monkeypatch):
     rpk = next(el for el in _evaluate(panel) if el.label == "R-peak")
     assert 0 < len(rpk) <= 20
     assert set(rpk.dimension_values("beat")) <= set(np.flatnonzero(beats["rr_flag"].values == 0))
+
+
+def test_timeline_says_bed_rest_days_for_a_bed_rest_schedule(features):
+    to_bedrest = {"L-60": "BDC-9", "L-30": "BDC-3", "FD5": "HDT5", "FD15": "HDT15", "FD25": "HDT25"}
+    table = features.assign(session=features["session"].replace(to_bedrest))
+    table.attrs = features.attrs
+    figures = _figures(hv.render(timeline(table=table, feature="hr"), backend="bokeh"))
+    assert [f.xaxis[0].axis_label for f in figures] == [
+        "Days to bed rest (d)",
+        "Head-down tilt day (d)",
+        "Days after bed rest (d)",
+    ]

@@ -19,6 +19,7 @@ import pandas as pd
 from ..errors import CardiolabError
 
 __all__ = [
+    "BEDREST_LABELS",
     "LR_CUTOFF",
     "PHASE_AXES",
     "PHASE_COLORS",
@@ -40,6 +41,13 @@ PHASE_AXES = {
     "in": ("flight_day", "Flight day"),
     "post": ("days_after_landing", "Days after landing"),
 }
+#: Axis labels and panel titles of bed-rest campaigns (sessions BDC-n, HDTn, R+n).
+BEDREST_LABELS = {
+    "pre": ("Days to bed rest", "Baseline (BDC)"),
+    "in": ("Head-down tilt day", "Head-down tilt"),
+    "post": ("Days after bed rest", "Recovery"),
+}
+_SPACEFLIGHT_TITLES = {"pre": "Pre-flight", "in": "In flight", "post": "Post-flight"}
 #: 95 % cut of the likelihood-ratio statistic (chi-square, 1 degree of freedom).
 LR_CUTOFF = 3.841458820694124
 _SUBJECT_COLORS = (  # Category10 without its blue and red (the phase colours)
@@ -234,6 +242,21 @@ def _timeline_data(time_course, table, feature, epoch):
     return data, feature, epoch, units
 
 
+def _is_bedrest(data: pd.DataFrame) -> bool:
+    """True when the sessions are labelled as a bed-rest schedule (BDC-n, HDTn)."""
+    from ..labels import parse_session_label
+
+    if "session" not in data.columns:
+        return False
+    kinds = set()
+    for label in data["session"].astype(str).unique():
+        try:
+            kinds.add(parse_session_label(label).kind)
+        except CardiolabError:
+            continue
+    return "bedrest" in kinds
+
+
 def _pre_flight_mean(data: pd.DataFrame) -> float:
     """Mean over subjects of each subject's pre-flight mean (NaN without pre data)."""
     pre = data[(data["phase"] == "pre") & np.isfinite(data["value"])]
@@ -254,7 +277,8 @@ def timeline(
     """A feature over mission days: subjects, fitted population curve and baseline.
 
     Three panels side by side, one per phase, each with its own day axis (days to
-    launch, flight day, days after landing) and a shared y axis: each subject's
+    launch, flight day, days after landing; for a bed-rest schedule, days to bed
+    rest, head-down tilt day, days after bed rest) and a shared y axis: each subject's
     values joined by a line, the fitted population curve
     (``time_course.curve()``) with its 95 % band, and the baseline dashed (the fitted
     ``b0``; without a fit, the mean over subjects of their pre-flight means).
@@ -319,8 +343,12 @@ def timeline(
         for p in PHASE_AXES
         if (data["phase"] == p).any() or (curve is not None and (curve["phase"] == p).any())
     ]
+    bedrest = _is_bedrest(data)
     for k, phase in enumerate(phases):
         name, label = PHASE_AXES[phase]
+        title = _SPACEFLIGHT_TITLES[phase]
+        if bedrest:
+            label, title = BEDREST_LABELS[phase]
         xdim = hv.Dimension(name, label=label, unit="d")
         layers = []
         if curve is not None:
@@ -370,7 +398,6 @@ def timeline(
                 )
             )
         last = k == len(phases) - 1
-        title = {"pre": "Pre-flight", "in": "In flight", "post": "Post-flight"}[phase]
         if k == 0:
             title = f"{feature} ({epoch}): {title}"
         panels.append(
