@@ -166,6 +166,22 @@ def test_unidentified_time_constant_gives_an_open_interval():
     assert math.isinf(tc.recovery_day(ci=True)["ci_high"])
 
 
+def test_time_constant_on_a_bound_is_flagged():
+    # tau_r 2000 d: no recovery within the 200-d search range; precise data
+    schedule = ["L-30", "L-10", "R+0", "R+3", "R+10", "R+30"]
+    tc = fit_time_course(hr_table(1, schedule=schedule, tau_r=2000.0, residual_sd=0.3), "hr")
+    assert tc.params.loc["tau_r", "estimate"] == pytest.approx(200.0, rel=1e-3)
+    assert any("tau_r estimate 200 d is on a bound" in f for f in tc.flags)
+    assert tc.params.loc["tau_r", "ci_open"] and math.isinf(tc.params.loc["tau_r", "ci_high"])
+
+
+def test_no_between_subject_variance_puts_subject_sd_on_its_boundary():
+    tc = fit_time_course(hr_table(1, between_sd=0.0), "hr")
+    lo, est, hi = tc.params.loc["subject_sd", ["ci_low", "estimate", "ci_high"]]
+    assert est < 1e-3 and lo == 0.0 and 0.1 < hi < 1.0
+    assert any("subject_sd estimated at 0" in f for f in tc.flags)
+
+
 def test_recovery_only_campaign():
     schedule = ["BDC-9", "BDC-3", "R+0", "R+1", "R+3", "R+7", "R+14"]
     tc = fit_time_course(hr_table(2, schedule=schedule), "hr")

@@ -18,13 +18,16 @@ For fixed time constants the model is a linear mixed model in ``b0, A, D``. The 
 constants are estimated by maximum likelihood (ML): the criterion is the ML deviance
 of that linear mixed model with the fixed effects and the residual variance profiled
 out, minimised jointly over ``(log tau_a, log tau_r)`` and the relative random-effect
-SDs (a coarse grid of time constants, then L-BFGS-B from the best grid points).
+SDs on the log scale (a 9-point-per-axis grid of time constants, then L-BFGS-B from
+the 3 best grid points; a profile that meets a clearly higher likelihood restarts
+the fit from there).
 
 The deviance is computed from per-subject cross-product matrices, in closed form
 (Bates et al. 2015, *J. Stat. Softw.* 67(1), eqs. 34 and 41: the profiled deviance of
-lme4), because a profile needs thousands of evaluations and statsmodels'
-``MixedLM.loglike`` (a Python loop over subjects, ~0.4 ms) would take seconds per
-feature. statsmodels ``MixedLM`` is then fitted at the optimal time constants: by ML
+lme4, here with a diagonal random-effect covariance), because the profiles need ~2000
+evaluations and statsmodels' ``MixedLM.loglike`` (a Python loop over subjects,
+~0.4 ms, ~7 ms per ``MixedLM.fit``) would take seconds per feature; the two agree to
+1e-10 (tests). statsmodels ``MixedLM`` is then fitted at the optimal time constants: by ML
 (its log-likelihood must equal the profile's maximum, else the fit is flagged; its
 convergence is the fit's ``converged``) and by REML for the SDs.
 
@@ -37,10 +40,15 @@ Intervals (95 % by default):
   between profile points. Where the profile does not reach the cut within
   ``tau_bounds`` the side is open: ``ci_high = inf`` or ``ci_low`` = the lower bound,
   with ``ci_open = True``.
-* ``b0``, ``A``, ``D``: profile likelihood too (each coefficient fixed in turn, the
-  time constants and variances re-optimised), so that the uncertainty of the time
-  constants is carried into them; the Wald SE at fixed time constants (which
-  understates it) is reported in the ``se`` column.
+* ``b0``, ``A``, ``D``: profile likelihood along the time-constant profiles. At fixed
+  time constants and variance ratios the deviance with a coefficient held at ``c``
+  is exact (``dev + n log(1 + (c - beta)^2 / (n var))``); its minimum over the time
+  constants, taken along each time-constant profile (interpolated in log tau), gives
+  the interval, so the time constants' uncertainty is carried into ``A`` and ``D``
+  (the Wald SE at fixed time constants, which understates it, is the ``se``
+  column). Coefficients that vary between subjects (``b0``; ``A``/``D`` with a random
+  slope) use the cut ``F(1, n_subjects - 1)`` instead of ``chi2_1`` (4.84 for 12
+  subjects), a small-sample correction for the subject-level information.
 * ``subject_sd``, ``residual_sd`` (``A_sd``, ``D_sd``): REML estimates at the optimal
   time constants (statsmodels), intervals from the REML profile at those time
   constants (conditional on them).
@@ -441,6 +449,13 @@ class TimeCourse:
         1 - confidence level of the intervals.
     margin : float or str or None
         Default recovery margin of :meth:`recovery_day`.
+    random : tuple of str
+        The random effects fitted.
+    tau_bounds : (float, float)
+        The search range of the time constants, days.
+    model : statsmodels MixedLMResults or None
+        statsmodels' ML fit of the linear mixed model at the fitted time constants
+        (None where it failed, flagged).
     """
 
     def __init__(self, **kw):
@@ -979,12 +994,26 @@ def _fit_time_course(
     cut_between = float(stats.f.ppf(1 - alpha, 1, prob.n_groups - 1))
     for j, col in enumerate(prob.cols):
         between = j in prob.zidx
-        lo, hi = _beta_interval(traces, j, prob.n, dev_min, cut_between if between else cut)
+        own = {"A": "tau_a", "D": "tau_r"}.get(col)
+        lo, hi, is_open = _beta_interval(
+            traces,
+            j,
+            prob.n,
+            dev_min,
+            cut_between if between else cut,
+            prob.log_bounds,
+            own=prob.taus.index(own) if own else None,
+        )
+        if is_open:
+            flags.append(
+                f"{col}: the interval reaches a time-constant bound {tau_bounds} d inside the "
+                "cut; it holds only within those bounds"
+            )
         method = "profile likelihood over the tau profiles"
         if between:
             method += f", F(1, {prob.n_groups - 1}) cut"
         rows[col] = dict(
-            estimate=beta_hat[j], ci_low=lo, ci_high=hi, ci_open=False, se=se[j], ci_method=method
+            estimate=beta_hat[j], ci_low=lo, ci_high=hi, ci_open=is_open, se=se[j], ci_method=method
         )
     nan_row = dict(
         estimate=math.nan,
@@ -1086,7 +1115,7 @@ def _fit_time_course(
     return result
 
 
-def _beta_interval(traces, j, n, dev_min, cut):
+def _beta_interval(traces, j, n, dev_min, cut, log_bounds, own=None):
     """Profile-likelihood interval of fixed effect ``j`` along the time-constant profiles.
 
     At fixed time constants and variance ratios the ML deviance with ``beta_j = c``
@@ -1096,23 +1125,44 @@ def _beta_interval(traces, j, n, dev_min, cut):
     conditional estimate and variance interpolated monotonically in log tau on a
     fine grid), so the interval is the union over the profile points with
     ``lr < cut`` of ``beta_j +- sqrt(n var_j (exp((cut - lr) / n) - 1))``.
+
+    Returns ``(low, high, open)``: ``open`` where an end is reached at a bound of
+    the coefficient's own time constant (trace ``own``: tau_a for A, tau_r for D)
+    inside the cut and is still moving there (it changes by more than 1 % of the
+    interval's width over the last 0.5 log-tau); the interval then holds only within
+    the bounds (A as tau_a grows without bound; not D as tau_r does, which tends to a
+    step).
     """
-    lows, highs = [], []
-    for x, dev, beta, var in traces:
+    low, high, drift = math.inf, -math.inf, [0.0, 0.0]
+    for t, (x, dev, beta, var) in enumerate(traces):
         b, v = beta[:, j], var[:, j]
         if x.size >= 3:
             fine = np.linspace(x[0], x[-1], 400)
             dev = interpolate.PchipInterpolator(x, dev)(fine)
             b = interpolate.PchipInterpolator(x, b)(fine)
             v = np.exp(interpolate.PchipInterpolator(x, np.log(v))(fine))
+            x = fine
         lr = dev - dev_min
-        ok = lr < cut
-        if not ok.any():
+        ok = np.flatnonzero(lr < cut)
+        if ok.size == 0:
             continue
         half = np.sqrt(n * v[ok] * np.expm1((cut - np.maximum(lr[ok], 0.0)) / n))
-        lows.append(np.min(b[ok] - half))
-        highs.append(np.max(b[ok] + half))
-    return float(min(lows)), float(max(highs))
+        xs = x[ok]
+        for side, end in enumerate((b[ok] - half, b[ok] + half)):
+            i = int(np.argmin(end)) if side == 0 else int(np.argmax(end))
+            if (end[i] < low) if side == 0 else (end[i] > high):
+                if side == 0:
+                    low = float(end[i])
+                else:
+                    high = float(end[i])
+                move = 0.0
+                on_edge = xs[i] <= log_bounds[0] + _BOUND_TOL or xs[i] >= log_bounds[1] - _BOUND_TOL
+                if t == own and on_edge:
+                    inner = xs[i] + (0.5 if xs[i] <= log_bounds[0] + _BOUND_TOL else -0.5)
+                    move = abs(end[i] - end[int(np.argmin(np.abs(xs - inner)))])
+                drift[side] = move
+    is_open = max(drift) > 0.01 * (high - low)
+    return low, high, bool(is_open)
 
 
 def _crossing(x, zeta, target, x_hat, edge):
