@@ -97,6 +97,32 @@ def test_fit_matches_statsmodels_at_the_optimum(fits):
         )
 
 
+def test_sds_are_statsmodels_reml_on_the_design_linearised_in_the_taus(fits):
+    tc = fits[1]
+    d = tc.data
+    ta, tr = tc.params.loc[["tau_a", "tau_r"], "estimate"]
+    t_in = np.where(d["phase"] == "in", d["day"], 0.0)
+    t_post = np.where(d["phase"] == "post", d["day"], 0.0)
+    is_post = (d["phase"] == "post").to_numpy()
+    exog = np.column_stack(
+        [
+            np.ones(len(d)),
+            1 - np.exp(-t_in / ta),
+            np.exp(-t_post / tr) * is_post,
+            t_in / ta * np.exp(-t_in / ta),  # d mu / d log tau_a (up to the factor -A)
+            t_post / tr * np.exp(-t_post / tr) * is_post,  # d mu / d log tau_r (/ D)
+        ]
+    )
+    res = MixedLM(d["value"].to_numpy(), exog, d["subject"].to_numpy()).fit(reml=True)
+    assert tc.params.loc["residual_sd", "estimate"] == pytest.approx(math.sqrt(res.scale), rel=1e-4)
+    assert tc.params.loc["subject_sd", "estimate"] == pytest.approx(
+        math.sqrt(np.asarray(res.cov_re)[0, 0]), rel=1e-3
+    )
+    for name in ("residual_sd", "subject_sd"):
+        lo, est, hi = tc.params.loc[name, ["ci_low", "estimate", "ci_high"]]
+        assert lo < est < hi
+
+
 # --- known truth ---------------------------------------------------------------------
 
 

@@ -133,8 +133,27 @@ class _Problem:
                 X[:, i] = np.exp(-self.t_post / tau) * self.is_post
         return X
 
+    def reml_design(self, log_tau) -> np.ndarray:
+        """The design linearised in the time constants, for REML of the variances.
+
+        The columns ``d mu / d log tau`` (``-(t/tau) exp(-t/tau)`` in flight,
+        ``(t/tau) exp(-t/tau)`` after landing) are appended, so that REML counts the
+        time constants among the fixed effects (as nlme's REML of a nonlinear mixed
+        model does through its linearisation); a column that vanishes (a time
+        constant far below the sampled days) is left out.
+        """
+        X = self.design(log_tau)
+        extra = []
+        for name, lt in zip(self.taus, log_tau, strict=True):
+            tau = math.exp(lt)
+            t = (self.t_in if name == "tau_a" else self.t_post) / tau
+            col = t * np.exp(-t) * (self.is_in if name == "tau_a" else self.is_post)
+            if np.linalg.norm(col) > 1e-6 * math.sqrt(self.n):
+                extra.append(col)
+        return np.column_stack([X, *extra]) if extra else X
+
     # criterion ----------------------------------------------------------------------
-    def solve(self, log_tau, theta, *, fixed=None, reml=False, sigma=None, full=True):
+    def solve(self, log_tau, theta, *, fixed=None, reml=False, sigma=None, full=True, X=None):
         """Deviance (-2 log-likelihood) and the conditional fixed effects.
 
         Parameters
@@ -151,6 +170,9 @@ class _Problem:
             Residual SD; profiled out (set to its optimum) when None.
         full : bool
             Also compute ``beta``, ``cov`` and ``s2`` (None, None, nan otherwise).
+        X : ndarray, optional
+            A fixed-effect design to use instead of ``design(log_tau)`` (its first
+            columns must be the design's, see :meth:`reml_design`).
 
         Returns
         -------
@@ -165,8 +187,8 @@ class _Problem:
         s2 : float
             The residual variance that maximises the criterion (``rss / df``).
         """
-        X = self.design(log_tau)
-        p = self.p
+        X = self.design(log_tau) if X is None else X
+        p = X.shape[1]
         W = np.empty((self.n, p + 1))
         W[:, :p] = X
         W[:, p] = self.y
@@ -339,10 +361,11 @@ class _Problem:
         rows.sort(key=lambda r: r[0])
         return rows
 
-    def profile_sd(self, which, log_tau, theta_hat, sigma_hat, dev_min, z):
+    def profile_sd(self, which, log_tau, theta_hat, sigma_hat, dev_min, z, X=None):
         """REML profile interval of an SD at fixed time constants.
 
-        ``which`` is ``"residual"`` or the index (into ``zidx``) of a random effect.
+        ``which`` is ``"residual"`` or the index (into ``zidx``) of a random effect;
+        ``X`` the design (default: :meth:`design`; :meth:`reml_design` in use).
         """
         tb = self.theta_bounds()
         log_th = np.log(np.maximum(theta_hat, 1e-5))
@@ -350,7 +373,9 @@ class _Problem:
 
             def lr(c):
                 f = self.minimise(
-                    lambda t: self.deviance(log_tau, np.exp(t), reml=True, sigma=c), log_th, tb
+                    lambda t: self.deviance(log_tau, np.exp(t), reml=True, sigma=c, X=X),
+                    log_th,
+                    tb,
                 )[1]
                 return f - dev_min
 
@@ -364,7 +389,7 @@ class _Problem:
                     th = np.empty(self.q)
                     th[which] = c / s
                     th[others] = np.exp(w[1:])
-                    return self.deviance(log_tau, th, reml=True, sigma=s)
+                    return self.deviance(log_tau, th, reml=True, sigma=s, X=X)
 
                 w0 = np.r_[math.log(sigma_hat), log_th[others]]
                 b = [(math.log(sigma_hat) - 5, math.log(sigma_hat) + 5)] + [tb[i] for i in others]
@@ -955,17 +980,22 @@ def _fit_time_course(
             )
 
     # --- statsmodels MixedLM at the optimal time constants ------------------------
+    # ML on the design (the fit's likelihood); REML on the design linearised in the
+    # time constants (the SDs, see reml_design)
     X = prob.design(log_tau_hat)
     Z = X[:, prob.zidx]
-    free = MixedLMParams.from_components(np.ones(prob.p), np.eye(prob.q)) if prob.q > 1 else None
-    start = MixedLMParams.from_components(beta_hat, np.diag(np.maximum(theta_hat, 1e-3) ** 2))
     sm_fits = {}
-    for reml in (False, True):
+    for reml, exog in ((False, X), (True, prob.reml_design(log_tau_hat))):
+        k = exog.shape[1]
+        free = MixedLMParams.from_components(np.ones(k), np.eye(prob.q)) if prob.q > 1 else None
+        start = MixedLMParams.from_components(
+            np.r_[beta_hat, np.zeros(k - prob.p)], np.diag(np.maximum(theta_hat, 1e-3) ** 2)
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 # one model per criterion: results evaluate llf lazily on their model
-                model = MixedLM(prob.y, X, prob.groups, exog_re=Z)
+                model = MixedLM(prob.y, exog, prob.groups, exog_re=Z)
                 res = model.fit(reml=reml, method="lbfgs", start_params=start, free=free)
                 res.llf  # noqa: B018 (evaluate now)
             except (np.linalg.LinAlgError, ValueError) as exc:
@@ -1025,13 +1055,16 @@ def _fit_time_course(
     )
 
     # --- SDs: REML at the optimal time constants ----------------------------------
+    # REML on the design linearised in the time constants (reml_design), so that
+    # the 2 time constants count as fixed effects in the residual degrees of freedom
+    X_r = prob.reml_design(log_tau_hat)
     log_th_r, dev_r, _ = prob.minimise(
-        lambda t: prob.deviance(log_tau_hat, np.exp(t), reml=True),
+        lambda t: prob.deviance(log_tau_hat, np.exp(t), reml=True, X=X_r),
         np.log(theta_hat),
         prob.theta_bounds(),
     )
     th_r = np.exp(log_th_r)
-    sigma_r = math.sqrt(prob.solve(log_tau_hat, th_r, reml=True)[3])
+    sigma_r = math.sqrt(prob.solve(log_tau_hat, th_r, reml=True, X=X_r)[3])
     if rl is not None:
         sigma_sm = math.sqrt(rl.scale)
         sd_sm = np.sqrt(np.maximum(np.diag(np.asarray(rl.cov_re, float)), 0.0))
@@ -1039,25 +1072,27 @@ def _fit_time_course(
         sigma_sm, sd_sm = sigma_r, th_r * sigma_r
     sd_names = ["subject_sd"] + [f"{prob.cols[i]}_sd" for i in prob.zidx[1:]]
     for i, name in enumerate(sd_names):
-        (lo, _), (hi, hi_open) = prob.profile_sd(i, log_tau_hat, th_r, sigma_r, dev_r, z)
+        (lo, _), (hi, hi_open) = prob.profile_sd(i, log_tau_hat, th_r, sigma_r, dev_r, z, X=X_r)
         rows[name] = dict(
             estimate=float(sd_sm[i]),
             ci_low=lo,
             ci_high=hi,
             ci_open=hi_open,
             se=math.nan,
-            ci_method="REML profile at fitted taus",
+            ci_method="REML profile (linearised in the taus) at the fitted taus",
         )
         if sd_sm[i] < 1e-3 * sigma_sm:
             flags.append(f"{name} estimated at 0 (boundary of the parameter space)")
-    (lo, _), (hi, hi_open) = prob.profile_sd("residual", log_tau_hat, th_r, sigma_r, dev_r, z)
+    (lo, _), (hi, hi_open) = prob.profile_sd(
+        "residual", log_tau_hat, th_r, sigma_r, dev_r, z, X=X_r
+    )
     rows["residual_sd"] = dict(
         estimate=sigma_sm,
         ci_low=lo,
         ci_high=hi,
         ci_open=hi_open,
         se=math.nan,
-        ci_method="REML profile at fitted taus",
+        ci_method="REML profile (linearised in the taus) at the fitted taus",
     )
 
     order = ["b0", "A", "tau_a", "D", "tau_r", "subject_sd", "residual_sd"]
