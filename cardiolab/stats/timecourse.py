@@ -29,7 +29,9 @@ evaluations and statsmodels' ``MixedLM.loglike`` (a Python loop over subjects,
 ~0.4 ms, ~7 ms per ``MixedLM.fit``) would take seconds per feature; the two agree to
 1e-10 (tests). statsmodels ``MixedLM`` is then fitted at the optimal time constants: by ML
 (its log-likelihood must equal the profile's maximum, else the fit is flagged; its
-convergence is the fit's ``converged``) and by REML for the SDs.
+convergence is the fit's ``converged``) and by REML for the SDs. BLAS is held to
+one thread during a fit (threadpoolctl, where installed): thousands of tiny matrix
+operations run ~10x slower with a multi-threaded BLAS on a loaded machine.
 
 Intervals (95 % by default):
 
@@ -49,9 +51,13 @@ Intervals (95 % by default):
   column). Coefficients that vary between subjects (``b0``; ``A``/``D`` with a random
   slope) use the cut ``F(1, n_subjects - 1)`` instead of ``chi2_1`` (4.84 for 12
   subjects), a small-sample correction for the subject-level information.
-* ``subject_sd``, ``residual_sd`` (``A_sd``, ``D_sd``): REML estimates at the optimal
-  time constants (statsmodels), intervals from the REML profile at those time
-  constants (conditional on them).
+* ``subject_sd``, ``residual_sd`` (``A_sd``, ``D_sd``): REML at the optimal time
+  constants (statsmodels ``MixedLM``) on the design linearised in them (the
+  columns ``d mu / d log tau`` added as fixed effects, as nlme's REML for nonlinear
+  mixed models does, so that the residual degrees of freedom count the time
+  constants); intervals from that REML profile at those time constants.
+* The recovery day (:meth:`TimeCourse.recovery_day`): along the ``tau_r`` profile
+  with the conditional range of ``D``, as for ``D``.
 * The curve's band (:meth:`TimeCourse.curve`): pointwise quantiles over 1000 draws:
   each time constant from a split normal on the log scale matching its profile
   interval (truncated to the bounds), then ``b0, A, D`` from their conditional
