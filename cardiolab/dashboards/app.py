@@ -19,7 +19,7 @@ from .auth import AuthError, HashedAuthProvider, is_loopback, load_credentials
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["PAGES", "app_pages", "serve"]
+__all__ = ["PAGES", "app_pages", "serve", "warm_up"]
 
 #: URL slug -> title of each page.
 PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
@@ -70,6 +70,48 @@ def app_pages(catalog) -> dict:
     return {slug: (lambda slug=slug: _page(slug, path)) for slug in PAGES}
 
 
+def warm_up(catalog) -> float:
+    """Build the Session review page once, off-screen, so that the first reviewer does not wait.
+
+    The first page built in a process pays for imports and for datashader's numba
+    compilation of the rasterised signal traces (one compilation per channel; ~10 s
+    on two cores, against ~2-3 s for every later page). :func:`serve` calls this
+    before it starts listening. Nothing is written; a failure is logged, not raised
+    (the page itself will show the error).
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The campaign to serve.
+
+    Returns
+    -------
+    float
+        Seconds spent (wall clock).
+
+    Examples
+    --------
+    >>> warm_up(open_catalog("data_catalog.yaml"))  # doctest: +SKIP
+    9.8
+    """
+    import time
+
+    from bokeh.document import Document
+
+    from .session_review import SessionReview
+
+    t0 = time.perf_counter()
+    try:
+        pn.extension("tabulator", raw_css=[_CSS], notifications=False)
+        view = SessionReview(catalog).__panel__()
+        view._cleanup(view.get_root(Document()))  # drop the models: nobody views them
+    except Exception as err:  # noqa: BLE001 - a warm-up must never stop the server
+        log.warning("dashboard warm-up failed (%s: %s); serving anyway", type(err).__name__, err)
+    seconds = time.perf_counter() - t0
+    log.info("dashboard warm-up: Session review page built in %.1f s", seconds)
+    return seconds
+
+
 def serve(
     catalog,
     *,
@@ -79,6 +121,7 @@ def serve(
     oauth_provider: str | None = None,
     show: bool = False,
     threaded: bool = False,
+    warm: bool | None = None,
     **kwargs,
 ):
     """Serve the review app for a campaign.
@@ -102,6 +145,10 @@ def serve(
         Open a browser tab.
     threaded : bool
         Run the server in a background thread and return it (notebooks, tests).
+    warm : bool, optional
+        Build one Session review page before listening (:func:`warm_up`), so that
+        the first browser does not wait for compilation. Default: yes, unless the
+        environment sets ``CARDIOLAB_WARMUP=0``.
 
     Returns
     -------
@@ -130,6 +177,10 @@ def serve(
         )
     if credentials or oauth_provider:
         opts["cookie_secret"] = os.environ.get("CARDIOLAB_COOKIE_SECRET") or secrets.token_hex(32)
+    if warm is None:
+        warm = os.environ.get("CARDIOLAB_WARMUP", "1").strip().lower() not in ("0", "no", "false")
+    if warm:
+        warm_up(cat)
     origins = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
     kwargs.setdefault("websocket_origin", origins if port else "*")
     return pn.serve(
@@ -142,6 +193,3 @@ def serve(
         **opts,
         **kwargs,
     )
-
-
-

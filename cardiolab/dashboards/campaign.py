@@ -55,8 +55,12 @@ class CampaignPage(pn.viewable.Viewer):
 
         super().__init__(**params)
         self._cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-        self._matrix = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
-        self._failures = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
+        self._matrix = pn.widgets.Tabulator(
+            pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
+        )
+        self._failures = pn.widgets.Tabulator(
+            pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
+        )
         self._heatmap = pn.pane.HoloViews(None, sizing_mode="stretch_width")
         self._summary = pn.pane.Markdown("")
         self._progress = pn.indicators.Progress(value=0, max=1, visible=False, width=300)

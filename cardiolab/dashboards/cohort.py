@@ -69,8 +69,12 @@ class CohortPage(pn.viewable.Viewer):
         self._timeline = pn.pane.HoloViews(None, sizing_mode="stretch_width")
         self._forest = pn.pane.HoloViews(None)
         self._profile = pn.pane.HoloViews(None)
-        self._contrasts = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
-        self._params = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, sizing_mode="stretch_width")
+        self._contrasts = pn.widgets.Tabulator(
+            pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
+        )
+        self._params = pn.widgets.Tabulator(
+            pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
+        )
         self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._csv = pn.widgets.FileDownload(
             callback=self._csv_bytes, filename="contrasts.csv", button_type="primary",

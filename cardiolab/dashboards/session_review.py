@@ -109,10 +109,13 @@ class SessionReview(pn.viewable.Viewer):
         self._flag.on_click(lambda event: self._apply(True))
         self._unflag.on_click(lambda event: self._apply(False))
         self._beats = None
-        self.subject = subject if subject in subjects else subjects[0] if subjects else None
-        self._update_sessions()
-        if session is not None and session in self.param.session.objects:
-            self.session = session
+        # set the first subject and session without firing the watchers: the page is
+        # loaded once below (the watchers would load it twice, ~1 s each on a long session)
+        with param.parameterized.discard_events(self):
+            self.subject = subject if subject in subjects else subjects[0] if subjects else None
+            self._update_sessions()
+            if session is not None and session in self.param.session.objects:
+                self.session = session
         self._load()
 
     # --- data -----------------------------------------------------------------------
@@ -269,6 +272,7 @@ class SessionReview(pn.viewable.Viewer):
                 ("Features", self._features),
                 ("Beat table", self._beats_table),
                 ("Audit trail", self._trail),
+                dynamic=True,  # only the visible table is sent to the browser
             ),
             sizing_mode="stretch_width",
         )

@@ -1,0 +1,282 @@
+"""The served dashboard in a real browser: pages, plots, beat flags, logins.
+
+Each test drives chromium against ``cardiolab serve`` running in a subprocess (see
+conftest.py) and checks what a reviewer sees against what the package computes in
+this process from the same derived store.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect  # noqa: E402
+
+from .conftest import TIMEOUT_MS, TIMINGS, ConsoleLog, ServedApp, free_port  # noqa: E402
+
+#: What the browser shows, from the live bokeh views (not the document's models, which
+#: may still hold replaced plots): document idle, every plot view finished, the plot
+#: titles, and per rasterised image its pixel count, the count of pixels with signal
+#: in them, and its x extent (s).
+BOKEH_STATE = """() => {
+  if (!window.Bokeh || !Bokeh.documents.length || !Bokeh.index) return null;
+  const out = {idle: Bokeh.documents[0].is_idle, finished: true, titles: [], images: []};
+  for (const view of Bokeh.index.all_views()) {
+    const m = view.model;
+    if (m.type == "Figure" && !view.has_finished()) out.finished = false;
+    if (m.type == "Title") out.titles.push(m.text);
+    if (m.type == "GlyphRenderer" && m.glyph.type == "Image") {
+      const data = m.data_source.data;
+      const a = data.image && data.image.length ? data.image[0] : [];
+      let inked = 0;
+      for (let i = 0; i < a.length; i++) if (a[i] > 0) inked++;
+      out.images.push({n: a.length, inked: inked, x: data.x ? data.x[0] : null,
+                       dw: data.dw ? data.dw[0] : null});
+    }
+  }
+  return out;
+}"""
+
+#: Signal panels of a simulated session: ECG, arterial pressure, LDF, two Doppler vessels.
+N_SIGNALS = 5
+
+
+def bokeh_state(page) -> dict:
+    return page.evaluate(BOKEH_STATE)
+
+
+def wait_for_plots(page, title: str, n_images: int = 0) -> dict:
+    """Wait until a plot titled ``title`` is drawn; return the browser's bokeh state.
+
+    Drawn: the document is idle, every plot view has finished rendering, a plot
+    carries ``title`` and there are ``n_images`` rasterised images or more, each with
+    pixels that hold signal.
+    """
+    page.wait_for_function(
+        """([js, title, n]) => {
+          const s = eval(js)();
+          return s && s.idle && s.finished && s.titles.includes(title)
+                 && s.images.length >= n && s.images.every(im => im.inked > 0);
+        }""",
+        arg=[BOKEH_STATE, title, n_images],
+        polling=250,
+        timeout=TIMEOUT_MS,
+    )
+    return bokeh_state(page)
+
+
+def wait_for_signals(page, title: str) -> dict:
+    """Wait until the session view titled ``title`` (``S01/L-60``) shows its signals."""
+    return wait_for_plots(page, title, N_SIGNALS)
+
+
+def select(page, label: str):
+    """The <select> of the Panel widget labelled ``label``."""
+    return page.get_by_label(label, exact=True)
+
+
+def first_processed(catalog) -> tuple[str, str]:
+    """The session the review page opens on: the first processed one of the first subject."""
+    from cardiolab.pipeline import campaign_status
+
+    status = campaign_status(catalog)
+    row = status[status["status"] == "processed"].iloc[0]
+    return row["subject"], row["session"]
+
+
+# --- pages --------------------------------------------------------------------------
+
+
+def test_session_page_loads_without_console_errors(served_app, page, console):
+    from cardiolab.annotations import reviewed_beats
+
+    subject, session = first_processed(served_app.catalog)
+    page.goto(served_app.page_url("session"))
+    state = wait_for_signals(page, f"{subject}/{session}")
+    assert page.locator("canvas").count() >= N_SIGNALS + 1  # signals + the beat plot
+    # every signal image spans the session (4 min = 240 s) within one sample
+    assert [im["dw"] for im in state["images"]] == pytest.approx([240.0] * N_SIGNALS, abs=0.01)
+    # the summary counts the beats of the stored table
+    n = reviewed_beats(served_app.catalog, subject, session).sizes["beat"]
+    expect(page.get_by_text(re.compile(rf"{subject} {re.escape(session)}.*: {n} beats"))).to_be_visible()
+    console.check()
+
+
+def test_campaign_page_loads_without_console_errors(served_app, page, console):
+    page.goto(served_app.page_url("campaign"))
+    # 3 subjects x 10 sessions, all processed
+    expect(page.get_by_text(re.compile(r"3 subjects, 30 sessions; 30 processed, 0 failed"))).to_be_visible()
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length && Bokeh.documents[0].is_idle")
+    assert page.locator("canvas").count() >= 1  # the quality heat map
+    console.check()
+
+
+def test_choosing_another_session_draws_its_plots(served_app, page, console):
+    from cardiolab.annotations import reviewed_beats
+
+    subject, first = first_processed(served_app.catalog)
+    page.goto(served_app.page_url("session"))
+    wait_for_signals(page, f"{subject}/{first}")
+    other = "R+1"
+    assert other != first
+    select(page, "Session").select_option(other)
+    state = wait_for_signals(page, f"{subject}/{other}")
+    assert f"{subject}/{first}" not in state["titles"]
+    assert page.locator("canvas").count() >= N_SIGNALS + 1
+    n = reviewed_beats(served_app.catalog, subject, other).sizes["beat"]
+    expect(page.get_by_text(re.compile(rf"{subject} R\+1 \(post, day 1.0\): {n} beats"))).to_be_visible()
+    console.check()
+
+
+def test_flagged_beats_persist_across_a_server_restart(served_app, page, console):
+    from cardiolab.annotations import review_state
+
+    subject, session = first_processed(served_app.catalog)
+    before = review_state(served_app.catalog, subject, session)
+    assert before.n_flagged == 0
+    page.goto(served_app.page_url("session"))
+    wait_for_signals(page, f"{subject}/{session}")
+    page.get_by_label("Reviewer", exact=True).fill("alice")
+    page.get_by_label("beats (e.g. 12, 15-18)").fill("3, 12")
+    page.get_by_label("beats (e.g. 12, 15-18)").press("Enter")
+    page.get_by_role("button", name="Flag selected beats", exact=True).click()
+    expect(page.get_by_text("2 beat(s) flagged by alice; features recomputed.")).to_be_visible()
+    expect(page.get_by_text("2 flagged by reviewers", exact=True)).to_be_visible()
+    page.close()
+
+    served_app.restart()
+    TIMINGS["server restart"] = served_app.startup_s
+
+    # the store agrees: two beats flagged by alice, features recomputed after the event
+    state = review_state(served_app.catalog, subject, session)
+    assert state.n_flagged == 2
+    assert np.flatnonzero(state.flags.to_numpy()).tolist() == [3, 12]
+    assert state.trail["reviewer"].tolist() == ["alice"]
+    assert not state.pending
+
+    # a new browser on the new server shows them
+    fresh = page.context.new_page()
+    fresh_console = ConsoleLog(fresh)
+    fresh.set_default_timeout(TIMEOUT_MS)
+    fresh.goto(served_app.page_url("session"))
+    wait_for_signals(fresh, f"{subject}/{session}")
+    expect(fresh.get_by_text("2 flagged by reviewers", exact=True)).to_be_visible()
+    # the beat table (first page: beats 0-14) marks beats 3 and 12, and only them
+    fresh.locator(".bk-tab", has_text="Beat table").click()
+    table = fresh.locator(".tabulator").filter(has=fresh.locator(".tabulator-col", has_text="reviewer_flag"))
+    flag_cells = table.locator('.tabulator-row .tabulator-cell[tabulator-field="reviewer_flag"]')
+    expect(flag_cells).to_have_count(15)
+    beats = [int(b) for b in table.locator(
+        '.tabulator-row .tabulator-cell[tabulator-field="beat"]').all_inner_texts()]
+    flags = [text.strip() for text in flag_cells.all_inner_texts()]
+    assert beats == list(range(15))
+    assert set(flags) == {"true", "false"}, flags
+    assert [b for b, f in zip(beats, flags, strict=True) if f == "true"] == [3, 12]
+    # the audit trail names the reviewer and the number of beats
+    fresh.locator(".bk-tab", has_text="Audit trail").click()
+    trail = fresh.locator(".tabulator").filter(has=fresh.locator(".tabulator-col", has_text="reviewer"))
+    rows = trail.locator(".tabulator-row")
+    expect(rows).to_have_count(1)
+    cells = rows.first.locator(".tabulator-cell")
+    row = dict(zip((c.get_attribute("tabulator-field") for c in cells.all()),
+                   cells.all_inner_texts(), strict=True))
+    assert (row["reviewer"], row["action"], row["n_beats"]) == ("alice", "flag", "2")
+    fresh_console.check()
+    console.check()
+
+
+def test_cohort_page_shows_the_timeline_and_switches_feature(served_app, page, console):
+    from cardiolab.pipeline import features_table
+    from cardiolab.stats.mixed import phase_contrasts
+
+    page.goto(served_app.page_url("cohort"))
+    expect(select(page, "Feature")).to_have_value("hr")
+    state = wait_for_plots(page, "hr (supine): Pre-flight")
+    assert {"In flight", "Post-flight"} <= set(state["titles"]), state["titles"]
+    assert page.locator("canvas").count() >= 3  # timeline, forest plot, tau profile
+
+    select(page, "Feature").select_option("sbp")
+    expect(page.get_by_role("heading", name="sbp (supine)")).to_be_visible()
+    state = wait_for_plots(page, "sbp (supine): Pre-flight")
+    assert "hr (supine): Pre-flight" not in state["titles"]
+    # the contrast table shows the fit this process makes from the same store
+    expected = phase_contrasts(features_table(served_app.catalog), "sbp", epoch="supine").table
+    table = page.locator(".tabulator").filter(has=page.locator(".tabulator-col", has_text="p_holm"))
+    row = table.locator(".tabulator-row", has=page.locator('[tabulator-field="timepoint"]', has_text=re.compile(r"^R\+0$")))
+    estimate = float(row.locator('[tabulator-field="estimate"]').inner_text())
+    assert estimate == pytest.approx(expected.loc["R+0", "estimate"], abs=1e-4)
+    console.check()
+
+
+# --- who may open it ----------------------------------------------------------------
+
+
+@pytest.fixture
+def protected_app(processed_campaign, tmp_path):
+    """The app behind a login (alice / her password), no warm-up (nobody reviews beats here)."""
+    creds = tmp_path / "reviewers.json"
+    password = "correct horse battery"
+    done = subprocess.run(
+        [sys.executable, "-m", "cardiolab.cli", "passwd", str(creds), "alice"],
+        env={**ServedApp(processed_campaign).env, "CARDIOLAB_PASSWORD": password},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert password not in creds.read_text()
+    app = ServedApp(
+        processed_campaign, args=["--address", "127.0.0.1", "--credentials", str(creds)],
+        env={"CARDIOLAB_WARMUP": "0"},
+    ).start()
+    yield app, password
+    app.stop()
+
+
+def test_login_is_required_with_credentials(protected_app, page):
+    app, password = protected_app
+    page.set_default_timeout(TIMEOUT_MS)
+    # without the cookie, the app is not served: a redirect to the login form
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=30)
+    conn.request("GET", "/session")
+    response = conn.getresponse()
+    assert response.status == 302
+    assert response.getheader("Location").split("?")[0].endswith("login")
+    assert b"Session review" not in response.read()
+    conn.close()
+
+    page.goto(app.page_url("campaign"))
+    assert re.search(r"/login\?next=%2Fcampaign$", page.url), page.url
+    expect(page.locator("input[name=password]")).to_be_visible()
+    expect(page.get_by_text("Campaign", exact=True)).to_have_count(0)
+
+    # a wrong password stays on the login form, with an error
+    page.locator("input[name=username]").fill("alice")
+    page.locator("input[name=password]").fill(password + "!")
+    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_text("Invalid username or password")).to_be_visible()
+    assert "/login" in page.url
+    expect(page.locator("input[name=password]")).to_be_visible()
+
+    # the right one gets in, and the app says who is signed in
+    page.locator("input[name=username]").fill("alice")
+    page.locator("input[name=password]").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
+    page.goto(app.page_url("campaign"))
+    assert "/login" not in page.url
+    expect(page.get_by_text("signed in as alice")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"3 subjects, 30 sessions"))).to_be_visible()
+
+
+def test_binding_beyond_loopback_without_login_is_refused(processed_campaign):
+    app = ServedApp(processed_campaign, port=free_port(), args=["--address", "0.0.0.0"])
+    done = subprocess.run(app.command, env=app.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "refusing to serve" in done.stderr
+    assert "on 0.0.0.0" in done.stderr and "--credentials" in done.stderr
+    assert "dashboard: http" not in done.stdout
