@@ -357,13 +357,17 @@ def _client(client, scheduler, workers):
     if address:
         return Client(address), True
     n = workers or os.cpu_count() or 1
+    if log.getEffectiveLevel() > logging.INFO:
+        # the cluster's start/stop chatter only when cardiolab itself logs at INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # no dashboard; its HTTP server (health, metrics) on loopback, any port
+            dashboard_address="127.0.0.1:0",
             silence_logs=logging.ERROR,
         )
     return Client(cluster), True

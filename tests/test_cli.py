@@ -24,6 +24,48 @@ def test_demo_info_validate(tmp_path, capsys):
     assert "10 processed, 0 unchanged (cached), 0 failed" in capsys.readouterr().out
     assert main(["process", str(path / "data_catalog.yaml"), "--workers", "0", "--quiet"]) == 0
     assert "0 processed, 10 unchanged (cached), 0 failed" in capsys.readouterr().out
+    # one subject: no mixed model can be fitted; each failure is recorded, not raised
+    cat = str(path / "data_catalog.yaml")
+    assert main(["fit", cat, "--workers", "0", "--quiet", "--features", "hr"]) == 0
+    assert "1 features, 6 models" in capsys.readouterr().out
+    from cardiolab.stats import read_results
+
+    results = read_results(path / "derived.zarr")
+    assert len(results) == 6 and results["error"].str.contains("subject").all()
+
+
+def test_serve_refuses_the_network_without_a_login(tmp_path, capsys):
+    path = tmp_path / "demo"
+    assert main(["demo", "--path", str(path), "--subjects", "1", "--quiet", "--no-process"]) == 0
+    capsys.readouterr()
+    cat = str(path / "data_catalog.yaml")
+    assert main(["serve", cat, "--address", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve" in err and "--credentials" in err
+
+
+def test_passwd_writes_a_hash_not_the_password(tmp_path, monkeypatch, capsys):
+    import json
+
+    from cardiolab.dashboards.auth import load_credentials, verify_password
+
+    monkeypatch.setenv("CARDIOLAB_PASSWORD", "s3cret-pass")
+    creds = tmp_path / "reviewers.json"
+    assert main(["passwd", str(creds), "alice"]) == 0
+    assert main(["passwd", str(creds), "bob"]) == 0
+    text = creds.read_text()
+    assert "s3cret-pass" not in text
+    users = load_credentials(creds)
+    assert set(users) == {"alice", "bob"}
+    assert verify_password("s3cret-pass", users["alice"])
+    assert not verify_password("s3cret-pas", users["alice"])
+    assert users["alice"] != users["bob"]  # salted
+    assert (creds.stat().st_mode & 0o777) == 0o600
+    creds.write_text(json.dumps({"eve": "plain"}))
+    from cardiolab.dashboards.auth import AuthError
+
+    with pytest.raises(AuthError, match="not an scrypt hash"):
+        load_credentials(creds)
 
 
 def test_bad_catalog_is_a_clean_error(tmp_path, capsys):
