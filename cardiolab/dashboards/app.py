@@ -19,7 +19,7 @@ from .auth import AuthError, HashedAuthProvider, is_loopback, load_credentials
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["PAGES", "app_pages", "serve", "warm_up"]
+__all__ = ["PAGES", "app_pages", "holoviews_pane", "serve", "warm_up"]
 
 #: URL slug -> title of each page.
 PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
@@ -27,6 +27,33 @@ PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"
 _CSS = """
 .cardiolab-nav a { margin-right: 1.2em; font-weight: 600; }
 """
+
+
+def holoviews_pane(obj=None, **params) -> pn.pane.HoloViews:
+    """A Panel pane of a HoloViews object, drawn on a 2D canvas rather than WebGL.
+
+    HoloViews asks bokeh for WebGL by default. Without a GPU (virtual desktops,
+    hospital workstations, this project's CI) chromium emulates WebGL in software
+    and bokeh's copy of each WebGL frame to the page (``blit_webgl``) took 1.5 s of
+    the 1.9 s the browser spent painting a 1-hour session page (5 signal plots and
+    the beat plot, ~30 k markers): the canvas draws the same plots with no such cost.
+
+    Parameters
+    ----------
+    obj : holoviews object, optional
+        What to show.
+    **params
+        Other :class:`panel.pane.HoloViews` parameters.
+
+    Examples
+    --------
+    >>> import holoviews as hv
+    >>> holoviews_pane(hv.Curve([1, 2, 3])).renderer.webgl
+    False
+    """
+    import holoviews as hv
+
+    return pn.pane.HoloViews(obj, renderer=hv.renderer("bokeh").instance(webgl=False), **params)
 
 
 def _nav(current: str, catalog_name: str) -> pn.pane.HTML:

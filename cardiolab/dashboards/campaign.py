@@ -14,6 +14,8 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
+from .app import holoviews_pane
+
 log = logging.getLogger("cardiolab")
 
 __all__ = ["CampaignPage", "status_matrix"]
@@ -61,7 +63,7 @@ class CampaignPage(pn.viewable.Viewer):
         self._failures = pn.widgets.Tabulator(
             pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
         )
-        self._heatmap = pn.pane.HoloViews(None, sizing_mode="stretch_width")
+        self._heatmap = holoviews_pane(None, sizing_mode="stretch_width")
         self._summary = pn.pane.Markdown("")
         self._progress = pn.indicators.Progress(value=0, max=1, visible=False, width=300)
         self._progress_text = pn.pane.Markdown("")

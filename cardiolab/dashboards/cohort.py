@@ -18,6 +18,7 @@ import panel as pn
 import param
 
 from ..errors import CardiolabError
+from .app import holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
@@ -66,9 +67,9 @@ class CohortPage(pn.viewable.Viewer):
         self.param.epoch.objects = epochs
         self._message = pn.pane.Alert("", alert_type="light", visible=False, sizing_mode="stretch_width")
         self._progress = pn.indicators.Progress(active=False, visible=False, width=200)
-        self._timeline = pn.pane.HoloViews(None, sizing_mode="stretch_width")
-        self._forest = pn.pane.HoloViews(None)
-        self._profile = pn.pane.HoloViews(None)
+        self._timeline = holoviews_pane(None, sizing_mode="stretch_width")
+        self._forest = holoviews_pane(None)
+        self._profile = holoviews_pane(None)
         self._contrasts = pn.widgets.Tabulator(
             pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
         )

@@ -21,6 +21,7 @@ import panel as pn
 import param
 
 from ..errors import CardiolabError
+from .app import holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
@@ -92,8 +93,8 @@ class SessionReview(pn.viewable.Viewer):
         self._selection = hv.streams.Selection1D()
         self._message = pn.pane.Alert("", alert_type="light", visible=False, sizing_mode="stretch_width")
         self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
-        self._signals = pn.pane.HoloViews(None, sizing_mode="stretch_width", linked_axes=False)
-        self._points = pn.pane.HoloViews(None, sizing_mode="stretch_width", linked_axes=False)
+        self._signals = holoviews_pane(None, sizing_mode="stretch_width", linked_axes=False)
+        self._points = holoviews_pane(None, sizing_mode="stretch_width", linked_axes=False)
         self._features = pn.widgets.Tabulator(
             pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width", height=140
         )
