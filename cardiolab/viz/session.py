@@ -237,6 +237,17 @@ def _visible_slice(time: np.ndarray, x_range) -> slice:
     return slice(i0, i1)
 
 
+class _FloatRangeXY(hv.streams.RangeXY):
+    """RangeXY whose bounds are always floats: a browser sends whole-second bounds as
+    integers, and datashader would compile a second set of kernels for them."""
+
+    def transform(self):
+        def as_float(r):
+            return None if r is None else tuple(float(v) for v in r)
+
+        return {"x_range": as_float(self.x_range), "y_range": as_float(self.y_range)}
+
+
 def _trace(values, time, ydim, color, width, height) -> hv.DynamicMap:
     """A rasterised (dynamic, datashader) curve of one signal.
 
@@ -251,7 +262,8 @@ def _trace(values, time, ydim, color, width, height) -> hv.DynamicMap:
 
     source = hv.DynamicMap(visible, streams=[hv.streams.RangeX()])
     # width/height: the grid of a static render; a live plot follows its own size
-    return rasterize(source, width=width, height=height).opts(
+    streams = [hv.streams.PlotSize, _FloatRangeXY]
+    return rasterize(source, width=width, height=height, streams=streams).opts(
         backend="bokeh",
         cmap=[color],
         colorbar=False,
