@@ -100,8 +100,9 @@ def test_session_page_loads_without_console_errors(served_app, page, console):
     page.goto(served_app.page_url("session"))
     state = wait_for_signals(page, f"{subject}/{session}")
     assert page.locator("canvas").count() >= N_SIGNALS + 1  # signals + the beat plot
-    # every signal image spans the session (4 min = 240 s) within one sample
-    assert [im["dw"] for im in state["images"]] == pytest.approx([240.0] * N_SIGNALS, abs=0.01)
+    # every signal image spans the session (4 min = 240 s) within one sample of the
+    # slowest channel (LDF at 32 Hz: 31 ms)
+    assert [im["dw"] for im in state["images"]] == pytest.approx([240.0] * N_SIGNALS, abs=0.035)
     # the summary counts the beats of the stored table
     n = reviewed_beats(served_app.catalog, subject, session).sizes["beat"]
     expect(page.get_by_text(re.compile(rf"{subject} {re.escape(session)}.*: {n} beats"))).to_be_visible()
