@@ -24,13 +24,12 @@ recomputed from its stored beats, without recomputing the beats.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +40,12 @@ import xarray as xr
 
 from . import __version__
 from .errors import CardiolabError
+from .paths import atomic_directory
 
 __all__ = [
     "Report",
     "campaign_status",
+    "dask_client",
     "process_campaign",
     "process_session",
     "session_features",
@@ -218,9 +219,7 @@ def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) 
     parent = derived / subject
     _ensure_group(derived, {"cardiolab": __version__})
     _ensure_group(parent)
-    target = parent / label
-    tmp = parent / f".{label}.tmp-{uuid.uuid4().hex}"
-    try:
+    with atomic_directory(parent / label) as tmp:
         root = zarr.open_group(str(tmp), mode="w-")
         root.attrs.update(attrs)
         for name, ds in (("beats", beats), ("features", feats)):
@@ -230,16 +229,6 @@ def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) 
                 if ds[v].dtype.kind in "fiub"
             }
             ds.to_zarr(str(tmp), group=name, mode="a", consolidated=False, encoding=enc)
-        old = None
-        if target.exists():
-            old = parent / f".{label}.old-{uuid.uuid4().hex}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def process_session(catalog_path, subject: str, label: str, *, force: bool = False) -> dict:
@@ -348,7 +337,11 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
 
 
 def _client(client, scheduler, workers):
-    """An existing client, one connected to ``scheduler``, or a new LocalCluster."""
+    """An existing client, one connected to ``scheduler``, or a new LocalCluster.
+
+    Returns the client and whether the caller owns it (and must close it); use
+    :func:`dask_client` to have that done.
+    """
     if client is not None:
         return client, False
     from distributed import Client, LocalCluster
@@ -371,6 +364,25 @@ def _client(client, scheduler, workers):
             silence_logs=logging.ERROR,
         )
     return Client(cluster), True
+
+
+@contextlib.contextmanager
+def dask_client(client=None, scheduler: str | None = None, workers: int | None = None):
+    """A dask client for the duration of a ``with`` block.
+
+    ``client`` if given (left open); else one connected to ``scheduler`` or
+    ``$CARDIOLAB_SCHEDULER``; else a new ``LocalCluster`` of ``workers`` single-threaded
+    processes (default: the machine's cores). What this opened is closed on exit.
+    """
+    dask, own = _client(client, scheduler, workers)
+    try:
+        yield dask
+    finally:
+        if own:
+            cluster = getattr(dask, "cluster", None)
+            dask.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def process_campaign(
@@ -431,22 +443,15 @@ def process_campaign(
     else:
         from distributed import as_completed
 
-        dask_client, own = _client(client, scheduler, workers)
-        try:
-            n_workers = len(dask_client.scheduler_info().get("workers", {})) or 1
+        with dask_client(client, scheduler, workers) as dask:
+            n_workers = len(dask.scheduler_info().get("workers", {})) or 1
             futures = [
-                dask_client.submit(process_session, path, s, lab, force=force, pure=False)
+                dask.submit(process_session, path, s, lab, force=force, pure=False)
                 for s, lab in todo
             ]
             for fut in as_completed(futures):
                 results.append(fut.result())
                 bar.update()
-        finally:
-            if own:
-                cluster = getattr(dask_client, "cluster", None)
-                dask_client.close()
-                if cluster is not None:
-                    cluster.close()
     bar.close()
     order = {key: i for i, key in enumerate(todo)}
     table = pd.DataFrame(results)

@@ -241,24 +241,17 @@ def power_curve(
     else:
         from distributed import as_completed
 
-        from ..pipeline import _client
+        from ..pipeline import dask_client
 
-        dask_client, own = _client(client, None, workers)
-        try:
+        with dask_client(client, None, workers) as dask:
             futures = [
-                dask_client.submit(_batch, design, effect, test, alpha, adjust, n, seeds, pure=False)
+                dask.submit(_batch, design, effect, test, alpha, adjust, n, seeds, pure=False)
                 for n, seeds in tasks
             ]
             for fut in as_completed(futures):
                 n, res = fut.result()
                 outcomes[n] += res
                 bar.update(len(res))
-        finally:
-            if own:
-                cluster = getattr(dask_client, "cluster", None)
-                dask_client.close()
-                if cluster is not None:
-                    cluster.close()
     bar.close()
     rows = []
     for n in sizes:

@@ -14,10 +14,7 @@ so that a batch never stops on one feature. The table is written to the derived 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import xarray as xr
 
 from .. import __version__
 from ..errors import CardiolabError, ModelError
+from ..paths import atomic_directory
 
 log = logging.getLogger("cardiolab")
 
@@ -197,26 +195,19 @@ def fit_all(
     else:
         from distributed import as_completed
 
-        from ..pipeline import _client
+        from ..pipeline import dask_client
 
-        dask_client, own = _client(client, None, workers)
-        try:
-            n = max(1, len(dask_client.scheduler_info().get("workers", {})))
+        with dask_client(client, None, workers) as dask:
+            n = max(1, len(dask.scheduler_info().get("workers", {})))
             # a few jobs per task: enough tasks to balance, few enough to keep overhead low
             size = max(1, len(jobs) // (8 * n))
             batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-            remote = dask_client.scatter(table, broadcast=True)
-            futures = [dask_client.submit(_fit_many, remote, b, pure=False) for b in batches]
+            remote = dask.scatter(table, broadcast=True)
+            futures = [dask.submit(_fit_many, remote, b, pure=False) for b in batches]
             for fut in as_completed(futures):
                 done = fut.result()
                 frames.extend(done)
                 bar.update(len(done))
-        finally:
-            if own:
-                cluster = getattr(dask_client, "cluster", None)
-                dask_client.close()
-                if cluster is not None:
-                    cluster.close()
     bar.close()
     order = {job: i for i, job in enumerate(jobs)}
     frames.sort(key=lambda f: order[(f["feature"].iat[0], f["epoch"].iat[0])])
@@ -243,21 +234,9 @@ def write_results(results: pd.DataFrame, store) -> Path:
         description="fit_all: phase contrasts and time courses of every feature x epoch",
     )
     target = store / STATS_GROUP
-    tmp = store / f".{STATS_GROUP}.tmp-{uuid.uuid4().hex}"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds.to_zarr(str(tmp), mode="w-", consolidated=False)
-        old = None
-        if target.exists():
-            old = store / f".{STATS_GROUP}.old-{uuid.uuid4().hex}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_directory(target) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp), mode="w-", consolidated=False)
     return target
 
 
