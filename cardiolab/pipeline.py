@@ -301,7 +301,9 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             out.update(status="done", stage="", review_events=feats.attrs["review_events"])
             return out
         out["stage"] = "open"
-        node = cat.open_session(subject, label)
+        # no time index: beats and features work by position (bounded memory on long
+        # recordings)
+        node = cat.open_session(subject, label, indexes=False)
         out["stage"] = "beats"
         beats = beat_table(node)
         provenance.update(

@@ -135,3 +135,20 @@ def test_distributed_cluster_two_workers(processed):
         sessions=[("S01", "L-30"), ("S02", "R+1")],
     )
     assert rep.n_workers == 2 and rep.n_done == 2
+
+
+def test_pipeline_opens_sessions_without_a_time_index(processed):
+    """The pipeline's open (indexes=False) keeps time lazy, yet gives the same beats and
+    a session that passes the data model's checks."""
+    from cardiolab.catalog import open_catalog
+
+    path, truth, report = processed
+    cat = open_catalog(path / "data_catalog.yaml")
+    lazy = cat.open_session("S01", "L-30", indexes=False)
+    ecg = lazy["ecg"].to_dataset(inherit=False)
+    assert "time" not in ecg.xindexes  # no pandas index built
+    assert not ecg["time"].variable._in_memory  # the coordinate is not loaded
+    indexed = cat.open_session("S01", "L-30")
+    assert "time" in indexed["ecg"].to_dataset(inherit=False).xindexes
+    a, b = beat_table(lazy), beat_table(indexed)
+    xr.testing.assert_identical(a, b)

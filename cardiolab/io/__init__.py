@@ -77,7 +77,7 @@ FORMAT_OPTIONS = {
 }
 
 
-def read_session(path, format, *, channels=None, storage_options=None, **options):
+def read_session(path, format, *, channels=None, storage_options=None, indexes=True, **options):
     """Read one session's file with the reader of its format.
 
     Parameters
@@ -91,6 +91,10 @@ def read_session(path, format, *, channels=None, storage_options=None, **options
         edf, wfdb and csv, not used by the native formats.
     storage_options : dict, optional
         fsspec options (zarr stores behind URLs).
+    indexes : bool
+        Native stores: build the ``time`` indexes (default); ``False`` keeps ``time``
+        lazy without an index (see :func:`read_zarr_session`). Other formats build
+        their time coordinates in memory either way.
     **options
         Format options: ``group`` (zarr, netcdf: ``"<subject>/<session>"``),
         ``annotations`` (wfdb: annotation extension), ``time_column``,
@@ -125,8 +129,10 @@ def read_session(path, format, *, channels=None, storage_options=None, **options
                 f"{path}: a {format} store needs the session 'group' ('<subject>/<session>')"
             )
         if format == "zarr":
-            return read_zarr_session(path, options["group"], storage_options=storage_options)
-        return read_netcdf_session(path, options["group"])
+            return read_zarr_session(
+                path, options["group"], storage_options=storage_options, indexes=indexes
+            )
+        return read_netcdf_session(path, options["group"], indexes=indexes)
     if is_url(str(path)):
         raise SessionFormatError(
             f"{path}: {format} files are read from local paths only (URLs: zarr stores)"

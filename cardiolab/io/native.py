@@ -43,7 +43,9 @@ def store_engine(path) -> str:
     return "h5netcdf" if str(path).lower().endswith(_NETCDF_SUFFIXES) else "zarr"
 
 
-def _open(path, engine: str, group: str | None = None, storage_options=None) -> xr.DataTree:
+def _open(
+    path, engine: str, group: str | None = None, storage_options=None, indexes: bool = True
+) -> xr.DataTree:
     if not is_url(str(path)) and not Path(path).exists():
         raise SessionFormatError(f"{path}: native store not found")
     if is_url(str(path)) and engine != "zarr":
@@ -51,6 +53,10 @@ def _open(path, engine: str, group: str | None = None, storage_options=None) -> 
             f"{path}: fsspec URLs are supported for zarr stores only, not {engine} files"
         )
     kwargs: dict = {"chunks": {}}
+    if not indexes:
+        # time stays a lazy coordinate: no pandas index (a 24-h 1 kHz ECG's would
+        # take 0.7 GB, twice while it is built)
+        kwargs["create_default_indexes"] = False
     if group is not None:
         kwargs["group"] = group
     if storage_options and engine == "zarr":
@@ -91,12 +97,14 @@ def open_campaign_store(path, *, storage_options=None) -> xr.DataTree:
         ) from None
 
 
-def _read_session(path, group: str, engine: str, storage_options=None) -> xr.DataTree:
+def _read_session(
+    path, group: str, engine: str, storage_options=None, indexes: bool = True
+) -> xr.DataTree:
     key = str(group).strip("/")
     if not key:
         raise SessionFormatError(f"{path}: no session group given ('<subject>/<session>')")
     try:
-        return _open(path, engine, group=key, storage_options=storage_options)
+        return _open(path, engine, group=key, storage_options=storage_options, indexes=indexes)
     except SessionFormatError:
         raise
     except Exception as err:
@@ -113,7 +121,7 @@ def _read_session(path, group: str, engine: str, storage_options=None) -> xr.Dat
     )
 
 
-def read_zarr_session(path, group: str, *, storage_options=None) -> xr.DataTree:
+def read_zarr_session(path, group: str, *, storage_options=None, indexes: bool = True) -> xr.DataTree:
     """One session node of a zarr campaign store, lazily.
 
     Parameters
@@ -124,6 +132,10 @@ def read_zarr_session(path, group: str, *, storage_options=None) -> xr.DataTree:
         ``"<subject>/<session>"``, e.g. ``"S01/L-60"``.
     storage_options : dict, optional
         fsspec options for URLs.
+    indexes : bool
+        Build the ``time`` indexes (default). ``False`` leaves ``time`` a lazy
+        coordinate without an index: positional ``isel`` only, no ``sel``; for batch
+        processing of long recordings, where the index would cost 8 bytes a sample.
 
     Returns
     -------
@@ -135,10 +147,10 @@ def read_zarr_session(path, group: str, *, storage_options=None) -> xr.DataTree:
     SessionFormatError
         No such store, or no such group (the message lists the store's sessions).
     """
-    return _read_session(path, group, "zarr", storage_options)
+    return _read_session(path, group, "zarr", storage_options, indexes)
 
 
-def read_netcdf_session(path, group: str) -> xr.DataTree:
+def read_netcdf_session(path, group: str, *, indexes: bool = True) -> xr.DataTree:
     """One session node of a netCDF campaign file (h5netcdf), lazily.
 
     Parameters
@@ -158,7 +170,7 @@ def read_netcdf_session(path, group: str) -> xr.DataTree:
     SessionFormatError
         No such file, or no such group (the message lists the file's sessions).
     """
-    return _read_session(path, group, "h5netcdf")
+    return _read_session(path, group, "h5netcdf", indexes=indexes)
 
 
 def _encoding(tree: xr.DataTree) -> dict:

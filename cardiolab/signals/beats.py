@@ -134,7 +134,7 @@ def _group(session, name):
 
 
 def _start(ds):
-    return float(ds["time"].values[0]) if ds.sizes.get("time", 0) else 0.0
+    return float(ds["time"][0]) if ds.sizes.get("time", 0) else 0.0
 
 
 def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
