@@ -23,9 +23,14 @@ __all__ = ["CampaignPage", "status_matrix"]
 _SYMBOLS = {"processed": "✔ processed", "failed": "✖ failed", "not processed": "· not processed"}
 
 
+def _schedule_order(status: pd.DataFrame) -> list[str]:
+    """Session labels in schedule order: pre, in, post, then by day."""
+    return list(dict.fromkeys(status.sort_values(["phase", "day"], key=_phase_key)["session"]))
+
+
 def status_matrix(status: pd.DataFrame) -> pd.DataFrame:
     """Subjects x sessions table of status (sessions in schedule order)."""
-    order = list(dict.fromkeys(status.sort_values(["phase", "day"], key=_phase_key)["session"]))
+    order = _schedule_order(status)
     matrix = status.pivot(index="subject", columns="session", values="status")
     return matrix.reindex(columns=order).fillna("")
 
@@ -38,7 +43,7 @@ def _phase_key(col):
 
 def quality_heatmap(status: pd.DataFrame):
     """HoloViews HeatMap of the valid-beat fraction per subject x session."""
-    order = list(dict.fromkeys(status.sort_values(["phase", "day"], key=_phase_key)["session"]))
+    order = _schedule_order(status)
     data = status.assign(valid_percent=100 * status["valid_fraction"])
     return hv.HeatMap(
         data, kdims=[hv.Dimension("session", values=order), "subject"],

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..features.microcirculation import LDF_BANDS  # one definition of the bands
+
 __all__ = [
     "ECG_WAVES",
     "ecg_waveform",
@@ -204,15 +206,6 @@ _TEMPLATE_ARGMAX = {
     for k in ("pressure", "femoral", "mca")
 }
 
-#: LDF vasomotion bands (Hz), as in SCIENCE.md (Stefanovska et al.)
-LDF_BANDS = {
-    "endothelial_ni": (0.005, 0.0095),
-    "endothelial_no": (0.0095, 0.021),
-    "neurogenic": (0.021, 0.052),
-    "myogenic": (0.052, 0.145),
-    "respiratory": (0.145, 0.6),
-    "cardiac": (0.6, 2.0),
-}
 
 #: SD of each vasomotion band relative to the mean flux, when not set explicitly
 LDF_RELATIVE_SD = {

@@ -879,16 +879,8 @@ def fit_time_course(
         return _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha)
 
 
-def _fit_time_course(
-    table: pd.DataFrame,
-    feature: str,
-    epoch: str = "supine",
-    random: Sequence[str] = ("intercept",),
-    tau_bounds: tuple[float, float] = (0.1, 200.0),
-    margin=None,
-    alpha: float = 0.05,
-) -> TimeCourse:
-    """Body of :func:`fit_time_course`."""
+def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -> TimeCourse:
+    """Body of :func:`fit_time_course` (its arguments, defaults applied there)."""
     from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
