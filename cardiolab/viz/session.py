@@ -18,11 +18,18 @@ import pandas as pd
 import xarray as xr
 from holoviews.operation import decimate
 from holoviews.operation.datashader import rasterize
-from scipy import ndimage
 
 from ..errors import CardiolabError, SessionFormatError
 
-__all__ = ["CHANNEL_COLORS", "EPOCH_COLORS", "MAX_MARKERS", "TIME", "epoch_spans", "session_view"]
+__all__ = [
+    "CHANNEL_COLORS",
+    "EPOCH_COLORS",
+    "M4_MIN_PER_PIXEL",
+    "MAX_MARKERS",
+    "TIME",
+    "epoch_spans",
+    "session_view",
+]
 
 log = logging.getLogger("cardiolab")
 
@@ -30,6 +37,9 @@ log = logging.getLogger("cardiolab")
 TIME = hv.Dimension("time", label="Time", unit="s")
 #: Beat markers per element above which they are decimated (dynamically).
 MAX_MARKERS = 20_000
+#: Visible samples per pixel column above which a trace is M4-reduced before
+#: datashader draws it (below, the reduction saves little and changes more pixels).
+M4_MIN_PER_PIXEL = 128
 #: Trace colour per raw group.
 CHANNEL_COLORS = {"ecg": "#1f3b73", "abp": "#a3222b", "ldf": "#2e7d32", "doppler": "#6a3d9a"}
 #: Shading of protocol epochs, by label (others cycle through ``_SPAN_CYCLE``).
@@ -155,12 +165,56 @@ def epoch_spans(protocol, *, alpha: float = 0.2) -> hv.VSpans:
     )
 
 
-def _epoch_labels(rows: pd.DataFrame, y: float, ydim) -> hv.Labels:
-    mid = (rows["start"].to_numpy() + rows["stop"].to_numpy()) / 2
-    data = pd.DataFrame({TIME.name: mid, ydim.name: y, "epoch": rows["label"].to_numpy()})
-    return hv.Labels(data, kdims=[TIME, ydim], vdims=["epoch"]).opts(
-        backend="bokeh", text_font_size="9pt", text_color="#444444", text_baseline="top"
-    )
+def _epoch_shading(rows: pd.DataFrame, *, labels: bool, alpha: float = 0.2):
+    """A bokeh plot hook that shades the protocol epochs (and labels them at the top).
+
+    Drawn as bokeh ``BoxAnnotation`` / ``Label`` annotations of the figure, under the
+    signal, rather than as a :func:`epoch_spans` layer of the overlay: on the 5-panel
+    view of a 1-hour session, the spans as HoloViews layers took 0.2-0.25 s of the
+    page build and a glyph renderer each in the browser. Idempotent: the hook runs
+    again on every redraw and adds nothing twice.
+    """
+    from bokeh.models import BoxAnnotation, Label
+
+    colors = _epoch_color_map(rows["label"])
+    epochs = list(rows.itertuples(index=False))
+
+    def shade(plot, element):
+        fig = plot.state
+        if any(_EPOCH_TAG in getattr(a, "tags", ()) for a in fig.center):
+            return
+        for e in epochs:
+            fig.add_layout(
+                BoxAnnotation(
+                    left=e.start,
+                    right=e.stop,
+                    fill_color=colors[e.label],
+                    fill_alpha=alpha,
+                    line_alpha=0,
+                    level="underlay",
+                    tags=[_EPOCH_TAG],
+                )
+            )
+            if labels:
+                fig.add_layout(
+                    Label(
+                        x=(e.start + e.stop) / 2,
+                        y=(fig.frame_height or 0) - 4,
+                        x_units="data",
+                        y_units="screen",
+                        text=e.label,
+                        text_align="center",
+                        text_baseline="top",
+                        text_font_size="9pt",
+                        text_color="#444444",
+                        tags=[_EPOCH_TAG],
+                    )
+                )
+
+    return shade
+
+
+_EPOCH_TAG = "cardiolab-epoch"
 
 
 # --------------------------------------------------------------------------------------
@@ -195,8 +249,10 @@ def _load_once(da: xr.DataArray) -> np.ndarray:
 def _window_extremum(values, starts, stops, *, mode="max") -> np.ndarray:
     """Sample index of the max (min) of ``values`` in each ``[start, stop)`` window.
 
-    Windows are increasing and disjoint; empty windows and windows outside the signal
-    give -1. Uses :func:`scipy.ndimage.maximum_position` over window labels.
+    Windows are increasing; a window is cut at the start of the next valid one.
+    Empty windows, all-NaN windows and windows outside the signal give -1; ties give
+    the first sample. One ``ufunc.reduceat`` over the segments between window
+    edges, then the first sample of each segment that equals its extremum.
     """
     n = values.size
     starts = np.asarray(starts, dtype=np.int64)
@@ -208,20 +264,24 @@ def _window_extremum(values, starts, stops, *, mode="max") -> np.ndarray:
     idx = np.flatnonzero(ok)
     a = starts[idx]
     b = np.minimum(np.minimum(stops[idx], n), np.r_[a[1:], n])  # disjoint by construction
-    lo, hi = int(a[0]), int(b.max())
-    edges = np.zeros(hi - lo + 1, dtype=np.int32)
-    np.add.at(edges, a - lo, 1)
-    np.add.at(edges, b - lo, -1)
-    inside = np.cumsum(edges[:-1]) > 0
-    ordinal = np.zeros(hi - lo + 1, dtype=np.int32)
-    ordinal[a - lo] = np.arange(1, a.size + 1, dtype=np.int32)
-    labels = np.where(inside, np.maximum.accumulate(ordinal[:-1]), 0)
+    # segments between consecutive window edges: each window is one of them
+    edges = np.unique(np.r_[a, b])
+    lo = int(edges[0])
     fill = -np.inf if mode == "max" else np.inf
-    seg = np.where(np.isnan(values[lo:hi]), fill, values[lo:hi])
-    find = ndimage.maximum_position if mode == "max" else ndimage.minimum_position
-    pos = np.asarray(find(seg, labels, np.arange(1, a.size + 1)), dtype=np.int64).reshape(-1)
-    hit = np.isfinite(seg[pos])
-    out[idx[hit]] = pos[hit] + lo
+    seg = values[lo : int(edges[-1])]
+    seg = np.where(np.isnan(seg), fill, seg)
+    reduce = np.maximum.reduceat if mode == "max" else np.minimum.reduceat
+    extreme = reduce(seg, edges[:-1] - lo)
+    # first sample of each segment equal to its extremum
+    hit = np.flatnonzero(seg == np.repeat(extreme, np.diff(edges)))
+    owner = np.searchsorted(edges, hit + lo, side="right") - 1
+    first_owner, first = np.unique(owner, return_index=True)
+    pos = np.full(edges.size - 1, -1, dtype=np.int64)
+    pos[first_owner] = hit[first] + lo
+    win = np.searchsorted(edges, a)
+    got = pos[win]
+    good = (got >= 0) & np.isfinite(extreme[win]) & (b > a)
+    out[idx[good]] = got[good]
     return out
 
 
@@ -248,19 +308,51 @@ class _FloatRangeXY(hv.streams.RangeXY):
         return {"x_range": as_float(self.x_range), "y_range": as_float(self.y_range)}
 
 
-def _trace(values, time, ydim, color, width, height) -> hv.DynamicMap:
+def _m4(time: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
+    """Indices of the M4 samples of a curve (Jugel et al. 2014): the first and last
+    samples, and the first, last, min and max of each of ``bins`` equal time bins
+    between them (``tsdownsample``; a bin holding NaN keeps one, so gaps stay gaps).
+
+    With bins aligned to the screen's pixel columns, a line through these samples
+    covers exactly the pixels of the whole curve; equal time bins are not aligned,
+    so several per column are used. At 8 per column, on a 1-hour session drawn
+    900 px wide (ECG, pressure, Doppler; whole record and two zooms), at most 0.3 %
+    of the drawn pixels differ, single pixels where a bin straddles two columns.
+    """
+    from tsdownsample import NaNM4Downsampler
+
+    n = values.size
+    inner = NaNM4Downsampler().downsample(time[1:-1], values[1:-1], n_out=4 * bins) + 1
+    return np.r_[0, inner, n - 1]
+
+
+def _trace(values, time, ydim, color, width, height, span=None) -> hv.DynamicMap:
     """A rasterised (dynamic, datashader) curve of one signal.
 
     The curve handed to datashader is cut to the visible time range first (a
     ``RangeX`` stream and a binary search on the sorted time), so that a zoom into a
     long recording aggregates only the samples on screen, not the whole record.
+    When more than :data:`M4_MIN_PER_PIXEL` samples per pixel column are on screen,
+    only their M4 samples (:func:`_m4`, 8 bins per column) go to datashader: the
+    same image to 0.3 % of its pixels, at a fraction of the cost (a 1-hour 1 kHz
+    ECG: 3.6 M samples -> 29 k, one image 0.28 s -> 0.02 s).
+
+    ``span`` is the x range (s) the plot opens on (default: the signal's extent): the
+    plot sets it on its range stream once drawn, and a range that is unchanged does
+    not aggregate the image a second time.
     """
     frame = pd.DataFrame({TIME.name: time, ydim.name: values}, copy=False)
 
     def visible(x_range=None):
-        return hv.Curve(frame.iloc[_visible_slice(time, x_range)], kdims=[TIME], vdims=[ydim])
+        part = _visible_slice(time, x_range)
+        rows = frame.iloc[part]
+        if part.stop - part.start > M4_MIN_PER_PIXEL * width:
+            rows = rows.iloc[_m4(time[part], values[part], 8 * width)]
+        return hv.Curve(rows, kdims=[TIME], vdims=[ydim])
 
-    source = hv.DynamicMap(visible, streams=[hv.streams.RangeX()])
+    if span is None and time.size:
+        span = (float(time[0]), float(time[-1]))
+    source = hv.DynamicMap(visible, streams=[hv.streams.RangeX(x_range=span)])
     # width/height: the grid of a static render; a live plot follows its own size
     streams = [hv.streams.PlotSize, _FloatRangeXY]
     return rasterize(source, width=width, height=height, streams=streams).opts(
@@ -476,6 +568,12 @@ def session_view(
     """
     do_raster = rasterize
     chans = _resolve_channels(session, channels)
+    # the shared time axis opens on the union of the channels' extents
+    extents = [_group(session, g).indexes["time"] for g in dict.fromkeys(g for g, _ in chans)]
+    extents = [t for t in extents if t.size]
+    span = (
+        (min(float(t[0]) for t in extents), max(float(t[-1]) for t in extents)) if extents else None
+    )
     proto = _group(session, "protocol")
     rows = _protocol_rows(proto) if proto is not None and proto.sizes.get("epoch", 0) else None
     panels = []
@@ -504,7 +602,7 @@ def session_view(
         t0 = float(time[0]) if time.size else 0.0
         color = CHANNEL_COLORS[group]
         if do_raster:
-            layers = [_trace(values, time, ydim, color, width, height)]
+            layers = [_trace(values, time, ydim, color, width, height, span)]
         else:
             frame = pd.DataFrame({TIME.name: time, ydim.name: values}, copy=False)
             layers = [
@@ -522,23 +620,19 @@ def session_view(
             else:
                 marks = []
             layers.extend(m for m in marks if m is not None)
-        if rows is not None:
-            layers.append(epoch_spans(rows))
-            if k == 0 and values.size:
-                step = max(1, values.size // 100_000)
-                top = float(np.nanmax(values[::step])) if np.isfinite(values[::step]).any() else 0
-                layers.append(_epoch_labels(rows, top, ydim))
+        hooks = [_epoch_shading(rows, labels=k == 0)] if rows is not None else []
         overlay = hv.Overlay(layers) if not do_raster else _overlay(layers)
-        title = f"{_where(session)}" if k == 0 else ""
+        # a lone rasterised trace is an Image, which has no legend
+        legend = dict(legend_position="right", show_legend=True) if len(layers) > 1 else {}
         panels.append(
             overlay.opts(
                 backend="bokeh",
                 frame_width=width,
                 frame_height=height,
-                title=title,
-                legend_position="right",
-                show_legend=True,
+                title=_where(session) if k == 0 else "",
                 xlabel=None if k == len(chans) - 1 else "",
+                hooks=hooks,
+                **legend,
             )
         )
     return hv.Layout(panels).opts(backend="bokeh", shared_axes=True).cols(1)
