@@ -15,7 +15,9 @@ Needs chromium (``/usr/bin/chromium`` or ``$CARDIOLAB_CHROMIUM``) and the
    bokeh figure view has finished rendering and each of the 5 rasterised signal
    images holds pixels. Also split by the Navigation Timing API: the response's
    first byte (the server built the page: Panel renders the document on the GET)
-   and DOMContentLoaded. Target < 3 s.
+   and DOMContentLoaded. Target < 3 s. The beat plot and the tables are sent
+   once the page has loaded (``pn.state.onload``): "page complete" is timed too,
+   to the frame at which they are drawn as well.
 4. Zoom: the shared x range of the signal panels is set through the BokehJS API
    (``x_range.setv({start, end})`` and the plot view's RangesUpdate event: what a
    wheel or box zoom does when it ends);
@@ -65,6 +67,23 @@ JS_PAINTED = """(n) => {
     }
   }
   return images >= n ? performance.now() : false;
+}"""
+
+#: The whole page is drawn: bokeh idle, n figures (signals and the beat plot) rendered
+#: and the features table present. Returns performance.now().
+JS_COMPLETE = """(n) => {
+  if (!window.Bokeh || !Bokeh.documents.length || !Bokeh.index) return false;
+  if (!Bokeh.documents[0].is_idle) return false;
+  let figures = 0, table = false;
+  for (const view of Bokeh.index.all_views()) {
+    const m = view.model;
+    if (m.type == "Figure") {
+      if (!view.has_finished()) return false;
+      figures++;
+    }
+    if (m.type.endsWith("DataTabulator")) table = true;
+  }
+  return figures >= n && table ? performance.now() : false;
 }"""
 
 #: Zoom as a wheel or box zoom does when it ends: set the signal figures' shared x
@@ -182,9 +201,13 @@ def first_paint(browser, url: str) -> dict:
         "() => { const n = performance.getEntriesByType('navigation')[0];"
         " return {ttfb: n.responseStart, dcl: n.domContentLoadedEventEnd}; }"
     )
+    complete = page.wait_for_function(
+        JS_COMPLETE, arg=N_SIGNALS + 1, polling="raf", timeout=300_000
+    )
     if errors:
         raise RuntimeError(f"page errors: {errors}")
-    return {"paint": painted.json_value(), **nav, "page": page, "context": context}
+    return {"paint": painted.json_value(), "complete": complete.json_value(), **nav,
+            "page": page, "context": context}
 
 
 def zoom(page, a: float, b: float) -> float:
@@ -275,7 +298,7 @@ def main() -> None:
         try:
             print(f"server listening after {server.startup_s:.1f} s (warm-up "
                   f"{server.warm_up_s if server.warm_up_s is not None else float('nan'):.1f} s)")
-            paints, ttfb, dcl, zooms = [], [], [], []
+            paints, ttfb, dcl, zooms, complete = [], [], [], [], []
             # bounds that are not whole seconds: a browser sends whole numbers as JSON
             # ints, and datashader compiles its kernels again for int bounds (see the
             # first-zoom figure below)
@@ -284,6 +307,7 @@ def main() -> None:
             for i in range(args.runs):
                 r = first_paint(browser, server.url)
                 paints.append(r["paint"])
+                complete.append(r["complete"])
                 ttfb.append(r["ttfb"])
                 dcl.append(r["dcl"])
                 times = []
@@ -292,7 +316,8 @@ def main() -> None:
                     times.append(zoom(r["page"], a, b))
                     zooms.append((a, b, times[-1]))
                 print(f"  run {i + 1}: first paint {r['paint'] / 1000:.2f} s (first byte "
-                      f"{r['ttfb'] / 1000:.2f} s, DOMContentLoaded {r['dcl'] / 1000:.2f} s); "
+                      f"{r['ttfb'] / 1000:.2f} s, DOMContentLoaded {r['dcl'] / 1000:.2f} s, "
+                      f"page complete {r['complete'] / 1000:.2f} s); "
                       "zooms redrawn in " + ", ".join(f"{t / 1000:.2f}" for t in times) + " s")
                 r["context"].close()
             r = first_paint(browser, server.url)
@@ -307,6 +332,8 @@ def main() -> None:
           f"bokeh idle), median of {args.runs}: {med(paints) / 1000:.2f} s (target < 3 s); "
           f"of which server build (first byte) {med(ttfb) / 1000:.2f} s, browser "
           f"{(med(paints) - med(ttfb)) / 1000:.2f} s")
+    print(f"page complete (beat plot and features table drawn too), median: "
+          f"{med(complete) / 1000:.2f} s")
     first, rest = zooms[0], [z[2] for z in zooms[1:]]
     print(f"re-render after a zoom (x range set -> 5 new rasterised images drawn): first "
           f"zoom of the server process {first[2] / 1000:.2f} s; median of the next "

@@ -5,7 +5,8 @@ Pick a feature and an epoch: the page fits the phase contrasts
 course (:func:`cardiolab.stats.timecourse.fit_time_course`) and shows each subject
 over mission days with the fitted population curve and its band, the forest plot of
 changes against the pre-flight mean, the contrast table and the time constants. The
-table (CSV) and the figures (standalone HTML) can be downloaded.
+table (CSV) and the figures (PNG, drawn by the browser as shown; or standalone,
+interactive HTML) can be downloaded.
 """
 
 from __future__ import annotations
@@ -34,6 +35,41 @@ def figure_html(obj, title: str) -> str:
     from bokeh.resources import INLINE
 
     return file_html(hv.render(obj, backend="bokeh"), INLINE, title)
+
+
+#: Browser-side PNG of the page's figures (BokehJS ``export``, as the toolbar's save
+#: tool does for one plot): every top-level plot (the timeline grid, the forest plot,
+#: the tau profile) is drawn at its place on the page into one canvas, white behind.
+_PNG_JS = """
+const views = [...Bokeh.index.all_views()];
+const inGrid = new Set();
+for (const v of views)
+  if (v.model.type.endsWith("GridPlot")) for (const [child] of v.model.children) inGrid.add(child);
+const tops = views.filter(v => (v.model.type == "Figure" || v.model.type.endsWith("GridPlot"))
+                               && !inGrid.has(v.model) && v.el.isConnected
+                               && v.el.getBoundingClientRect().width > 0);
+if (!tops.length) { alert("No figure to save yet."); return; }
+const parts = tops.map(v => ({rect: v.el.getBoundingClientRect(), layer: v.export("png")}));
+const scale = parts[0].layer.canvas.width / parts[0].rect.width;
+const left = Math.min(...parts.map(p => p.rect.left)), top = Math.min(...parts.map(p => p.rect.top));
+const canvas = document.createElement("canvas");
+canvas.width = Math.ceil(Math.max(...parts.map(p => (p.rect.right - left) * scale)));
+canvas.height = Math.ceil(Math.max(...parts.map(p => (p.rect.bottom - top) * scale)));
+const ctx = canvas.getContext("2d");
+ctx.fillStyle = "white";
+ctx.fillRect(0, 0, canvas.width, canvas.height);
+for (const p of parts)
+  ctx.drawImage(p.layer.canvas, (p.rect.left - left) * scale, (p.rect.top - top) * scale);
+canvas.toBlob(blob => {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `${feature.value}_${epoch.value}.png`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}, "image/png");
+"""
 
 
 class CohortPage(pn.viewable.Viewer):
@@ -84,6 +120,13 @@ class CohortPage(pn.viewable.Viewer):
         self._html = pn.widgets.FileDownload(
             callback=self._html_bytes, filename="figure.html", button_type="primary",
             label="Download figure (HTML)",
+        )
+        self._feature_select = pn.widgets.Select.from_param(self.param.feature, width=200)
+        self._epoch_select = pn.widgets.Select.from_param(self.param.epoch, width=150)
+        # drawn in the browser: the PNG is the figures as the reviewer sees them
+        self._png = pn.widgets.Button(name="Download figure (PNG)", button_type="primary")
+        self._png.js_on_click(
+            args={"feature": self._feature_select, "epoch": self._epoch_select}, code=_PNG_JS
         )
         self._contrast_result = None
         self._time_course = None
@@ -170,9 +213,8 @@ class CohortPage(pn.viewable.Viewer):
         return pn.Column(
             "## Cohort",
             pn.Row(
-                pn.widgets.Select.from_param(self.param.feature, width=200),
-                pn.widgets.Select.from_param(self.param.epoch, width=150),
-                self._progress, self._csv, self._html,
+                self._feature_select, self._epoch_select,
+                self._progress, self._csv, self._png, self._html,
             ),
             self._message,
             self._summary,

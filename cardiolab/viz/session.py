@@ -297,17 +297,6 @@ def _visible_slice(time: np.ndarray, x_range) -> slice:
     return slice(i0, i1)
 
 
-class _FloatRangeXY(hv.streams.RangeXY):
-    """RangeXY whose bounds are always floats: a browser sends whole-second bounds as
-    integers, and datashader would compile a second set of kernels for them."""
-
-    def transform(self):
-        def as_float(r):
-            return None if r is None else tuple(float(v) for v in r)
-
-        return {"x_range": as_float(self.x_range), "y_range": as_float(self.y_range)}
-
-
 def _m4(time: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
     """Indices of the M4 samples of a curve (Jugel et al. 2014): the first and last
     samples, and the first, last, min and max of each of ``bins`` equal time bins
@@ -353,9 +342,12 @@ def _trace(values, time, ydim, color, width, height, span=None) -> hv.DynamicMap
     if span is None and time.size:
         span = (float(time[0]), float(time[-1]))
     source = hv.DynamicMap(visible, streams=[hv.streams.RangeX(x_range=span)])
-    # width/height: the grid of a static render; a live plot follows its own size
-    streams = [hv.streams.PlotSize, _FloatRangeXY]
-    return rasterize(source, width=width, height=height, streams=streams).opts(
+    # width/height: the grid of a static render; a live plot follows its own size.
+    # No range stream of rasterize's own: the source's RangeX already cuts the curve
+    # to the view and the image covers the curve it is given (its own range stream
+    # would also pass a whole-second zoom's integer bounds on to datashader, which
+    # compiles a second, int-typed set of kernels for them: 6 s once)
+    return rasterize(source, width=width, height=height, streams=[hv.streams.PlotSize]).opts(
         backend="bokeh",
         cmap=[color],
         colorbar=False,

@@ -7,8 +7,10 @@ this process from the same derived store.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
+import struct
 import subprocess
 import sys
 
@@ -41,6 +43,22 @@ BOKEH_STATE = """() => {
     }
   }
   return out;
+}"""
+
+#: Fraction of a PNG's pixels (given as base64) that are not white, decoded by the browser.
+INKED_FRACTION = """async (b64) => {
+  const img = new Image();
+  img.src = "data:image/png;base64," + b64;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = img.width;
+  canvas.height = img.height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] < 245 || d[i + 1] < 245 || d[i + 2] < 245) n++;
+  return n / (canvas.width * canvas.height);
 }"""
 
 #: Signal panels of a simulated session: ECG, arterial pressure, LDF, two Doppler vessels.
@@ -212,6 +230,19 @@ def test_cohort_page_shows_the_timeline_and_switches_feature(served_app, page, c
     row = table.locator(".tabulator-row", has=page.locator('[tabulator-field="timepoint"]', has_text=re.compile(r"^R\+0$")))
     estimate = float(row.locator('[tabulator-field="estimate"]').inner_text())
     assert estimate == pytest.approx(expected.loc["R+0", "estimate"], abs=1e-4)
+
+    # the figure as PNG: drawn by the browser, the plots as laid out on the page
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        page.get_by_role("button", name="Download figure (PNG)").click()
+    download = info.value
+    assert download.suggested_filename == "sbp_supine.png"
+    png = download.path().read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    # the timeline's three panels side by side, the forest plot and tau profile below
+    assert width >= 1000 and height >= 700, (width, height)
+    inked = page.evaluate(INKED_FRACTION, base64.b64encode(png).decode())
+    assert 0.02 < inked < 0.8, inked
     console.check()
 
 
