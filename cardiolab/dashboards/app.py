@@ -24,6 +24,9 @@ __all__ = ["PAGES", "app_pages", "holoviews_pane", "serve", "warm_up"]
 #: URL slug -> title of each page.
 PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
 
+#: The root page listing the app's pages (Panel's own loads assets from the internet).
+INDEX_TEMPLATE = Path(__file__).with_name("index.html")
+
 _CSS = """
 .cardiolab-nav a { margin-right: 1.2em; font-weight: 600; }
 """
@@ -210,6 +213,9 @@ def serve(
         warm_up(cat)
     origins = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
     kwargs.setdefault("websocket_origin", origins if port else "*")
+    # the root page: cardiolab's, self-contained (where a login lands without a next page)
+    kwargs.setdefault("index", str(INDEX_TEMPLATE))
+    pn.config.index_titles = {f"/{slug}": title for slug, title in PAGES.items()}
     return pn.serve(
         app_pages(cat),
         address=address,

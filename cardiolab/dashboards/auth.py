@@ -156,6 +156,16 @@ def _provider_class():
     return _HashedAuthProvider
 
 
+#: cardiolab's login page: Panel's form, self-contained (Panel's own loads its logo from
+#: a CDN, which fails, with a console error, on a network without internet).
+LOGIN_TEMPLATE = Path(__file__).with_name("login.html")
+
+
 def HashedAuthProvider(credentials: dict[str, str], **kwargs):  # noqa: N802 - a class factory
-    """A Panel auth provider (login page) checking scrypt-hashed credentials."""
+    """A Panel auth provider (login page) checking scrypt-hashed credentials.
+
+    ``kwargs`` go to :class:`panel.auth.BasicAuthProvider`; the login page is
+    :data:`LOGIN_TEMPLATE` unless ``login_template`` names another.
+    """
+    kwargs.setdefault("login_template", str(LOGIN_TEMPLATE))
     return _provider_class()(credentials, **kwargs)

@@ -133,6 +133,13 @@ def test_campaign_page_loads_without_console_errors(served_app, page, console):
     expect(page.get_by_text(re.compile(r"3 subjects, 30 sessions; 30 processed, 0 failed"))).to_be_visible()
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length && Bokeh.documents[0].is_idle")
     assert page.locator("canvas").count() >= 1  # the quality heat map
+    # the root page lists the three pages and needs nothing from the internet
+    page.goto(served_app.page_url(""))
+    expect(page).to_have_title("cardiolab")
+    for title in ("Session review", "Cohort", "Campaign"):
+        expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
+    page.get_by_role("link", name="Campaign", exact=True).click()
+    expect(page.get_by_text(re.compile(r"3 subjects, 30 sessions"))).to_be_visible()
     console.check()
 
 
@@ -269,9 +276,8 @@ def protected_app(processed_campaign, tmp_path):
     app.stop()
 
 
-def test_login_is_required_with_credentials(protected_app, page):
+def test_login_is_required_with_credentials(protected_app, page, console):
     app, password = protected_app
-    page.set_default_timeout(TIMEOUT_MS)
     # without the cookie, the app is not served: a redirect to the login form
     conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=30)
     conn.request("GET", "/session")
@@ -284,6 +290,9 @@ def test_login_is_required_with_credentials(protected_app, page):
     page.goto(app.page_url("campaign"))
     assert re.search(r"/login\?next=%2Fcampaign$", page.url), page.url
     expect(page.locator("input[name=password]")).to_be_visible()
+    # cardiolab's own login page: nothing fetched from outside, no console error
+    expect(page).to_have_title("cardiolab | sign in")
+    console.check()
     expect(page.get_by_text("Campaign", exact=True)).to_have_count(0)
 
     # a wrong password stays on the login form, with an error
@@ -303,6 +312,7 @@ def test_login_is_required_with_credentials(protected_app, page):
     assert "/login" not in page.url
     expect(page.get_by_text("signed in as alice")).to_be_visible()
     expect(page.get_by_text(re.compile(r"3 subjects, 30 sessions"))).to_be_visible()
+    console.check()
 
 
 def test_binding_beyond_loopback_without_login_is_refused(processed_campaign):
