@@ -133,13 +133,22 @@ def build(path: Path) -> Path:
     catalog = path / "data_catalog.yaml"
     if not catalog.exists():
         t0 = time.perf_counter()
-        simulate_campaign(path, n_subjects=1, schedule=["L-30"], duration_min=60,
-                          rates={"ecg": 1000.0}, workers=1, progress=False)
+        simulate_campaign(
+            path,
+            n_subjects=1,
+            schedule=["L-30"],
+            duration_min=60,
+            rates={"ecg": 1000.0},
+            workers=1,
+            progress=False,
+        )
         print(f"simulated 1 session of 60 min (ECG 1000 Hz) in {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
     report = process_campaign(catalog, client="sync", progress=False)
-    print(f"processed in {time.perf_counter() - t0:.1f} s ({report.n_done} computed, "
-          f"{report.n_cached} cached, {len(report.failures)} failed)")
+    print(
+        f"processed in {time.perf_counter() - t0:.1f} s ({report.n_done} computed, "
+        f"{report.n_cached} cached, {len(report.failures)} failed)"
+    )
     return catalog
 
 
@@ -158,9 +167,21 @@ class Server:
         env.pop("CARDIOLAB_CREDENTIALS", None)
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cardiolab.cli", "-v", "serve", str(catalog),
-             "--port", str(self.port)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            [
+                sys.executable,
+                "-m",
+                "cardiolab.cli",
+                "-v",
+                "serve",
+                str(catalog),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         self.lines: list[str] = []
         ready = threading.Event()
@@ -177,8 +198,11 @@ class Server:
                 self.stop()
                 raise RuntimeError("server did not start:\n" + "\n".join(self.lines))
         self.startup_s = time.perf_counter() - t0
-        warm_s = [float(m.group(1)) for line in self.lines
-                  if (m := re.search(r"warm-up: .* built in ([\d.]+) s", line))]
+        warm_s = [
+            float(m.group(1))
+            for line in self.lines
+            if (m := re.search(r"warm-up: .* built in ([\d.]+) s", line))
+        ]
         self.warm_up_s = warm_s[0] if warm_s else None
         self.url = f"http://localhost:{self.port}/session"
 
@@ -208,8 +232,13 @@ def first_paint(browser, url: str) -> dict:
     )
     if errors:
         raise RuntimeError(f"page errors: {errors}")
-    return {"paint": painted.json_value(), "complete": complete.json_value(), **nav,
-            "page": page, "context": context}
+    return {
+        "paint": painted.json_value(),
+        "complete": complete.json_value(),
+        **nav,
+        "page": page,
+        "context": context,
+    }
 
 
 def zoom(page, a: float, b: float) -> float:
@@ -247,12 +276,16 @@ def profile_build(catalog: Path, runs: int) -> None:
             profiler.disable()
         times.append((t1 - t0, time.perf_counter() - t1))
         label = "cold (first in process)" if i == 0 else "warm"
-        print(f"  build {i}: {label}: SessionReview() {t1 - t0:.2f} s, "
-              f"get_root {time.perf_counter() - t1:.2f} s")
+        print(
+            f"  build {i}: {label}: SessionReview() {t1 - t0:.2f} s, "
+            f"get_root {time.perf_counter() - t1:.2f} s"
+        )
     warm = times[1:]
-    print(f"server-side page build, warm median: SessionReview() "
-          f"{statistics.median(t[0] for t in warm):.2f} s + get_root "
-          f"{statistics.median(t[1] for t in warm):.2f} s")
+    print(
+        f"server-side page build, warm median: SessionReview() "
+        f"{statistics.median(t[0] for t in warm):.2f} s + get_root "
+        f"{statistics.median(t[1] for t in warm):.2f} s"
+    )
     print("profile of the last warm get_root (cumulative, top 25):")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
@@ -269,8 +302,10 @@ def main() -> None:
     except ImportError:
         sys.exit("bench_dashboard: needs the playwright package (pip install pytest-playwright)")
     if not Path(CHROMIUM).exists():
-        sys.exit(f"bench_dashboard: no chromium at {CHROMIUM} (apt install chromium, "
-                 "or set CARDIOLAB_CHROMIUM)")
+        sys.exit(
+            f"bench_dashboard: no chromium at {CHROMIUM} (apt install chromium, "
+            "or set CARDIOLAB_CHROMIUM)"
+        )
 
     tmp = None
     if args.path:
@@ -281,8 +316,7 @@ def main() -> None:
     catalog = build(path)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
 
-    launch = {"executable_path": CHROMIUM,
-              "args": ["--no-sandbox"] if os.geteuid() == 0 else []}
+    launch = {"executable_path": CHROMIUM, "args": ["--no-sandbox"] if os.geteuid() == 0 else []}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(**launch)
         if args.cold:
@@ -290,21 +324,31 @@ def main() -> None:
             try:
                 r = first_paint(browser, server.url)
                 r["context"].close()
-                print(f"server without warm-up: listening after {server.startup_s:.1f} s; "
-                      f"its first page painted in {r['paint'] / 1000:.2f} s "
-                      f"(first byte {r['ttfb'] / 1000:.2f} s)")
+                print(
+                    f"server without warm-up: listening after {server.startup_s:.1f} s; "
+                    f"its first page painted in {r['paint'] / 1000:.2f} s "
+                    f"(first byte {r['ttfb'] / 1000:.2f} s)"
+                )
             finally:
                 server.stop()
 
         server = Server(catalog, warm=True)
         try:
-            print(f"server listening after {server.startup_s:.1f} s (warm-up "
-                  f"{server.warm_up_s if server.warm_up_s is not None else float('nan'):.1f} s)")
+            print(
+                f"server listening after {server.startup_s:.1f} s (warm-up "
+                f"{server.warm_up_s if server.warm_up_s is not None else float('nan'):.1f} s)"
+            )
             paints, ttfb, dcl, zooms, complete = [], [], [], [], []
             # bounds that are not whole seconds (a browser sends whole numbers as JSON
             # ints: that case is timed apart, at the end)
-            windows = [(1500.25, 2100.75), (1790.125, 1810.625), (600.5, 3000.25),
-                       (3000.375, 3060.875), (0.125, 3599.875), (1234.5, 1834.5)]
+            windows = [
+                (1500.25, 2100.75),
+                (1790.125, 1810.625),
+                (600.5, 3000.25),
+                (3000.375, 3060.875),
+                (0.125, 3599.875),
+                (1234.5, 1834.5),
+            ]
             for i in range(args.runs):
                 r = first_paint(browser, server.url)
                 paints.append(r["paint"])
@@ -316,10 +360,12 @@ def main() -> None:
                     a, b = windows[(2 * i + k) % len(windows)]
                     times.append(zoom(r["page"], a, b))
                     zooms.append((a, b, times[-1]))
-                print(f"  run {i + 1}: first paint {r['paint'] / 1000:.2f} s (first byte "
-                      f"{r['ttfb'] / 1000:.2f} s, DOMContentLoaded {r['dcl'] / 1000:.2f} s, "
-                      f"page complete {r['complete'] / 1000:.2f} s); "
-                      "zooms redrawn in " + ", ".join(f"{t / 1000:.2f}" for t in times) + " s")
+                print(
+                    f"  run {i + 1}: first paint {r['paint'] / 1000:.2f} s (first byte "
+                    f"{r['ttfb'] / 1000:.2f} s, DOMContentLoaded {r['dcl'] / 1000:.2f} s, "
+                    f"page complete {r['complete'] / 1000:.2f} s); "
+                    "zooms redrawn in " + ", ".join(f"{t / 1000:.2f}" for t in times) + " s"
+                )
                 r["context"].close()
             r = first_paint(browser, server.url)
             whole = zoom(r["page"], 1200.0, 1800.0)
@@ -329,18 +375,26 @@ def main() -> None:
         browser.close()
 
     med = statistics.median
-    print(f"first paint of the session page (navigation start -> 5 signal images drawn, "
-          f"bokeh idle), median of {args.runs}: {med(paints) / 1000:.2f} s (target < 3 s); "
-          f"of which server build (first byte) {med(ttfb) / 1000:.2f} s, browser "
-          f"{(med(paints) - med(ttfb)) / 1000:.2f} s")
-    print(f"page complete (beat plot and features table drawn too), median: "
-          f"{med(complete) / 1000:.2f} s")
+    print(
+        f"first paint of the session page (navigation start -> 5 signal images drawn, "
+        f"bokeh idle), median of {args.runs}: {med(paints) / 1000:.2f} s (target < 3 s); "
+        f"of which server build (first byte) {med(ttfb) / 1000:.2f} s, browser "
+        f"{(med(paints) - med(ttfb)) / 1000:.2f} s"
+    )
+    print(
+        f"page complete (beat plot and features table drawn too), median: "
+        f"{med(complete) / 1000:.2f} s"
+    )
     first, rest = zooms[0], [z[2] for z in zooms[1:]]
-    print(f"re-render after a zoom (x range set -> 5 new rasterised images drawn): first "
-          f"zoom of the server process {first[2] / 1000:.2f} s; median of the next "
-          f"{len(rest)}: {med(rest) / 1000:.2f} s (target < 1 s)")
-    print(f"first zoom to whole-second bounds (1200-1800 s, like Reset): {whole / 1000:.2f} s "
-          "(no int-typed datashader compilation)")
+    print(
+        f"re-render after a zoom (x range set -> 5 new rasterised images drawn): first "
+        f"zoom of the server process {first[2] / 1000:.2f} s; median of the next "
+        f"{len(rest)}: {med(rest) / 1000:.2f} s (target < 1 s)"
+    )
+    print(
+        f"first zoom to whole-second bounds (1200-1800 s, like Reset): {whole / 1000:.2f} s "
+        "(no int-typed datashader compilation)"
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if args.profile:
         profile_build(catalog, 3)

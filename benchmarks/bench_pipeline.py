@@ -49,10 +49,14 @@ def demo_throughput(tmp: Path) -> None:
         warm[workers] = _warm_run(catalog, workers, n_sessions, recorded_s)
     t0 = time.perf_counter()
     report = process_campaign(catalog, workers=2, progress=False)
-    print(f"second run, unchanged inputs: {time.perf_counter() - t0:.1f} s "
-          f"({report.n_cached} sessions cached)")
-    print(f"parallel efficiency (2 workers), cold: {times[1] / (2 * times[2]):.2f}; "
-          f"warm cluster: {warm[1] / (2 * warm[2]):.2f} (target >= 0.85)")
+    print(
+        f"second run, unchanged inputs: {time.perf_counter() - t0:.1f} s "
+        f"({report.n_cached} sessions cached)"
+    )
+    print(
+        f"parallel efficiency (2 workers), cold: {times[1] / (2 * times[2]):.2f}; "
+        f"warm cluster: {warm[1] / (2 * warm[2]):.2f} (target >= 0.85)"
+    )
 
 
 def _warm_run(catalog, workers, n_sessions, recorded_s) -> float:
@@ -66,8 +70,13 @@ def _warm_run(catalog, workers, n_sessions, recorded_s) -> float:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     client = Client(cluster)
     try:
         first = [("S01", "L-60"), ("S01", "L-30")][:workers]
@@ -78,8 +87,10 @@ def _warm_run(catalog, workers, n_sessions, recorded_s) -> float:
     finally:
         client.close()
         cluster.close()
-    print(f"{workers} worker(s), warm cluster: {elapsed:.1f} s; "
-          f"{recorded_s / elapsed / workers:.0f}x real time per core")
+    print(
+        f"{workers} worker(s), warm cluster: {elapsed:.1f} s; "
+        f"{recorded_s / elapsed / workers:.0f}x real time per core"
+    )
     return elapsed
 
 
@@ -100,20 +111,34 @@ def write_long_session(path: Path, hours: float) -> None:
     store = path / "long.zarr"
     root = zarr.open_group(str(store), mode="w-")
     root.create_group("S01/L-10").attrs.update(
-        subject="S01", session="L-10", phase="pre", day=-10.0, campaign="bench",
-        protocol="holter", posture="supine",
+        subject="S01",
+        session="L-10",
+        phase="pre",
+        day=-10.0,
+        campaign="bench",
+        protocol="holter",
+        posture="supine",
     )
     block = 3600.0
     for h in range(int(np.ceil(hours))):
         groups, _, _ = simulate_session(
-            targets, block, [("rest", 0.0, block)], traits, rng,
+            targets,
+            block,
+            [("rest", 0.0, block)],
+            traits,
+            rng,
             rates={"ecg": 1000.0, "abp": 200.0},
         )
         for g in ("ecg", "abp"):
             ds = groups[g].assign_coords(time=groups[g]["time"] + h * block)
             if h == 0:
-                ds.to_zarr(store, group=f"S01/L-10/{g}", mode="w", consolidated=False,
-                           encoding=zarr_encoding(ds, g))
+                ds.to_zarr(
+                    store,
+                    group=f"S01/L-10/{g}",
+                    mode="w",
+                    consolidated=False,
+                    encoding=zarr_encoding(ds, g),
+                )
             else:
                 ds.to_zarr(store, group=f"S01/L-10/{g}", append_dim="time", consolidated=False)
         print(f"  simulated hour {h + 1}", flush=True)
@@ -151,12 +176,16 @@ def long_session_memory(tmp: Path, hours: float) -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     res = subprocess.run(
         [sys.executable, "-c", CHILD, str(path / "catalog.yaml")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(f"child: {res.stdout.strip()} {res.stderr.strip()[-500:]}")
-    print(f"peak RSS processing the {hours:g}-hour 1 kHz ECG + ABP session: "
-          f"{max(peak_kb, before) / 1024**2:.2f} GB (target < 1.5 GB)")
+    print(
+        f"peak RSS processing the {hours:g}-hour 1 kHz ECG + ABP session: "
+        f"{max(peak_kb, before) / 1024**2:.2f} GB (target < 1.5 GB)"
+    )
 
 
 def main() -> None:

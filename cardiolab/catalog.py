@@ -864,8 +864,12 @@ class Catalog:
                     for name, ch in f.channels.items()
                 }
             node = cio.read_session(
-                fpath, f.format, channels=channels, storage_options=self.storage_options,
-                indexes=indexes, **options,
+                fpath,
+                f.format,
+                channels=channels,
+                storage_options=self.storage_options,
+                indexes=indexes,
+                **options,
             )
             out.append((str(fpath), node))
         return out

@@ -70,12 +70,21 @@ def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -
     from .dashboards import serve
 
     server = serve(
-        catalog, address=address, port=port, credentials=credentials,
-        oauth_provider=oauth_provider, show=show, start=False, verbose=False,
+        catalog,
+        address=address,
+        port=port,
+        credentials=credentials,
+        oauth_provider=oauth_provider,
+        show=show,
+        start=False,
+        verbose=False,
     )
     host = "localhost" if address in ("127.0.0.1", "localhost") else address
-    print(f"dashboard: http://{host}:{server.port}/session  (also /cohort, /campaign); "
-          "Ctrl+C stops it", flush=True)
+    print(
+        f"dashboard: http://{host}:{server.port}/session  (also /cohort, /campaign); "
+        "Ctrl+C stops it",
+        flush=True,
+    )
     try:
         server.start()
         server.io_loop.start()
@@ -87,8 +96,9 @@ def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -
 
 
 def _cmd_serve(args) -> int:
-    return _serve(args.catalog, args.address, args.port, args.credentials, args.oauth_provider,
-                  show=args.show)
+    return _serve(
+        args.catalog, args.address, args.port, args.credentials, args.oauth_provider, show=args.show
+    )
 
 
 def _cmd_passwd(args) -> int:
@@ -239,11 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("catalog", help="path of a data_catalog.yaml (processed)")
     fit.add_argument("--features", nargs="+", default=None, help="features to fit (default all)")
     fit.add_argument(
-        "--scheduler", default=None,
+        "--scheduler",
+        default=None,
         help="address of an existing dask scheduler (or set CARDIOLAB_SCHEDULER)",
     )
     fit.add_argument(
-        "--workers", type=int, default=None,
+        "--workers",
+        type=int,
+        default=None,
         help="workers of the local cluster (default: cores; 0 runs in this process)",
     )
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -251,13 +264,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     srv = sub.add_parser("serve", help="serve the review dashboard (Session, Cohort, Campaign)")
     srv.add_argument("catalog", help="path of a data_catalog.yaml")
-    srv.add_argument("--address", default="127.0.0.1",
-                     help="interface to bind (default 127.0.0.1; others need a login)")
+    srv.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="interface to bind (default 127.0.0.1; others need a login)",
+    )
     srv.add_argument("--port", type=int, default=5006, help="TCP port (default 5006)")
-    srv.add_argument("--credentials", default=None,
-                     help="JSON file of hashed passwords (cardiolab passwd); or CARDIOLAB_CREDENTIALS")
-    srv.add_argument("--oauth-provider", default=None,
-                     help="Panel OAuth provider (github, google, azure, ...; PANEL_OAUTH_* settings)")
+    srv.add_argument(
+        "--credentials",
+        default=None,
+        help="JSON file of hashed passwords (cardiolab passwd); or CARDIOLAB_CREDENTIALS",
+    )
+    srv.add_argument(
+        "--oauth-provider",
+        default=None,
+        help="Panel OAuth provider (github, google, azure, ...; PANEL_OAUTH_* settings)",
+    )
     srv.add_argument("--show", action="store_true", help="open a browser tab")
     srv.set_defaults(func=_cmd_serve)
 

@@ -17,8 +17,14 @@ log = logging.getLogger("cardiolab")
 __all__ = ["demo_catalog"]
 
 
-def demo_catalog(path=None, *, n_subjects: int = 8, process: bool = True,
-                 workers: int | None = None, progress: bool = True) -> Path:
+def demo_catalog(
+    path=None,
+    *,
+    n_subjects: int = 8,
+    process: bool = True,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
     """The demo campaign's catalog path, generating and processing it if needed.
 
     Parameters
@@ -59,7 +65,9 @@ def demo_catalog(path=None, *, n_subjects: int = 8, process: bool = True,
         from .pipeline import process_campaign
 
         report = process_campaign(
-            catalog, client="sync" if workers == 0 else None, workers=workers or None,
+            catalog,
+            client="sync" if workers == 0 else None,
+            workers=workers or None,
             progress=progress,
         )
         if len(report.failures):

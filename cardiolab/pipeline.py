@@ -484,7 +484,10 @@ def _record_run(derived: Path, table: pd.DataFrame) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
         for row in table.itertuples():
             runs[f"{row.subject}/{row.session}"] = {
-                "status": row.status, "stage": row.stage, "error": row.error[:2000], "time": now,
+                "status": row.status,
+                "stage": row.stage,
+                "error": row.error[:2000],
+                "time": now,
             }
         root.attrs[RUNS_ATTR] = runs
     except Exception as err:  # bookkeeping must never fail a run
@@ -521,14 +524,25 @@ def campaign_status(catalog) -> pd.DataFrame:
         attrs = _read_attrs(derived / row.subject / row.session) or {}
         run = runs.get(key, {})
         out = {
-            "subject": row.subject, "session": row.session, "phase": row.phase, "day": row.day,
-            "status": "not processed", "stage": "", "error": "", "n_beats": 0,
-            "valid_fraction": np.nan, "review_events": 0, "processed_at": "",
+            "subject": row.subject,
+            "session": row.session,
+            "phase": row.phase,
+            "day": row.day,
+            "status": "not processed",
+            "stage": "",
+            "error": "",
+            "n_beats": 0,
+            "valid_fraction": np.nan,
+            "review_events": 0,
+            "processed_at": "",
         }
         if attrs:
-            out.update(status="processed", n_beats=int(attrs.get("n_beats", 0)),
-                       processed_at=str(attrs.get("created", "")),
-                       review_events=int(attrs.get("review_events", 0) or 0))
+            out.update(
+                status="processed",
+                n_beats=int(attrs.get("n_beats", 0)),
+                processed_at=str(attrs.get("created", "")),
+                review_events=int(attrs.get("review_events", 0) or 0),
+            )
             beats_group = derived / row.subject / row.session / "beats"
             if (beats_group / "valid" / "zarr.json").exists():
                 valid = zarr.open_array(str(beats_group / "valid"), mode="r")[:]

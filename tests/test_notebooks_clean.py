@@ -191,7 +191,11 @@ def test_notebook_kernels_get_a_throwaway_demo_folder(tmp_path):
     shutil.copy(NOTEBOOK_DIR / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     nbformat.write(nb, tmp_path / "probe.ipynb")
     user_cache = tmp_path / "user-cache"

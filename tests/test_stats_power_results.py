@@ -17,8 +17,9 @@ SCHEDULE = ["L-30", "L-10", "R+0"]
 RESIDUAL_SD = 2.5
 
 
-def analytic_power(n: int, d: float, sigma: float = RESIDUAL_SD, k_pre: int = 2,
-                   alpha: float = 0.05) -> float:
+def analytic_power(
+    n: int, d: float, sigma: float = RESIDUAL_SD, k_pre: int = 2, alpha: float = 0.05
+) -> float:
     """Power of the Wald test of (post - mean of k pre sessions) in a balanced random
     intercept design: the subject intercept cancels, SE = sigma sqrt((1 + 1/k) / n)."""
     se = sigma * np.sqrt((1 + 1 / k_pre) / n)
@@ -29,8 +30,16 @@ def analytic_power(n: int, d: float, sigma: float = RESIDUAL_SD, k_pre: int = 2,
 def test_power_matches_the_analytic_power_of_the_contrast():
     design = StudyDesign(schedule=SCHEDULE, pre=62.0, between_sd=0.12, residual_sd=RESIDUAL_SD)
     # on a 2-worker dask cluster (the default path), 80 campaigns per size
-    pc = power_curve(design, {"D": 3.0, "tau_r": 1e4}, n_subjects=[6, 12], n_sim=80, seed=1,
-                     adjust="none", workers=2, progress=False)
+    pc = power_curve(
+        design,
+        {"D": 3.0, "tau_r": 1e4},
+        n_subjects=[6, 12],
+        n_sim=80,
+        seed=1,
+        adjust="none",
+        workers=2,
+        progress=False,
+    )
     table = pc.table.set_index("n_subjects")
     for n in (6, 12):
         expected = analytic_power(n, 3.0)
@@ -47,8 +56,9 @@ def test_power_matches_the_analytic_power_of_the_contrast():
 
 def test_null_effect_gives_the_nominal_false_positive_rate():
     design = StudyDesign(schedule=SCHEDULE, pre=62.0, between_sd=0.12, residual_sd=RESIDUAL_SD)
-    pc = power_curve(design, 0.0, n_subjects=[8], n_sim=100, seed=3, adjust="none",
-                     client="sync", progress=False)
+    pc = power_curve(
+        design, 0.0, n_subjects=[8], n_sim=100, seed=3, adjust="none", client="sync", progress=False
+    )
     assert pc.table["power"].iloc[0] <= 0.12  # alpha 0.05, 100 draws (SE 0.022)
 
 
@@ -69,10 +79,19 @@ def test_power_curve_is_reproducible_and_checks_its_input():
 def two_features():
     """hr with a true post-flight change and brs without any, 10 subjects."""
     kw = dict(n_subjects=10, tau_a=4.0, tau_r=4.0, seed=11)
-    hr = simulate_feature_table(pre=62.0, A=3.0, D=8.0, between_sd=7.0, residual_sd=2.0,
-                                feature="hr", units="bpm", **kw)
-    brs = simulate_feature_table(pre=12.0, A=0.0, D=0.0, between_sd=1.8, residual_sd=1.0,
-                                 feature="brs", units="ms/mmHg", **kw)
+    hr = simulate_feature_table(
+        pre=62.0, A=3.0, D=8.0, between_sd=7.0, residual_sd=2.0, feature="hr", units="bpm", **kw
+    )
+    brs = simulate_feature_table(
+        pre=12.0,
+        A=0.0,
+        D=0.0,
+        between_sd=1.8,
+        residual_sd=1.0,
+        feature="brs",
+        units="ms/mmHg",
+        **kw,
+    )
     table = hr.copy()
     table["brs"] = brs["brs"].values
     table["n_beats"] = 300  # a count column: not modelled by default
@@ -118,5 +137,6 @@ def test_fit_all_records_unfittable_models_and_goes_on(two_features):
 def test_fit_all_on_a_two_worker_cluster(two_features):
     results = fit_all(two_features, features=["hr"], workers=2, progress=False)
     sync = fit_all(two_features, features=["hr"], client="sync", progress=False)
-    np.testing.assert_allclose(results["estimate"].values, sync["estimate"].values,
-                               rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        results["estimate"].values, sync["estimate"].values, rtol=1e-6, equal_nan=True
+    )

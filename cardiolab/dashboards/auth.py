@@ -70,7 +70,11 @@ def verify_password(password: str, hashed: str) -> bool:
             return False
         expected = base64.b64decode(digest)
         got = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
             dklen=len(expected),
         )
     except (ValueError, TypeError):
@@ -94,7 +98,7 @@ def load_credentials(path) -> dict[str, str]:
     except (OSError, ValueError) as err:
         raise AuthError(f"{path}: not a JSON credentials file ({err})") from None
     if not isinstance(data, dict) or not data:
-        raise AuthError(f"{path}: no users (expected {{\"user\": \"scrypt$...\"}})")
+        raise AuthError(f'{path}: no users (expected {{"user": "scrypt$..."}})')
     for user, hashed in data.items():
         if not isinstance(hashed, str) or not hashed.startswith(_SCHEME + "$"):
             raise AuthError(

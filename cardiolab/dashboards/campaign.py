@@ -46,11 +46,18 @@ def quality_heatmap(status: pd.DataFrame):
     order = _schedule_order(status)
     data = status.assign(valid_percent=100 * status["valid_fraction"])
     return hv.HeatMap(
-        data, kdims=[hv.Dimension("session", values=order), "subject"],
+        data,
+        kdims=[hv.Dimension("session", values=order), "subject"],
         vdims=[hv.Dimension("valid_percent", label="valid beats", unit="%"), "n_beats", "status"],
     ).opts(
-        cmap="RdYlGn", clim=(80, 100), colorbar=True, tools=["hover"], height=60 + 28 * status["subject"].nunique(),
-        responsive=True, title="Beat quality (valid beats, %)", xrotation=45,
+        cmap="RdYlGn",
+        clim=(80, 100),
+        colorbar=True,
+        tools=["hover"],
+        height=60 + 28 * status["subject"].nunique(),
+        responsive=True,
+        title="Beat quality (valid beats, %)",
+        xrotation=45,
     )
 
 
@@ -72,7 +79,9 @@ class CampaignPage(pn.viewable.Viewer):
         self._summary = pn.pane.Markdown("")
         self._progress = pn.indicators.Progress(value=0, max=1, visible=False, width=300)
         self._progress_text = pn.pane.Markdown("")
-        self._process = pn.widgets.Button(name="Process sessions not yet processed", button_type="primary")
+        self._process = pn.widgets.Button(
+            name="Process sessions not yet processed", button_type="primary"
+        )
         self._process.on_click(self._run)
         self.refresh()
 
@@ -107,13 +116,19 @@ class CampaignPage(pn.viewable.Viewer):
         results = []
         try:
             for i, row in enumerate(todo.itertuples(), 1):
-                self._progress_text.object = f"processing {row.subject} {row.session} ({i}/{len(todo)})"
-                out = await asyncio.to_thread(process_session, str(self._cat.path), row.subject, row.session)
+                self._progress_text.object = (
+                    f"processing {row.subject} {row.session} ({i}/{len(todo)})"
+                )
+                out = await asyncio.to_thread(
+                    process_session, str(self._cat.path), row.subject, row.session
+                )
                 results.append(out)
                 self._progress.value = i
             _record_run(self._cat.derived_path, pd.DataFrame(results))
             n_failed = sum(r["status"] == "failed" for r in results)
-            self._progress_text.object = f"done: {len(results) - n_failed} processed, {n_failed} failed"
+            self._progress_text.object = (
+                f"done: {len(results) - n_failed} processed, {n_failed} failed"
+            )
         finally:
             self._process.disabled = False
             self._progress.visible = False

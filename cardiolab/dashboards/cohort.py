@@ -25,7 +25,19 @@ log = logging.getLogger("cardiolab")
 
 __all__ = ["CohortPage"]
 
-_PREFERRED = ["hr", "sbp", "dbp", "map", "brs", "rmssd", "hf", "flux", "cvc", "femoral_ri", "mca_psv"]
+_PREFERRED = [
+    "hr",
+    "sbp",
+    "dbp",
+    "map",
+    "brs",
+    "rmssd",
+    "hf",
+    "flux",
+    "cvc",
+    "femoral_ri",
+    "mca_psv",
+]
 
 
 def figure_html(obj, title: str) -> str:
@@ -101,7 +113,9 @@ class CohortPage(pn.viewable.Viewer):
         super().__init__(**params)
         self.param.feature.objects = feats
         self.param.epoch.objects = epochs
-        self._message = pn.pane.Alert("", alert_type="light", visible=False, sizing_mode="stretch_width")
+        self._message = pn.pane.Alert(
+            "", alert_type="light", visible=False, sizing_mode="stretch_width"
+        )
         self._progress = pn.indicators.Progress(active=False, visible=False, width=200)
         self._timeline = holoviews_pane(None, sizing_mode="stretch_width")
         self._forest = holoviews_pane(None)
@@ -114,11 +128,15 @@ class CohortPage(pn.viewable.Viewer):
         )
         self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._csv = pn.widgets.FileDownload(
-            callback=self._csv_bytes, filename="contrasts.csv", button_type="primary",
+            callback=self._csv_bytes,
+            filename="contrasts.csv",
+            button_type="primary",
             label="Download table (CSV)",
         )
         self._html = pn.widgets.FileDownload(
-            callback=self._html_bytes, filename="figure.html", button_type="primary",
+            callback=self._html_bytes,
+            filename="figure.html",
+            button_type="primary",
             label="Download figure (HTML)",
         )
         self._feature_select = pn.widgets.Select.from_param(self.param.feature, width=200)
@@ -133,7 +151,9 @@ class CohortPage(pn.viewable.Viewer):
         self._figure = None
         with param.parameterized.discard_events(self):
             self.feature = feature if feature in feats else (feats[0] if feats else None)
-            self.epoch = epoch if epoch in epochs else ("supine" if "supine" in epochs else epochs[0])
+            self.epoch = (
+                epoch if epoch in epochs else ("supine" if "supine" in epochs else epochs[0])
+            )
         self._fit()
 
     @param.depends("feature", "epoch", watch=True)
@@ -158,9 +178,13 @@ class CohortPage(pn.viewable.Viewer):
                 tc = None
                 self._say(f"time course: {err}", "warning")
             self._contrast_result, self._time_course = contrasts, tc
-            self._timeline.object = timeline(tc, table=self._table, feature=self.feature, epoch=self.epoch)
+            self._timeline.object = timeline(
+                tc, table=self._table, feature=self.feature, epoch=self.epoch
+            )
             self._forest.object = forest_plot(contrasts) if contrasts is not None else None
-            self._profile.object = tau_profile(tc, "tau_r") if tc is not None and "tau_r" in tc.profile else None
+            self._profile.object = (
+                tau_profile(tc, "tau_r") if tc is not None and "tau_r" in tc.profile else None
+            )
             parts = [p for p in (self._timeline.object, self._forest.object) if p is not None]
             self._figure = hv.Layout(parts).cols(1) if parts else None
             if contrasts is not None:
@@ -213,8 +237,12 @@ class CohortPage(pn.viewable.Viewer):
         return pn.Column(
             "## Cohort",
             pn.Row(
-                self._feature_select, self._epoch_select,
-                self._progress, self._csv, self._png, self._html,
+                self._feature_select,
+                self._epoch_select,
+                self._progress,
+                self._csv,
+                self._png,
+                self._html,
             ),
             self._message,
             self._summary,

@@ -121,7 +121,9 @@ def _read_session(
     )
 
 
-def read_zarr_session(path, group: str, *, storage_options=None, indexes: bool = True) -> xr.DataTree:
+def read_zarr_session(
+    path, group: str, *, storage_options=None, indexes: bool = True
+) -> xr.DataTree:
     """One session node of a zarr campaign store, lazily.
 
     Parameters

@@ -85,8 +85,14 @@ class PowerCurve:
         for name, long_name in long_names.items():
             ds[name].attrs.update(long_name=long_name, units="1")
         ds["n_subjects"].attrs.update(long_name="number of subjects", units="1")
-        ds.attrs.update(test=self.test, alpha=self.alpha, n_sim=self.n_sim, seed=self.seed,
-                        schedule=", ".join(self.design.schedule), **self.effect)
+        ds.attrs.update(
+            test=self.test,
+            alpha=self.alpha,
+            n_sim=self.n_sim,
+            seed=self.seed,
+            schedule=", ".join(self.design.schedule),
+            **self.effect,
+        )
         return ds
 
     def n_for(self, power: float = 0.8) -> int | None:
@@ -103,8 +109,9 @@ class PowerCurve:
         )
 
 
-def _one(design: StudyDesign, effect: dict, test: str, alpha: float, adjust: str,
-         n: int, seed_seq) -> float:
+def _one(
+    design: StudyDesign, effect: dict, test: str, alpha: float, adjust: str, n: int, seed_seq
+) -> float:
     """One simulated campaign: 1.0 success, 0.0 failure, NaN not fittable."""
     from .design import simulate_feature_table
     from .mixed import phase_contrasts
@@ -112,10 +119,18 @@ def _one(design: StudyDesign, effect: dict, test: str, alpha: float, adjust: str
 
     rng_seed = int(np.random.default_rng(seed_seq).integers(2**31 - 1))
     table = simulate_feature_table(
-        list(design.schedule), n, pre=design.pre, A=effect.get("A", 0.0),
-        tau_a=effect.get("tau_a", 5.0), D=effect["D"], tau_r=effect.get("tau_r", 5.0),
-        between_sd=design.between_sd * abs(design.pre), residual_sd=design.residual_sd,
-        feature="y", units=design.units, seed=rng_seed,
+        list(design.schedule),
+        n,
+        pre=design.pre,
+        A=effect.get("A", 0.0),
+        tau_a=effect.get("tau_a", 5.0),
+        D=effect["D"],
+        tau_r=effect.get("tau_r", 5.0),
+        between_sd=design.between_sd * abs(design.pre),
+        residual_sd=design.residual_sd,
+        feature="y",
+        units=design.units,
+        seed=rng_seed,
     )
     try:
         with warnings.catch_warnings():
@@ -212,7 +227,9 @@ def power_curve(
         if unknown:
             raise ModelError(f"power_curve: unknown design key(s) {sorted(unknown)}")
         design = StudyDesign(**design)
-    effect = {"D": float(effect)} if np.isscalar(effect) else {k: float(v) for k, v in effect.items()}
+    effect = (
+        {"D": float(effect)} if np.isscalar(effect) else {k: float(v) for k, v in effect.items()}
+    )
     if "D" not in effect:
         raise ModelError("power_curve: effect needs D, the post-flight change at landing")
     if test not in ("contrast", "tau_r"):
@@ -231,7 +248,7 @@ def power_curve(
     tasks = []
     for n, ss in zip(sizes, per_size, strict=True):
         seeds = ss.spawn(n_sim)
-        tasks += [(n, seeds[i:i + chunk]) for i in range(0, n_sim, chunk)]
+        tasks += [(n, seeds[i : i + chunk]) for i in range(0, n_sim, chunk)]
     outcomes: dict[int, list[float]] = {n: [] for n in sizes}
     bar = tqdm(total=len(sizes) * n_sim, desc="power simulations", disable=not progress)
     if client == "sync":
@@ -258,14 +275,25 @@ def power_curve(
         arr = np.asarray(outcomes[n], dtype=float)
         ok = arr[np.isfinite(arr)]
         hits = int(ok.sum())
-        lo, hi = (proportion_confint(hits, len(ok), alpha=0.05, method="wilson")
-                  if len(ok) else (np.nan, np.nan))
-        rows.append({
-            "n_subjects": n, "power": hits / len(ok) if len(ok) else np.nan,
-            "ci_low": lo, "ci_high": hi, "n_ok": len(ok), "n_failed": int(len(arr) - len(ok)),
-        })
+        lo, hi = (
+            proportion_confint(hits, len(ok), alpha=0.05, method="wilson")
+            if len(ok)
+            else (np.nan, np.nan)
+        )
+        rows.append(
+            {
+                "n_subjects": n,
+                "power": hits / len(ok) if len(ok) else np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n_ok": len(ok),
+                "n_failed": int(len(arr) - len(ok)),
+            }
+        )
     table = pd.DataFrame(rows)
     if table["n_failed"].sum():
-        log.warning("power_curve: %d simulated campaigns could not be fitted (counted apart)",
-                    int(table["n_failed"].sum()))
+        log.warning(
+            "power_curve: %d simulated campaigns could not be fitted (counted apart)",
+            int(table["n_failed"].sum()),
+        )
     return PowerCurve(table, design, effect, test, alpha, n_sim, seed)

@@ -28,13 +28,31 @@ from ..paths import atomic_directory
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["RESULT_COLUMNS", "SKIPPED_FEATURES", "fit_all", "fit_feature", "read_results",
-    "results_summary", "write_results"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "SKIPPED_FEATURES",
+    "fit_all",
+    "fit_feature",
+    "read_results",
+    "results_summary",
+    "write_results",
+]
 
 #: Columns of the tidy results table.
 RESULT_COLUMNS = [
-    "feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "p", "p_holm",
-    "converged", "flags", "error", "units",
+    "feature",
+    "epoch",
+    "model",
+    "term",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_holm",
+    "converged",
+    "flags",
+    "error",
+    "units",
 ]
 
 #: Bookkeeping columns of the features table that are counts, not physiology: not
@@ -49,17 +67,29 @@ STATS_GROUP = "stats"
 
 def _feature_columns(table: pd.DataFrame) -> list[str]:
     return [
-        c for c in table.columns
-        if c not in _ID_COLUMNS and c not in SKIPPED_FEATURES
+        c
+        for c in table.columns
+        if c not in _ID_COLUMNS
+        and c not in SKIPPED_FEATURES
         and pd.api.types.is_numeric_dtype(table[c])
     ]
 
 
 def _error_row(feature, epoch, model, err, units) -> dict:
     return {
-        "feature": feature, "epoch": epoch, "model": model, "term": "", "estimate": np.nan,
-        "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "p_holm": np.nan,
-        "converged": False, "flags": "", "error": str(err), "units": units,
+        "feature": feature,
+        "epoch": epoch,
+        "model": model,
+        "term": "",
+        "estimate": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "p": np.nan,
+        "p_holm": np.nan,
+        "converged": False,
+        "flags": "",
+        "error": str(err),
+        "units": units,
     }
 
 
@@ -103,9 +133,11 @@ def fit_feature(table: pd.DataFrame, feature: str, epoch: str) -> pd.DataFrame:
             rows.append(pd.DataFrame([_error_row(feature, epoch, model, err, units)]))
         except Exception as err:  # statsmodels/numpy failures are recorded, not raised
             log.warning("fit_all: %s %s %s failed: %r", feature, epoch, model, err)
-            rows.append(pd.DataFrame(
-                [_error_row(feature, epoch, model, f"{type(err).__name__}: {err}", units)]
-            ))
+            rows.append(
+                pd.DataFrame(
+                    [_error_row(feature, epoch, model, f"{type(err).__name__}: {err}", units)]
+                )
+            )
     out = pd.concat(rows, ignore_index=True)
     for col in RESULT_COLUMNS:
         if col not in out:
@@ -201,7 +233,7 @@ def fit_all(
             n = max(1, len(dask.scheduler_info().get("workers", {})))
             # a few jobs per task: enough tasks to balance, few enough to keep overhead low
             size = max(1, len(jobs) // (8 * n))
-            batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+            batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
             remote = dask.scatter(table, broadcast=True)
             futures = [dask.submit(_fit_many, remote, b, pure=False) for b in batches]
             for fut in as_completed(futures):
@@ -211,7 +243,9 @@ def fit_all(
     bar.close()
     order = {job: i for i, job in enumerate(jobs)}
     frames.sort(key=lambda f: order[(f["feature"].iat[0], f["epoch"].iat[0])])
-    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    results = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    )
     results.attrs["seconds"] = time.perf_counter() - t0
     if store is not None:
         write_results(results, store)

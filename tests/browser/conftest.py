@@ -145,8 +145,16 @@ class ServedApp:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "cardiolab.cli", "serve", str(self.catalog),
-                "--port", str(self.port), *self.args]
+        return [
+            sys.executable,
+            "-m",
+            "cardiolab.cli",
+            "serve",
+            str(self.catalog),
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
 
     def start(self, timeout: float = TIMEOUT_MS / 1000) -> ServedApp:
         """Start the server and wait until it prints its URL."""
@@ -154,8 +162,12 @@ class ServedApp:
         ready = threading.Event()
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1,
+            self.command,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
 
         def drain(stream):

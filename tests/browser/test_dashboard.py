@@ -123,15 +123,21 @@ def test_session_page_loads_without_console_errors(served_app, page, console):
     assert [im["dw"] for im in state["images"]] == pytest.approx([240.0] * N_SIGNALS, abs=0.035)
     # the summary counts the beats of the stored table
     n = reviewed_beats(served_app.catalog, subject, session).sizes["beat"]
-    expect(page.get_by_text(re.compile(rf"{subject} {re.escape(session)}.*: {n} beats"))).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(rf"{subject} {re.escape(session)}.*: {n} beats"))
+    ).to_be_visible()
     console.check()
 
 
 def test_campaign_page_loads_without_console_errors(served_app, page, console):
     page.goto(served_app.page_url("campaign"))
     # 3 subjects x 10 sessions, all processed
-    expect(page.get_by_text(re.compile(r"3 subjects, 30 sessions; 30 processed, 0 failed"))).to_be_visible()
-    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length && Bokeh.documents[0].is_idle")
+    expect(
+        page.get_by_text(re.compile(r"3 subjects, 30 sessions; 30 processed, 0 failed"))
+    ).to_be_visible()
+    page.wait_for_function(
+        "() => window.Bokeh && Bokeh.documents.length && Bokeh.documents[0].is_idle"
+    )
     assert page.locator("canvas").count() >= 1  # the quality heat map
     # the root page lists the three pages and needs nothing from the internet
     page.goto(served_app.page_url(""))
@@ -156,7 +162,9 @@ def test_choosing_another_session_draws_its_plots(served_app, page, console):
     assert f"{subject}/{first}" not in state["titles"]
     assert page.locator("canvas").count() >= N_SIGNALS + 1
     n = reviewed_beats(served_app.catalog, subject, other).sizes["beat"]
-    expect(page.get_by_text(re.compile(rf"{subject} R\+1 \(post, day 1.0\): {n} beats"))).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(rf"{subject} R\+1 \(post, day 1.0\): {n} beats"))
+    ).to_be_visible()
     console.check()
 
 
@@ -195,23 +203,36 @@ def test_flagged_beats_persist_across_a_server_restart(served_app, page, console
     expect(fresh.get_by_text("2 flagged by reviewers", exact=True)).to_be_visible()
     # the beat table (first page: beats 0-14) marks beats 3 and 12, and only them
     fresh.locator(".bk-tab", has_text="Beat table").click()
-    table = fresh.locator(".tabulator").filter(has=fresh.locator(".tabulator-col", has_text="reviewer_flag"))
+    table = fresh.locator(".tabulator").filter(
+        has=fresh.locator(".tabulator-col", has_text="reviewer_flag")
+    )
     flag_cells = table.locator('.tabulator-row .tabulator-cell[tabulator-field="reviewer_flag"]')
     expect(flag_cells).to_have_count(15)
-    beats = [int(b) for b in table.locator(
-        '.tabulator-row .tabulator-cell[tabulator-field="beat"]').all_inner_texts()]
+    beats = [
+        int(b)
+        for b in table.locator(
+            '.tabulator-row .tabulator-cell[tabulator-field="beat"]'
+        ).all_inner_texts()
+    ]
     flags = [text.strip() for text in flag_cells.all_inner_texts()]
     assert beats == list(range(15))
     assert set(flags) == {"true", "false"}, flags
     assert [b for b, f in zip(beats, flags, strict=True) if f == "true"] == [3, 12]
     # the audit trail names the reviewer and the number of beats
     fresh.locator(".bk-tab", has_text="Audit trail").click()
-    trail = fresh.locator(".tabulator").filter(has=fresh.locator(".tabulator-col", has_text="reviewer"))
+    trail = fresh.locator(".tabulator").filter(
+        has=fresh.locator(".tabulator-col", has_text="reviewer")
+    )
     rows = trail.locator(".tabulator-row")
     expect(rows).to_have_count(1)
     cells = rows.first.locator(".tabulator-cell")
-    row = dict(zip((c.get_attribute("tabulator-field") for c in cells.all()),
-                   cells.all_inner_texts(), strict=True))
+    row = dict(
+        zip(
+            (c.get_attribute("tabulator-field") for c in cells.all()),
+            cells.all_inner_texts(),
+            strict=True,
+        )
+    )
     assert (row["reviewer"], row["action"], row["n_beats"]) == ("alice", "flag", "2")
     fresh_console.check()
     console.check()
@@ -234,7 +255,10 @@ def test_cohort_page_shows_the_timeline_and_switches_feature(served_app, page, c
     # the contrast table shows the fit this process makes from the same store
     expected = phase_contrasts(features_table(served_app.catalog), "sbp", epoch="supine").table
     table = page.locator(".tabulator").filter(has=page.locator(".tabulator-col", has_text="p_holm"))
-    row = table.locator(".tabulator-row", has=page.locator('[tabulator-field="timepoint"]', has_text=re.compile(r"^R\+0$")))
+    row = table.locator(
+        ".tabulator-row",
+        has=page.locator('[tabulator-field="timepoint"]', has_text=re.compile(r"^R\+0$")),
+    )
     estimate = float(row.locator('[tabulator-field="estimate"]').inner_text())
     assert estimate == pytest.approx(expected.loc["R+0", "estimate"], abs=1e-4)
 
@@ -264,12 +288,15 @@ def protected_app(processed_campaign, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "cardiolab.cli", "passwd", str(creds), "alice"],
         env={**ServedApp(processed_campaign).env, "CARDIOLAB_PASSWORD": password},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert password not in creds.read_text()
     app = ServedApp(
-        processed_campaign, args=["--address", "127.0.0.1", "--credentials", str(creds)],
+        processed_campaign,
+        args=["--address", "127.0.0.1", "--credentials", str(creds)],
         env={"CARDIOLAB_WARMUP": "0"},
     ).start()
     yield app, password
