@@ -514,7 +514,18 @@ def test_beat_points_exposes_the_beat_index_for_selection(session_and_beats):
     )
     with pytest.raises(CardiolabError, match="vessel"):
         beat_points(beats, "psv")
-    hv.render(points, backend="bokeh")
+    # beats the detector rejects are red, the others blue (a colour mapper, per beat)
+    from bokeh.models import GlyphRenderer
+
+    marked = beats.copy()
+    marked["valid"] = marked["valid"].copy(data=np.arange(n) % 7 != 3)
+    fig = hv.render(beat_points(marked, "rr"), backend="bokeh")
+    (glyph,) = [r for r in fig.renderers if isinstance(r, GlyphRenderer)]
+    color = glyph.glyph.fill_color
+    mapper = dict(zip(color.transform.factors, color.transform.palette, strict=True))
+    shown = [mapper[v] for v in glyph.data_source.data[color.field]]
+    expected = np.where(np.arange(n) % 7 != 3, "#1f3b73", "red")
+    assert shown == expected.tolist()
 
 
 # --------------------------------------------------------------------------------------
