@@ -560,9 +560,10 @@ def session_view(
     """
     do_raster = rasterize
     chans = _resolve_channels(session, channels)
+    groups = {g: _group(session, g) for g, _ in chans}
+    times = {g: ds.indexes["time"].to_numpy() for g, ds in groups.items()}
     # the shared time axis opens on the union of the channels' extents
-    extents = [_group(session, g).indexes["time"] for g in dict.fromkeys(g for g, _ in chans)]
-    extents = [t for t in extents if t.size]
+    extents = [t for t in times.values() if t.size]
     span = (
         (min(float(t[0]) for t in extents), max(float(t[-1]) for t in extents)) if extents else None
     )
@@ -570,7 +571,7 @@ def session_view(
     rows = _protocol_rows(proto) if proto is not None and proto.sizes.get("epoch", 0) else None
     panels = []
     for k, (group, vessel) in enumerate(chans):
-        ds = _group(session, group)
+        ds, time = groups[group], times[group]
         variable, label = _CHANNELS[group]
         da = ds[variable]
         where = f"{_where(session)} {group}/{variable}"
@@ -582,7 +583,6 @@ def session_view(
         fs = float(ds.attrs["sampling_rate"])
         name = variable if vessel is None else f"{variable}_{vessel}"
         ydim = hv.Dimension(name, label=label, unit=_units(da, where))
-        time = ds.indexes["time"].to_numpy()
         if not do_raster and da.size > 500_000:
             log.warning(
                 "session_view: %s has %d samples drawn without rasterize; the browser "

@@ -89,9 +89,15 @@ def wait_for_plots(page, title: str, n_images: int = 0) -> dict:
     return bokeh_state(page)
 
 
+#: Title of the Session review page's beat plot (RR, the default beat variable).
+BEAT_PLOT = "RR interval"
+
+
 def wait_for_signals(page, title: str) -> dict:
-    """Wait until the session view titled ``title`` (``S01/L-60``) shows its signals."""
-    return wait_for_plots(page, title, N_SIGNALS)
+    """Wait until the session view titled ``title`` (``S01/L-60``) shows its signals
+    and the beat plot is drawn (on a first page it follows the signals, on load)."""
+    wait_for_plots(page, title, N_SIGNALS)
+    return wait_for_plots(page, BEAT_PLOT, N_SIGNALS)
 
 
 def select(page, label: str):
