@@ -32,6 +32,16 @@ Format (version 1)::
           - path: raw/S01_R+1.edf
             format: edf             # zarr | netcdf | edf | wfdb | csv
             channels: {"ECG II": {group: ecg, units: uV}, "Doppler FA": {group: doppler, vessel: femoral}}
+          - path: raw/S01_R+1_ldf.csv
+            format: csv
+            sampling_rate: 40       # csv only: sampling_rate (Hz), time_column, time_units,
+            decimal: ","            #   decimal ("." or ","), separator ("," ";" tab " " "|")
+            separator: ";"
+            channels: {flux: {group: ldf, units: PU}}
+
+A channel is found by its name in the file, or by its 0-based position among the
+file's signals (columns) with ``index`` (``{"ECG": {group: ecg, index: 2}}``): needed
+where the file holds a name twice, or has no names.
 
 Paths
 -----
@@ -95,6 +105,8 @@ log = logging.getLogger("cardiolab")
 
 #: File formats a catalog can name.
 FORMATS = ("zarr", "netcdf", "edf", "wfdb", "csv")
+#: File-entry keys handed to the csv reader as options.
+CSV_OPTIONS = ("time_column", "time_units", "sampling_rate", "decimal", "separator")
 #: Formats that hold whole sessions in the data model (no channel mapping).
 NATIVE_FORMATS = ("zarr", "netcdf")
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".h5")
@@ -120,6 +132,7 @@ class ChannelMap(_Model):
     group: Literal["ecg", "abp", "ldf", "doppler"]
     units: str | None = None
     vessel: str | None = Field(default=None, validate_default=True)
+    index: int | None = Field(default=None, ge=0)
 
     @field_validator("units")
     @classmethod
@@ -155,6 +168,9 @@ class FileEntry(_Model):
     annotations: str | None = None
     time_column: str | None = None
     time_units: str | None = None
+    sampling_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    decimal: Literal[".", ","] | None = None
+    separator: Literal[",", ";", "\t", " ", "|"] | None = None
 
     @field_validator("channels")
     @classmethod
@@ -184,7 +200,7 @@ class FileEntry(_Model):
             raise ValueError("'annotations' is only for wfdb records")
         return value
 
-    @field_validator("time_column", "time_units")
+    @field_validator("time_column", "time_units", "sampling_rate", "decimal", "separator")
     @classmethod
     def _csv_only(cls, value, info: ValidationInfo):
         fmt = info.data.get("format")
@@ -853,10 +869,9 @@ class Catalog:
                 options["group"] = f.group or key
             if f.annotations:
                 options["annotations"] = f.annotations
-            if f.time_column:
-                options["time_column"] = f.time_column
-            if f.time_units:
-                options["time_units"] = f.time_units
+            for key in CSV_OPTIONS:
+                if getattr(f, key) is not None:
+                    options[key] = getattr(f, key)
             channels = None
             if f.channels:
                 channels = {

@@ -316,6 +316,30 @@ ERRORS = {
         "files[1].time_units",
         "unknown unit",
     ),
+    "negative channel index": (
+        _set(_EDF_CHANNELS + ("ECG II", "index"), -1),
+        "sessions[4] (S02 R+6h)",
+        "files[0].channels.ECG II.index",
+        "greater than or equal to 0",
+    ),
+    "zero sampling rate": (
+        _set(("sessions", 4, "files", 1, "sampling_rate"), 0),
+        "sessions[4] (S02 R+6h)",
+        "files[1].sampling_rate",
+        "greater than 0",
+    ),
+    "sampling rate on an edf file": (
+        _set(("sessions", 4, "files", 0, "sampling_rate"), 500),
+        "sessions[4] (S02 R+6h)",
+        "files[0].sampling_rate",
+        "'sampling_rate' is only for csv files",
+    ),
+    "unknown decimal mark": (
+        _set(("sessions", 4, "files", 1, "decimal"), ";"),
+        "sessions[4] (S02 R+6h)",
+        "files[1].decimal",
+        "','",
+    ),
     "channel mapped twice across files": (
         _set(("sessions", 4, "files", 1, "channels", "ecg2"), {"group": "ecg", "units": "mV"}),
         "sessions[4] (S02 R+6h)",

@@ -73,7 +73,7 @@ FORMAT_OPTIONS = {
     "netcdf": {"group"},
     "edf": set(),
     "wfdb": {"annotations"},
-    "csv": {"time_column", "time_units", "sampling_rate"},
+    "csv": {"time_column", "time_units", "sampling_rate", "decimal", "separator"},
 }
 
 
@@ -98,7 +98,8 @@ def read_session(path, format, *, channels=None, storage_options=None, indexes=T
     **options
         Format options: ``group`` (zarr, netcdf: ``"<subject>/<session>"``),
         ``annotations`` (wfdb: annotation extension), ``time_column``,
-        ``time_units``, ``sampling_rate`` (csv).
+        ``time_units``, ``sampling_rate`` (Hz), ``decimal`` (``"."`` or ``","``),
+        ``separator`` (csv).
 
     Returns
     -------

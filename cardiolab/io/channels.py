@@ -6,8 +6,12 @@ Every file reader turns its channel mapping into a list of :class:`Channel` with
 :func:`lazy_channel` and builds the session node with :func:`assemble`, so that format
 quirks stay inside the readers and the rules below are applied once:
 
-- a mapping is ``{channel name in the file: {"group", "units"?, "vessel"?}}`` (a bare
-  group name ``"ecg"`` is accepted for ``{"group": "ecg"}``);
+- a mapping is ``{channel name in the file: {"group", "units"?, "vessel"?, "index"?}}``
+  (a bare group name ``"ecg"`` is accepted for ``{"group": "ecg"}``);
+- a channel is found by its name, or by its 0-based position among the file's signals
+  (columns) where the mapping gives ``index``; :func:`locate_channel` does this for
+  every reader, so a name that the file holds twice is always an error naming both
+  positions, never a silent pick;
 - at most one channel per group, except ``doppler``, where each channel names a
   distinct ``vessel`` and all of them share one sampling rate and length;
 - the unit is the file's where it declares one, the mapping's where it does not; both
@@ -36,6 +40,7 @@ __all__ = [
     "parse_channels",
     "unit_factor",
     "missing_channel",
+    "locate_channel",
     "file_token",
     "lazy_channel",
     "assemble",
@@ -45,7 +50,7 @@ __all__ = [
 #: data variable of each raw group
 GROUP_VARIABLES = {group: spec.variable for group, spec in RAW_GROUPS.items()}
 
-_MAPPING_KEYS = {"group", "units", "vessel"}
+_MAPPING_KEYS = {"group", "units", "vessel", "index"}
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,16 @@ class Channel:
         Unit given by the mapping (the catalog), if any.
     vessel : str or None
         Vessel of a ``doppler`` channel.
+    index : int or None
+        0-based position of the channel among the file's signals (columns), when the
+        mapping gives it: needed where a name is not unique or the file has no names.
     """
 
     name: str
     group: str
     units: str | None = None
     vessel: str | None = None
+    index: int | None = None
 
 
 def parse_channels(channels: Mapping | None, source) -> list[Channel]:
@@ -76,7 +85,8 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
     Parameters
     ----------
     channels : mapping
-        ``{name: {"group": str, "units": str (optional), "vessel": str (doppler)}}``.
+        ``{name: {"group": str, "units": str (optional), "vessel": str (doppler),
+        "index": int (optional, 0-based position in the file)}}``.
     source : str or pathlib.Path
         The file, for messages.
 
@@ -88,7 +98,8 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
     ------
     SessionFormatError
         Empty mapping, unknown group or key, a vessel on a non-doppler channel, a
-        doppler channel without a vessel, two channels for one group or one vessel.
+        doppler channel without a vessel, two channels for one group or one vessel,
+        an ``index`` that is not a non-negative integer or that two channels share.
     """
     if not channels:
         raise SessionFormatError(
@@ -102,6 +113,7 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
     out: list[Channel] = []
     groups: dict[str, str] = {}
     vessels: dict[str, str] = {}
+    indices: dict[int, str] = {}
     for name, spec in channels.items():
         if isinstance(spec, str):
             spec = {"group": spec}
@@ -146,8 +158,24 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
                     f"{source}: channels {groups[group]!r} and {name!r} both map to group {group!r}"
                 )
             groups[group] = str(name)
+        index = spec.get("index")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
+                raise SessionFormatError(
+                    f"{source}: channel {name!r}: 'index' must be a 0-based position "
+                    f"(an integer >= 0), not {index!r}"
+                )
+            index = int(index)
+            if index in indices:
+                raise SessionFormatError(
+                    f"{source}: channels {indices[index]!r} and {name!r} both take the "
+                    f"file's signal at index {index}"
+                )
+            indices[index] = str(name)
         units = spec.get("units")
-        out.append(Channel(str(name), group, None if units in (None, "") else str(units), vessel))
+        out.append(
+            Channel(str(name), group, None if units in (None, "") else str(units), vessel, index)
+        )
     return out
 
 
@@ -204,6 +232,65 @@ def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float
 def missing_channel(source, name: str, available) -> SessionFormatError:
     """The error for a mapped channel the file does not have, listing those it has."""
     return SessionFormatError(f"{source}: no channel {name!r} (the file has: {list(available)})")
+
+
+def locate_channel(channel: Channel, labels, source) -> int:
+    """Position of a mapped channel among a file's signal labels (column names).
+
+    Parameters
+    ----------
+    channel : Channel
+        The mapped channel: found by ``channel.index`` where given (the label there
+        must then be ``channel.name``, or the file must have no labels), else by name.
+    labels : sequence of str or None
+        The file's signal labels in file order (EDF labels, WFDB signal names, CSV
+        columns); ``None`` for a file without names (a header-less CSV).
+    source : str or pathlib.Path
+        The file, for messages.
+
+    Returns
+    -------
+    int
+        0-based position of the channel in the file.
+
+    Raises
+    ------
+    SessionFormatError
+        The name is not in the file (the message lists the labels it has), it is there
+        more than once and no ``index`` says which (the message names every position),
+        the ``index`` is past the file's last signal, or the label at ``index`` is not
+        the mapped name.
+    """
+    if labels is None:
+        if channel.index is None:
+            raise SessionFormatError(
+                f"{source}: the file has no channel names; give channel {channel.name!r} "
+                "an 'index' (its 0-based column)"
+            )
+        return channel.index
+    labels = [str(label).strip() for label in labels]
+    if channel.index is not None:
+        if channel.index >= len(labels):
+            raise SessionFormatError(
+                f"{source}: channel {channel.name!r}: index {channel.index} is past the "
+                f"file's last signal (it has {len(labels)}: {labels})"
+            )
+        found = labels[channel.index]
+        if found != channel.name:
+            raise SessionFormatError(
+                f"{source}: channel {channel.name!r}: the signal at index "
+                f"{channel.index} is labelled {found!r}"
+            )
+        return channel.index
+    hits = [i for i, label in enumerate(labels) if label == channel.name]
+    if not hits:
+        raise missing_channel(source, channel.name, labels)
+    if len(hits) > 1:
+        raise SessionFormatError(
+            f"{source}: channel label {channel.name!r} appears {len(hits)} times, at signal "
+            f"indices {hits}; say which one with 'index' in the channel mapping"
+        )
+    return hits[0]
 
 
 def file_token(path) -> str:
