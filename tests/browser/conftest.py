@@ -243,8 +243,26 @@ class ConsoleLog:
         assert not self.errors, "the page reported errors:\n" + "\n".join(self.errors)
 
 
+@pytest.fixture(autouse=True)
+def _page_state_waits(request):
+    """Every wait of a browser test follows the page's state for up to TIMEOUT_MS.
+
+    Playwright's ``expect`` assertions retry until the page shows what they expect, but
+    give up after their own default of 5 s, which a busy machine overruns while a page
+    recomputes. The same limit applies to them as to page waits (``expect.set_options``
+    and ``BrowserContext.set_default_timeout`` are Playwright's public settings).
+    """
+    if "page" not in request.fixturenames:
+        yield
+        return
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    request.getfixturevalue("context").set_default_timeout(TIMEOUT_MS)
+    yield
+
+
 @pytest.fixture
 def console(page) -> ConsoleLog:
     """The console errors of ``page`` (attach before the first navigation)."""
-    page.set_default_timeout(TIMEOUT_MS)
     return ConsoleLog(page)
