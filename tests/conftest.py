@@ -32,3 +32,16 @@ def small_campaign(tmp_path_factory):
         progress=False,
     )
     return path, truth
+
+
+@pytest.fixture(scope="session")
+def real_campaign(shared_data, tmp_path_factory):
+    """The README's real-recordings catalog, processed by ``cardiolab process``.
+
+    Returns ``(catalog path, environment, the process command's CompletedProcess)``.
+    """
+    from real_campaign import cardiolab, write_real_catalog
+
+    catalog, env = write_real_catalog(tmp_path_factory.mktemp("real") / "campaign", shared_data)
+    done = cardiolab("process", catalog, "--quiet", env=env)
+    return catalog, env, done

@@ -21,29 +21,7 @@ pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
 
 from .conftest import TIMEOUT_MS, TIMINGS, ConsoleLog, ServedApp, free_port  # noqa: E402
-
-#: What the browser shows, from the live bokeh views (not the document's models, which
-#: may still hold replaced plots): document idle, every plot view finished, the plot
-#: titles, and per rasterised image its pixel count, the count of pixels with signal
-#: in them, and its x extent (s).
-BOKEH_STATE = """() => {
-  if (!window.Bokeh || !Bokeh.documents.length || !Bokeh.index) return null;
-  const out = {idle: Bokeh.documents[0].is_idle, finished: true, titles: [], images: []};
-  for (const view of Bokeh.index.all_views()) {
-    const m = view.model;
-    if (m.type == "Figure" && !view.has_finished()) out.finished = false;
-    if (m.type == "Title") out.titles.push(m.text);
-    if (m.type == "GlyphRenderer" && m.glyph.type == "Image") {
-      const data = m.data_source.data;
-      const a = data.image && data.image.length ? data.image[0] : [];
-      let inked = 0;
-      for (let i = 0; i < a.length; i++) if (a[i] > 0) inked++;
-      out.images.push({n: a.length, inked: inked, x: data.x ? data.x[0] : null,
-                       dw: data.dw ? data.dw[0] : null});
-    }
-  }
-  return out;
-}"""
+from .pages import BEAT_PLOT, wait_for_plots  # noqa: E402
 
 #: Fraction of a PNG's pixels (given as base64) that are not white, decoded by the browser.
 INKED_FRACTION = """async (b64) => {
@@ -63,34 +41,6 @@ INKED_FRACTION = """async (b64) => {
 
 #: Signal panels of a simulated session: ECG, arterial pressure, LDF, two Doppler vessels.
 N_SIGNALS = 5
-
-
-def bokeh_state(page) -> dict:
-    return page.evaluate(BOKEH_STATE)
-
-
-def wait_for_plots(page, title: str, n_images: int = 0) -> dict:
-    """Wait until a plot titled ``title`` is drawn; return the browser's bokeh state.
-
-    Drawn: the document is idle, every plot view has finished rendering, a plot
-    carries ``title`` and there are ``n_images`` rasterised images or more, each with
-    pixels that hold signal.
-    """
-    page.wait_for_function(
-        """([js, title, n]) => {
-          const s = eval(js)();
-          return s && s.idle && s.finished && s.titles.includes(title)
-                 && s.images.length >= n && s.images.every(im => im.inked > 0);
-        }""",
-        arg=[BOKEH_STATE, title, n_images],
-        polling=250,
-        timeout=TIMEOUT_MS,
-    )
-    return bokeh_state(page)
-
-
-#: Title of the Session review page's beat plot (RR, the default beat variable).
-BEAT_PLOT = "RR interval"
 
 
 def wait_for_signals(page, title: str) -> dict:

@@ -1,0 +1,65 @@
+"""The README's "your own recordings" catalog, written and processed for the tests.
+
+The catalog is read from README.md itself (the YAML block after the marker comment),
+so the example users copy is the one the tests run. Its files are the public
+recordings in ``../shared/data``; the one change is e0103, which is given 10 s of
+lead-off NaN before its first sample (written to a temporary file).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKER = "<!-- real-recordings catalog:"
+#: Seconds of NaN written before e0103 (electrodes not yet on).
+LEAD_OFF_S = 10.0
+E0103_RATE = 250.0
+
+
+def readme_catalog() -> dict:
+    """The real-recordings catalog of README.md, parsed."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(MARKER)
+    block = re.search(r"```yaml\n(.*?)```", text[start:], flags=re.S)
+    assert block is not None, f"{README}: no yaml block after {MARKER!r}"
+    return yaml.safe_load(block.group(1))
+
+
+def write_real_catalog(folder: Path, shared: Path) -> tuple[Path, dict]:
+    """Write the catalog (and e0103 with its lead-off stretch) into ``folder``.
+
+    Returns the catalog path and the environment that points it at ``shared``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    data = readme_catalog()
+    values = np.loadtxt(shared / "real_world" / "e0103.csv")
+    lead_off = np.full(int(LEAD_OFF_S * E0103_RATE), np.nan)
+    e0103 = folder / "e0103_lead_off.csv"
+    np.savetxt(e0103, np.r_[lead_off, values], fmt="%.6g")
+    for s in data["sessions"]:
+        for f in s["files"]:
+            if f["path"].endswith("e0103.csv"):
+                f["path"] = str(e0103)
+    path = folder / "data_catalog.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    env = {**os.environ, "CARDIOLAB_SHARED_DATA": str(shared)}
+    return path, env
+
+
+def cardiolab(*args, env) -> subprocess.CompletedProcess:
+    """Run the ``cardiolab`` command line as a user does (a new process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cardiolab.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )

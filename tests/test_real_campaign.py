@@ -1,0 +1,104 @@
+"""The main job on a campaign of real recordings: validate, process, fit.
+
+The campaign is the README's "your own recordings" catalog (see real_campaign.py):
+PhysioNet recordings in a CSV export, a bare value-per-line file with a lead-off
+stretch, WFDB records with .dat and MATLAB .mat signals, ECG with invasive arterial
+pressure. Every session must process, with the beats of the expert annotations found
+where the recording has them; no command may end in a traceback. The served
+dashboard on the same campaign is tested in tests/browser/test_real_campaign_pages.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import wfdb
+from real_campaign import E0103_RATE, LEAD_OFF_S, cardiolab
+
+from cardiolab.annotations import reviewed_beats
+from cardiolab.io import BEAT_SYMBOLS
+from cardiolab.pipeline import campaign_status, features_table
+from cardiolab.signals.quality import score_detections
+
+pytestmark = pytest.mark.slow
+
+#: (subject, session) -> (annotated record under ../shared/data, samples the session
+#: holds, None for all), for the sessions that have expert beat annotations
+ANNOTATED = {
+    ("S01", "L-30"): ("mitdb/100", 43_200),
+    ("S03", "L-30"): ("mitdb/103", None),
+    ("S03", "R+1"): ("nstdb/118e24", None),
+}
+
+
+def no_traceback(done):
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_validate_reads_every_session(real_campaign):
+    catalog, env, _ = real_campaign
+    done = cardiolab("validate", catalog, env=env)
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert "6 of 6 sessions follow the data model" in done.stdout
+
+
+def test_every_session_processes(real_campaign):
+    catalog, _, done = real_campaign
+    no_traceback(done)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = campaign_status(catalog)
+    assert len(status) == 6
+    assert status["status"].eq("processed").all(), status.to_string()
+
+
+@pytest.mark.parametrize(("subject", "session"), list(ANNOTATED))
+def test_beats_match_the_expert_annotations(real_campaign, shared_data, subject, session):
+    catalog, _, _ = real_campaign
+    record, n = ANNOTATED[(subject, session)]
+    ann = wfdb.rdann(str(shared_data / record), "atr", sampto=n)
+    ref = np.array(
+        [s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in BEAT_SYMBOLS]
+    )
+    beats = reviewed_beats(catalog, subject, session)
+    fs = float(beats.attrs["sampling_rate_ecg"])
+    score = score_detections(ref, beats["r_sample"].values, int(0.15 * fs))
+    assert score.sensitivity >= 0.995, score
+    assert score.positive_predictivity >= 0.995, score
+
+
+def test_lead_off_start_keeps_every_beat(real_campaign):
+    """e0103 (120 beats) after 10 s of NaN: all beats, none in the lead-off stretch."""
+    catalog, _, _ = real_campaign
+    beats = reviewed_beats(catalog, "S01", "R+1")
+    t = beats["t"].values
+    assert t.min() > LEAD_OFF_S
+    assert beats.sizes["beat"] == 120
+    assert beats.attrs["sampling_rate_ecg"] == E0103_RATE
+
+
+def test_arterial_pressure_of_a_real_icu_record(real_campaign):
+    """MIMIC 03700181: invasive ABP beats, mostly valid and physiological."""
+    catalog, _, _ = real_campaign
+    beats = reviewed_beats(catalog, "S02", "R+1")
+    valid = beats["abp_valid"].values
+    assert valid.mean() > 0.9
+    sbp, dbp = beats["sbp"].values[valid], beats["dbp"].values[valid]
+    assert 80 < np.median(sbp) < 200 and 30 < np.median(dbp) < 110
+    assert np.all(sbp > dbp)
+
+
+def test_features_use_the_valid_beats_of_every_session(real_campaign):
+    catalog, _, _ = real_campaign
+    table = features_table(catalog)
+    assert len(table) == 6 and set(table["epoch"]) == {"supine"}
+    assert (table["n_beats"] > 50).all(), table[["subject", "session", "n_beats"]]
+    assert table["hr"].between(40, 140).all(), table[["subject", "session", "hr"]]
+
+
+def test_fit_runs_on_the_real_campaign(real_campaign):
+    catalog, env, _ = real_campaign
+    done = cardiolab("fit", catalog, "--quiet", env=env)
+    no_traceback(done)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "results:" in done.stdout
