@@ -6,7 +6,10 @@ decodes them back to float on reading, so the rounding error is at most half the
 resolution. Time is stored as it is (float64 seconds): bit-shuffled, a regular time
 axis compresses about 20-fold, and reading it needs no decoding copy (which for a
 24-hour 1 kHz ECG would cost another 0.35 GB at opening). Everything is compressed
-with Blosc (zstd, bit-shuffle).
+with Blosc (zstd, bit-shuffle). Text (epoch labels, vessel names) is stored as
+variable-length UTF-8, the string type that the zarr v3 specification defines; NumPy's
+fixed-width unicode has no zarr v3 specification (zarr warns that such arrays may
+become unreadable), so it is never written.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import zarr
 
 from .schema import RAW_GROUPS
 
-__all__ = ["STORAGE_RESOLUTION", "zarr_encoding", "compressor"]
+__all__ = ["STORAGE_RESOLUTION", "zarr_encoding", "compressor", "variable_length_strings"]
 
 #: Resolution of stored samples, in each group's canonical unit.
 STORAGE_RESOLUTION = {"ecg": 1e-3, "abp": 1e-3, "ldf": 1e-3, "doppler": 1e-3}
@@ -28,6 +31,31 @@ _FILL = int(np.iinfo(np.int32).min)
 def compressor():
     """The Blosc codec used for every stored array."""
     return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+def variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
+    """A copy of ``ds`` whose fixed-width unicode variables hold Python strings.
+
+    xarray writes object-dtype text as zarr's variable-length UTF-8 strings (in the
+    zarr v3 specification); fixed-width ``<U`` arrays would be written as a data type
+    that zarr v3 does not specify. Values are unchanged; ``ds`` is not modified.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    text = [name for name, var in ds.variables.items() if var.dtype.kind == "U"]
+    if not text:
+        return ds
+    out = ds.copy()
+    for name in text:
+        var = ds.variables[name]
+        out[name] = var.copy(data=np.asarray(var.values, dtype=object))
+    return out
 
 
 def zarr_encoding(ds: xr.Dataset, group: str | None = None) -> dict:

@@ -214,7 +214,7 @@ def _ensure_group(path: Path, attrs: dict | None = None) -> None:
 def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) -> None:
     import zarr
 
-    from .encoding import compressor
+    from .encoding import variable_length_strings, zarr_encoding
 
     parent = derived / subject
     _ensure_group(derived, {"cardiolab": __version__})
@@ -223,12 +223,10 @@ def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) 
         root = zarr.open_group(str(tmp), mode="w-")
         root.attrs.update(attrs)
         for name, ds in (("beats", beats), ("features", feats)):
-            enc = {
-                v: {"compressors": [compressor()]}
-                for v in ds.variables
-                if ds[v].dtype.kind in "fiub"
-            }
-            ds.to_zarr(str(tmp), group=name, mode="a", consolidated=False, encoding=enc)
+            ds = variable_length_strings(ds)
+            ds.to_zarr(
+                str(tmp), group=name, mode="a", consolidated=False, encoding=zarr_encoding(ds)
+            )
 
 
 def process_session(catalog_path, subject: str, label: str, *, force: bool = False) -> dict:

@@ -36,7 +36,8 @@ def readme_catalog() -> dict:
 def write_real_catalog(folder: Path, shared: Path) -> tuple[Path, dict]:
     """Write the catalog (and e0103 with its lead-off stretch) into ``folder``.
 
-    Returns the catalog path and the environment that points it at ``shared``.
+    Returns the catalog path and the environment that points it at ``shared`` (raw
+    data, read only) and at a derived store in ``folder``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     data = readme_catalog()
@@ -50,7 +51,11 @@ def write_real_catalog(folder: Path, shared: Path) -> tuple[Path, dict]:
                 f["path"] = str(e0103)
     path = folder / "data_catalog.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    env = {**os.environ, "CARDIOLAB_SHARED_DATA": str(shared)}
+    env = {
+        **os.environ,
+        "CARDIOLAB_SHARED_DATA": str(shared),
+        "CARDIOLAB_DERIVED": str(folder / "derived.zarr"),
+    }
     return path, env
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from ..encoding import zarr_encoding
+from ..encoding import variable_length_strings, zarr_encoding
 from ..errors import CardiolabError, SessionFormatError
 from ..paths import is_url
 
@@ -217,6 +217,7 @@ def write_campaign_zarr(tree: xr.DataTree, path, *, overwrite: bool = False):
     round trip is exact to within half of it), time as int32 sample indices (exact).
     """
     _refuse_existing(path, overwrite)
+    tree = tree.map_over_datasets(variable_length_strings)
     try:
         tree.to_zarr(
             str(path) if is_url(str(path)) else Path(path),

@@ -20,7 +20,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..encoding import zarr_encoding
+from ..encoding import variable_length_strings, zarr_encoding
 from ..errors import CardiolabError
 from ..labels import parse_session_label
 from .effects import EPOCHS, MAP_FORM_FACTOR, apply_effect_overrides, default_effects, time_course
@@ -90,6 +90,7 @@ def _one_session(job):
         targets, duration_s, epochs, traits, rng, rates=rates, artefacts=artefacts
     )
     for gname, ds in groups.items():
+        ds = variable_length_strings(ds)
         ds.to_zarr(
             store,
             group=f"{subject}/{label}/{gname}",
@@ -97,7 +98,7 @@ def _one_session(job):
             consolidated=False,
             encoding=zarr_encoding(ds, gname),
         )
-    beats.assign_attrs(subject=subject, session=label).to_zarr(
+    variable_length_strings(beats).assign_attrs(subject=subject, session=label).to_zarr(
         beats_store,
         group=f"{subject}/{label}",
         mode="w",

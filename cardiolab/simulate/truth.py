@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..encoding import variable_length_strings
 from ..errors import CardiolabError
 from .effects import time_course
 
@@ -99,7 +100,9 @@ class Truth:
         self.realised.to_csv(path / "realised.csv")
         (path / "params.json").write_text(json.dumps(self.params, indent=2, default=_json))
         if self._beats:
-            tree = xr.DataTree.from_dict({f"{s}/{ses}": ds for (s, ses), ds in self._beats.items()})
+            tree = xr.DataTree.from_dict(
+                {f"{s}/{ses}": variable_length_strings(ds) for (s, ses), ds in self._beats.items()}
+            )
             tree.to_zarr(path / "beats.zarr", mode="w", consolidated=True)
         self.path = path
         return path

@@ -23,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import __version__
+from ..encoding import variable_length_strings
 from ..errors import CardiolabError, ModelError
 from ..paths import atomic_directory
 
@@ -270,7 +271,7 @@ def write_results(results: pd.DataFrame, store) -> Path:
     target = store / STATS_GROUP
     with atomic_directory(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds.to_zarr(str(tmp), mode="w-", consolidated=False)
+        variable_length_strings(ds).to_zarr(str(tmp), mode="w-", consolidated=False)
     return target
 
 

@@ -22,7 +22,7 @@ from .pages import BEAT_PLOT, wait_for_plots  # noqa: E402
 def served_real(real_campaign):
     catalog, env, done = real_campaign
     assert done.returncode == 0, done.stdout + done.stderr
-    app = ServedApp(catalog, env={"CARDIOLAB_SHARED_DATA": env["CARDIOLAB_SHARED_DATA"]})
+    app = ServedApp(catalog, env=env)
     yield app.start()
     app.stop()
 
