@@ -77,14 +77,27 @@ def test_lead_off_start_keeps_every_beat(real_campaign):
     assert beats.attrs["sampling_rate_ecg"] == E0103_RATE
 
 
-def test_arterial_pressure_of_a_real_icu_record(real_campaign):
-    """MIMIC 03700181: invasive ABP beats, mostly valid and physiological."""
+def test_arterial_pressure_of_a_real_icu_record(real_campaign, shared_data):
+    """MIMIC 03700181: invasive ABP beats, mostly valid, and their systolic and diastolic
+    pressures those of the trace (its ABP channel reads 25-55 mmHg): each valid beat's
+    SBP and DBP equal the largest and smallest sample between the beat's R-peak and the
+    next one's (shifted by 0.1 s for the pulse transit), read here with wfdb."""
     catalog, _, _ = real_campaign
     beats = reviewed_beats(catalog, "S02", "R+1")
     valid = beats["abp_valid"].values
     assert valid.mean() > 0.9
-    sbp, dbp = beats["sbp"].values[valid], beats["dbp"].values[valid]
-    assert 80 < np.median(sbp) < 200 and 30 < np.median(dbp) < 110
+    record = wfdb.rdrecord(str(shared_data / "bp" / "03700181"), channel_names=["ABP"])
+    abp, fs = record.p_signal[:, 0], record.fs
+    r = np.round(beats["t"].values * fs).astype(int)  # R-peaks in ABP samples (125 Hz)
+    shift = int(0.1 * fs)
+    idx = np.flatnonzero(valid[:-1] & (r[1:] + shift <= abp.size))
+    top = [abp[r[i] + shift : r[i + 1] + shift].max() for i in idx]
+    bottom = [abp[r[i] + shift : r[i + 1] + shift].min() for i in idx]
+    sbp, dbp = beats["sbp"].values[idx], beats["dbp"].values[idx]
+    assert idx.size > 1200
+    assert np.median(np.abs(sbp - top)) < 0.5  # mmHg; measured 0.01
+    assert np.percentile(np.abs(sbp - top), 90) < 1.0  # measured 0.03
+    assert np.median(np.abs(dbp - bottom)) < 1.0  # measured 0.31
     assert np.all(sbp > dbp)
 
 
