@@ -54,7 +54,9 @@ def quality_heatmap(status: pd.DataFrame):
         clim=(80, 100),
         colorbar=True,
         tools=["hover"],
-        height=60 + 28 * status["subject"].nunique(),
+        # title, rotated session labels and the colour bar's label need ~170 px
+        # whatever the crew size; then a row per subject
+        height=170 + 28 * status["subject"].nunique(),
         responsive=True,
         title="Beat quality (valid beats, %)",
         xrotation=45,
