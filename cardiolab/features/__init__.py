@@ -42,7 +42,10 @@ __all__ = [
 
 #: feature -> (units, long_name); Doppler and LDF band entries are added below.
 FEATURES = {
-    "n_beats": ("1", "number of valid beats"),
+    "n_beats": ("1", "number of valid beats (normal RR, trustworthy ECG)"),
+    "n_nn": ("1", "number of NN intervals used (both bounding beats valid)"),
+    "n_beats_abp": ("1", "number of beats used for pressure and BRS (valid and abp_valid)"),
+    "n_beats_ldf": ("1", "number of beats used for beat flux (valid and ldf_valid)"),
     "hr": ("bpm", "heart rate (mean of 60000 / RR)"),
     "mean_nn": ("ms", "mean NN interval"),
     "sdnn": ("ms", "standard deviation of NN intervals"),
@@ -85,6 +88,8 @@ _EXPECTED_UNITS = {"t": "s", "rr": "ms", "sbp": "mmHg", "dbp": "mmHg", "map": "m
 def _meta(name):
     if name in FEATURES:
         return FEATURES[name]
+    if name.startswith("n_beats_"):
+        return ("1", f"number of beats used for {name[8:]} Doppler (valid and doppler_valid)")
     if name.startswith("ldf_") and name.endswith("_power"):
         band = name[4:-6]
         if band == "endothelial":
@@ -134,7 +139,13 @@ def epoch_features(
         ``sbp``, ``dbp``, ``map`` (mmHg), ``valid`` (bool), ``epoch`` (str); optional
         Doppler ``psv``, ``edv``, ``tamv`` (cm/s), ``ri``, ``pi`` (1) with dims
         (beat, vessel), and ``flux`` (PU). Only valid beats are used; an RR interval
-        is dropped unless both beats that bound it are valid.
+        is dropped unless both beats that bound it are valid. Where the table has a
+        channel's flag (``abp_valid``, ``ldf_valid``, ``doppler_valid``), that
+        channel's values also need it: pressure and baroreflex features use beats
+        that are ``valid`` and ``abp_valid`` (the BRS pairs such a beat's SBP with
+        an NN interval), beat flux and CVC beats that are ``valid`` and
+        ``ldf_valid`` (CVC: and ``abp_valid``), Doppler indices beats that are
+        ``valid`` and ``doppler_valid`` for that vessel.
     ldf : xarray.Dataset or None
         Raw LDF group: ``flux`` (PU) on coord ``time`` (s), attr ``sampling_rate``
         (Hz). Vasomotion band powers come from it; without it they are absent.
@@ -156,7 +167,10 @@ def epoch_features(
     -------
     xarray.Dataset
         Dim ``epoch``; one variable per feature with ``units`` and ``long_name``;
-        attr ``parameters`` (JSON of every parameter and band edge used).
+        attr ``parameters`` (JSON of every parameter and band edge used). The beat
+        counts say what each feature rests on: ``n_beats`` (valid beats), ``n_nn``
+        (NN intervals: HRV, heart rate), ``n_beats_abp`` (pressure, BRS),
+        ``n_beats_ldf`` (beat flux, CVC) and ``n_beats_<vessel>`` (Doppler).
 
     Raises
     ------
@@ -178,13 +192,28 @@ def epoch_features(
     rr_all = np.where(valid & np.r_[False, valid[:-1]], rr_all, np.nan)
     ep_all = np.asarray(beats["epoch"].values).astype(str) if "epoch" in beats else None
 
-    def col(name):
+    def flag(name):
+        if name not in beats:
+            return valid
+        return valid & np.asarray(beats[name].values, dtype=bool)
+
+    abp_ok, ldf_ok = flag("abp_valid"), flag("ldf_valid")
+
+    def col(name, ok):
         if name not in beats:
             return np.full(t_all.size, np.nan)
-        return np.where(valid, np.asarray(beats[name].values, dtype=float), np.nan)
+        return np.where(ok, np.asarray(beats[name].values, dtype=float), np.nan)
 
-    sbp_all, dbp_all, map_all, flux_all = col("sbp"), col("dbp"), col("map"), col("flux")
+    sbp_all, dbp_all, map_all = col("sbp", abp_ok), col("dbp", abp_ok), col("map", abp_ok)
+    flux_all = col("flux", ldf_ok)
+    cvc_ok = ldf_ok & abp_ok
     vessels = [str(v) for v in beats["vessel"].values] if "vessel" in beats.coords else []
+    if vessels and "doppler_valid" in beats:
+        dop_ok = valid[:, None] & np.asarray(
+            beats["doppler_valid"].transpose("beat", "vessel").values, dtype=bool
+        )
+    else:
+        dop_ok = np.repeat(valid[:, None], len(vessels), axis=1)
 
     if ldf is not None:
         _check_units(ldf, {"flux": "PU"})
@@ -201,7 +230,11 @@ def epoch_features(
             rr = rr.copy()
             rr[0] = rr[0] if idx[0] > 0 and sel[idx[0] - 1] else np.nan
         row = {"n_beats": int(np.count_nonzero(valid[idx]))}
-        row.update({k: v for k, v in hrv_time(rr).items() if k != "n_nn"})
+        ht = hrv_time(rr)
+        row["n_nn"] = ht.pop("n_nn")
+        row["n_beats_abp"] = int(np.count_nonzero(abp_ok[idx]))
+        row["n_beats_ldf"] = int(np.count_nonzero(ldf_ok[idx]))
+        row.update(ht)
         fq = hrv_frequency(t, rr, resample_hz=hrv_resample_hz, **hrv_bands)
         row.update(
             {k: fq[k] for k in ("vlf", "lf", "hf", "total_power", "lf_hf", "lf_nu", "hf_nu")}
@@ -228,13 +261,15 @@ def epoch_features(
         row.update(brs_tf=tf["gain"], brs_tf_coherence=tf["coherence"], brs_tf_n_bins=tf["n_bins"])
         row.update(blood_pressure_features(sbp, dbp_all[idx], map_all[idx]))
         for j, vessel in enumerate(vessels):
+            ok = dop_ok[idx, j]
             arrays = {}
             for q in _DOPPLER:
                 if q in beats:
                     v = np.asarray(beats[q].isel(vessel=j).values, dtype=float)[idx]
-                    arrays[q] = np.where(valid[idx], v, np.nan)
+                    arrays[q] = np.where(ok, v, np.nan)
                 else:
                     arrays[q] = np.full(idx.size, np.nan)
+            row[f"n_beats_{vessel}"] = int(np.count_nonzero(ok))
             row.update(doppler_features(vessel=vessel, **arrays))
         if ldf is not None:
             in_ep = (t_ldf >= a) & (t_ldf < b)
@@ -244,7 +279,14 @@ def epoch_features(
             row["flux"] = (
                 float(np.nanmean(flux_all[idx])) if np.isfinite(flux_all[idx]).any() else np.nan
             )
-            row["cvc"] = row["flux"] / row["map"]
+            with np.errstate(invalid="ignore"):
+                cvc_map = (
+                    float(np.nanmean(map_all[idx][cvc_ok[idx]])) if cvc_ok[idx].any() else np.nan
+                )
+                cvc_flux = (
+                    float(np.nanmean(flux_all[idx][cvc_ok[idx]])) if cvc_ok[idx].any() else np.nan
+                )
+            row["cvc"] = cvc_flux / cvc_map
         rows.append(row)
 
     names = list(dict.fromkeys(k for r in rows for k in r))

@@ -3,9 +3,15 @@
 Beat ``i`` is the cardiac cycle that starts at R-peak ``i``. Its RR interval is the
 one ending at that R-peak (``rr[0]`` is NaN), its pressure, Doppler and LDF values are
 those of the pulse that follows the R-peak. Artefacts are flagged, never silently
-repaired: ``rr_flag`` (see :data:`~cardiolab.signals.ecg.RR_FLAGS`), ``abp_valid``,
-``doppler_valid`` and ``ldf_valid`` say which values to trust, and ``valid`` is a
-normal beat (RR flag 0) with a trustworthy ECG.
+repaired: ``rr_flag`` (see :data:`~cardiolab.signals.ecg.RR_FLAGS`), ``ecg_valid``,
+``abp_valid``, ``doppler_valid`` and ``ldf_valid`` say which values to trust, and
+``valid`` is a normal beat (RR flag 0) with a trustworthy ECG (``ecg_valid``).
+
+``ecg_quality`` is the per-beat template correlation of
+:func:`~cardiolab.signals.quality.ecg_beat_quality` (Orphanidou et al. 2015), and
+``ecg_valid`` requires it to reach 0.66 in a 10-s window that passes the same paper's
+RR and correlation rules (:func:`~cardiolab.signals.quality.ecg_window_acceptable`):
+on a noisy ECG, the detector's false beats are not ``valid``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import xarray as xr
 
 from ..errors import SignalQualityError
 from .ecg import QRS_PARAMETERS, classify_rr, detect_r_peaks
+from .quality import ECG_QUALITY, ecg_beat_quality, ecg_window_acceptable
 
 __all__ = ["beat_table", "detect_r_peaks_chunked", "BEAT_VARIABLES"]
 
@@ -31,6 +38,7 @@ BEAT_VARIABLES = {
     "rr_corrected": ("ms", "RR interval, artefacts replaced by interpolation"),
     "rr_flag": ("1", "RR artefact class: 0 normal, 1 ectopic, 2 long, 3 short, 4 missed, 5 extra"),
     "hr": ("bpm", "instantaneous heart rate (raw RR)"),
+    "ecg_quality": ("1", "ECG signal quality: beat-to-template correlation (0-1)"),
     "sbp": ("mmHg", "systolic blood pressure"),
     "dbp": ("mmHg", "diastolic blood pressure (end-diastolic, at the pulse onset)"),
     "map": ("mmHg", "mean arterial pressure (area mean over the beat)"),
@@ -153,9 +161,10 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     -------
     xarray.Dataset
         Dim ``beat`` (and ``vessel`` for Doppler): variables of
-        :data:`BEAT_VARIABLES`, ``epoch`` (protocol label, "" outside any epoch),
-        ``valid``, ``abp_valid``, ``doppler_valid``, ``ldf_valid``; each with
-        ``units`` and ``long_name``.
+        :data:`BEAT_VARIABLES` (including ``ecg_quality``), ``epoch`` (protocol
+        label, "" outside any epoch), ``valid`` (normal beat with ``ecg_valid``),
+        ``ecg_valid``, ``abp_valid``, ``doppler_valid``, ``ldf_valid`` (bool); each
+        with ``long_name``, and ``units`` for the numeric ones.
 
     Raises
     ------
@@ -182,13 +191,21 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     rr = np.r_[np.nan, np.diff(t) * 1000.0]
     rr_info = classify_rr(rr)
     n = t.size
+    rr_flag = rr_info["flag"].to_numpy().astype(np.int8)
+    ecg_quality = _per_beat_blocks(ecg_beat_quality, ecg.data, fs, peaks / fs, block_s=chunk_s)[
+        "quality"
+    ].to_numpy(dtype=float)
+    ecg_valid = ecg_window_acceptable(t, ecg_quality, exempt=rr_flag == 1)
+    with np.errstate(invalid="ignore"):
+        ecg_valid &= ecg_quality >= ECG_QUALITY["min_correlation"]
     data = {
         "t": t,
         "r_sample": peaks,
         "rr": rr,
         "rr_corrected": rr_info["rr_corrected"].to_numpy(),
-        "rr_flag": rr_info["flag"].to_numpy().astype(np.int8),
+        "rr_flag": rr_flag,
         "hr": 60000.0 / rr,
+        "ecg_quality": ecg_quality,
     }
     nan = np.full(n, np.nan)
     abp_valid = np.zeros(n, dtype=bool)
@@ -259,16 +276,30 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
         units, long_name = BEAT_VARIABLES[name]
         ds[name] = xr.Variable(("beat", "vessel"), values, {"units": units, "long_name": long_name})
     ds["epoch"] = xr.Variable("beat", epoch, {"long_name": "protocol epoch"})
-    ds["valid"] = xr.Variable(
-        "beat", data["rr_flag"] == 0, {"long_name": "normal beat (RR not flagged)"}
+    ds["ecg_valid"] = xr.Variable(
+        "beat",
+        ecg_valid,
+        {
+            "long_name": "ECG trustworthy: beat quality >= 0.66 in an acceptable 10-s window",
+            "units": "1",
+        },
     )
-    ds["abp_valid"] = xr.Variable("beat", abp_valid, {"long_name": "pressure values trustworthy"})
-    ds["ldf_valid"] = xr.Variable("beat", ldf_valid, {"long_name": "LDF values trustworthy"})
+    ds["valid"] = xr.Variable(
+        "beat",
+        (data["rr_flag"] == 0) & ecg_valid,
+        {"long_name": "normal beat (RR not flagged) with a trustworthy ECG", "units": "1"},
+    )
+    ds["abp_valid"] = xr.Variable(
+        "beat", abp_valid, {"long_name": "pressure values trustworthy", "units": "1"}
+    )
+    ds["ldf_valid"] = xr.Variable(
+        "beat", ldf_valid, {"long_name": "LDF values trustworthy", "units": "1"}
+    )
     if "valid" in dop_vars:
         ds["doppler_valid"] = xr.Variable(
             ("beat", "vessel"),
             dop_vars["valid"].astype(bool),
-            {"long_name": "Doppler values trustworthy"},
+            {"long_name": "Doppler values trustworthy", "units": "1"},
         )
     ds.attrs["sampling_rate_ecg"] = fs
     return ds
