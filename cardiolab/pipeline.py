@@ -115,25 +115,16 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
 def session_features(beats: xr.Dataset, session: xr.DataTree) -> xr.Dataset:
     """Per-epoch features of a session from its beat table and raw LDF.
 
-    Values a channel flags untrustworthy are masked (NaN) before averaging; the
-    orthostatic response (stand - supine) is appended as epoch ``stand-supine`` when
+    Each feature uses the beats that are valid for it (see
+    :func:`cardiolab.features.epoch_features`: ``valid`` and the channel's own flag);
+    the orthostatic response (stand - supine) is appended as epoch ``stand-supine`` when
     both epochs exist.
     """
     from .features import epoch_features, orthostatic_response
 
-    masked = beats.copy()
-    abp_ok = beats["abp_valid"]
-    for name in ("sbp", "dbp", "map", "pp"):
-        masked[name] = beats[name].where(abp_ok)
-    masked["flux"] = beats["flux"].where(beats["ldf_valid"])
-    masked["cvc"] = beats["cvc"].where(beats["ldf_valid"] & abp_ok)
-    if "doppler_valid" in beats:
-        for name in ("psv", "edv", "tamv", "ri", "pi"):
-            masked[name] = beats[name].where(beats["doppler_valid"])
-    masked["rr"] = beats["rr"].where(beats["valid"])
     ldf = session["ldf"].to_dataset(inherit=False) if "ldf" in session.children else None
     protocol = session["protocol"].to_dataset(inherit=False)
-    feats = epoch_features(masked, ldf, protocol)
+    feats = epoch_features(beats, ldf, protocol)
     labels = [str(e) for e in feats["epoch"].values]
     if "supine" in labels and "stand" in labels:
         resp = orthostatic_response(feats, baseline="supine", challenge="stand")

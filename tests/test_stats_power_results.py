@@ -94,8 +94,12 @@ def two_features():
     )
     table = hr.copy()
     table["brs"] = brs["brs"].values
-    table["n_beats"] = 300  # a count column: not modelled by default
-    table.attrs["units"] = {"hr": "bpm", "brs": "ms/mmHg", "n_beats": "1"}
+    # count columns (beats used per channel): not modelled by default
+    rng = np.random.default_rng(5)
+    table["n_beats"] = 300
+    table["n_beats_abp"] = rng.integers(250, 300, len(table))
+    table["n_nn"] = rng.integers(250, 300, len(table))
+    table.attrs["units"] = {"hr": "bpm", "brs": "ms/mmHg", "n_beats": "1", "n_nn": "1"}
     return table
 
 

@@ -100,14 +100,14 @@ class CohortPage(pn.viewable.Viewer):
 
     def __init__(self, catalog=None, table=None, feature=None, epoch=None, **params):
         from ..pipeline import features_table
-        from ..stats.results import _feature_columns
+        from ..stats.results import feature_columns
 
         if table is None:
             if catalog is None:
                 raise CardiolabError("CohortPage needs a catalog or a features table")
             table = features_table(catalog)
         self._table = table
-        feats = _feature_columns(table)
+        feats = feature_columns(table)
         feats = [f for f in _PREFERRED if f in feats] + [f for f in feats if f not in _PREFERRED]
         epochs = list(dict.fromkeys(table["epoch"].astype(str)))
         super().__init__(**params)

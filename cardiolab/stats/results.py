@@ -32,6 +32,7 @@ log = logging.getLogger("cardiolab")
 __all__ = [
     "RESULT_COLUMNS",
     "SKIPPED_FEATURES",
+    "feature_columns",
     "fit_all",
     "fit_feature",
     "read_results",
@@ -57,8 +58,14 @@ RESULT_COLUMNS = [
 ]
 
 #: Bookkeeping columns of the features table that are counts, not physiology: not
-#: modelled unless asked for by name.
+#: modelled unless asked for by name. Besides these, every column named ``n_<what>``
+#: (beats used per channel: ``n_nn``, ``n_beats_abp``, ``n_beats_<vessel>``...) is one.
 SKIPPED_FEATURES = ("n_beats", "brs_n_sequences", "brs_n_up", "brs_n_down", "brs_tf_n_bins")
+
+
+def _is_count(column: str) -> bool:
+    return column in SKIPPED_FEATURES or column.startswith("n_")
+
 
 _ID_COLUMNS = ("subject", "session", "phase", "day", "epoch")
 
@@ -66,13 +73,24 @@ _ID_COLUMNS = ("subject", "session", "phase", "day", "epoch")
 STATS_GROUP = "stats"
 
 
-def _feature_columns(table: pd.DataFrame) -> list[str]:
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """The feature columns of a features table that :func:`fit_all` models by default.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per session x epoch (:func:`cardiolab.pipeline.features_table`).
+
+    Returns
+    -------
+    list of str
+        Numeric columns other than the identifiers (subject, session, phase, day,
+        epoch) and the counts (:data:`SKIPPED_FEATURES` and every ``n_<what>``).
+    """
     return [
         c
         for c in table.columns
-        if c not in _ID_COLUMNS
-        and c not in SKIPPED_FEATURES
-        and pd.api.types.is_numeric_dtype(table[c])
+        if c not in _ID_COLUMNS and not _is_count(c) and pd.api.types.is_numeric_dtype(table[c])
     ]
 
 
@@ -170,8 +188,8 @@ def fit_all(
         ``subject``, ``session``, ``phase``, ``day``, ``epoch`` and one per feature;
         units in ``table.attrs["units"]``.
     features : list of str, optional
-        Features to model (default: every numeric feature column except the counts
-        in :data:`SKIPPED_FEATURES`).
+        Features to model (default: every numeric feature column except the counts:
+        :data:`SKIPPED_FEATURES` and every ``n_<what>`` column).
     client : distributed.Client or "sync", optional
         Where to run. ``None`` starts a ``LocalCluster`` sized to the machine (or
         connects to ``$CARDIOLAB_SCHEDULER``); ``"sync"`` fits in this process.
@@ -206,7 +224,7 @@ def fit_all(
     missing = [c for c in _ID_COLUMNS if c not in table.columns]
     if missing:
         raise ModelError(f"features table: missing column(s) {missing}")
-    all_features = _feature_columns(table)
+    all_features = feature_columns(table)
     features = all_features if features is None else list(features)
     unknown = [f for f in features if f not in table.columns]
     if unknown:
