@@ -150,16 +150,17 @@ def _text(field: bytes | str) -> str:
         return raw.decode("latin-1").strip()
 
 
-def _number(path, raw: bytes, field: str, kind=int):
-    """A numeric header field, read whatever its alignment (``'  1     '`` is 1)."""
+def _number(path, raw: bytes, field: str, kind=int, signal: str | None = None):
+    """A numeric header field (of ``signal``), read whatever its alignment (``'  1  '`` is 1)."""
     text = raw.decode("latin-1").strip()
     try:
         value = kind(text)
     except (ValueError, InvalidOperation):
         value = None
     if value is None or (kind is Decimal and not value.is_finite()):
+        where = f"signal {signal!r}: " if signal is not None else ""
         raise SessionFormatError(
-            f"{path}: header field {field!r} reads {text!r}, which is not a number"
+            f"{path}: {where}header field {field!r} reads {text!r}, which is not a number"
         )
     return value
 
@@ -221,7 +222,7 @@ def _read_header(path: Path) -> _Header:
     spr_field = "number of samples in each data record"
     samples = []
     for label, raw in zip(labels, entries[spr_field], strict=True):
-        n = _number(path, raw, f"{spr_field} (signal {label!r})")
+        n = _number(path, raw, spr_field, signal=label)
         if n < 1:
             raise SessionFormatError(
                 f"{path}: signal {label!r}: header field {spr_field!r} is {n}; a signal "
