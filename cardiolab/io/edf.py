@@ -21,7 +21,8 @@ Library
     (``-0``, ``-1``), scales voltages to V and keeps the file's labels and physical
     dimensions only in private attributes, and is a large dependency. edfio reads every
     case, keeps labels and dimensions as written, memory-maps EDF samples (so reads stay
-    lazy) and writes EDF+C, so it replaces pyedflib in the writer too. What neither
+    lazy) and writes EDF+C, so it replaces pyedflib in the writer too (edfio reads BDF
+    since 0.4.10, the lower bound cardiolab asks for). What neither
     library does, this module adds, by the EDF and EDF+ specifications (Kemp et al.,
     Electroencephalogr. Clin. Neurophysiol. 1992; 82:391-3 and Kemp & Olivan, Clin.
     Neurophysiol. 2003; 114:1755-61):
@@ -41,9 +42,10 @@ Reading
     read until compute. A signal is found by its label, or by ``index``, its 0-based
     position among the file's signals not counting annotation signals (see
     :func:`~cardiolab.io.channels.locate_channel`). The unit is the signal's physical
-    dimension, or the mapping's ``units`` where the dimension is blank. edfio 0.4.18
-    has no lazy path for BDF (24-bit) samples: opening a BDF file decodes them once,
-    and computing a channel decodes them again.
+    dimension, or the mapping's ``units`` where the dimension is blank. edfio (to
+    0.4.18 at least) has no lazy path for BDF (24-bit) samples: opening a BDF file
+    decodes all of them once, and computing a channel decodes them again; EDF samples
+    are memory-mapped and only the computed signal is read.
 
     A file whose data records are fewer than its header says, or whose last record is
     cut short, is read to its last whole record with a warning naming the header's
@@ -471,13 +473,6 @@ def _edf_number(x: float, up: bool) -> float:
     raise SessionFormatError(f"value {x!r} does not fit an EDF header field (8 characters)")
 
 
-def _digital(values: np.ndarray, pmin: float, pmax: float) -> np.ndarray:
-    """Physical values to 16-bit EDF counts, rounded to the nearest step."""
-    step = (pmax - pmin) / (_DMAX - _DMIN)
-    counts = np.rint((values - pmin) / step + _DMIN)
-    return np.clip(counts, _DMIN, _DMAX).astype(np.int16)
-
-
 def _record_duration(rates, lengths, path) -> float:
     """A data record duration that holds every signal in a whole number of records."""
     for d in _RECORD_DURATIONS:
@@ -560,8 +555,9 @@ def write_edf(node, path) -> Path:
             pad = max((hi - lo) * 0.01, 1e-3)
             pmin, pmax = _edf_number(lo - pad, up=False), _edf_number(hi + pad, up=True)
             try:
-                signal = edfio.EdfSignal.from_digital(
-                    _digital(values, pmin, pmax),
+                # edfio rounds each value to the nearest digital step
+                signal = edfio.EdfSignal(
+                    values,
                     fs,
                     label=label,
                     physical_dimension=units,
