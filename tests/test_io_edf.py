@@ -1,10 +1,11 @@
-"""EDF/EDF+: round trip within 16-bit resolution, units, errors, laziness."""
+"""EDF/EDF+ and BDF: round trip within 16-bit resolution, units, errors, laziness."""
+
+import re
 
 import dask.array as da
+import edfio
 import numpy as np
-import pyedflib
 import pytest
-from pyedflib import highlevel
 from session_checks import assert_epochs_equal, assert_group_close
 from sessions import EDF_CHANNELS, make_session, with_attrs
 
@@ -15,33 +16,79 @@ from cardiolab.schema import RAW_GROUPS, validate_session
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def _edf(path, channels, fs=200.0, n=400):
-    """An EDF file with ``channels = {label: (dimension, values)}``."""
-    signals, headers = [], []
+def _edf(path, channels, fs=200.0, n=400, annotations=None):
+    """An EDF file with ``channels = {label: (dimension, values)}`` (EDF+C with
+    ``annotations``, a list of :class:`edfio.EdfAnnotation`)."""
+    signals = []
     for label, (dimension, values) in channels.items():
         values = np.broadcast_to(np.asarray(values, dtype=float), (n,)).copy()
-        signals.append(values)
-        headers.append(
-            highlevel.make_signal_header(
-                label,
-                dimension=dimension,
-                sample_frequency=fs,
-                physical_min=float(values.min()) - 1,
-                physical_max=float(values.max()) + 1,
+        signals.append(
+            edfio.EdfSignal(
+                values,
+                fs,
+                label=label,
+                physical_dimension=dimension,
+                physical_range=(float(values.min()) - 1, float(values.max()) + 1),
             )
         )
-    highlevel.write_edf(str(path), signals, headers)
+    edfio.Edf(signals, annotations=annotations).write(path)
     return path
 
 
 def _steps(path):
     """One digital step of each signal: (physical max - physical min) / 65535."""
-    with pyedflib.EdfReader(str(path)) as f:
-        return {
-            label.strip(): (f.getPhysicalMaximum(i) - f.getPhysicalMinimum(i))
-            / (f.getDigitalMaximum(i) - f.getDigitalMinimum(i))
-            for i, label in enumerate(f.getSignalLabels())
-        }
+    return {
+        s.label: (s.physical_max - s.physical_min) / (s.digital_max - s.digital_min)
+        for s in edfio.read_edf(path).signals
+    }
+
+
+# Header fields of the EDF specification (Kemp et al. 1992): the fixed part
+# {name: (first byte, width)}, and the signal headers {name: width}, one entry per signal.
+MAIN_FIELDS = {
+    "version": (0, 8),
+    "number of bytes in header record": (184, 8),
+    "reserved": (192, 44),
+    "number of data records": (236, 8),
+    "duration of a data record": (244, 8),
+    "number of signals": (252, 4),
+}
+SIGNAL_FIELDS = {
+    "label": 16,
+    "transducer type": 80,
+    "physical dimension": 8,
+    "physical minimum": 8,
+    "physical maximum": 8,
+    "digital minimum": 8,
+    "digital maximum": 8,
+    "prefiltering": 80,
+    "number of samples in each data record": 8,
+    "reserved": 32,
+}
+
+
+def _patch(raw: bytes, field: str, value, signal=None, right: bool = False) -> bytes:
+    """``raw`` with one header field (of signal ``signal``, or of the fixed part where
+    ``signal`` is None) replaced by ``value`` (str or bytes), padded with spaces on the
+    right (or on the left: ``right=True``)."""
+    if signal is None:
+        start, width = MAIN_FIELDS[field]
+    else:
+        ns, start = int(raw[252:256]), 256
+        for name, w in SIGNAL_FIELDS.items():
+            if name == field:
+                start, width = start + signal * w, w
+                break
+            start += ns * w
+    value = value if isinstance(value, bytes) else str(value).encode("latin-1")
+    assert len(value) <= width
+    value = value.rjust(width) if right else value.ljust(width)
+    return raw[:start] + value + raw[start + width :]
+
+
+def _replace_once(raw: bytes, old: bytes, new: bytes) -> bytes:
+    assert raw.count(old) == 1 and len(old) == len(new)
+    return raw.replace(old, new)
 
 
 @pytest.fixture
@@ -104,7 +151,7 @@ def test_writer_refuses_to_overwrite(edf_file, session):
 def test_units_are_converted_from_the_header(tmp_path):
     path = _edf(tmp_path / "p.edf", {"BP": ("kPa", 16.0), "ECG II": ("uV", 1000.0)})
     node = io.read_edf(path, {"BP": {"group": "abp"}, "ECG II": {"group": "ecg"}})
-    # one digital step (pyedflib's writer truncates), in the canonical unit
+    # one digital step, in the canonical unit
     step_kpa, step_uv = _steps(path)["BP"], _steps(path)["ECG II"]
     mmhg_per_kpa = 1000 / 133.322387415
     np.testing.assert_allclose(
@@ -147,31 +194,6 @@ def test_missing_channel_names_it_and_lists_the_file(edf_file):
         io.read_edf(edf_file, {"ECG I": {"group": "ecg"}})
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"0       this is not an EDF header" + bytes(200),
-        b"",
-        "truncated",
-    ],
-    ids=["garbage", "empty", "truncated"],
-)
-def test_unreadable_file_names_the_file(tmp_path, edf_file, content):
-    bad = tmp_path / "bad.edf"
-    if content == "truncated":
-        content = edf_file.read_bytes()[: 256 * 3 + 100]  # header cut short, no data
-    bad.write_bytes(content)
-    with pytest.raises(SessionFormatError, match=r"bad.edf: not a readable EDF"):
-        io.read_edf(bad, {"ECG": {"group": "ecg"}})
-
-
-def test_truncated_data_records_are_refused(tmp_path, edf_file):
-    bad = tmp_path / "short.edf"
-    bad.write_bytes(edf_file.read_bytes()[:-5000])  # full header, records cut
-    with pytest.raises(SessionFormatError, match=r"short.edf: not a readable EDF"):
-        io.read_edf(bad, {"ECG": {"group": "ecg"}})
-
-
 def test_absent_file(tmp_path):
     with pytest.raises(SessionFormatError, match=r"absent.edf: EDF file not found"):
         io.read_edf(tmp_path / "absent.edf", {"ECG": {"group": "ecg"}})
@@ -204,13 +226,13 @@ def test_channel_mapping_errors(edf_file, channels, message):
 
 
 def test_doppler_channels_must_share_a_rate(tmp_path):
-    from pyedflib import highlevel
-
-    headers = [
-        highlevel.make_signal_header(f"V{i}", "cm/s", sample_frequency=fs, physical_max=200)
-        for i, fs in enumerate((100, 200))
+    signals = [
+        edfio.EdfSignal(
+            np.ones(n), fs, label=f"V{i}", physical_dimension="cm/s", physical_range=(0, 200)
+        )
+        for i, (fs, n) in enumerate(((100, 400), (200, 800)))
     ]
-    highlevel.write_edf(str(tmp_path / "d.edf"), [np.ones(400), np.ones(800)], headers)
+    edfio.Edf(signals).write(tmp_path / "d.edf")
     with pytest.raises(SessionFormatError, match=r"d.edf: doppler channels must share one"):
         io.read_edf(
             tmp_path / "d.edf",
@@ -223,13 +245,13 @@ def test_doppler_channels_must_share_a_rate(tmp_path):
 
 def test_reading_is_lazy_and_per_channel(edf_file, monkeypatch):
     calls = []
-    real = pyedflib.EdfReader.readSignal
+    samples = edfio.EdfSignal.data  # edfio's public property: a signal's physical values
 
-    def counting(self, chn, *args, **kwargs):
-        calls.append(chn)
-        return real(self, chn, *args, **kwargs)
+    def counting(signal):
+        calls.append(signal.label)
+        return samples.fget(signal)
 
-    monkeypatch.setattr(pyedflib.EdfReader, "readSignal", counting)
+    monkeypatch.setattr(edfio.EdfSignal, "data", property(counting))
     node = io.read_edf(edf_file, EDF_CHANNELS)
     for group, spec in RAW_GROUPS.items():
         assert isinstance(node[group].ds[spec.variable].data, da.Array)
@@ -237,6 +259,392 @@ def test_reading_is_lazy_and_per_channel(edf_file, monkeypatch):
     assert calls == []
     ecg = node["ecg"].ds["ecg"].compute()
     assert ecg.size == 4000
-    assert calls == [0]  # the ECG signal only
+    assert calls == ["ECG"]  # the ECG signal only
     node["doppler"].ds["velocity"].compute()
-    assert sorted(calls) == [0, 3, 4]
+    assert sorted(calls) == ["Doppler femoral", "Doppler mca", "ECG"]
+
+
+# --- the EDF family as real files come ---------------------------------------------------
+
+# biosemi_test.bdf as MNE-Python 1.13.2 reads it (mne.io.read_raw_bdf, values in mV)
+BIOSEMI_LABELS = (
+    "Fp1 AF7 AF3 F1 F3 F5 F7 FT7 FC5 FC3 FC1 C1 C3 C5 T7 TP7 CP5 CP3 CP1 P1 P3 P5 P7 P9 "
+    "PO7 PO3 O1 Iz Oz POz Pz CPz Fpz Fp2 AF8 AF4 AFz Fz F2 F4 F6 F8 FT8 FC6 FC4 FC2 FCz "
+    "Cz C2 C4 C6 T8 TP8 CP6 CP4 CP2 P2 P4 P6 P8 P10 PO8 PO4 O2 EXG1 REOG LEOG IEOG EXG5 "
+    "M2 M1 EXG8 Status"
+).split()
+BIOSEMI_MNE = {  # label: (samples 0, 1, 1000, 2047; mean; standard deviation), mV
+    "Fp1": (
+        (14.660582285021679, 14.65514479506879, 14.806925764615878, 14.63951982393979),
+        14.672686464926718,
+        0.0796935899717713,
+    ),
+    "EXG1": (
+        (-259.39547382858234, -259.39513007921755, -259.3935363321624, -259.39556757840916),
+        -259.3945344077107,
+        0.0008940716499353211,
+    ),
+}
+
+
+def test_biosemi_bdf_reads_as_mne_reads_it(shared_data):
+    """BioSemi BDF (24-bit) whose 'number of data records' is right-aligned ('  1     '),
+    which pyedflib 0.1.42 refuses."""
+    path = shared_data / "real_world" / "biosemi_test.bdf"
+    assert path.read_bytes()[236:244] == b"  1     "  # the field strict readers refuse
+    for label, (values, mean, sd) in BIOSEMI_MNE.items():
+        node = io.read_edf(path, {label: {"group": "ecg"}})
+        ds = node["ecg"].to_dataset(inherit=False)
+        assert ds.attrs["sampling_rate"] == 2048.0
+        assert ds.attrs["source_units"] == "uV"
+        assert ds.sizes["time"] == 2048  # 1 data record of 1 s
+        x = ds["ecg"].values
+        # 24-bit counts * gain: MNE and cardiolab agree to rounding
+        np.testing.assert_allclose(x[[0, 1, 1000, 2047]], values, rtol=1e-12, atol=0)
+        assert float(x.mean()) == pytest.approx(mean, rel=1e-12)
+        assert float(x.std()) == pytest.approx(sd, rel=1e-9)
+    # the 73 signals, in file order: the unknown-channel error lists them
+    with pytest.raises(SessionFormatError) as err:
+        io.read_edf(path, {"ECG": {"group": "ecg"}})
+    assert str(err.value) == f"{path}: no channel 'ECG' (the file has: {BIOSEMI_LABELS})"
+    assert len(BIOSEMI_LABELS) == 73
+
+
+# duplicate_channel_labels.edf as MNE-Python 1.13.2 (and pyedflib 0.1.42) read it, uV
+DUPLICATE_MNE = {  # signal index: (samples 0, 1, 2, 1000, 2499; mean)
+    0: ((44.6, 44.8, 44.6, -6.6, -22.6), 15.21088),
+    2: ((17.2, 16.8, 17.0, -11.6, -10.8), 11.674),
+}
+
+
+def test_duplicate_labels_are_refused_and_mapped_by_index(shared_data):
+    path = shared_data / "real_world" / "duplicate_channel_labels.edf"
+    with pytest.raises(
+        SessionFormatError,
+        match=r"duplicate_channel_labels.edf: channel label 'EEG F1-Ref' appears 2 times, "
+        r"at signal indices \[0, 2\]",
+    ):
+        io.read_edf(path, {"EEG F1-Ref": {"group": "ecg"}})
+    for index, (values, mean) in DUPLICATE_MNE.items():
+        node = io.read_edf(path, {"EEG F1-Ref": {"group": "ecg", "units": "uV", "index": index}})
+        ds = node["ecg"].to_dataset(inherit=False)
+        assert ds.attrs["sampling_rate"] == 250.0
+        assert ds.sizes["time"] == 2500
+        x = ds["ecg"].values * 1e3  # uV
+        # the file's step is 0.2 uV; the values read are those steps
+        np.testing.assert_allclose(x[[0, 1, 2, 1000, 2499]], values, rtol=0, atol=1e-9)
+        assert float(x.mean()) == pytest.approx(mean, rel=1e-12)
+    # the other label, and an index whose label is another one
+    node = io.read_edf(path, {"EEG F2-Ref": {"group": "ecg"}})
+    assert node["ecg"].ds.attrs["channel"] == "EEG F2-Ref"
+    with pytest.raises(SessionFormatError, match=r"the signal at index 1 is labelled 'EEG F2-Ref'"):
+        io.read_edf(path, {"EEG F1-Ref": {"group": "ecg", "index": 1}})
+
+
+def test_right_aligned_numbers_read(tmp_path, edf_file, session):
+    """Numbers placed anywhere in their fields read (the BioSemi kind)."""
+    raw = edf_file.read_bytes()
+    for field in (
+        "number of bytes in header record",
+        "number of data records",
+        "duration of a data record",
+        "number of signals",
+    ):
+        start, width = MAIN_FIELDS[field]
+        raw = _patch(raw, field, raw[start : start + width].strip(), right=True)
+    spr = "number of samples in each data record"
+    ns = int(raw[252:256])
+    for i in range(ns):
+        start = 256 + ns * 216 + 8 * i  # the fields before it take 216 bytes per signal
+        raw = _patch(raw, spr, raw[start : start + 8].strip(), signal=i, right=True)
+    assert raw[236:244] == b"       8"
+    path = tmp_path / "aligned.edf"
+    path.write_bytes(raw)
+    read = io.read_edf(path, EDF_CHANNELS)
+    ref = io.read_edf(edf_file, EDF_CHANNELS)
+    for group, spec in RAW_GROUPS.items():
+        np.testing.assert_array_equal(
+            read[group].ds[spec.variable].values, ref[group].ds[spec.variable].values
+        )
+    assert_epochs_equal(read, session, atol=1e-9)
+
+
+def _record_onsets_shifted(raw: bytes, shifts: dict) -> bytes:
+    """EDF+D: the timekeeping TAL of data record k (``+k``) set to ``+shifts[k]``."""
+    # move the last record first when onsets move later, the first when they move earlier,
+    # so that no new onset is taken for an old one
+    later = all(new > k for k, new in shifts.items())
+    for k, new in sorted(shifts.items(), reverse=later):
+        raw = _replace_once(raw, b"+%d\x14\x14" % k, b"+%d\x14\x14" % new)
+    return raw
+
+
+def test_edf_plus_d_with_contiguous_records_reads(tmp_path, edf_file, session):
+    raw = _patch(edf_file.read_bytes(), "reserved", "EDF+D")
+    path = tmp_path / "d.edf"
+    path.write_bytes(raw)
+    read = io.read_edf(path, EDF_CHANNELS)
+    ref = io.read_edf(edf_file, EDF_CHANNELS)
+    for group, spec in RAW_GROUPS.items():
+        np.testing.assert_array_equal(
+            read[group].ds[spec.variable].values, ref[group].ds[spec.variable].values
+        )
+    assert_epochs_equal(read, session, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "shifts, message",
+    [
+        ({5: 7, 6: 8, 7: 9}, r"a gap of 2 s at 5 s \(data record 5 starts at 7 s"),
+        ({7: 8}, r"a gap of 1 s at 7 s \(data record 7 starts at 8 s"),
+        ({5: 4, 6: 5, 7: 6}, r"an overlap of 1 s at 5 s \(data record 5 starts at 4 s"),
+    ],
+    ids=["gap", "last-record", "overlap"],
+)
+def test_edf_plus_d_with_a_gap_names_it(tmp_path, edf_file, shifts, message):
+    """The session file has 8 data records of 1 s, onsets +0 ... +7."""
+    raw = _patch(edf_file.read_bytes(), "reserved", "EDF+D")
+    path = tmp_path / "gap.edf"
+    path.write_bytes(_record_onsets_shifted(raw, shifts))
+    with pytest.raises(
+        SessionFormatError, match=rf"gap.edf: EDF\+D data records are not contiguous: {message}"
+    ):
+        io.read_edf(path, {"ECG": {"group": "ecg"}})
+    # the same onsets in an EDF+C file are not looked at (EDF+C is contiguous by definition)
+    path.unlink()
+    path.write_bytes(_record_onsets_shifted(edf_file.read_bytes(), shifts))
+    assert io.read_edf(path, {"ECG": {"group": "ecg"}})["ecg"].ds.sizes["time"] == 4000
+
+
+def _bdf(path, values, fs=256.0, annotations=()):
+    signal = edfio.BdfSignal(
+        values, fs, label="ECG", physical_dimension="uV", physical_range=(-5000, 5000)
+    )
+    edfio.Bdf([signal], annotations=annotations).write(path)
+    return path
+
+
+def test_bdf_plus_reads_and_its_gaps_are_named(tmp_path):
+    t = np.arange(4 * 256) / 256
+    values = 1000 * np.sin(2 * np.pi * 1.2 * t)
+    path = _bdf(tmp_path / "b.bdf", values, annotations=[edfio.EdfAnnotation(1.0, 2.0, "tilt")])
+    assert path.read_bytes()[192:197] == b"BDF+C"
+    node = io.read_edf(path, {"ECG": {"group": "ecg"}})
+    # one 24-bit step: 10000 uV / (2**24 - 1)
+    np.testing.assert_allclose(
+        node["ecg"].ds["ecg"].values,
+        values * 1e-3,
+        rtol=0,
+        atol=0.5 * 1e4 / (2**24 - 1) * 1e-3 * 1.000001,
+    )
+    p = node["protocol"].to_dataset(inherit=False)
+    assert list(p["label"].values) == ["tilt"]
+    assert (float(p["start"][0]), float(p["stop"][0])) == (1.0, 3.0)
+    gap = tmp_path / "gap.bdf"
+    raw = _patch(path.read_bytes(), "reserved", "BDF+D")
+    gap.write_bytes(_record_onsets_shifted(raw, {2: 5, 3: 6}))
+    with pytest.raises(
+        SessionFormatError,
+        match=r"gap.bdf: BDF\+D data records are not contiguous: a gap of 3 s at 2 s",
+    ):
+        io.read_edf(gap, {"ECG": {"group": "ecg"}})
+
+
+@pytest.mark.parametrize(
+    "dimension, label, unit",
+    [
+        (b"\xb5V", b"ECG", "\u00b5V"),
+        (b"\xc2\xb5V", b"ECG", "\u00b5V"),
+        (b"\xb5V", b"EKG \xe4", "\u00b5V"),
+        (b"\xce\xbcV", b"ECG", "\u03bcV"),
+    ],
+    ids=["latin-1 micro", "utf-8 micro", "latin-1 label", "utf-8 greek mu"],
+)
+def test_non_ascii_header_text_reads(tmp_path, dimension, label, unit):
+    """pyedflib 0.1.42 refuses these files ('Physical Dimension'), so cardiolab's µV
+    alias could not be reached."""
+    path = _edf(tmp_path / "mu.edf", {"ECG": ("uV", 1000.0)})
+    raw = _patch(path.read_bytes(), "physical dimension", dimension, signal=0)
+    path.write_bytes(_patch(raw, "label", label, signal=0))
+    name = label.decode("latin-1")
+    node = io.read_edf(path, {name: {"group": "ecg"}})
+    ds = node["ecg"].to_dataset(inherit=False)
+    assert ds.attrs["source_units"] == unit
+    assert ds.attrs["channel"] == name
+    np.testing.assert_allclose(ds["ecg"].values, 1.0, rtol=0, atol=_steps_of(raw)[0] * 1e-3)
+
+
+def _steps_of(raw: bytes):
+    """One digital step of each ordinary signal of an EDF file given as bytes."""
+    return [
+        (s.physical_max - s.physical_min) / (s.digital_max - s.digital_min)
+        for s in edfio.read_edf(raw, header_encoding="latin-1").signals
+    ]
+
+
+# --- bad input: each refusal names the file and the field ----------------------------------
+
+SPR = "number of samples in each data record"
+
+
+def _bad_base(tmp_path) -> bytes:
+    """Plain EDF, 2 signals (ECG in mV, BP in psi), 200 Hz, 2 data records of 1 s."""
+    path = _edf(tmp_path / "base.edf", {"ECG": ("mV", 1.0), "BP": ("psi", 2.0)})
+    raw = path.read_bytes()
+    assert (raw[236:244].strip(), raw[244:252].strip(), len(raw)) == (b"2", b"1", 768 + 1600)
+    return raw
+
+
+@pytest.mark.parametrize(
+    "mutate, channels, error, field",
+    [
+        (lambda raw: b"", None, r"empty file \(0 bytes\)", "256 bytes"),
+        (lambda raw: b"time,ecg\n0,1\n" * 40, None, "not an EDF or BDF file", "'version'"),
+        (lambda raw: bytes(1000), None, "not an EDF or BDF file", "'version'"),
+        (lambda raw: raw[:100], None, "ends inside its header", "'number of signals'"),
+        (lambda raw: raw[:300], None, "ends inside its header", "header of its 2 signals"),
+        (
+            lambda raw: raw[: 768 + 10],
+            None,
+            "no complete data record",
+            "'number of data records' is 2",
+        ),
+        (lambda raw: _patch(raw, SPR, "0", signal=0), None, "signal 'ECG'", f"'{SPR}' is 0"),
+        (lambda raw: _patch(raw, SPR, "-200", signal=0), None, "signal 'ECG'", f"'{SPR}' is -200"),
+        (
+            lambda raw: _patch(raw, SPR, "2OO", signal=1),
+            None,
+            "signal 'BP'",
+            f"'{SPR}' reads '2OO'",
+        ),
+        (
+            lambda raw: _patch(raw, "duration of a data record", "0"),
+            None,
+            "must be > 0",
+            "'duration of a data record' is 0 s",
+        ),
+        (
+            lambda raw: _patch(raw, "duration of a data record", "-1"),
+            None,
+            "must be > 0",
+            "'duration of a data record' is -1 s",
+        ),
+        (
+            lambda raw: _patch(raw, "duration of a data record", "one"),
+            None,
+            "reads 'one', which is not a number",
+            "'duration of a data record'",
+        ),
+        (
+            lambda raw: _patch(raw, "number of data records", "many"),
+            None,
+            "reads 'many', which is not a number",
+            "'number of data records'",
+        ),
+        (
+            lambda raw: _patch(raw, "number of signals", "0"),
+            None,
+            "the file has no signal",
+            "'number of signals' is 0",
+        ),
+        (
+            lambda raw: _patch(raw, "number of bytes in header record", "512"),
+            None,
+            r"but 2 signals take 256 \* \(2 \+ 1\) = 768",
+            "'number of bytes in header record' is 512",
+        ),
+        (
+            lambda raw: _patch(raw, "digital minimum", "32767", signal=0),
+            None,
+            "must have maximum > minimum",
+            "'digital minimum' (32767) and 'digital maximum' (32767)",
+        ),
+        (
+            lambda raw: _patch(
+                _patch(raw, "physical minimum", "3", signal=0), "physical maximum", "3", signal=0
+            ),
+            None,
+            "must differ",
+            "'physical minimum' (3) and 'physical maximum' (3)",
+        ),
+        (
+            lambda raw: _patch(raw, "physical maximum", "abc", signal=0),
+            None,
+            "is not a number",
+            "'physical minimum' or 'physical maximum'",
+        ),
+        (
+            lambda raw: raw,
+            {"ECG I": {"group": "ecg"}},
+            r"no channel 'ECG I' \(the file has: \['ECG', 'BP'\]\)",
+            "'ECG I'",
+        ),
+        (lambda raw: raw, {"BP": {"group": "abp"}}, "unknown unit 'psi'", "channel 'BP'"),
+    ],
+    ids=[
+        "empty",
+        "csv",
+        "zeros",
+        "cut-in-fixed-header",
+        "cut-in-signal-headers",
+        "no-whole-record",
+        "zero-samples-per-record",
+        "negative-samples-per-record",
+        "samples-per-record-not-a-number",
+        "zero-record-duration",
+        "negative-record-duration",
+        "record-duration-not-a-number",
+        "record-count-not-a-number",
+        "no-signals",
+        "header-size",
+        "digital-range",
+        "physical-range",
+        "physical-maximum-not-a-number",
+        "unknown-channel",
+        "unknown-unit",
+    ],
+)
+def test_bad_input_names_the_file_and_the_field(tmp_path, mutate, channels, error, field):
+    bad = tmp_path / "bad.edf"
+    bad.write_bytes(mutate(_bad_base(tmp_path)))
+    channels = channels or {"ECG": {"group": "ecg"}}
+    with pytest.raises(SessionFormatError, match=rf"^{bad}: .*{error}") as err:
+        io.read_edf(bad, channels).compute()
+    assert field in str(err.value)
+    if "unit" in error:
+        assert isinstance(err.value, UnitError)
+
+
+@pytest.mark.parametrize(
+    "cut, declared, message",
+    [
+        (
+            300,
+            b"2",
+            r"is 2, but the file holds 1 whole data records \(1300 bytes after the "
+            r"header, 800 bytes each, and 500 bytes of a cut record\); reading those 1",
+        ),
+        (
+            800,
+            b"2",
+            r"is 2, but the file holds 1 whole data records \(800 bytes after the "
+            r"header, 800 bytes each\); reading those 1",
+        ),
+        (0, b"-1", r"is -1, but the file holds 2 whole data records"),
+    ],
+    ids=["record-cut", "record-missing", "count-unknown"],
+)
+def test_record_count_disagreeing_with_the_file_reads_whole_records(
+    tmp_path, caplog, cut, declared, message
+):
+    """As MNE-Python and edfio do: the whole records are read, with a warning."""
+    raw = _patch(_bad_base(tmp_path), "number of data records", declared)
+    short = tmp_path / "short.edf"
+    short.write_bytes(raw[: len(raw) - cut])
+    with caplog.at_level("WARNING", logger="cardiolab"):
+        node = io.read_edf(short, {"ECG": {"group": "ecg"}})
+    assert re.search(rf"short.edf: header field 'number of data records' {message}", caplog.text)
+    n = 200 * (2 - cut // 800 - (cut % 800 > 0))
+    ecg = node["ecg"].ds["ecg"]
+    assert ecg.size == n
+    np.testing.assert_allclose(ecg.values, 1.0, rtol=0, atol=_steps_of(raw)[0])

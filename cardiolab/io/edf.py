@@ -1,16 +1,61 @@
-"""EDF and EDF+ files (pyedflib): signals, and EDF+ annotations as protocol epochs.
+"""EDF/EDF+ and BDF/BDF+ files (edfio): signals, and EDF+ annotations as protocol epochs.
+
+Library
+    Files are read and written with `edfio <https://github.com/the-siesta-group/edfio>`_
+    (pure Python on NumPy). Each candidate was tried on the inputs cardiolab must take
+    (edfio 0.4.18, MNE-Python 1.13.2, pyedflib 0.1.42; the first two rows are
+    ``shared/data/real_world`` files, the others are written by the tests):
+
+    =============================================  ==========  ===========  ========
+    input                                          edfio       MNE          pyedflib
+    =============================================  ==========  ===========  ========
+    BDF, right-aligned header field (BioSemi)      reads       reads        refuses
+    duplicate labels (signals 0 and 2)             reads       renames      reads
+    EDF+D, records in fact contiguous              reads       reads        refuses
+    EDF+D with a gap                               ignores it  ignores it   refuses
+    Latin-1 ``µ`` in a physical dimension          reads       reads        refuses
+    data records cut short (truncated file)        warns       warns        refuses
+    =============================================  ==========  ===========  ========
+
+    pyedflib refuses three valid kinds. MNE reads them, but renames duplicate labels
+    (``-0``, ``-1``), scales voltages to V and keeps the file's labels and physical
+    dimensions only in private attributes, and is a large dependency. edfio reads every
+    case, keeps labels and dimensions as written, memory-maps EDF samples (so reads stay
+    lazy) and writes EDF+C, so it replaces pyedflib in the writer too (edfio reads BDF
+    since 0.4.10, the lower bound cardiolab asks for). What neither
+    library does, this module adds, by the EDF and EDF+ specifications (Kemp et al.,
+    Electroencephalogr. Clin. Neurophysiol. 1992; 82:391-3 and Kemp & Olivan, Clin.
+    Neurophysiol. 2003; 114:1755-61):
+
+    - a header check whose errors name the field (edfio's are Python's own, e.g.
+      ``invalid literal for int()``), with numbers read whatever their alignment;
+    - for EDF+D (BDF+D) files, the onset of every data record, from the first TAL of
+      the first annotation signal ("timekeeping"): contiguous records read as one
+      recording, a gap or overlap is an error naming its onset and length (edfio's
+      ``is_continuous`` says whether, not where; MNE reads across gaps silently);
+    - header text decoded as UTF-8 where it is valid UTF-8, else as Latin-1, so that
+      ``µV`` is reached in either spelling.
 
 Reading
-    Each mapped signal becomes a dask array backed by one delayed
-    :meth:`pyedflib.EdfReader.readSignal` of that signal: opening reads the header and
-    the annotations only. (pyedflib refuses to open one file twice in a process, so the
-    reads of one file are serialised by a lock named after the file.) The unit is the
-    signal's physical dimension, or the mapping's ``units`` where the dimension is blank.
+    Opening checks the header, reads the annotation signal and builds, for each mapped
+    signal, a dask array backed by one delayed read of that signal: nothing else is
+    read until compute. A signal is found by its label, or by ``index``, its 0-based
+    position among the file's signals not counting annotation signals (see
+    :func:`~cardiolab.io.channels.locate_channel`). The unit is the signal's physical
+    dimension, or the mapping's ``units`` where the dimension is blank. edfio (to
+    0.4.18 at least) has no lazy path for BDF (24-bit) samples: opening a BDF file
+    decodes all of them once, and computing a channel decodes them again; EDF samples
+    are memory-mapped and only the computed signal is read.
+
+    A file whose data records are fewer than its header says, or whose last record is
+    cut short, is read to its last whole record with a warning naming the header's
+    number and the file's, as MNE-Python and edfio do (a recorder stopped before it
+    finished its file); a file without one whole record is an error.
 
 Protocol epochs
     An EDF+ annotation (TAL) with a text and a positive duration is the epoch
     ``(text, onset, onset + duration)``; annotations without a duration are events and
-    are ignored. Annotation times have a resolution of 0.1 ms.
+    are ignored.
 
 Writing
     :func:`write_edf` writes EDF+C, 16-bit samples, each signal scaled to its own
@@ -23,12 +68,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import edfio
 import numpy as np
-import pyedflib
-from dask.utils import SerializableLock
 
 from ..errors import CardiolabError, SessionFormatError
 from .channels import (
@@ -36,7 +83,7 @@ from .channels import (
     assemble,
     file_token,
     lazy_channel,
-    missing_channel,
+    locate_channel,
     parse_channels,
     unit_factor,
 )
@@ -53,35 +100,296 @@ _DMIN, _DMAX = -32768, 32767
 # data record durations tried by the writer, in order of preference (s)
 _RECORD_DURATIONS = (1.0, 0.5, 2.0, 0.25, 0.2, 0.1, 4.0, 5.0, 0.05, 0.04, 0.02, 10.0, 0.01)
 
+# the fixed part of the header: field name (EDF specification) -> (first byte, width)
+_MAIN_FIELDS = {
+    "version": (0, 8),
+    "number of bytes in header record": (184, 8),
+    "reserved": (192, 44),
+    "number of data records": (236, 8),
+    "duration of a data record": (244, 8),
+    "number of signals": (252, 4),
+}
+# the signal headers: field name -> width; each field holds one entry per signal
+_SIGNAL_FIELDS = {
+    "label": 16,
+    "transducer type": 80,
+    "physical dimension": 8,
+    "physical minimum": 8,
+    "physical maximum": 8,
+    "digital minimum": 8,
+    "digital maximum": 8,
+    "prefiltering": 80,
+    "number of samples in each data record": 8,
+    "reserved": 32,
+}
+_BDF_VERSION = b"\xffBIOSEMI"
 
-def _open(path) -> pyedflib.EdfReader:
+# the first TAL of a data record in the first annotation signal: "+onset" [\x15 duration] \x14
+_TIMEKEEPING = re.compile(rb"([+-]\d+(?:\.\d*)?)(?:\x15[\d.]*)?\x14")
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What the header check found (every signal, annotation signals included)."""
+
+    fmt: str  # "EDF" or "BDF"
+    bytes_per_sample: int
+    header_bytes: int
+    n_records: int  # whole data records in the file
+    record_duration: Decimal
+    reserved: str
+    labels: tuple[str, ...]
+    samples_per_record: tuple[int, ...]
+
+
+def _text(field: bytes | str) -> str:
+    """A header field as text: UTF-8 where it is valid UTF-8, else Latin-1 (EDF asks
+    for ASCII, but recorders write ``µ`` as Latin-1 0xB5 or UTF-8 0xC2 0xB5)."""
+    raw = field.encode("latin-1") if isinstance(field, str) else field
     try:
-        return pyedflib.EdfReader(str(path))
-    except Exception as err:  # pyedflib raises OSError, but also others on odd headers
-        raise SessionFormatError(f"{path}: not a readable EDF/EDF+ file ({err})") from None
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1").strip()
 
 
-def _read_signal(path, index: int, factor: float, lock) -> np.ndarray:
-    """Samples of one signal, in the group's canonical unit (runs on compute)."""
-    with lock:
-        f = _open(path)
+def _number(path, raw: bytes, field: str, kind=int, signal: str | None = None):
+    """A numeric header field (of ``signal``), read whatever its alignment (``'  1  '`` is 1)."""
+    text = raw.decode("latin-1").strip()
+    try:
+        value = kind(text)
+    except (ValueError, InvalidOperation):
+        value = None
+    if value is None or (kind is Decimal and not value.is_finite()):
+        where = f"signal {signal!r}: " if signal is not None else ""
+        raise SessionFormatError(
+            f"{path}: {where}header field {field!r} reads {text!r}, which is not a number"
+        )
+    return value
+
+
+def _read_header(path: Path) -> _Header:
+    """Check the header of an EDF/BDF file; every refusal names the file and the field."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        main = f.read(256)
+        if not main:
+            raise SessionFormatError(
+                f"{path}: empty file (0 bytes); an EDF/BDF header has 256 bytes or more"
+            )
+        version = main[:8]
+        if version == _BDF_VERSION:
+            fmt, bytes_per_sample = "BDF", 3
+        elif version.strip() == b"0":
+            fmt, bytes_per_sample = "EDF", 2
+        else:
+            raise SessionFormatError(
+                f"{path}: not an EDF or BDF file: its header field 'version' (bytes 0-7) "
+                f"reads {version!r}, not '0' (EDF) or '\\xffBIOSEMI' (BDF)"
+            )
+        if len(main) < 256:
+            raise SessionFormatError(
+                f"{path}: the file ends inside its header ({size} bytes; the fields up to "
+                "'number of signals' take 256)"
+            )
+
+        def field(name):
+            start, width = _MAIN_FIELDS[name]
+            return main[start : start + width]
+
+        ns = _number(path, field("number of signals"), "number of signals")
+        if ns < 1:
+            raise SessionFormatError(
+                f"{path}: header field 'number of signals' is {ns}; the file has no signal"
+            )
+        header_bytes = _number(
+            path, field("number of bytes in header record"), "number of bytes in header record"
+        )
+        if header_bytes != 256 * (ns + 1):
+            raise SessionFormatError(
+                f"{path}: header field 'number of bytes in header record' is {header_bytes}, "
+                f"but {ns} signals take 256 * ({ns} + 1) = {256 * (ns + 1)}"
+            )
+        signal_headers = f.read(256 * ns)
+    if len(signal_headers) < 256 * ns:
+        raise SessionFormatError(
+            f"{path}: the file ends inside its header ({size} bytes; the header of its "
+            f"{ns} signals ends at byte {header_bytes})"
+        )
+    entries, start = {}, 0
+    for name, width in _SIGNAL_FIELDS.items():
+        block = signal_headers[start : start + width * ns]
+        entries[name] = [block[i * width : (i + 1) * width] for i in range(ns)]
+        start += width * ns
+    labels = tuple(_text(label) for label in entries["label"])
+    spr_field = "number of samples in each data record"
+    samples = []
+    for label, raw in zip(labels, entries[spr_field], strict=True):
+        n = _number(path, raw, spr_field, signal=label)
+        if n < 1:
+            raise SessionFormatError(
+                f"{path}: signal {label!r}: header field {spr_field!r} is {n}; a signal "
+                "needs at least one sample per data record (its sampling rate would be 0 Hz)"
+            )
+        samples.append(n)
+    duration = _number(
+        path, field("duration of a data record"), "duration of a data record", Decimal
+    )
+    if duration <= 0:
+        raise SessionFormatError(
+            f"{path}: header field 'duration of a data record' is {duration} s; it must be "
+            "> 0 for a file with signals (the sampling rates would be zero, negative or "
+            "infinite)"
+        )
+    declared = _number(path, field("number of data records"), "number of data records")
+    record_bytes = sum(samples) * bytes_per_sample
+    data_bytes = size - header_bytes
+    whole, rest = divmod(data_bytes, record_bytes)
+    if whole < 1:
+        raise SessionFormatError(
+            f"{path}: no complete data record: header field 'number of data records' is "
+            f"{declared}, of {record_bytes} bytes each, but the file holds {data_bytes} "
+            "bytes after its header"
+        )
+    if whole != declared or rest:
+        log.warning(
+            "%s: header field 'number of data records' is %d, but the file holds %d whole "
+            "data records (%d bytes after the header, %d bytes each%s); reading those %d, "
+            "as MNE-Python and edfio do",
+            path,
+            declared,
+            whole,
+            data_bytes,
+            record_bytes,
+            f", and {rest} bytes of a cut record" if rest else "",
+            whole,
+        )
+    return _Header(
+        fmt,
+        bytes_per_sample,
+        header_bytes,
+        whole,
+        duration,
+        _text(field("reserved")),
+        labels,
+        tuple(samples),
+    )
+
+
+def _check_contiguous(path: Path, header: _Header) -> None:
+    """Refuse an EDF+D/BDF+D file whose data records leave a gap or overlap.
+
+    The onset of each data record is the first TAL of the first annotation signal
+    (EDF+ specification, "time keeping of data records"); records are contiguous when
+    record ``k`` starts ``k`` record durations after record 0.
+    """
+    if not header.reserved.startswith(("EDF+D", "BDF+D")):
+        return
+    kind = f"{header.fmt} Annotations"
+    if kind not in header.labels:
+        raise SessionFormatError(
+            f"{path}: {header.reserved[:5]} (discontinuous) file without an {kind!r} "
+            "signal: the onsets of its data records are unknown"
+        )
+    i = header.labels.index(kind)
+    bps = header.bytes_per_sample
+    start = sum(header.samples_per_record[:i]) * bps
+    stop = start + header.samples_per_record[i] * bps
+    records = np.memmap(
+        path,
+        dtype=np.uint8,
+        mode="r",
+        offset=header.header_bytes,
+        shape=(header.n_records, sum(header.samples_per_record) * bps),
+    )
+    tals = np.array(records[:, start:stop])
+    del records
+    onsets = []
+    for k, tal in enumerate(tals):
+        m = _TIMEKEEPING.match(tal.tobytes())
+        if m is None:
+            raise SessionFormatError(
+                f"{path}: data record {k}: its {kind!r} signal does not start with the "
+                "record's onset (timekeeping TAL)"
+            )
+        onsets.append(Decimal(m.group(1).decode()))
+    duration = header.record_duration
+    for k in range(1, len(onsets)):
+        end = onsets[k - 1] + duration  # where record k should start
+        if onsets[k] != end:
+            gap = onsets[k] - end
+            what = f"a gap of {gap} s" if gap > 0 else f"an overlap of {-gap} s"
+            raise SessionFormatError(
+                f"{path}: {header.reserved[:5]} data records are not contiguous: {what} "
+                f"at {end} s (data record {k} starts at {onsets[k]} s, the previous one "
+                f"ends at {end} s; times from the file's start time); cardiolab reads "
+                "contiguous recordings only: split the file at the gap"
+            )
+
+
+def _open(path: Path, fmt: str):
+    """The file as an :class:`edfio.Edf` or :class:`edfio.Bdf` (EDF samples memory-mapped)."""
+    try:
+        with warnings.catch_warnings():
+            # edfio warns about a record count that disagrees with the file size;
+            # _read_header has logged it, naming the file
+            warnings.simplefilter("ignore")
+            if fmt == "BDF":
+                return edfio.read_bdf(path, header_encoding="latin-1")
+            return edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
+    except Exception as err:  # edfio raises ValueError and others on what it cannot parse
+        raise SessionFormatError(
+            f"{path}: not a readable {fmt} file ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _check_calibration(path: Path, signal, label: str) -> None:
+    """Physical and digital ranges that give a gain (edfio would return raw counts)."""
+    for name, low, high in (
+        ("physical", "physical_min", "physical_max"),
+        ("digital", "digital_min", "digital_max"),
+    ):
         try:
-            values = f.readSignal(index)
-        finally:
-            f.close()
+            lo, hi = getattr(signal, low), getattr(signal, high)
+        except ValueError:
+            raise SessionFormatError(
+                f"{path}: signal {label!r}: header field '{name} minimum' or "
+                f"'{name} maximum' is not a number"
+            ) from None
+        bad = not (math.isfinite(lo) and math.isfinite(hi)) or (
+            lo == hi if name == "physical" else hi <= lo
+        )
+        if bad:
+            need = "differ" if name == "physical" else "have maximum > minimum"
+            raise SessionFormatError(
+                f"{path}: signal {label!r}: header fields '{name} minimum' ({lo:g}) and "
+                f"'{name} maximum' ({hi:g}) must {need}"
+            )
+
+
+def _read_signal(path, fmt: str, index: int, n_samples: int, factor: float) -> np.ndarray:
+    """Samples of one signal, in the group's canonical unit (runs on compute)."""
+    values = _open(Path(path), fmt).signals[index].data
+    if values.size != n_samples:
+        raise SessionFormatError(
+            f"{path}: signal {index} has {values.size} samples, not the {n_samples} its "
+            "header gave when the file was opened; has the file changed?"
+        )
     return np.asarray(values, dtype=np.float64) * factor
 
 
 def read_edf(path, channels):
-    """Read an EDF/EDF+ (or BDF) file into a session node, lazily.
+    """Read an EDF/EDF+ or BDF/BDF+ file into a session node, lazily.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        The file; opened read-only.
+        The file (EDF, EDF+C, EDF+D with contiguous records, BDF, BDF+); opened
+        read-only.
     channels : mapping
-        ``{EDF signal label: {"group", "units"?, "vessel"?}}``; ``units`` is needed
-        only where the file's physical dimension is blank.
+        ``{signal label: {"group", "units"?, "vessel"?, "index"?}}``; ``units`` is
+        needed only where the file's physical dimension is blank, ``index`` (0-based
+        position among the file's signals, annotation signals not counted) where a
+        label is not unique.
 
     Returns
     -------
@@ -93,39 +401,53 @@ def read_edf(path, channels):
     Raises
     ------
     SessionFormatError
-        The file is missing or unreadable, or a mapped channel is not in it.
+        The file is missing, empty, not EDF/BDF, cut inside its header or before its
+        first whole data record, has a header field that is not a number or gives a
+        sampling rate <= 0, is EDF+D with a gap between records, or a mapped channel is
+        not in it (the message lists the labels it has) or its label is there twice
+        without an ``index``.
     UnitError
         A unit is unknown, of the wrong quantity, or contradicts the mapping.
+
+    Notes
+    -----
+    See the module docstring for the choice of library and what is checked. A file
+    with fewer whole data records than its header says is read to its last whole
+    record, with a warning.
     """
     path = Path(path)
     chans = parse_channels(channels, path)
     if not path.is_file():
         raise SessionFormatError(f"{path}: EDF file not found")
-    f = _open(path)
+    header = _read_header(path)
+    _check_contiguous(path, header)
+    rec = _open(path, header.fmt)
+    signals = rec.signals
+    labels = [_text(s.label) for s in signals]
+    found = []
+    for ch in chans:
+        i = locate_channel(ch, labels, path)
+        s = signals[i]
+        _check_calibration(path, s, labels[i])
+        factor, unit = unit_factor(ch, _text(s.physical_dimension), path)
+        n = s.samples_per_data_record * header.n_records
+        found.append((ch, i, factor, unit, float(s.sampling_frequency), n))
     try:
-        labels = [s.strip() for s in f.getSignalLabels()]
-        n_samples = f.getNSamples()
-        found = []
-        for ch in chans:
-            if ch.name not in labels:
-                raise missing_channel(path, ch.name, labels)
-            i = labels.index(ch.name)
-            factor, unit = unit_factor(ch, f.getPhysicalDimension(i), path)
-            found.append((ch, i, factor, unit, float(f.getSampleFrequency(i)), int(n_samples[i])))
-        onsets, durations, texts = f.readAnnotations()
-    except SessionFormatError:
-        raise
-    except Exception as err:
-        raise SessionFormatError(f"{path}: not a readable EDF/EDF+ file ({err})") from None
-    finally:
-        f.close()
+        annotations = rec.annotations
+    except Exception as err:  # edfio: ValueError on a TAL it cannot parse
+        raise SessionFormatError(
+            f"{path}: its {header.fmt} Annotations signal is not readable "
+            f"({type(err).__name__}: {err})"
+        ) from None
     token = file_token(path)
-    lock = SerializableLock(f"cardiolab-edf-{token}")
-    signals = [
+    lazy = [
         (
             ch,
             lazy_channel(
-                _read_signal, (path, i, factor, lock), n, name=f"edf-{ch.name}-{token}-{factor}"
+                _read_signal,
+                (path, header.fmt, i, n, factor),
+                n,
+                name=f"edf-{i}-{ch.name}-{token}-{factor}",
             ),
             fs,
             unit,
@@ -133,11 +455,11 @@ def read_edf(path, channels):
         for ch, i, factor, unit, fs, n in found
     ]
     epochs = [
-        (str(text).strip(), float(onset), float(onset) + float(duration))
-        for onset, duration, text in zip(onsets, durations, texts, strict=True)
-        if float(duration) > 0 and str(text).strip()
+        (a.text.strip(), float(a.onset), float(a.onset) + float(a.duration))
+        for a in annotations
+        if a.duration is not None and float(a.duration) > 0 and a.text.strip()
     ]
-    return assemble(signals, path, epochs or None)
+    return assemble(lazy, path, epochs or None)
 
 
 def _edf_number(x: float, up: bool) -> float:
@@ -149,17 +471,6 @@ def _edf_number(x: float, up: bool) -> float:
         if len(text) <= 8:
             return float(text)
     raise SessionFormatError(f"value {x!r} does not fit an EDF header field (8 characters)")
-
-
-def _digital(values: np.ndarray, pmin: float, pmax: float) -> np.ndarray:
-    """Physical values to 16-bit EDF counts, rounded to the nearest step.
-
-    (pyedflib's own conversion truncates, an error of up to one step; rounding
-    halves it.)
-    """
-    step = (pmax - pmin) / (_DMAX - _DMIN)
-    counts = np.rint((values - pmin) / step + _DMIN)
-    return np.clip(counts, _DMIN, _DMAX).astype(np.int32)
 
 
 def _record_duration(rates, lengths, path) -> float:
@@ -199,21 +510,23 @@ def write_edf(node, path) -> Path:
     CardiolabError
         The file exists.
     SessionFormatError
-        Missing samples (NaN; EDF cannot store them), or groups whose durations cannot
-        be written as whole data records.
+        Missing samples (NaN; EDF cannot store them), groups whose durations cannot
+        be written as whole data records, or a label, unit or subject code that is not
+        ASCII (EDF headers are ASCII).
 
     Notes
     -----
     Each signal's physical range is its minimum and maximum, widened by 1 % and
     rounded outwards to what the 8-character header fields hold; one digital step is
-    that range / 65535, and samples are rounded to the nearest step. Protocol epochs become EDF+ annotations (onset, duration,
-    label) at 0.1 ms resolution. All groups must span one duration, written as whole
+    that range / 65535, and samples are rounded to the nearest step. Protocol epochs
+    become EDF+ annotations (onset, duration, label), their times written as the
+    shortest decimals that read back as the same floats (edfio). All groups must span one duration, written as whole
     data records (1 s where the rates allow).
     """
     path = Path(path)
     if path.exists():
         raise CardiolabError(f"{path} exists; refusing to overwrite it")
-    signals, headers = [], []
+    signals = []
     for group, var in GROUP_VARIABLES.items():
         if group not in node.children:
             continue
@@ -241,40 +554,45 @@ def write_edf(node, path) -> Path:
             lo, hi = float(values.min()), float(values.max())
             pad = max((hi - lo) * 0.01, 1e-3)
             pmin, pmax = _edf_number(lo - pad, up=False), _edf_number(hi + pad, up=True)
-            signals.append(_digital(values, pmin, pmax))
-            headers.append(
-                {
-                    "label": label,
-                    "dimension": units,
-                    "sample_frequency": fs,
-                    "physical_min": pmin,
-                    "physical_max": pmax,
-                    "digital_min": _DMIN,
-                    "digital_max": _DMAX,
-                    "transducer": "",
-                    "prefilter": "",
-                }
-            )
+            try:
+                # edfio rounds each value to the nearest digital step
+                signal = edfio.EdfSignal(
+                    values,
+                    fs,
+                    label=label,
+                    physical_dimension=units,
+                    physical_range=(pmin, pmax),
+                    digital_range=(_DMIN, _DMAX),
+                )
+            except ValueError as err:  # a header field that is not ASCII
+                raise SessionFormatError(f"{path}: signal {label!r}: {err}") from None
+            signals.append(signal)
     if not signals:
         raise SessionFormatError(f"{path}: the session node has no signal group to write")
     duration = _record_duration(
-        [h["sample_frequency"] for h in headers], [s.size for s in signals], path
+        [s.sampling_frequency for s in signals], [s.digital.size for s in signals], path
     )
+    annotations = []
+    if "protocol" in node.children:
+        p = node["protocol"].to_dataset(inherit=False)
+        annotations = [
+            edfio.EdfAnnotation(float(start), float(stop) - float(start), str(label))
+            for label, start, stop in zip(
+                p["epoch"].values, p["start"].values, p["stop"].values, strict=True
+            )
+        ]
+    # EDF+ patient code: one word, spaces as underscores
+    code = str(node.attrs.get("subject", "X")).strip().replace(" ", "_") or "X"
+    try:
+        rec = edfio.Edf(
+            signals,
+            patient=edfio.Patient(code=code),
+            data_record_duration=duration,
+            annotations=annotations,  # always EDF+C, with record timekeeping
+        )
+    except ValueError as err:  # includes UnicodeEncodeError
+        raise SessionFormatError(f"{path}: cannot write as EDF ({err})") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pyedflib warns whenever a record duration is set
-        with pyedflib.EdfWriter(
-            str(path), n_channels=len(signals), file_type=pyedflib.FILETYPE_EDFPLUS
-        ) as f:
-            f.setPatientCode(str(node.attrs.get("subject", "X")))
-            f.setDatarecordDuration(duration)
-            f.setSignalHeaders(headers)
-            f.writeSamples(signals, digital=True)
-            if "protocol" in node.children:
-                p = node["protocol"].to_dataset(inherit=False)
-                for label, start, stop in zip(
-                    p["epoch"].values, p["start"].values, p["stop"].values, strict=True
-                ):
-                    f.writeAnnotation(float(start), float(stop) - float(start), str(label))
+    rec.write(path)
     log.debug("wrote %s (%d signals, %g s data records)", path, len(signals), duration)
     return path
