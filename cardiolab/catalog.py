@@ -30,7 +30,7 @@ Format (version 1)::
         label: R+1
         files:
           - path: raw/S01_R+1.edf
-            format: edf             # zarr | netcdf | edf | wfdb | csv
+            format: edf             # zarr | netcdf | edf (EDF, BDF) | wfdb | csv
             channels: {"ECG II": {group: ecg, units: uV}, "Doppler FA": {group: doppler, vessel: femoral}}
           - path: raw/S01_R+1_ldf.csv
             format: csv
@@ -41,7 +41,8 @@ Format (version 1)::
 
 A channel is found by its name in the file, or by its 0-based position among the
 file's signals (columns) with ``index`` (``{"ECG": {group: ecg, index: 2}}``): needed
-where the file holds a name twice, or has no names.
+where the file holds a name twice, or has no names. EDF+/BDF+ annotation signals are
+not counted; a CSV's time column is (it is a column).
 
 Paths
 -----

@@ -10,7 +10,7 @@ import cardiolab
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI's
-CONDA_NAMES = {"pyedflib": "pyedflib", "pyyaml": "pyyaml"}
+CONDA_NAMES = {"pyyaml": "pyyaml"}
 
 
 def _split(req):

@@ -5,7 +5,7 @@ format     reader                        notes
 =========  ============================  =============================================
 zarr       :func:`read_zarr_session`     native campaign store (lazy, dask; fsspec URLs)
 netcdf     :func:`read_netcdf_session`   native campaign file (h5netcdf)
-edf        :func:`read_edf`              EDF/EDF+; annotations -> protocol epochs
+edf        :func:`read_edf`              EDF/EDF+, BDF/BDF+ (edfio); annotations -> epochs
 wfdb       :func:`read_wfdb`             PhysioNet records; ``(label``/``label)`` epochs
 csv        :func:`read_csv`              one time column, one column per channel
 =========  ============================  =============================================
