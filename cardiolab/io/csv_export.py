@@ -159,17 +159,28 @@ class _Layout:
         return self.labels[pos] if self.labels is not None else f"column {pos}"
 
     def read(self, path, pos: int, **kwargs):
-        """:func:`pandas.read_csv` of one column (by position) of the samples."""
-        return pd.read_csv(
-            path,
-            header=None,
-            skiprows=self.skip,
-            usecols=[pos],
-            dtype={pos: np.float64},
-            skip_blank_lines=self.n_fields > 1,
-            **self.marks,
-            **kwargs,
-        )
+        """:func:`pandas.read_csv` of one column (by position) of the samples.
+
+        A file with no line after its header gives no rows (a frame, or one chunk).
+        A file of one column is read with its column named, so that empty lines at its
+        start are samples (NaN) rather than a header pandas cannot find.
+        """
+        if self.n_fields == 1:
+            kwargs = {"names": [0], **kwargs}
+        try:
+            return pd.read_csv(
+                path,
+                header=None,
+                skiprows=self.skip,
+                usecols=[pos],
+                dtype={pos: np.float64},
+                skip_blank_lines=self.n_fields > 1,
+                **self.marks,
+                **kwargs,
+            )
+        except pd.errors.EmptyDataError:
+            empty = pd.DataFrame({pos: np.empty(0)})
+            return [empty] if "chunksize" in kwargs else empty
 
 
 def _is_number(text: str, decimal: str) -> bool:
@@ -269,13 +280,14 @@ def _layout(path, separator: str, decimal: str) -> _Layout:
         rows = [[field.strip() for field in row] for row in reader]
     except csv.Error as err:
         raise SessionFormatError(f"{path}: not a readable CSV file ({err})") from None
-    rows = [row for row in rows if row]
-    if not rows:
-        raise SessionFormatError(f"{path}: not a readable CSV file (no fields in its first lines)")
+    rows = [row or [""] for row in rows]  # an empty line: one empty field
     if len(lines) > _SNIFF_ROWS and not lines[-1].endswith(("\n", "\r")):
         rows = rows[:-1]  # the last line read may be cut at the sniff's end
     n_fields = len(rows[0])
+    if n_fields > 1:  # empty lines are skipped in files of several columns
+        rows = [row for row in rows if row != [""]]
     header = not all(_is_number(field, decimal) for field in rows[0])
+    _check_marks(path, lines, separator, decimal, rows[int(header) :])
     units_line = (
         header
         and len(rows) > 1
@@ -284,7 +296,6 @@ def _layout(path, separator: str, decimal: str) -> _Layout:
     )
     skip = int(header) + int(units_line)
     samples = rows[skip:]
-    _check_marks(path, lines, separator, decimal, samples)
     labels = list(rows[0]) if header else None
     units: list[str | None] = [None] * n_fields
     if labels is not None:
@@ -329,11 +340,19 @@ def _check_last_line(path, layout: _Layout) -> bool:
         return ends_cleanly
     q = layout.marks["quotechar"]
     last = next(csv.reader([lines[-1]], delimiter=layout.marks["sep"], quotechar=q))
-    if len(last) < layout.n_fields:
+    if len(last) < layout.n_fields or (not ends_cleanly and not last[-1].strip()):
         raise SessionFormatError(
             f"{path}: the last line has {len(last)} of the {layout.n_fields} fields of the "
-            f"first ({lines[-1][:60]!r}{'' if ends_cleanly else ', no line break after it'}): "
+            f"first{'' if len(last) < layout.n_fields else ', the last one empty'} "
+            f"({lines[-1][:60]!r}{'' if ends_cleanly else ', no line break after it'}): "
             "the file is cut mid-line (truncated)"
+        )
+    if not ends_cleanly:
+        log.warning(
+            "%s: the file does not end with a line break; if it was cut short, its last "
+            "value (%r) may be cut too",
+            path,
+            last[-1],
         )
     return ends_cleanly
 
@@ -344,9 +363,8 @@ def _simplest_rate(low_step: float, high_step: float) -> float:
     PhysioNet's 3-decimal times at 360 Hz allow periods around 1/360 s to a few parts
     in 10^8 over two minutes: 360 is taken, not the 360.0008 of the span alone.
     """
-    high = 1.0 / low_step if low_step > 0 else math.inf
-    low = 1.0 / high_step
-    middle = 2.0 / (low_step + high_step) if math.isfinite(high) else low
+    high, low = 1.0 / low_step, 1.0 / high_step
+    middle = 2.0 / (low_step + high_step)
     for digits in range(-3, 10):
         rate = round(middle, digits)
         if rate > 0 and low <= rate <= high:
@@ -428,12 +446,13 @@ def _time_scan(path, layout: _Layout, pos: int, factor: float, rate, ends: bool)
     if n < 2:
         raise SessionFormatError(f"{path}: fewer than 2 samples in time column {label!r}")
     if rate is None:
-        if not high > 0:
+        if not low > 0:
             raise SessionFormatError(
-                f"{path}: column {label!r} does not increase (from {start:g} s at data row 1 "
-                f"to {last:g} s at data row {n})"
+                f"{path}: column {label!r} does not increase beyond its printed resolution "
+                f"(from {start:g} s at data row 1 to {last:g} s at data row {n}), so it does "
+                "not give the sampling rate; give sampling_rate"
             )
-        rate = _simplest_rate(max(low, 0.0), high)
+        rate = _simplest_rate(low, high)
     return n, start, rate
 
 
