@@ -167,6 +167,14 @@ def test_time_is_scanned_in_blocks(tmp_path, monkeypatch):
         SessionFormatError, match=r"edge.csv: .* to 0.006 s \(before data row 129\)"
     ):
         io.read_csv(path, {"flux": {"group": "ldf", "units": "PU"}})
+    # times printed coarser than the period: blocks of 64 give the rate of one pass
+    coarse = tmp_path / "coarse.csv"
+    pd.DataFrame({"time": np.arange(1000) / 360, "flux": 1.0}).to_csv(
+        coarse, index=False, float_format="%.3f"
+    )
+    node = io.read_csv(coarse, {"flux": {"group": "ldf", "units": "PU"}})
+    assert node["ldf"].ds.attrs["sampling_rate"] == 360.0
+    assert node["ldf"].ds.sizes["time"] == 1000
 
 
 def test_missing_column_and_unreadable_files(tmp_path, files):

@@ -35,19 +35,26 @@ Time and sampling
 
     Times are printed to some resolution, often coarser than the sampling period
     (PhysioNet prints seconds to 3 decimals, so at 360 Hz its steps read 0.003 or
-    0.002 s). Each time must lie on the grid ``start + k / rate`` to within half the
-    last printed decimal of the times (counted in the file's first rows; full
-    precision where they use exponents) plus 1/1000 of a sampling period for
-    floating-point error. The rate is ``sampling_rate`` where given; else it is
-    inferred from the span, ``(n - 1) / (last - first)``, and rounded to the fewest
-    digits within the span's resolution (``tolerance / (n - 1)``), so PhysioNet's
-    119.997 s for 43 200 samples gives 360 Hz. Opening parses the time column once,
-    in chunks of a million rows (one pass, memory bounded); with an inferred rate,
-    each chunk is checked against the grid through the first time and the chunk's
-    last time, which is within twice the tolerance of the final grid, and the last
-    time against the final grid. A time off the grid is a
+    0.002 s); the check is therefore on the grid, not step by step. The tolerance
+    ``tol`` is half the last printed decimal of the times (counted in the file's first
+    rows; none where they use exponents) plus 1/1000 of a sampling period for
+    floating-point error.
+
+    - ``sampling_rate`` given: every time must satisfy ``|t_k - s - k / rate| <= tol``
+      for one start ``s``;
+    - not given: every time must satisfy ``|t_k - t_0 - k p| <= 2 tol`` (``t_0`` is
+      rounded too) for one period ``p``, and the rate is ``1 / p`` with the fewest
+      digits among the periods that fit. This is the span's estimate
+      ``(n - 1) / (t_last - t_0)`` made exact by all rows: PhysioNet's 43 200 samples
+      in 119.997 s give 360 Hz, not the span's 360.0008 Hz.
+
+    Opening parses the time column once, in chunks of a million rows, keeping only
+    the interval of starts (periods) that fit the rows so far: one pass, memory
+    bounded. A time that empties the interval is a
     :class:`~cardiolab.errors.SessionFormatError` naming the file, the row and the
-    largest step of its chunk.
+    shortest and longest steps so far. Times that stay within their printed
+    resolution (constant) give no rate: give ``sampling_rate``. The first time is
+    the session's start as printed (to within ``tol``).
 
 Laziness and cost
     Opening reads the first lines, the last 64 kB (a last line with fewer fields than
@@ -409,18 +416,18 @@ def _time_scan(path, layout: _Layout, pos: int, factor: float, rate, ends: bool)
                 longest = max(longest, (float(steps[j]), first_row + j))
             k = np.arange(n, n + t.size, dtype=np.float64)
             if rate is not None:
-                lows = np.maximum.accumulate(t - k / rate - tolerance)
-                highs = np.minimum.accumulate(t - k / rate + tolerance)
+                lows, highs = t - k / rate - tolerance, t - k / rate + tolerance
             else:
                 if tolerance is None:  # a first block of one row
                     tolerance = resolution
-                kk = np.where(k > 0, k, np.nan)
-                lows = np.fmax.accumulate((t - start - 2 * tolerance) / kk)
-                highs = np.fmin.accumulate((t - start + 2 * tolerance) / kk)
-            lows, highs = np.fmax(lows, low), np.fmin(highs, high)
-            empty = np.flatnonzero(lows > highs)
-            if empty.size:
-                i = int(empty[0])
+                kk = np.where(k > 0, k, np.nan)  # row 0 is t_0 itself: no bound
+                lows = (t - start - 2 * tolerance) / kk
+                highs = (t - start + 2 * tolerance) / kk
+            block_low, block_high = np.nanmax(lows, initial=low), np.nanmin(highs, initial=high)
+            if block_low > block_high:  # find the row that empties the interval
+                lows = np.fmax(np.fmax.accumulate(lows), low)
+                highs = np.fmin(np.fmin.accumulate(highs), high)
+                i = int(np.flatnonzero(lows > highs)[0])
                 if rate is not None:
                     grid = f"at {rate:g} Hz"
                 else:
@@ -437,8 +444,7 @@ def _time_scan(path, layout: _Layout, pos: int, factor: float, rate, ends: bool)
                     f"{n + t.size} range from {shortest[0]:g} s (before data row "
                     f"{shortest[1]}) to {longest[0]:g} s (before data row {longest[1]}){cut}"
                 )
-            if not np.isnan(highs[-1]):
-                low, high = float(lows[-1]), float(highs[-1])
+            low, high = float(block_low), float(block_high)
             last = float(t[-1])
             n += t.size
     except (ValueError, pd.errors.ParserError) as err:

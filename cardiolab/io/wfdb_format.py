@@ -407,7 +407,8 @@ def read_wfdb(path, channels, *, annotations: str | None = None):
     path : str or pathlib.Path
         Record path without extension (``.../mitdb/100``); opened read-only.
     channels : mapping
-        ``{signal name: {"group", "units"?, "vessel"?}}``.
+        ``{signal name: {"group", "units"?, "vessel"?, "index"?}}``; ``index`` (0-based
+        signal number) picks one of several signals with the same name.
     annotations : str, optional
         Extension of an annotation file whose ``(label`` / ``label)`` notes give the
         protocol epochs (see the module notes).
@@ -421,7 +422,12 @@ def read_wfdb(path, channels, *, annotations: str | None = None):
     Raises
     ------
     SessionFormatError
-        Missing or unreadable record, or a mapped channel not in it.
+        Missing, empty or unreadable header; a sampling frequency that is missing or
+        not > 0; a signal length of 0; a signal file that is missing, empty or
+        shorter than the header says (truncated); a mapped signal that is
+        uncalibrated (ADC gain 0 or none), not in the record (the message lists the
+        signals it has) or named twice without ``index``. Each message names the
+        file and the header field.
     UnitError
         A unit is unknown, of the wrong quantity, or contradicts the mapping.
     """
