@@ -468,3 +468,16 @@ def test_bad_input_names_the_file_and_the_field(tmp_path, case):
     spoil(rec)
     with pytest.raises(error, match=re.escape(f"{tmp_path / file}: ") + message):
         io.read_wfdb(rec, mapping)
+
+
+def test_physionet_record_with_two_signals_of_one_name(shared_data):
+    """svdb/800 names both of its leads ``ECG``: mapping that name says which to pick."""
+    path = shared_data / "svdb" / "800"
+    with pytest.raises(
+        SessionFormatError, match=r"svdb/800: channel label 'ECG' appears 2 times, at signal"
+    ):
+        io.read_wfdb(path, {"ECG": {"group": "ecg"}})
+    node = io.read_wfdb(path, {"ECG": {"group": "ecg", "index": 1}})
+    ref = wfdb.rdrecord(str(path), channels=[1], sampto=10000).p_signal[:, 0]
+    np.testing.assert_array_equal(node["ecg"].ds["ecg"].values[:10000], ref)
+    assert node["ecg"].ds.sizes["time"] == 230400
