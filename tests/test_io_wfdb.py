@@ -1,6 +1,7 @@
 """WFDB: round trip within 16-bit resolution, protocol annotations, units, errors,
 laziness, and PhysioNet reference records (MIT-BIH 100, MIMIC bp/03700181)."""
 
+import re
 from pathlib import Path
 
 import dask.array as da
@@ -261,3 +262,222 @@ def test_multi_segment_record(shared_data):
     p = node["abp"].ds["abp"].values
     np.testing.assert_array_equal(p, wfdb.rdrecord(str(path), channels=[3]).p_signal[:, 0])
     assert 20 < np.nanmedian(p) < 200
+
+
+# --- header fields, signal files and bad input ----------------------------------------
+
+
+def _set_signal_field(record, line: int, field: int, value: str):
+    """Set field ``field`` (0-based) of signal line ``line`` (1-based) of a header."""
+    hea = Path(f"{record}.hea")
+    lines = hea.read_text().splitlines()
+    fields = lines[line].split()
+    fields[field] = value
+    lines[line] = " ".join(fields)
+    hea.write_text("\n".join(lines) + "\n")
+
+
+def _edit_header(record, old, new):
+    hea = Path(f"{record}.hea")
+    text = hea.read_text()
+    assert old in text
+    hea.write_text(text.replace(old, new, 1))
+
+
+def test_duplicate_signal_names_need_an_index(tmp_path):
+    ecg_a, ecg_b = np.linspace(-1, 1, 400), np.linspace(2, 3, 400)
+    rec = _record(
+        tmp_path, "d", {"ECG": ("mV", ecg_a), "BP": ("mmHg", 90.0 + ecg_a), "ECG2": ("mV", ecg_b)}
+    )
+    _edit_header(rec, " ECG2", " ECG")  # wfdb writes unique names only; PhysioNet has such files
+    with pytest.raises(
+        SessionFormatError,
+        match=r"d: channel label 'ECG' appears 2 times, at signal indices \[0, 2\]; say which",
+    ):
+        io.read_wfdb(rec, {"ECG": {"group": "ecg"}})
+    step = 3.0 / 65535  # one digital step of the wider of the two ranges, about
+    for index, expected in ((0, ecg_a), (2, ecg_b)):
+        node = io.read_wfdb(rec, {"ECG": {"group": "ecg", "index": index}})
+        np.testing.assert_allclose(node["ecg"].ds["ecg"].values, expected, atol=step)
+    with pytest.raises(SessionFormatError, match=r"d: channel 'ECG': the signal at index 1 is"):
+        io.read_wfdb(rec, {"ECG": {"group": "ecg", "index": 1}})
+
+
+def test_mat_signal_file_reads_lazily_with_wfdb_values(shared_data, monkeypatch):
+    """PhysioNet/CinC 2015 a103l: format 16 in a MATLAB v4 file (``16+24``)."""
+    path = shared_data / "real_world" / "a103l"
+    ref = wfdb.rdrecord(str(path)).p_signal
+    calls = []
+    real = wfdb.rdrecord
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("channels"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wfdb, "rdrecord", counting)
+    # PLETH: the header says NU (no unit), so the mapping gives one
+    mapping = {"II": {"group": "ecg"}, "PLETH": {"group": "ldf", "units": "PU"}}
+    node = io.read_wfdb(path, mapping)
+    assert calls == []
+    assert isinstance(node["ecg"].ds["ecg"].data, da.Array)
+    assert node["ecg"].ds.sizes["time"] == 82500 and node["ecg"].ds.attrs["sampling_rate"] == 250
+    np.testing.assert_array_equal(node["ecg"].ds["ecg"].values, ref[:, 0])
+    assert calls == [[0]]
+    np.testing.assert_array_equal(node["ldf"].ds["flux"].values, ref[:, 2])
+    # the values are the stored integers over the header's gain: II is 7247 units per mV
+    assert np.nanmax(np.abs(ref[:, 0] * 7247 - np.round(ref[:, 0] * 7247))) < 1e-6
+
+
+def test_header_without_signal_length_reads_as_wfdb_reads_it(shared_data):
+    """a103l-no-len.hea omits the length: it comes from the .mat file's size."""
+    base = shared_data / "real_world"
+    assert wfdb.rdheader(str(base / "a103l-no-len")).sig_len is None
+    ref = wfdb.rdrecord(str(base / "a103l-no-len")).p_signal
+    assert ref.shape == (82500, 3)
+    mapping = {"V": {"group": "ecg"}}
+    node = io.read_wfdb(base / "a103l-no-len", mapping)
+    assert node["ecg"].ds.sizes["time"] == 82500
+    np.testing.assert_array_equal(node["ecg"].ds["ecg"].values, ref[:, 1])
+    full = io.read_wfdb(base / "a103l", mapping)
+    np.testing.assert_array_equal(node["ecg"].ds["ecg"].values, full["ecg"].ds["ecg"].values)
+
+
+def test_length_from_a_signal_file_of_whole_frames(tmp_path):
+    """Format 212 (2 samples in 3 bytes), 2 signals per frame: 401 frames on disk."""
+    values = np.column_stack([np.linspace(0, 1, 401), np.linspace(50, 150, 401)])
+    wfdb.wrsamp(
+        "f",
+        fs=200,
+        units=["mV", "mmHg"],
+        sig_name=["ECG", "BP"],
+        p_signal=values,
+        fmt=["212", "212"],
+        adc_gain=[1000.0, 10.0],
+        baseline=[0, 0],
+        write_dir=str(tmp_path),
+    )
+    rec = tmp_path / "f"
+    _edit_header(rec, "f 2 200 401", "f 2 200")
+    node = io.read_wfdb(rec, {"BP": {"group": "abp"}})
+    assert node["abp"].ds.sizes["time"] == 401
+    np.testing.assert_allclose(node["abp"].ds["abp"].values, values[:, 1], atol=0.05)
+
+
+def _bad_input_record(tmp_path):
+    return _record(
+        tmp_path,
+        "bad",
+        {"ECG": ("mV", np.sin(np.arange(500) / 10)), "BP": ("mmHg", np.full(500, 90.0))},
+        fs=250.0,
+    )
+
+
+def _truncate(rec):
+    dat = Path(f"{rec}.dat")
+    dat.write_bytes(dat.read_bytes()[:1000])  # 250 of 500 frames (2 signals x 2 bytes)
+
+
+#: case -> (how the record is spoiled, mapping, error, file named, field named)
+BAD_INPUT = {
+    "truncated signal file": (
+        _truncate,
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.dat",
+        r"the signal file holds 250 frames, but the header's signal length \(record line, field 4\) is "
+        r"500: the file is truncated",
+    ),
+    "empty signal file": (
+        lambda rec: Path(f"{rec}.dat").write_bytes(b""),
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.dat",
+        "the signal file is empty",
+    ),
+    "empty header": (
+        lambda rec: Path(f"{rec}.hea").write_text(""),
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.hea",
+        r"the WFDB header is empty \(no record line\)",
+    ),
+    "unknown channel": (
+        lambda rec: None,
+        {"II": {"group": "ecg"}},
+        SessionFormatError,
+        "bad",
+        r"no channel 'II' \(the file has: \['ECG', 'BP'\]\)",
+    ),
+    "unknown unit": (
+        lambda rec: _edit_header(rec, "/mmHg", "/mmHq"),
+        {"BP": {"group": "abp"}},
+        UnitError,
+        "bad",
+        r"channel 'BP': unknown unit 'mmHq'",
+    ),
+    "zero sampling frequency": (
+        lambda rec: _edit_header(rec, "bad 2 250 500", "bad 2 0 500"),
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.hea",
+        r"sampling frequency \(record line, field 3\) is '0'; it must be a number of Hz > 0",
+    ),
+    "negative sampling frequency": (
+        lambda rec: _edit_header(rec, "bad 2 250 500", "bad 2 -500 500"),
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.hea",
+        r"sampling frequency \(record line, field 3\) is '-500'",
+    ),
+    "no sampling frequency": (
+        lambda rec: _edit_header(rec, "bad 2 250 500", "bad 2"),
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.hea",
+        r"no sampling frequency \(record line, field 3\); WFDB would assume 250 Hz",
+    ),
+    "zero signal length": (
+        lambda rec: _edit_header(rec, "bad 2 250 500", "bad 2 250 0"),
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.hea",
+        r"signal length \(record line, field 4\) is '0'",
+    ),
+    "uncalibrated signal (gain 0)": (
+        lambda rec: _set_signal_field(rec, 1, 2, "0/mV"),
+        {"ECG": {"group": "ecg"}},
+        SessionFormatError,
+        "bad.hea",
+        r"signal 'ECG': ADC gain \(signal line 1, field 3\) is '0': WFDB then calls the "
+        "signal uncalibrated",
+    ),
+    "uncalibrated signal (gain 0, no unit)": (
+        lambda rec: _set_signal_field(rec, 2, 2, "0"),
+        {"BP": {"group": "abp", "units": "mmHg"}},
+        SessionFormatError,
+        "bad.hea",
+        r"signal 'BP': ADC gain \(signal line 2, field 3\) is '0'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_names_the_file_and_the_field(tmp_path, case):
+    spoil, mapping, error, file, message = BAD_INPUT[case]
+    rec = _bad_input_record(tmp_path)
+    spoil(rec)
+    with pytest.raises(error, match=re.escape(f"{tmp_path / file}: ") + message):
+        io.read_wfdb(rec, mapping)
+
+
+def test_physionet_record_with_two_signals_of_one_name(shared_data):
+    """svdb/800 names both of its leads ``ECG``: mapping that name says which to pick."""
+    path = shared_data / "svdb" / "800"
+    with pytest.raises(
+        SessionFormatError, match=r"svdb/800: channel label 'ECG' appears 2 times, at signal"
+    ):
+        io.read_wfdb(path, {"ECG": {"group": "ecg"}})
+    node = io.read_wfdb(path, {"ECG": {"group": "ecg", "index": 1}})
+    ref = wfdb.rdrecord(str(path), channels=[1], sampto=10000).p_signal[:, 0]
+    np.testing.assert_array_equal(node["ecg"].ds["ecg"].values[:10000], ref)
+    assert node["ecg"].ds.sizes["time"] == 230400
