@@ -7,7 +7,7 @@ zarr       :func:`read_zarr_session`     native campaign store (lazy, dask; fssp
 netcdf     :func:`read_netcdf_session`   native campaign file (h5netcdf)
 edf        :func:`read_edf`              EDF/EDF+, BDF/BDF+ (edfio); annotations -> epochs
 wfdb       :func:`read_wfdb`             PhysioNet records; ``(label``/``label)`` epochs
-csv        :func:`read_csv`              one time column, one column per channel
+csv        :func:`read_csv`              a column per channel; a time column, or a rate
 =========  ============================  =============================================
 
 File readers take a channel mapping ``{name in the file: {"group", "units"?,
