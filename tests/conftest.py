@@ -39,9 +39,14 @@ def real_campaign(shared_data, tmp_path_factory):
     """The README's real-recordings catalog, processed by ``cardiolab process``.
 
     Returns ``(catalog path, environment, the process command's CompletedProcess)``.
+    The catalog's variables (data root, derived store) are also set in this process
+    for the session, so that in-process reads see the campaign the commands saw.
     """
     from real_campaign import cardiolab, write_real_catalog
 
     catalog, env = write_real_catalog(tmp_path_factory.mktemp("real") / "campaign", shared_data)
-    done = cardiolab("process", catalog, "--quiet", env=env)
-    return catalog, env, done
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("CARDIOLAB_SHARED_DATA", "CARDIOLAB_DERIVED"):
+            mp.setenv(name, env[name])
+        done = cardiolab("process", catalog, "--quiet", env=env)
+        yield catalog, env, done
