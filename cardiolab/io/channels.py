@@ -141,23 +141,14 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
                     f"{source}: doppler channel {name!r} needs a 'vessel' (e.g. 'femoral')"
                 )
             vessel = str(vessel)
-            if vessel in vessels:
-                raise SessionFormatError(
-                    f"{source}: channels {vessels[vessel]!r} and {name!r} both map to "
-                    f"doppler vessel {vessel!r}"
-                )
-            vessels[vessel] = str(name)
+            _claim(vessels, vessel, name, f"map to doppler vessel {vessel!r}", source)
         else:
             if vessel:
                 raise SessionFormatError(
                     f"{source}: channel {name!r}: 'vessel' applies to doppler channels "
                     f"only, not to group {group!r}"
                 )
-            if group in groups:
-                raise SessionFormatError(
-                    f"{source}: channels {groups[group]!r} and {name!r} both map to group {group!r}"
-                )
-            groups[group] = str(name)
+            _claim(groups, group, name, f"map to group {group!r}", source)
         index = spec.get("index")
         if index is not None:
             if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
@@ -166,17 +157,19 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
                     f"(an integer >= 0), not {index!r}"
                 )
             index = int(index)
-            if index in indices:
-                raise SessionFormatError(
-                    f"{source}: channels {indices[index]!r} and {name!r} both take the "
-                    f"file's signal at index {index}"
-                )
-            indices[index] = str(name)
+            _claim(indices, index, name, f"take the file's signal at index {index}", source)
         units = spec.get("units")
         out.append(
             Channel(str(name), group, None if units in (None, "") else str(units), vessel, index)
         )
     return out
+
+
+def _claim(taken: dict, key, name, what: str, source) -> None:
+    """Record that channel ``name`` takes ``key``; a second claim is an error."""
+    if key in taken:
+        raise SessionFormatError(f"{source}: channels {taken[key]!r} and {name!r} both {what}")
+    taken[key] = str(name)
 
 
 def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float, str]:
