@@ -570,8 +570,8 @@ def _bad_base(tmp_path) -> bytes:
         (
             lambda raw: _patch(raw, "physical maximum", "abc", signal=0),
             None,
-            "is not a number",
-            "'physical minimum' or 'physical maximum'",
+            "signal 'ECG': header field 'physical maximum' reads 'abc'",
+            "which is not a number",
         ),
         (
             lambda raw: raw,

@@ -140,6 +140,36 @@ class _Header:
     reserved: str
     labels: tuple[str, ...]
     samples_per_record: tuple[int, ...]
+    main: bytes  # the fixed part of the header, as read (256 bytes)
+    fields: dict  # signal header field name -> tuple of its raw entries, one per signal
+
+    @property
+    def annotation_label(self) -> str:
+        """The label of this format's annotation signals."""
+        return f"{self.fmt} Annotations"
+
+    @property
+    def record_bytes(self) -> int:
+        """Bytes in one data record (every signal's samples)."""
+        return sum(self.samples_per_record) * self.bytes_per_sample
+
+    def signal_bytes(self, j: int) -> _SignalBytes:
+        """Where the samples of signal ``j`` (position among all signals) lie."""
+        start = sum(self.samples_per_record[:j]) * self.bytes_per_sample
+        stop = start + self.samples_per_record[j] * self.bytes_per_sample
+        return _SignalBytes(self.header_bytes, self.n_records, self.record_bytes, start, stop)
+
+
+@dataclass(frozen=True)
+class _SignalBytes:
+    """Where one signal's samples lie in the file: bytes ``start:stop`` of each of the
+    ``n_records`` data records of ``record_bytes`` bytes that follow the header."""
+
+    header_bytes: int
+    n_records: int
+    record_bytes: int
+    start: int
+    stop: int
 
 
 def _text(field: bytes | str) -> str:
@@ -272,37 +302,54 @@ def _read_header(path: Path) -> _Header:
         _text(field("reserved")),
         labels,
         tuple(samples),
+        main,
+        {name: tuple(raw) for name, raw in entries.items()},
     )
 
 
-def _check_contiguous(path: Path, header: _Header) -> None:
+def _data_records(path, header_bytes: int, n_records: int, record_bytes: int) -> np.memmap:
+    """The data records of the file, memory-mapped as bytes: shape ``(n_records,
+    record_bytes)``. Nothing is read until a slice of it is used, and then only the pages
+    that slice holds."""
+    try:
+        return np.memmap(
+            path, dtype=np.uint8, mode="r", offset=header_bytes, shape=(n_records, record_bytes)
+        )
+    except (OSError, ValueError) as err:  # ValueError: the file is shorter than the map
+        raise SessionFormatError(
+            f"{path}: its {n_records} data records of {record_bytes} bytes are not "
+            f"readable ({err}); has the file changed since it was opened?"
+        ) from None
+
+
+def _annotation_records(path: Path, header: _Header) -> tuple[list[int], np.ndarray]:
+    """The positions of the annotation signals and, for each data record, their bytes
+    (concatenated in file order): an array of shape ``(n_records, bytes)``."""
+    positions = [j for j, label in enumerate(header.labels) if label == header.annotation_label]
+    if not positions:
+        return [], np.empty((header.n_records, 0), dtype=np.uint8)
+    records = _data_records(path, header.header_bytes, header.n_records, header.record_bytes)
+    columns = [records[:, w.start : w.stop] for w in map(header.signal_bytes, positions)]
+    return positions, np.concatenate(columns, axis=1)  # a copy: the map is released
+
+
+def _check_contiguous(path: Path, header: _Header, tals: np.ndarray) -> None:
     """Refuse an EDF+D/BDF+D file whose data records leave a gap or overlap.
 
-    The onset of each data record is the first TAL of the first annotation signal
-    (EDF+ specification, "time keeping of data records"); records are contiguous when
-    record ``k`` starts ``k`` record durations after record 0.
+    ``tals`` holds the annotation signals' bytes of each data record (see
+    :func:`_annotation_records`). The onset of each data record is the first TAL of the
+    first annotation signal (EDF+ specification, "time keeping of data records");
+    records are contiguous when record ``k`` starts ``k`` record durations after
+    record 0.
     """
     if not header.reserved.startswith(("EDF+D", "BDF+D")):
         return
-    kind = f"{header.fmt} Annotations"
+    kind = header.annotation_label
     if kind not in header.labels:
         raise SessionFormatError(
             f"{path}: {header.reserved[:5]} (discontinuous) file without an {kind!r} "
             "signal: the onsets of its data records are unknown"
         )
-    i = header.labels.index(kind)
-    bps = header.bytes_per_sample
-    start = sum(header.samples_per_record[:i]) * bps
-    stop = start + header.samples_per_record[i] * bps
-    records = np.memmap(
-        path,
-        dtype=np.uint8,
-        mode="r",
-        offset=header.header_bytes,
-        shape=(header.n_records, sum(header.samples_per_record) * bps),
-    )
-    tals = np.array(records[:, start:stop])
-    del records
     onsets = []
     for k, tal in enumerate(tals):
         m = _TIMEKEEPING.match(tal.tobytes())
@@ -326,55 +373,120 @@ def _check_contiguous(path: Path, header: _Header) -> None:
             )
 
 
-def _open(path: Path, fmt: str):
-    """The file as an :class:`edfio.Edf` or :class:`edfio.Bdf` (EDF samples memory-mapped)."""
+def _annotations(path: Path, header: _Header, positions: list[int], tals: np.ndarray):
+    """The file's EDF+ annotations (:class:`edfio.EdfAnnotation`), parsed by edfio.
+
+    edfio is given the annotation signals alone: the header's fixed part with the
+    number of signals and header bytes they take, their own signal headers, and
+    ``tals``, their bytes of every data record. It so reads a few bytes per record,
+    never a sample of an ordinary signal (edfio would decode every BDF sample).
+    """
+    if not positions:
+        return ()
+    k = len(positions)
+    main = header.main
+    head = (
+        main[:184]
+        + f"{256 * (k + 1):<8d}".encode()
+        + main[192:236]
+        + f"{header.n_records:<8d}".encode()
+        + main[244:252]
+        + f"{k:<4d}".encode()
+    )
+    signal_headers = b"".join(header.fields[name][j] for name in _SIGNAL_FIELDS for j in positions)
+    read = edfio.read_bdf if header.fmt == "BDF" else edfio.read_edf
     try:
-        with warnings.catch_warnings():
-            # edfio warns about a record count that disagrees with the file size;
-            # _read_header has logged it, naming the file
-            warnings.simplefilter("ignore")
-            if fmt == "BDF":
-                return edfio.read_bdf(path, header_encoding="latin-1")
-            return edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
-    except Exception as err:  # edfio raises ValueError and others on what it cannot parse
+        rec = read(head + signal_headers + tals.tobytes(), header_encoding="latin-1")
+        return rec.annotations
+    except Exception as err:  # edfio: ValueError on a TAL it cannot parse
         raise SessionFormatError(
-            f"{path}: not a readable {fmt} file ({type(err).__name__}: {err})"
+            f"{path}: its {header.annotation_label} signal is not readable "
+            f"({type(err).__name__}: {err})"
         ) from None
 
 
-def _check_calibration(path: Path, signal, label: str) -> None:
-    """Physical and digital ranges that give a gain (edfio would return raw counts)."""
-    for name, low, high in (
-        ("physical", "physical_min", "physical_max"),
-        ("digital", "digital_min", "digital_max"),
-    ):
-        try:
-            lo, hi = getattr(signal, low), getattr(signal, high)
-        except ValueError:
-            raise SessionFormatError(
-                f"{path}: signal {label!r}: header field '{name} minimum' or "
-                f"'{name} maximum' is not a number"
-            ) from None
-        bad = not (math.isfinite(lo) and math.isfinite(hi)) or (
-            lo == hi if name == "physical" else hi <= lo
+def _calibration(path: Path, header: _Header, j: int) -> tuple[float, float]:
+    """Gain and offset of signal ``j``, physical = (digital + offset) * gain.
+
+    gain = (physical max - physical min) / (digital max - digital min) and offset =
+    physical max / gain - digital max (EDF specification; written as edfio computes
+    them, so that both give the same floats).
+    """
+    label = header.labels[j]
+    ranges = {}
+    for name, kind in (("physical", float), ("digital", int)):
+        lo, hi = (
+            _number(path, header.fields[f"{name} {end}"][j], f"{name} {end}", kind, label)
+            for end in ("minimum", "maximum")
         )
-        if bad:
+        if not (math.isfinite(lo) and math.isfinite(hi)) or (
+            lo == hi if name == "physical" else hi <= lo
+        ):
             need = "differ" if name == "physical" else "have maximum > minimum"
             raise SessionFormatError(
                 f"{path}: signal {label!r}: header fields '{name} minimum' ({lo:g}) and "
                 f"'{name} maximum' ({hi:g}) must {need}"
             )
+        ranges[name] = (lo, hi)
+    (pmin, pmax), (dmin, dmax) = ranges["physical"], ranges["digital"]
+    gain = (pmax - pmin) / (dmax - dmin)
+    return gain, pmax / gain - dmax
 
 
-def _read_signal(path, fmt: str, index: int, n_samples: int, factor: float) -> np.ndarray:
-    """Samples of one signal, in the group's canonical unit (runs on compute)."""
-    values = _open(Path(path), fmt).signals[index].data
+def _read_edf_signal(path, index: int, n_samples: int, factor: float) -> np.ndarray:
+    """Samples of ordinary signal ``index`` of an EDF file, in the group's canonical
+    unit, from edfio's memory map (runs on compute)."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # edfio warns about a record count that disagrees with the file size;
+            # _read_header has logged it, naming the file
+            warnings.simplefilter("ignore")
+            rec = edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
+            values = rec.signals[index].data
+    except Exception as err:  # edfio raises ValueError and others on what it cannot parse
+        raise SessionFormatError(
+            f"{path}: not a readable EDF file ({type(err).__name__}: {err})"
+        ) from None
     if values.size != n_samples:
         raise SessionFormatError(
             f"{path}: signal {index} has {values.size} samples, not the {n_samples} its "
             "header gave when the file was opened; has the file changed?"
         )
     return np.asarray(values, dtype=np.float64) * factor
+
+
+def _read_bdf_signal(
+    path, where: _SignalBytes, gain: float, offset: float, factor: float
+) -> np.ndarray:
+    """Samples of one BDF signal, in the group's canonical unit (runs on compute).
+
+    Only the signal's own bytes are read: the data records are memory-mapped, the
+    signal's ``start:stop`` bytes of each record taken, and each 3-byte little-endian
+    two's complement sample (BDF, BioSemi) widened to int32 with its sign, vectorised:
+    the 3 bytes go to the high bytes of a little-endian int32, which an arithmetic
+    shift right by 8 brings back with the sign extended. Then physical =
+    (digital + offset) * gain (:func:`_calibration`).
+
+    Hand-written because no library reads one BDF signal without decoding all:
+    edfio (to 0.4.18 at least) reads and decodes every sample of a BDF file at open
+    (``read_bdf`` has no lazy mode), MNE-Python's reader decodes whole data records,
+    and pyedflib refuses BioSemi headers with right-aligned fields. The values are
+    those of edfio's full decode, bit for bit (tested).
+    """
+    path = Path(path)
+    n_records, n_bytes = where.n_records, where.stop - where.start
+    records = _data_records(path, where.header_bytes, n_records, where.record_bytes)
+    signal = records[:, where.start : where.stop].reshape(n_records, n_bytes // 3, 3)
+    quad = np.zeros((n_records, n_bytes // 3, 4), dtype=np.uint8)
+    quad[:, :, 1:] = signal  # reads the signal's bytes (the pages that hold them)
+    del records, signal
+    digital = quad.reshape(-1).view("<i4")
+    np.right_shift(digital, 8, out=digital)
+    values = digital + offset  # float64, as edfio computes it
+    values *= gain
+    values *= factor
+    return values
 
 
 def read_edf(path, channels):
@@ -411,52 +523,37 @@ def read_edf(path, channels):
 
     Notes
     -----
-    See the module docstring for the choice of library and what is checked. A file
-    with fewer whole data records than its header says is read to its last whole
-    record, with a warning.
+    See the module docstring for the choice of library and what is checked. Opening
+    reads the header and the annotation signals only. A file with fewer whole data
+    records than its header says is read to its last whole record, with a warning.
     """
     path = Path(path)
     chans = parse_channels(channels, path)
     if not path.is_file():
         raise SessionFormatError(f"{path}: EDF file not found")
     header = _read_header(path)
-    _check_contiguous(path, header)
-    rec = _open(path, header.fmt)
-    signals = rec.signals
-    labels = [_text(s.label) for s in signals]
-    found = []
+    positions, tals = _annotation_records(path, header)
+    _check_contiguous(path, header, tals)
+    ordinary = [j for j, label in enumerate(header.labels) if label != header.annotation_label]
+    labels = [header.labels[j] for j in ordinary]
+    token = file_token(path)
+    lazy = []
     for ch in chans:
         i = locate_channel(ch, labels, path)
-        s = signals[i]
-        _check_calibration(path, s, labels[i])
-        factor, unit = unit_factor(ch, _text(s.physical_dimension), path)
-        n = s.samples_per_data_record * header.n_records
-        found.append((ch, i, factor, unit, float(s.sampling_frequency), n))
-    try:
-        annotations = rec.annotations
-    except Exception as err:  # edfio: ValueError on a TAL it cannot parse
-        raise SessionFormatError(
-            f"{path}: its {header.fmt} Annotations signal is not readable "
-            f"({type(err).__name__}: {err})"
-        ) from None
-    token = file_token(path)
-    lazy = [
-        (
-            ch,
-            lazy_channel(
-                _read_signal,
-                (path, header.fmt, i, n, factor),
-                n,
-                name=f"edf-{i}-{ch.name}-{token}-{factor}",
-            ),
-            fs,
-            unit,
-        )
-        for ch, i, factor, unit, fs, n in found
-    ]
+        j = ordinary[i]
+        gain, offset = _calibration(path, header, j)
+        factor, unit = unit_factor(ch, _text(header.fields["physical dimension"][j]), path)
+        n = header.samples_per_record[j] * header.n_records
+        if header.fmt == "BDF":
+            read, args = _read_bdf_signal, (path, header.signal_bytes(j), gain, offset, factor)
+        else:
+            read, args = _read_edf_signal, (path, i, n, factor)
+        samples = lazy_channel(read, args, n, name=f"edf-{i}-{ch.name}-{token}-{factor}")
+        fs = header.samples_per_record[j] / float(header.record_duration)
+        lazy.append((ch, samples, fs, unit))
     epochs = [
         (a.text.strip(), float(a.onset), float(a.onset) + float(a.duration))
-        for a in annotations
+        for a in _annotations(path, header, positions, tals)
         if a.duration is not None and float(a.duration) > 0 and a.text.strip()
     ]
     return assemble(lazy, path, epochs or None)
