@@ -21,14 +21,19 @@ Library
     (``-0``, ``-1``), scales voltages to V and keeps the file's labels and physical
     dimensions only in private attributes, and is a large dependency. edfio reads every
     case, keeps labels and dimensions as written, memory-maps EDF samples (so reads stay
-    lazy) and writes EDF+C, so it replaces pyedflib in the writer too (edfio reads BDF
-    since 0.4.10, the lower bound cardiolab asks for). What neither
-    library does, this module adds, by the EDF and EDF+ specifications (Kemp et al.,
-    Electroencephalogr. Clin. Neurophysiol. 1992; 82:391-3 and Kemp & Olivan, Clin.
+    lazy), parses EDF+ annotations and writes EDF+C, so it replaces pyedflib in the
+    writer too (edfio reads BDF since 0.4.10, the lower bound cardiolab asks for). What
+    neither library does, this module adds, by the EDF and EDF+ specifications (Kemp et
+    al., Electroencephalogr. Clin. Neurophysiol. 1992; 82:391-3 and Kemp & Olivan, Clin.
     Neurophysiol. 2003; 114:1755-61):
 
     - a header check whose errors name the field (edfio's are Python's own, e.g.
-      ``invalid literal for int()``), with numbers read whatever their alignment;
+      ``invalid literal for int()``), with numbers read whatever their alignment; the
+      signal headers (labels, dimensions, ranges, samples per record) are read here, so
+      opening a file needs no edfio object of it;
+    - BDF (24-bit) samples read one signal at a time from a memory map of the data
+      records (edfio, to 0.4.18 at least, has no lazy path for BDF: ``read_bdf``
+      decodes every sample of the file, and MNE-Python decodes whole data records);
     - for EDF+D (BDF+D) files, the onset of every data record, from the first TAL of
       the first annotation signal ("timekeeping"): contiguous records read as one
       recording, a gap or overlap is an error naming its onset and length (edfio's
@@ -37,15 +42,18 @@ Library
       ``µV`` is reached in either spelling.
 
 Reading
-    Opening checks the header, reads the annotation signal and builds, for each mapped
-    signal, a dask array backed by one delayed read of that signal: nothing else is
-    read until compute. A signal is found by its label, or by ``index``, its 0-based
-    position among the file's signals not counting annotation signals (see
+    Opening reads the header and the annotation signals (a few bytes per data record:
+    the EDF+D/BDF+D record onsets and the protocol epochs, which edfio parses from
+    those bytes alone) and builds, for each mapped signal, a dask array backed by one
+    delayed read of that signal: no sample of an ordinary signal is read until compute,
+    and computing a signal reads that signal's bytes only. EDF samples come from
+    edfio's memory map of the file; BDF samples from this module's memory map of the
+    data records, where the signal's 3-byte samples of each record are widened to
+    int32 with their sign and scaled as edfio scales them (the same floats, bit for
+    bit). A signal is found by its label, or by ``index``, its 0-based position among
+    the file's signals not counting annotation signals (see
     :func:`~cardiolab.io.channels.locate_channel`). The unit is the signal's physical
-    dimension, or the mapping's ``units`` where the dimension is blank. edfio (to
-    0.4.18 at least) has no lazy path for BDF (24-bit) samples: opening a BDF file
-    decodes all of them once, and computing a channel decodes them again; EDF samples
-    are memory-mapped and only the computed signal is read.
+    dimension, or the mapping's ``units`` where the dimension is blank.
 
     A file whose data records are fewer than its header says, or whose last record is
     cut short, is read to its last whole record with a warning naming the header's
