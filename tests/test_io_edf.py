@@ -1,7 +1,9 @@
 """EDF/EDF+ and BDF: round trip within 16-bit resolution, units, errors, laziness."""
 
+import os
 import re
 import tracemalloc
+from pathlib import Path
 
 import dask.array as da
 import edfio
@@ -642,13 +644,12 @@ def _traced_peak(func):
             tracemalloc.stop()
 
 
-def test_opening_a_bdf_reads_no_sample_and_computing_reads_one_signal(tmp_path):
-    """64 signals at 2048 Hz, 30 s (11.8 MB of samples). Decoding every sample takes at
-    least 4 bytes each (int32); a lazy open allocates the group's time coordinate (8
-    bytes per sample of one signal, and a copy of it) and no sample, and computing one
-    signal at most a few arrays of its own length."""
+@pytest.fixture
+def large_bdf(tmp_path):
+    """A plain BDF of 64 signals ``C0`` ... ``C63`` in uV (range -500 to 500) at
+    2048 Hz, 30 s (11.8 MB of random samples); ``(path, samples as (record, signal,
+    sample, byte), a one-record file of the same signals)``."""
     n_signals, fs, seconds = 64, 2048, 30
-    rng = np.random.default_rng(5)
     small = tmp_path / "one.bdf"
     edfio.Bdf(
         [
@@ -666,8 +667,17 @@ def test_opening_a_bdf_reads_no_sample_and_computing_reads_one_signal(tmp_path):
     header = 256 * (n_signals + 1)
     assert len(raw) == header + 3 * n_signals * fs  # one data record, no annotation signal
     path = tmp_path / "big.bdf"
-    samples = rng.integers(0, 256, 3 * n_signals * fs * seconds, dtype=np.uint8)
+    samples = np.random.default_rng(5).integers(0, 256, (seconds, n_signals, fs, 3), dtype=np.uint8)
     path.write_bytes(_patch(raw[:header], "number of data records", seconds) + samples.tobytes())
+    return path, samples, small
+
+
+def test_opening_a_bdf_allocates_no_sample_and_computing_one_signal_its_own(large_bdf):
+    """Decoding every sample takes at least 4 bytes each (int32, 15.7 MB here); a lazy
+    open allocates the group's time coordinate (8 bytes per sample of one signal, and a
+    copy of it) and no sample, and computing one signal a few arrays of its length."""
+    path, samples, small = large_bdf
+    seconds, n_signals, fs, _ = samples.shape
     n = fs * seconds  # samples of one signal
     all_int32 = 4 * n_signals * n
     # the first open and compute of a process import modules (dask imports distributed)
@@ -679,11 +689,55 @@ def test_opening_a_bdf_reads_no_sample_and_computing_reads_one_signal(tmp_path):
     assert computed < 5 * 8 * n < all_int32 / 6  # 2.46 MB against 15.7 MB (1.02 MB measured)
     # and the values are signal 7's samples (a data record holds each signal's 2048 in
     # turn), scaled by the specification's formula
-    records = samples.reshape(seconds, n_signals, fs, 3)[:, 7].reshape(-1, 3).astype(np.int64)
-    digital = records[:, 0] | records[:, 1] << 8 | records[:, 2] << 16
+    triplets = samples[:, 7].reshape(-1, 3).astype(np.int64)
+    digital = triplets[:, 0] | triplets[:, 1] << 8 | triplets[:, 2] << 16
     digital = np.where(digital >= 2**23, digital - 2**24, digital)
     gain = 1000.0 / (2**24 - 1)
     np.testing.assert_allclose(ecg, ((digital + 8388608) * gain - 500.0) * MV_PER_UV, atol=1e-12)
+
+
+def _disk_bytes_read() -> int:
+    """Bytes this process has made the system fetch from storage (Linux /proc/self/io)."""
+    fields = dict(line.split(":") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["read_bytes"])
+
+
+def _evict(path) -> None:
+    """Drop a file's pages from the page cache, so that reading it reads the disk
+    (written out first: pages not yet on disk stay)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def test_opening_a_bdf_reads_its_header_and_computing_one_signal_its_bytes(large_bdf):
+    """From a cold page cache: the storage reads of opening (the header, 16.6 kB, and
+    the system's read-ahead) and of computing one signal (3 bytes of 61 440 samples,
+    184 kB, in whole pages: at most 3 pages of 4 kB for each record's 6 kB)."""
+    path, samples, small = large_bdf
+    if not (Path("/proc/self/io").is_file() and hasattr(os, "posix_fadvise")):
+        pytest.skip("storage reads are measured with Linux /proc/self/io and posix_fadvise")
+    size = path.stat().st_size
+    _read_all(small, ["C7"])  # the first open and compute import modules
+    _evict(path)
+    before = _disk_bytes_read()
+    path.read_bytes()
+    if _disk_bytes_read() - before < 0.9 * size:
+        pytest.skip(f"reading {path} from a cold cache was not counted (a RAM file system?)")
+    _evict(path)
+    before = _disk_bytes_read()
+    node = io.read_edf(path, {"C7": {"group": "ecg"}})
+    opened = _disk_bytes_read() - before
+    before = _disk_bytes_read()
+    ecg = node["ecg"].ds["ecg"].values
+    computed = _disk_bytes_read() - before
+    seconds = samples.shape[0]
+    assert ecg.size == seconds * 2048
+    assert opened < size / 20  # 0.59 MB of 11.8 MB (0.33 MB measured)
+    assert computed < 3 * 4096 * seconds < size / 30  # 0.37 MB (0.36 MB measured)
 
 
 def test_bdf_changed_after_opening_is_an_error(tmp_path):
