@@ -1,6 +1,9 @@
 """EDF/EDF+ and BDF: round trip within 16-bit resolution, units, errors, laziness."""
 
+import os
 import re
+import tracemalloc
+from pathlib import Path
 
 import dask.array as da
 import edfio
@@ -12,6 +15,7 @@ from sessions import EDF_CHANNELS, make_session, with_attrs
 from cardiolab import io
 from cardiolab.errors import CardiolabError, SessionFormatError, UnitError
 from cardiolab.schema import RAW_GROUPS, validate_session
+from cardiolab.units import conversion_factor
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -67,19 +71,30 @@ SIGNAL_FIELDS = {
 }
 
 
+def _span(raw: bytes, field: str, signal=None) -> tuple[int, int]:
+    """(first byte, width) of a header field: of signal ``signal``, or of the fixed part
+    where ``signal`` is None."""
+    if signal is None:
+        return MAIN_FIELDS[field]
+    ns, start = int(raw[252:256]), 256
+    for name, width in SIGNAL_FIELDS.items():
+        if name == field:
+            return start + signal * width, width
+        start += ns * width
+    raise KeyError(field)
+
+
+def _field(raw: bytes, field: str, signal=None) -> str:
+    """A header field's text (Latin-1, stripped)."""
+    start, width = _span(raw, field, signal)
+    return raw[start : start + width].decode("latin-1").strip()
+
+
 def _patch(raw: bytes, field: str, value, signal=None, right: bool = False) -> bytes:
     """``raw`` with one header field (of signal ``signal``, or of the fixed part where
     ``signal`` is None) replaced by ``value`` (str or bytes), padded with spaces on the
     right (or on the left: ``right=True``)."""
-    if signal is None:
-        start, width = MAIN_FIELDS[field]
-    else:
-        ns, start = int(raw[252:256]), 256
-        for name, w in SIGNAL_FIELDS.items():
-            if name == field:
-                start, width = start + signal * w, w
-                break
-            start += ns * w
+    start, width = _span(raw, field, signal)
     value = value if isinstance(value, bytes) else str(value).encode("latin-1")
     assert len(value) <= width
     value = value.rjust(width) if right else value.ljust(width)
@@ -450,6 +465,290 @@ def test_bdf_plus_reads_and_its_gaps_are_named(tmp_path):
         io.read_edf(gap, {"ECG": {"group": "ecg"}})
 
 
+# --- BDF read lazily: one signal's bytes, nothing at open -----------------------------------
+
+MV_PER_UV = conversion_factor("uV", "ecg")
+
+
+def _bdf_mixed(path, seconds=4, annotations=()):
+    """BDF(+) of 4 signals in uV at 4 rates: full 24-bit ranges, a negative physical
+    range and a digital range of its own; each holds its physical minimum and maximum
+    (digital -8388608 and 8388607 for the first three)."""
+    rng = np.random.default_rng(3)
+    specs = [  # label, rate (Hz), physical range, digital range
+        ("EXG", 2048.0, (-262144.0, 262143.0), (-8388608, 8388607)),
+        ("ECG", 512.0, (-5000.0, 5000.0), (-8388608, 8388607)),
+        ("BP", 128.0, (-300.0, -20.5), (-8388608, 8388607)),
+        ("Resp", 32.0, (10.0, 990.0), (-1000, 200000)),
+    ]
+    signals = []
+    for label, fs, (lo, hi), digital in specs:
+        values = rng.uniform(lo, hi, int(fs * seconds))
+        values[:2] = lo, hi
+        signals.append(
+            edfio.BdfSignal(
+                values,
+                fs,
+                label=label,
+                physical_dimension="uV",
+                physical_range=(lo, hi),
+                digital_range=digital,
+            )
+        )
+    edfio.Bdf(signals, annotations=annotations).write(path)
+    return path
+
+
+def _edfio_full_decode(path):
+    """{label: physical values} of every ordinary signal, as edfio decodes a whole BDF."""
+    return {s.label: s.data for s in edfio.read_bdf(path, header_encoding="latin-1").signals}
+
+
+def _signal_headers(raw: bytes):
+    """(number of signals, samples per record of each, byte offset of each in a record)."""
+    ns = int(raw[252:256])
+    spr_at = 256 + ns * 216  # the signal fields before it take 216 bytes per signal
+    spr = [int(raw[spr_at + 8 * i : spr_at + 8 * i + 8]) for i in range(ns)]
+    return ns, spr, [3 * sum(spr[:i]) for i in range(ns)]
+
+
+def _with_signal_first(raw: bytes, j: int) -> bytes:
+    """A BDF file with its signal ``j`` moved to the first place (header and records)."""
+    ns, spr, starts = _signal_headers(raw)
+    order = [j] + [i for i in range(ns) if i != j]
+    head, pos = [raw[:256]], 256
+    for width in SIGNAL_FIELDS.values():
+        block = raw[pos : pos + width * ns]
+        head += [block[i * width : (i + 1) * width] for i in order]
+        pos += width * ns
+    records = np.frombuffer(raw[pos:], dtype=np.uint8).reshape(-1, 3 * sum(spr))
+    cols = [records[:, starts[i] : starts[i] + 3 * spr[i]] for i in order]
+    return b"".join(head) + np.concatenate(cols, axis=1).tobytes()
+
+
+def _read_all(path, labels):
+    """Each label read alone through read_edf, computed: {label: values in mV}."""
+    return {
+        label: io.read_edf(path, {label: {"group": "ecg"}})["ecg"].ds["ecg"].values
+        for label in labels
+    }
+
+
+def test_biosemi_bdf_equals_edfio_full_decode_for_every_signal(shared_data, tmp_path):
+    """All 73 signals of the BioSemi file, bit for bit as edfio decodes the whole file
+    (the Status signal's dimension 'Boolean' set to uV in a copy, so that it maps)."""
+    raw = (shared_data / "real_world" / "biosemi_test.bdf").read_bytes()
+    assert _field(raw, "physical dimension", 72) == "Boolean"
+    path = tmp_path / "biosemi.bdf"
+    path.write_bytes(_patch(raw, "physical dimension", "uV", signal=72))
+    expected = _edfio_full_decode(path)
+    assert list(expected) == BIOSEMI_LABELS
+    read = _read_all(path, BIOSEMI_LABELS)
+    for label in BIOSEMI_LABELS:
+        assert read[label].shape == (2048,)
+        np.testing.assert_array_equal(read[label], expected[label] * MV_PER_UV, err_msg=label)
+    # the 24-bit sign: the file has negative and positive counts
+    assert read["EXG1"].max() < 0 < read["Fp1"].min()
+
+
+@pytest.mark.parametrize("annotation_first", [False, True], ids=["bdf+c", "annotations-first"])
+def test_written_bdf_equals_edfio_full_decode(tmp_path, annotation_first):
+    """Rates 2048, 512, 128 and 32 Hz, a negative range and a digital range of its own,
+    with the annotation signal last (as edfio writes it) or first."""
+    path = _bdf_mixed(tmp_path / "m.bdf", annotations=[edfio.EdfAnnotation(0.5, 2.0, "tilt")])
+    if annotation_first:
+        raw = path.read_bytes()
+        assert _field(raw, "label", 4) == "BDF Annotations"
+        path.write_bytes(_with_signal_first(raw, 4))
+        assert _field(path.read_bytes(), "label", 0) == "BDF Annotations"
+    expected = _edfio_full_decode(path)
+    read = _read_all(path, ["EXG", "ECG", "BP", "Resp"])
+    for label, fs in (("EXG", 2048), ("ECG", 512), ("BP", 128), ("Resp", 32)):
+        assert read[label].size == 4 * fs
+        np.testing.assert_array_equal(read[label], expected[label] * MV_PER_UV, err_msg=label)
+    # each physical range is reached at both ends (digital minimum and maximum)
+    np.testing.assert_allclose(read["BP"][:2], [-0.3, -0.0205], rtol=1e-12)
+    np.testing.assert_allclose(read["EXG"][:2], [-262.144, 262.143], rtol=1e-12)
+    assert read["BP"].max() < 0
+    node = io.read_edf(path, {"ECG": {"group": "ecg"}})
+    assert node["ecg"].ds.attrs["sampling_rate"] == 512.0
+    p = node["protocol"].to_dataset(inherit=False)
+    assert (list(p["label"].values), float(p["start"][0]), float(p["stop"][0])) == (
+        ["tilt"],
+        0.5,
+        2.5,
+    )
+
+
+def test_truncated_bdf_reads_whole_records_as_edfio_does(tmp_path, caplog):
+    path = _bdf_mixed(tmp_path / "m.bdf")  # 4 records of 1 s
+    raw = path.read_bytes()
+    _, spr, _ = _signal_headers(raw)
+    record = 3 * sum(spr)
+    cut = tmp_path / "cut.bdf"
+    cut.write_bytes(raw[: len(raw) - record - record // 2])  # 2 whole records and a half
+    with caplog.at_level("WARNING", logger="cardiolab"):
+        read = _read_all(cut, ["EXG", "Resp"])
+    assert "holds 2 whole data records" in caplog.text
+    with pytest.warns(UserWarning):  # edfio: "Incomplete data record ... truncated"
+        expected = _edfio_full_decode(cut)
+    assert (read["EXG"].size, read["Resp"].size) == (2 * 2048, 2 * 32)
+    for label in ("EXG", "Resp"):
+        np.testing.assert_array_equal(read[label], expected[label] * MV_PER_UV)
+
+
+def test_a_bdf_signal_is_read_from_its_own_bytes_only(tmp_path):
+    """Every byte of the other signals replaced: the mapped signal reads the same; its own
+    bytes replaced: it reads differently, and the others are unchanged."""
+    path = _bdf_mixed(tmp_path / "m.bdf", annotations=[edfio.EdfAnnotation(1.0, 1.5, "rest")])
+    raw = path.read_bytes()
+    ns, spr, starts = _signal_headers(raw)
+    labels = [_field(raw, "label", i) for i in range(ns)]
+    header = 256 * (ns + 1)
+    before = _read_all(path, ["ECG", "BP"])
+    rng = np.random.default_rng(11)
+
+    def scrambled(signals, name):
+        records = np.frombuffer(raw[header:], dtype=np.uint8).reshape(-1, 3 * sum(spr)).copy()
+        for i in (labels.index(s) for s in signals):
+            cols = slice(starts[i], starts[i] + 3 * spr[i])
+            records[:, cols] = rng.integers(0, 256, records[:, cols].shape, dtype=np.uint8)
+        out = tmp_path / name
+        out.write_bytes(raw[:header] + records.tobytes())
+        return out
+
+    others = scrambled(["EXG", "BP", "Resp"], "others.bdf")
+    node = io.read_edf(others, {"ECG": {"group": "ecg"}})
+    np.testing.assert_array_equal(node["ecg"].ds["ecg"].values, before["ECG"])
+    assert list(node["protocol"].ds["label"].values) == ["rest"]
+    assert not np.array_equal(_read_all(others, ["BP"])["BP"], before["BP"])  # scrambled
+    own = scrambled(["ECG"], "own.bdf")
+    after = _read_all(own, ["ECG", "BP"])
+    assert np.mean(after["ECG"] != before["ECG"]) > 0.99
+    np.testing.assert_array_equal(after["BP"], before["BP"])
+
+
+def _traced_peak(func):
+    """(result, peak bytes allocated while ``func()`` ran, above what was allocated
+    before), by tracemalloc (NumPy reports its buffers to it)."""
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = func()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
+@pytest.fixture
+def large_bdf(tmp_path):
+    """A plain BDF of 64 signals ``C0`` ... ``C63`` in uV (range -500 to 500) at
+    2048 Hz, 30 s (11.8 MB of random samples); ``(path, samples as (record, signal,
+    sample, byte), a one-record file of the same signals)``."""
+    n_signals, fs, seconds = 64, 2048, 30
+    small = tmp_path / "one.bdf"
+    edfio.Bdf(
+        [
+            edfio.BdfSignal(
+                np.zeros(fs),
+                fs,
+                label=f"C{i}",
+                physical_dimension="uV",
+                physical_range=(-500.0, 500.0),
+            )
+            for i in range(n_signals)
+        ]
+    ).write(small)
+    raw = small.read_bytes()
+    header = 256 * (n_signals + 1)
+    assert len(raw) == header + 3 * n_signals * fs  # one data record, no annotation signal
+    path = tmp_path / "big.bdf"
+    samples = np.random.default_rng(5).integers(0, 256, (seconds, n_signals, fs, 3), dtype=np.uint8)
+    path.write_bytes(_patch(raw[:header], "number of data records", seconds) + samples.tobytes())
+    return path, samples, small
+
+
+def test_opening_a_bdf_allocates_no_sample_and_computing_one_signal_its_own(large_bdf):
+    """Decoding every sample takes at least 4 bytes each (int32, 15.7 MB here); a lazy
+    open allocates the group's time coordinate (8 bytes per sample of one signal, and a
+    copy of it) and no sample, and computing one signal a few arrays of its length."""
+    path, samples, small = large_bdf
+    seconds, n_signals, fs, _ = samples.shape
+    n = fs * seconds  # samples of one signal
+    all_int32 = 4 * n_signals * n
+    # the first open and compute of a process import modules (dask imports distributed)
+    _read_all(small, ["C7"])
+
+    node, opened = _traced_peak(lambda: io.read_edf(path, {"C7": {"group": "ecg"}}))
+    assert opened < 4 * 8 * n < all_int32 / 5  # 1.97 MB against 15.7 MB (1.05 MB measured)
+    ecg, computed = _traced_peak(lambda: node["ecg"].ds["ecg"].values)
+    assert computed < 5 * 8 * n < all_int32 / 6  # 2.46 MB against 15.7 MB (1.02 MB measured)
+    # and the values are signal 7's samples (a data record holds each signal's 2048 in
+    # turn), scaled by the specification's formula
+    triplets = samples[:, 7].reshape(-1, 3).astype(np.int64)
+    digital = triplets[:, 0] | triplets[:, 1] << 8 | triplets[:, 2] << 16
+    digital = np.where(digital >= 2**23, digital - 2**24, digital)
+    gain = 1000.0 / (2**24 - 1)
+    np.testing.assert_allclose(ecg, ((digital + 8388608) * gain - 500.0) * MV_PER_UV, atol=1e-12)
+
+
+def _disk_bytes_read() -> int:
+    """Bytes this process has made the system fetch from storage (Linux /proc/self/io)."""
+    fields = dict(line.split(":") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["read_bytes"])
+
+
+def _evict(path) -> None:
+    """Drop a file's pages from the page cache, so that reading it reads the disk
+    (written out first: pages not yet on disk stay)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def test_opening_a_bdf_reads_its_header_and_computing_one_signal_its_bytes(large_bdf):
+    """From a cold page cache: the storage reads of opening (the header, 16.6 kB, and
+    the system's read-ahead) and of computing one signal (3 bytes of 61 440 samples,
+    184 kB, in whole pages: at most 3 pages of 4 kB for each record's 6 kB)."""
+    path, samples, small = large_bdf
+    if not (Path("/proc/self/io").is_file() and hasattr(os, "posix_fadvise")):
+        pytest.skip("storage reads are measured with Linux /proc/self/io and posix_fadvise")
+    size = path.stat().st_size
+    _read_all(small, ["C7"])  # the first open and compute import modules
+    _evict(path)
+    before = _disk_bytes_read()
+    path.read_bytes()
+    if _disk_bytes_read() - before < 0.9 * size:
+        pytest.skip(f"reading {path} from a cold cache was not counted (a RAM file system?)")
+    _evict(path)
+    before = _disk_bytes_read()
+    node = io.read_edf(path, {"C7": {"group": "ecg"}})
+    opened = _disk_bytes_read() - before
+    before = _disk_bytes_read()
+    ecg = node["ecg"].ds["ecg"].values
+    computed = _disk_bytes_read() - before
+    seconds = samples.shape[0]
+    assert ecg.size == seconds * 2048
+    assert opened < size / 20  # 0.59 MB of 11.8 MB (0.33 MB measured)
+    assert computed < 3 * 4096 * seconds < size / 30  # 0.37 MB (0.36 MB measured)
+
+
+def test_bdf_changed_after_opening_is_an_error(tmp_path):
+    path = _bdf_mixed(tmp_path / "m.bdf")
+    node = io.read_edf(path, {"ECG": {"group": "ecg"}})
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SessionFormatError, match=r"m.bdf: its 4 data records .* has the file"):
+        node["ecg"].ds["ecg"].compute()
+
+
 @pytest.mark.parametrize(
     "dimension, label, unit",
     [
@@ -570,8 +869,8 @@ def _bad_base(tmp_path) -> bytes:
         (
             lambda raw: _patch(raw, "physical maximum", "abc", signal=0),
             None,
-            "is not a number",
-            "'physical minimum' or 'physical maximum'",
+            "signal 'ECG': header field 'physical maximum' reads 'abc'",
+            "which is not a number",
         ),
         (
             lambda raw: raw,

@@ -21,14 +21,19 @@ Library
     (``-0``, ``-1``), scales voltages to V and keeps the file's labels and physical
     dimensions only in private attributes, and is a large dependency. edfio reads every
     case, keeps labels and dimensions as written, memory-maps EDF samples (so reads stay
-    lazy) and writes EDF+C, so it replaces pyedflib in the writer too (edfio reads BDF
-    since 0.4.10, the lower bound cardiolab asks for). What neither
-    library does, this module adds, by the EDF and EDF+ specifications (Kemp et al.,
-    Electroencephalogr. Clin. Neurophysiol. 1992; 82:391-3 and Kemp & Olivan, Clin.
+    lazy), parses EDF+ annotations and writes EDF+C, so it replaces pyedflib in the
+    writer too (edfio reads BDF since 0.4.10, the lower bound cardiolab asks for). What
+    neither library does, this module adds, by the EDF and EDF+ specifications (Kemp et
+    al., Electroencephalogr. Clin. Neurophysiol. 1992; 82:391-3 and Kemp & Olivan, Clin.
     Neurophysiol. 2003; 114:1755-61):
 
     - a header check whose errors name the field (edfio's are Python's own, e.g.
-      ``invalid literal for int()``), with numbers read whatever their alignment;
+      ``invalid literal for int()``), with numbers read whatever their alignment; the
+      signal headers (labels, dimensions, ranges, samples per record) are read here, so
+      opening a file needs no edfio object of it;
+    - BDF (24-bit) samples read one signal at a time from a memory map of the data
+      records (edfio, to 0.4.18 at least, has no lazy path for BDF: ``read_bdf``
+      decodes every sample of the file, and MNE-Python decodes whole data records);
     - for EDF+D (BDF+D) files, the onset of every data record, from the first TAL of
       the first annotation signal ("timekeeping"): contiguous records read as one
       recording, a gap or overlap is an error naming its onset and length (edfio's
@@ -37,15 +42,18 @@ Library
       ``µV`` is reached in either spelling.
 
 Reading
-    Opening checks the header, reads the annotation signal and builds, for each mapped
-    signal, a dask array backed by one delayed read of that signal: nothing else is
-    read until compute. A signal is found by its label, or by ``index``, its 0-based
-    position among the file's signals not counting annotation signals (see
+    Opening reads the header and the annotation signals (a few bytes per data record:
+    the EDF+D/BDF+D record onsets and the protocol epochs, which edfio parses from
+    those bytes alone) and builds, for each mapped signal, a dask array backed by one
+    delayed read of that signal: no sample of an ordinary signal is read until compute,
+    and computing a signal reads that signal's bytes only. EDF samples come from
+    edfio's memory map of the file; BDF samples from this module's memory map of the
+    data records, where the signal's 3-byte samples of each record are widened to
+    int32 with their sign and scaled as edfio scales them (the same floats, bit for
+    bit). A signal is found by its label, or by ``index``, its 0-based position among
+    the file's signals not counting annotation signals (see
     :func:`~cardiolab.io.channels.locate_channel`). The unit is the signal's physical
-    dimension, or the mapping's ``units`` where the dimension is blank. edfio (to
-    0.4.18 at least) has no lazy path for BDF (24-bit) samples: opening a BDF file
-    decodes all of them once, and computing a channel decodes them again; EDF samples
-    are memory-mapped and only the computed signal is read.
+    dimension, or the mapping's ``units`` where the dimension is blank.
 
     A file whose data records are fewer than its header says, or whose last record is
     cut short, is read to its last whole record with a warning naming the header's
@@ -68,6 +76,7 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 import re
 import warnings
 from dataclasses import dataclass
@@ -140,6 +149,36 @@ class _Header:
     reserved: str
     labels: tuple[str, ...]
     samples_per_record: tuple[int, ...]
+    main: bytes  # the fixed part of the header, as read (256 bytes)
+    fields: dict  # signal header field name -> tuple of its raw entries, one per signal
+
+    @property
+    def annotation_label(self) -> str:
+        """The label of this format's annotation signals."""
+        return f"{self.fmt} Annotations"
+
+    @property
+    def record_bytes(self) -> int:
+        """Bytes in one data record (every signal's samples)."""
+        return sum(self.samples_per_record) * self.bytes_per_sample
+
+    def signal_bytes(self, j: int) -> _SignalBytes:
+        """Where the samples of signal ``j`` (position among all signals) lie."""
+        start = sum(self.samples_per_record[:j]) * self.bytes_per_sample
+        stop = start + self.samples_per_record[j] * self.bytes_per_sample
+        return _SignalBytes(self.header_bytes, self.n_records, self.record_bytes, start, stop)
+
+
+@dataclass(frozen=True)
+class _SignalBytes:
+    """Where one signal's samples lie in the file: bytes ``start:stop`` of each of the
+    ``n_records`` data records of ``record_bytes`` bytes that follow the header."""
+
+    header_bytes: int
+    n_records: int
+    record_bytes: int
+    start: int
+    stop: int
 
 
 def _text(field: bytes | str) -> str:
@@ -272,37 +311,65 @@ def _read_header(path: Path) -> _Header:
         _text(field("reserved")),
         labels,
         tuple(samples),
+        main,
+        {name: tuple(raw) for name, raw in entries.items()},
     )
 
 
-def _check_contiguous(path: Path, header: _Header) -> None:
+def _data_records(path, header_bytes: int, n_records: int, record_bytes: int) -> np.ndarray:
+    """The data records of the file, memory-mapped as bytes: shape ``(n_records,
+    record_bytes)``, read-only.
+
+    Nothing is read until a slice of it is used, and then only the pages that slice
+    holds: the map is advised ``MADV_RANDOM`` (where the system has it), because the
+    kernel's default read-ahead would read most of the file from disk to take one
+    signal's few bytes of each record (measured: all 236 MB of a 64-signal BDF for one
+    signal's 3.7 MB, against 7.4 MB advised).
+    """
+    try:
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+            mapped.madvise(mmap.MADV_RANDOM)
+        records = np.frombuffer(
+            mapped, dtype=np.uint8, count=n_records * record_bytes, offset=header_bytes
+        )
+    except (OSError, ValueError) as err:  # ValueError: the file is shorter than the map
+        raise SessionFormatError(
+            f"{path}: its {n_records} data records of {record_bytes} bytes are not "
+            f"readable ({err}); has the file changed since it was opened?"
+        ) from None
+    return records.reshape(n_records, record_bytes)
+
+
+def _annotation_records(path: Path, header: _Header) -> tuple[list[int], np.ndarray]:
+    """The positions of the annotation signals and, for each data record, their bytes
+    (concatenated in file order): an array of shape ``(n_records, bytes)``."""
+    positions = [j for j, label in enumerate(header.labels) if label == header.annotation_label]
+    if not positions:
+        return [], np.empty((header.n_records, 0), dtype=np.uint8)
+    records = _data_records(path, header.header_bytes, header.n_records, header.record_bytes)
+    columns = [records[:, w.start : w.stop] for w in map(header.signal_bytes, positions)]
+    return positions, np.concatenate(columns, axis=1)  # a copy: the map is released
+
+
+def _check_contiguous(path: Path, header: _Header, tals: np.ndarray) -> None:
     """Refuse an EDF+D/BDF+D file whose data records leave a gap or overlap.
 
-    The onset of each data record is the first TAL of the first annotation signal
-    (EDF+ specification, "time keeping of data records"); records are contiguous when
-    record ``k`` starts ``k`` record durations after record 0.
+    ``tals`` holds the annotation signals' bytes of each data record (see
+    :func:`_annotation_records`). The onset of each data record is the first TAL of the
+    first annotation signal (EDF+ specification, "time keeping of data records");
+    records are contiguous when record ``k`` starts ``k`` record durations after
+    record 0.
     """
     if not header.reserved.startswith(("EDF+D", "BDF+D")):
         return
-    kind = f"{header.fmt} Annotations"
+    kind = header.annotation_label
     if kind not in header.labels:
         raise SessionFormatError(
             f"{path}: {header.reserved[:5]} (discontinuous) file without an {kind!r} "
             "signal: the onsets of its data records are unknown"
         )
-    i = header.labels.index(kind)
-    bps = header.bytes_per_sample
-    start = sum(header.samples_per_record[:i]) * bps
-    stop = start + header.samples_per_record[i] * bps
-    records = np.memmap(
-        path,
-        dtype=np.uint8,
-        mode="r",
-        offset=header.header_bytes,
-        shape=(header.n_records, sum(header.samples_per_record) * bps),
-    )
-    tals = np.array(records[:, start:stop])
-    del records
     onsets = []
     for k, tal in enumerate(tals):
         m = _TIMEKEEPING.match(tal.tobytes())
@@ -326,55 +393,120 @@ def _check_contiguous(path: Path, header: _Header) -> None:
             )
 
 
-def _open(path: Path, fmt: str):
-    """The file as an :class:`edfio.Edf` or :class:`edfio.Bdf` (EDF samples memory-mapped)."""
+def _annotations(path: Path, header: _Header, positions: list[int], tals: np.ndarray):
+    """The file's EDF+ annotations (:class:`edfio.EdfAnnotation`), parsed by edfio.
+
+    edfio is given the annotation signals alone: the header's fixed part with the
+    number of signals and header bytes they take, their own signal headers, and
+    ``tals``, their bytes of every data record. It so reads a few bytes per record,
+    never a sample of an ordinary signal (edfio would decode every BDF sample).
+    """
+    if not positions:
+        return ()
+    k = len(positions)
+    main = header.main
+    head = (
+        main[:184]
+        + f"{256 * (k + 1):<8d}".encode()
+        + main[192:236]
+        + f"{header.n_records:<8d}".encode()
+        + main[244:252]
+        + f"{k:<4d}".encode()
+    )
+    signal_headers = b"".join(header.fields[name][j] for name in _SIGNAL_FIELDS for j in positions)
+    read = edfio.read_bdf if header.fmt == "BDF" else edfio.read_edf
     try:
-        with warnings.catch_warnings():
-            # edfio warns about a record count that disagrees with the file size;
-            # _read_header has logged it, naming the file
-            warnings.simplefilter("ignore")
-            if fmt == "BDF":
-                return edfio.read_bdf(path, header_encoding="latin-1")
-            return edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
-    except Exception as err:  # edfio raises ValueError and others on what it cannot parse
+        rec = read(head + signal_headers + tals.tobytes(), header_encoding="latin-1")
+        return rec.annotations
+    except Exception as err:  # edfio: ValueError on a TAL it cannot parse
         raise SessionFormatError(
-            f"{path}: not a readable {fmt} file ({type(err).__name__}: {err})"
+            f"{path}: its {header.annotation_label} signal is not readable "
+            f"({type(err).__name__}: {err})"
         ) from None
 
 
-def _check_calibration(path: Path, signal, label: str) -> None:
-    """Physical and digital ranges that give a gain (edfio would return raw counts)."""
-    for name, low, high in (
-        ("physical", "physical_min", "physical_max"),
-        ("digital", "digital_min", "digital_max"),
-    ):
-        try:
-            lo, hi = getattr(signal, low), getattr(signal, high)
-        except ValueError:
-            raise SessionFormatError(
-                f"{path}: signal {label!r}: header field '{name} minimum' or "
-                f"'{name} maximum' is not a number"
-            ) from None
-        bad = not (math.isfinite(lo) and math.isfinite(hi)) or (
-            lo == hi if name == "physical" else hi <= lo
+def _calibration(path: Path, header: _Header, j: int) -> tuple[float, float]:
+    """Gain and offset of signal ``j``, physical = (digital + offset) * gain.
+
+    gain = (physical max - physical min) / (digital max - digital min) and offset =
+    physical max / gain - digital max (EDF specification; written as edfio computes
+    them, so that both give the same floats).
+    """
+    label = header.labels[j]
+    ranges = {}
+    for name, kind in (("physical", float), ("digital", int)):
+        lo, hi = (
+            _number(path, header.fields[f"{name} {end}"][j], f"{name} {end}", kind, label)
+            for end in ("minimum", "maximum")
         )
-        if bad:
+        if not (math.isfinite(lo) and math.isfinite(hi)) or (
+            lo == hi if name == "physical" else hi <= lo
+        ):
             need = "differ" if name == "physical" else "have maximum > minimum"
             raise SessionFormatError(
                 f"{path}: signal {label!r}: header fields '{name} minimum' ({lo:g}) and "
                 f"'{name} maximum' ({hi:g}) must {need}"
             )
+        ranges[name] = (lo, hi)
+    (pmin, pmax), (dmin, dmax) = ranges["physical"], ranges["digital"]
+    gain = (pmax - pmin) / (dmax - dmin)
+    return gain, pmax / gain - dmax
 
 
-def _read_signal(path, fmt: str, index: int, n_samples: int, factor: float) -> np.ndarray:
-    """Samples of one signal, in the group's canonical unit (runs on compute)."""
-    values = _open(Path(path), fmt).signals[index].data
+def _read_edf_signal(path, index: int, n_samples: int, factor: float) -> np.ndarray:
+    """Samples of ordinary signal ``index`` of an EDF file, in the group's canonical
+    unit, from edfio's memory map (runs on compute)."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # edfio warns about a record count that disagrees with the file size;
+            # _read_header has logged it, naming the file
+            warnings.simplefilter("ignore")
+            rec = edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
+            values = rec.signals[index].data
+    except Exception as err:  # edfio raises ValueError and others on what it cannot parse
+        raise SessionFormatError(
+            f"{path}: not a readable EDF file ({type(err).__name__}: {err})"
+        ) from None
     if values.size != n_samples:
         raise SessionFormatError(
             f"{path}: signal {index} has {values.size} samples, not the {n_samples} its "
             "header gave when the file was opened; has the file changed?"
         )
     return np.asarray(values, dtype=np.float64) * factor
+
+
+def _read_bdf_signal(
+    path, where: _SignalBytes, gain: float, offset: float, factor: float
+) -> np.ndarray:
+    """Samples of one BDF signal, in the group's canonical unit (runs on compute).
+
+    Only the signal's own bytes are read: the data records are memory-mapped, the
+    signal's ``start:stop`` bytes of each record taken, and each 3-byte little-endian
+    two's complement sample (BDF, BioSemi) widened to int32 with its sign, vectorised:
+    the 3 bytes go to the high bytes of a little-endian int32, which an arithmetic
+    shift right by 8 brings back with the sign extended. Then physical =
+    (digital + offset) * gain (:func:`_calibration`).
+
+    Hand-written because no library reads one BDF signal without decoding all:
+    edfio (to 0.4.18 at least) reads and decodes every sample of a BDF file at open
+    (``read_bdf`` has no lazy mode), MNE-Python's reader decodes whole data records,
+    and pyedflib refuses BioSemi headers with right-aligned fields. The values are
+    those of edfio's full decode, bit for bit (tested).
+    """
+    path = Path(path)
+    n_records, n_bytes = where.n_records, where.stop - where.start
+    records = _data_records(path, where.header_bytes, n_records, where.record_bytes)
+    signal = records[:, where.start : where.stop].reshape(n_records, n_bytes // 3, 3)
+    quad = np.zeros((n_records, n_bytes // 3, 4), dtype=np.uint8)
+    quad[:, :, 1:] = signal  # reads the signal's bytes (the pages that hold them)
+    del records, signal
+    digital = quad.reshape(-1).view("<i4")
+    np.right_shift(digital, 8, out=digital)
+    values = digital + offset  # float64, as edfio computes it
+    values *= gain
+    values *= factor
+    return values
 
 
 def read_edf(path, channels):
@@ -411,52 +543,37 @@ def read_edf(path, channels):
 
     Notes
     -----
-    See the module docstring for the choice of library and what is checked. A file
-    with fewer whole data records than its header says is read to its last whole
-    record, with a warning.
+    See the module docstring for the choice of library and what is checked. Opening
+    reads the header and the annotation signals only. A file with fewer whole data
+    records than its header says is read to its last whole record, with a warning.
     """
     path = Path(path)
     chans = parse_channels(channels, path)
     if not path.is_file():
         raise SessionFormatError(f"{path}: EDF file not found")
     header = _read_header(path)
-    _check_contiguous(path, header)
-    rec = _open(path, header.fmt)
-    signals = rec.signals
-    labels = [_text(s.label) for s in signals]
-    found = []
+    positions, tals = _annotation_records(path, header)
+    _check_contiguous(path, header, tals)
+    ordinary = [j for j, label in enumerate(header.labels) if label != header.annotation_label]
+    labels = [header.labels[j] for j in ordinary]
+    token = file_token(path)
+    lazy = []
     for ch in chans:
         i = locate_channel(ch, labels, path)
-        s = signals[i]
-        _check_calibration(path, s, labels[i])
-        factor, unit = unit_factor(ch, _text(s.physical_dimension), path)
-        n = s.samples_per_data_record * header.n_records
-        found.append((ch, i, factor, unit, float(s.sampling_frequency), n))
-    try:
-        annotations = rec.annotations
-    except Exception as err:  # edfio: ValueError on a TAL it cannot parse
-        raise SessionFormatError(
-            f"{path}: its {header.fmt} Annotations signal is not readable "
-            f"({type(err).__name__}: {err})"
-        ) from None
-    token = file_token(path)
-    lazy = [
-        (
-            ch,
-            lazy_channel(
-                _read_signal,
-                (path, header.fmt, i, n, factor),
-                n,
-                name=f"edf-{i}-{ch.name}-{token}-{factor}",
-            ),
-            fs,
-            unit,
-        )
-        for ch, i, factor, unit, fs, n in found
-    ]
+        j = ordinary[i]
+        gain, offset = _calibration(path, header, j)
+        factor, unit = unit_factor(ch, _text(header.fields["physical dimension"][j]), path)
+        n = header.samples_per_record[j] * header.n_records
+        if header.fmt == "BDF":
+            read, args = _read_bdf_signal, (path, header.signal_bytes(j), gain, offset, factor)
+        else:
+            read, args = _read_edf_signal, (path, i, n, factor)
+        samples = lazy_channel(read, args, n, name=f"edf-{i}-{ch.name}-{token}-{factor}")
+        fs = header.samples_per_record[j] / float(header.record_duration)
+        lazy.append((ch, samples, fs, unit))
     epochs = [
         (a.text.strip(), float(a.onset), float(a.onset) + float(a.duration))
-        for a in annotations
+        for a in _annotations(path, header, positions, tals)
         if a.duration is not None and float(a.duration) > 0 and a.text.strip()
     ]
     return assemble(lazy, path, epochs or None)
