@@ -14,6 +14,7 @@ from sessions import EDF_CHANNELS, make_session, with_attrs
 
 from cardiolab import io
 from cardiolab.errors import CardiolabError, SessionFormatError, UnitError
+from cardiolab.io.edf import EDF_MAIN_FIELDS, EDF_SIGNAL_FIELDS
 from cardiolab.schema import RAW_GROUPS, validate_session
 from cardiolab.units import conversion_factor
 
@@ -47,37 +48,13 @@ def _steps(path):
     }
 
 
-# Header fields of the EDF specification (Kemp et al. 1992): the fixed part
-# {name: (first byte, width)}, and the signal headers {name: width}, one entry per signal.
-MAIN_FIELDS = {
-    "version": (0, 8),
-    "number of bytes in header record": (184, 8),
-    "reserved": (192, 44),
-    "number of data records": (236, 8),
-    "duration of a data record": (244, 8),
-    "number of signals": (252, 4),
-}
-SIGNAL_FIELDS = {
-    "label": 16,
-    "transducer type": 80,
-    "physical dimension": 8,
-    "physical minimum": 8,
-    "physical maximum": 8,
-    "digital minimum": 8,
-    "digital maximum": 8,
-    "prefiltering": 80,
-    "number of samples in each data record": 8,
-    "reserved": 32,
-}
-
-
 def _span(raw: bytes, field: str, signal=None) -> tuple[int, int]:
     """(first byte, width) of a header field: of signal ``signal``, or of the fixed part
     where ``signal`` is None."""
     if signal is None:
-        return MAIN_FIELDS[field]
+        return EDF_MAIN_FIELDS[field]
     ns, start = int(raw[252:256]), 256
-    for name, width in SIGNAL_FIELDS.items():
+    for name, width in EDF_SIGNAL_FIELDS.items():
         if name == field:
             return start + signal * width, width
         start += ns * width
@@ -365,7 +342,7 @@ def test_right_aligned_numbers_read(tmp_path, edf_file, session):
         "duration of a data record",
         "number of signals",
     ):
-        start, width = MAIN_FIELDS[field]
+        start, width = EDF_MAIN_FIELDS[field]
         raw = _patch(raw, field, raw[start : start + width].strip(), right=True)
     spr = "number of samples in each data record"
     ns = int(raw[252:256])
@@ -517,7 +494,7 @@ def _with_signal_first(raw: bytes, j: int) -> bytes:
     ns, spr, starts = _signal_headers(raw)
     order = [j] + [i for i in range(ns) if i != j]
     head, pos = [raw[:256]], 256
-    for width in SIGNAL_FIELDS.values():
+    for width in EDF_SIGNAL_FIELDS.values():
         block = raw[pos : pos + width * ns]
         head += [block[i * width : (i + 1) * width] for i in order]
         pos += width * ns

@@ -97,7 +97,7 @@ from .channels import (
     unit_factor,
 )
 
-__all__ = ["read_edf", "write_edf", "EDF_LABELS"]
+__all__ = ["read_edf", "write_edf", "EDF_LABELS", "EDF_MAIN_FIELDS", "EDF_SIGNAL_FIELDS"]
 
 log = logging.getLogger("cardiolab")
 
@@ -109,8 +109,8 @@ _DMIN, _DMAX = -32768, 32767
 # data record durations tried by the writer, in order of preference (s)
 _RECORD_DURATIONS = (1.0, 0.5, 2.0, 0.25, 0.2, 0.1, 4.0, 5.0, 0.05, 0.04, 0.02, 10.0, 0.01)
 
-# the fixed part of the header: field name (EDF specification) -> (first byte, width)
-_MAIN_FIELDS = {
+#: The fixed part of an EDF/BDF header (Kemp et al. 1992): field -> (first byte, width).
+EDF_MAIN_FIELDS = {
     "version": (0, 8),
     "number of bytes in header record": (184, 8),
     "reserved": (192, 44),
@@ -119,7 +119,7 @@ _MAIN_FIELDS = {
     "number of signals": (252, 4),
 }
 # the signal headers: field name -> width; each field holds one entry per signal
-_SIGNAL_FIELDS = {
+EDF_SIGNAL_FIELDS = {
     "label": 16,
     "transducer type": 80,
     "physical dimension": 8,
@@ -232,7 +232,7 @@ def _read_header(path: Path) -> _Header:
             )
 
         def field(name):
-            start, width = _MAIN_FIELDS[name]
+            start, width = EDF_MAIN_FIELDS[name]
             return main[start : start + width]
 
         ns = _number(path, field("number of signals"), "number of signals")
@@ -255,7 +255,7 @@ def _read_header(path: Path) -> _Header:
             f"{ns} signals ends at byte {header_bytes})"
         )
     entries, start = {}, 0
-    for name, width in _SIGNAL_FIELDS.items():
+    for name, width in EDF_SIGNAL_FIELDS.items():
         block = signal_headers[start : start + width * ns]
         entries[name] = [block[i * width : (i + 1) * width] for i in range(ns)]
         start += width * ns
@@ -413,7 +413,9 @@ def _annotations(path: Path, header: _Header, positions: list[int], tals: np.nda
         + main[244:252]
         + f"{k:<4d}".encode()
     )
-    signal_headers = b"".join(header.fields[name][j] for name in _SIGNAL_FIELDS for j in positions)
+    signal_headers = b"".join(
+        header.fields[name][j] for name in EDF_SIGNAL_FIELDS for j in positions
+    )
     read = edfio.read_bdf if header.fmt == "BDF" else edfio.read_edf
     try:
         rec = read(head + signal_headers + tals.tobytes(), header_encoding="latin-1")
