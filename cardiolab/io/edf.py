@@ -20,9 +20,8 @@ Library
     pyedflib refuses three valid kinds. MNE reads them, but renames duplicate labels
     (``-0``, ``-1``), scales voltages to V and keeps the file's labels and physical
     dimensions only in private attributes, and is a large dependency. edfio reads every
-    case, keeps labels and dimensions as written, memory-maps EDF samples (so reads stay
-    lazy), parses EDF+ annotations and writes EDF+C, so it replaces pyedflib in the
-    writer too (edfio reads BDF since 0.4.10, the lower bound cardiolab asks for). What
+    case, keeps labels and dimensions as written, parses EDF+ annotations and writes
+    EDF+C, so it replaces pyedflib in the writer too (edfio reads BDF since 0.4.10, the lower bound cardiolab asks for). What
     neither library does, this module adds, by the EDF and EDF+ specifications (Kemp et
     al., Electroencephalogr. Clin. Neurophysiol. 1992; 82:391-3 and Kemp & Olivan, Clin.
     Neurophysiol. 2003; 114:1755-61):
@@ -31,9 +30,10 @@ Library
       ``invalid literal for int()``), with numbers read whatever their alignment; the
       signal headers (labels, dimensions, ranges, samples per record) are read here, so
       opening a file needs no edfio object of it;
-    - BDF (24-bit) samples read one signal at a time from a memory map of the data
-      records (edfio, to 0.4.18 at least, has no lazy path for BDF: ``read_bdf``
-      decodes every sample of the file, and MNE-Python decodes whole data records);
+    - samples read one signal at a time from a memory map of the data records, advised
+      against read-ahead (edfio, to 0.4.18 at least, has no lazy path for BDF:
+      ``read_bdf`` decodes every sample of the file; its EDF memory map reads most of
+      a cold file from disk for one signal; MNE-Python decodes whole data records);
     - for EDF+D (BDF+D) files, the onset of every data record, from the first TAL of
       the first annotation signal ("timekeeping"): contiguous records read as one
       recording, a gap or overlap is an error naming its onset and length (edfio's
@@ -46,11 +46,10 @@ Reading
     the EDF+D/BDF+D record onsets and the protocol epochs, which edfio parses from
     those bytes alone) and builds, for each mapped signal, a dask array backed by one
     delayed read of that signal: no sample of an ordinary signal is read until compute,
-    and computing a signal reads that signal's bytes only. EDF samples come from
-    edfio's memory map of the file; BDF samples from this module's memory map of the
-    data records, where the signal's 3-byte samples of each record are widened to
-    int32 with their sign and scaled as edfio scales them (the same floats, bit for
-    bit). A signal is found by its label, or by ``index``, its 0-based position among
+    and computing a signal reads that signal's bytes only, from this module's memory
+    map of the data records: 2-byte EDF samples as they are, 3-byte BDF samples
+    widened to int32 with their sign, both scaled as edfio scales them (the same
+    floats, bit for bit). A signal is found by its label, or by ``index``, its 0-based position among
     the file's signals not counting annotation signals (see
     :func:`~cardiolab.io.channels.locate_channel`). The unit is the signal's physical
     dimension, or the mapping's ``units`` where the dimension is blank.
@@ -78,7 +77,6 @@ import logging
 import math
 import mmap
 import re
-import warnings
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -166,7 +164,9 @@ class _Header:
         """Where the samples of signal ``j`` (position among all signals) lie."""
         start = sum(self.samples_per_record[:j]) * self.bytes_per_sample
         stop = start + self.samples_per_record[j] * self.bytes_per_sample
-        return _SignalBytes(self.header_bytes, self.n_records, self.record_bytes, start, stop)
+        return _SignalBytes(
+            self.header_bytes, self.n_records, self.record_bytes, start, stop, self.bytes_per_sample
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,7 @@ class _SignalBytes:
     record_bytes: int
     start: int
     stop: int
+    sample_bytes: int
 
 
 def _text(field: bytes | str) -> str:
@@ -455,56 +456,40 @@ def _calibration(path: Path, header: _Header, j: int) -> tuple[float, float]:
     return gain, pmax / gain - dmax
 
 
-def _read_edf_signal(path, index: int, n_samples: int, factor: float) -> np.ndarray:
-    """Samples of ordinary signal ``index`` of an EDF file, in the group's canonical
-    unit, from edfio's memory map (runs on compute)."""
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            # edfio warns about a record count that disagrees with the file size;
-            # _read_header has logged it, naming the file
-            warnings.simplefilter("ignore")
-            rec = edfio.read_edf(path, lazy_load_data=True, header_encoding="latin-1")
-            values = rec.signals[index].data
-    except Exception as err:  # edfio raises ValueError and others on what it cannot parse
-        raise SessionFormatError(
-            f"{path}: not a readable EDF file ({type(err).__name__}: {err})"
-        ) from None
-    if values.size != n_samples:
-        raise SessionFormatError(
-            f"{path}: signal {index} has {values.size} samples, not the {n_samples} its "
-            "header gave when the file was opened; has the file changed?"
-        )
-    return np.asarray(values, dtype=np.float64) * factor
-
-
-def _read_bdf_signal(
+def _read_signal(
     path, where: _SignalBytes, gain: float, offset: float, factor: float
 ) -> np.ndarray:
-    """Samples of one BDF signal, in the group's canonical unit (runs on compute).
+    """Samples of one EDF or BDF signal, in the group's canonical unit (runs on compute).
 
-    Only the signal's own bytes are read: the data records are memory-mapped, the
-    signal's ``start:stop`` bytes of each record taken, and each 3-byte little-endian
-    two's complement sample (BDF, BioSemi) widened to int32 with its sign, vectorised:
-    the 3 bytes go to the high bytes of a little-endian int32, which an arithmetic
-    shift right by 8 brings back with the sign extended. Then physical =
+    Only the signal's own bytes are read: the data records are memory-mapped
+    (:func:`_data_records`) and the signal's ``start:stop`` bytes of each record taken.
+    EDF samples are 2-byte little-endian two's complement integers, read as ``<i2``;
+    BDF (BioSemi) samples are 3-byte ones, widened to int32 with their sign,
+    vectorised: the 3 bytes go to the high bytes of a little-endian int32, which an
+    arithmetic shift right by 8 brings back with the sign extended. Then physical =
     (digital + offset) * gain (:func:`_calibration`).
 
-    Hand-written because no library reads one BDF signal without decoding all:
-    edfio (to 0.4.18 at least) reads and decodes every sample of a BDF file at open
-    (``read_bdf`` has no lazy mode), MNE-Python's reader decodes whole data records,
-    and pyedflib refuses BioSemi headers with right-aligned fields. The values are
-    those of edfio's full decode, bit for bit (tested).
+    Hand-written because no library reads one signal without reading all: edfio (to
+    0.4.18 at least) decodes every sample of a BDF file at open (``read_bdf`` has no
+    lazy mode) and memory-maps EDF with the kernel's read-ahead (one signal of a
+    cold 79 MB EDF read 78 MB from disk), MNE-Python's reader decodes whole data
+    records, and pyedflib refuses BioSemi headers with right-aligned fields. The
+    values are those of edfio's full decode, bit for bit (tested).
     """
     path = Path(path)
     n_records, n_bytes = where.n_records, where.stop - where.start
     records = _data_records(path, where.header_bytes, n_records, where.record_bytes)
-    signal = records[:, where.start : where.stop].reshape(n_records, n_bytes // 3, 3)
-    quad = np.zeros((n_records, n_bytes // 3, 4), dtype=np.uint8)
-    quad[:, :, 1:] = signal  # reads the signal's bytes (the pages that hold them)
-    del records, signal
-    digital = quad.reshape(-1).view("<i4")
-    np.right_shift(digital, 8, out=digital)
+    if where.sample_bytes == 2:
+        digital = np.ascontiguousarray(records[:, where.start : where.stop]).view("<i2")
+        digital = digital.reshape(-1)
+    else:
+        signal = records[:, where.start : where.stop].reshape(n_records, n_bytes // 3, 3)
+        quad = np.zeros((n_records, n_bytes // 3, 4), dtype=np.uint8)
+        quad[:, :, 1:] = signal  # reads the signal's bytes (the pages that hold them)
+        del signal
+        digital = quad.reshape(-1).view("<i4")
+        np.right_shift(digital, 8, out=digital)
+    del records
     values = digital + offset  # float64, as edfio computes it
     values *= gain
     values *= factor
@@ -566,11 +551,8 @@ def read_edf(path, channels):
         gain, offset = _calibration(path, header, j)
         factor, unit = unit_factor(ch, _text(header.fields["physical dimension"][j]), path)
         n = header.samples_per_record[j] * header.n_records
-        if header.fmt == "BDF":
-            read, args = _read_bdf_signal, (path, header.signal_bytes(j), gain, offset, factor)
-        else:
-            read, args = _read_edf_signal, (path, i, n, factor)
-        samples = lazy_channel(read, args, n, name=f"edf-{i}-{ch.name}-{token}-{factor}")
+        args = (path, header.signal_bytes(j), gain, offset, factor)
+        samples = lazy_channel(_read_signal, args, n, name=f"edf-{i}-{ch.name}-{token}-{factor}")
         fs = header.samples_per_record[j] / float(header.record_duration)
         lazy.append((ch, samples, fs, unit))
     epochs = [
