@@ -21,13 +21,15 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SignalQualityError
-from ._qrs import any_nonfinite, find_qrs, qrs_energy, refine_peaks
+from ._qrs import find_qrs, live_segments, qrs_energy, refine_peaks
 
 __all__ = ["detect_r_peaks", "classify_rr", "RR_FLAGS", "QRS_PARAMETERS"]
 
-#: Detector parameters (s, or fractions); tuned on MIT-BIH records 100-108, 118, 208
-#: and checked on the noise-stress and supraventricular records (see benchmarks/).
+#: Detector parameters (s, Hz, or fractions); tuned on MIT-BIH records 100-108, 118, 208
+#: and the noise-stress records 118e24/e12/e00, checked on the supraventricular record 800
+#: and the real-world inputs of ``../shared/data/real_world`` (see benchmarks/).
 QRS_PARAMETERS = {
+    "detection_rate_hz": 100.0,  # energy computed at fs // q >= this rate (q integer)
     "lowpass_s": 0.02,  # moving average: first zero at 50 Hz
     "highpass_s": 0.20,  # subtracted centred moving average
     "slope_s": 0.01,
@@ -36,6 +38,13 @@ QRS_PARAMETERS = {
     "search_half_s": 0.075,
     "threshold": 0.70,  # between noise (0) and signal (1) levels
     "refine_s": 0.02,
+    "flat_s": 0.5,  # a run of equal samples this long is a flat line (dead)
+    "relearn_s": 1.0,  # after a dead stretch this long, the levels are learned again
+    "learn_s": 2.0,  # learning window
+    "relearn_after_s": 2.0,  # no beat for this long (or 2.5 RR): learn again
+    "max_qrs_s": 0.5,  # longest complex (threshold crossing) in the energy
+    "replace_ratio": 1.0,  # a complex this x larger in the refractory period replaces
+    "signal_rank": 3,  # signal level: this rank (0: smallest) of the last 8 heights
 }
 
 
@@ -49,8 +58,10 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
     Parameters
     ----------
     ecg : numpy.ndarray or xarray.DataArray
-        One ECG lead (any unit; mV in the data model). NaNs (dropouts) are treated as
-        a flat line: no beat is found inside them.
+        One ECG lead, shape ``(time,)`` (any unit; mV in the data model). NaNs
+        (dropouts) and flat lines (lead off, zero padding, clipping) are dead: no beat
+        is found inside them, and the detector learns its levels again after one that
+        lasts ``relearn_s`` or more.
     fs : float, optional
         Sampling rate (Hz); taken from the DataArray's (or its Dataset's)
         ``sampling_rate`` attribute when not given.
@@ -90,25 +101,39 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
     x = np.asarray(ecg, dtype=np.float32).ravel()
     if x.size < 2 * fs:
         raise SignalQualityError(f"ECG of {x.size / fs:.2f} s is too short (need >= 2 s)")
-    bad = None
-    if any_nonfinite(x):
-        bad = ~np.isfinite(x)
-        x = x.copy()
-        x[bad] = np.nanmedian(x) if (~bad).any() else 0.0
-    w_lp = max(int(round(p["lowpass_s"] * fs)), 1)
-    w_hp = _odd(int(round(p["highpass_s"] * fs)))
-    w_d = max(int(round(p["slope_s"] * fs)), 1)
-    w_int = _odd(int(round(p["integration_s"] * fs)))
-    bp, m = qrs_energy(x, w_lp, w_hp, w_d, w_int)
-    peaks = find_qrs(m, bp, fs, p["refractory_s"], p["search_half_s"], p["threshold"])
-    if peaks.size == 0:
-        return peaks
+    starts, ends = live_segments(x, max(int(round(p["flat_s"] * fs)), 2))
+    q = max(int(fs // p["detection_rate_hz"]), 1)
+    fq = fs / q
+    nq = (x.size + q - 1) // q
+    bp = np.zeros(nq, np.float32)
+    m = np.zeros(nq, np.float32)
+    w_lp = _odd(max(int(round(p["lowpass_s"] * fs)), 1))
+    w_hp = _odd(int(round(p["highpass_s"] * fq)))
+    w_d = max(int(round(p["slope_s"] * fq)), 1)
+    w_int = _odd(int(round(p["integration_s"] * fq)))
+    for a, b in zip(starts, ends, strict=True):
+        qrs_energy(x, a, b, q, w_lp, w_hp, w_d, w_int, bp, m)
+    # learn at the first live sample and after every dead stretch of relearn_s or more
+    gap = starts - np.r_[0, ends[:-1]]
+    learn = starts[(gap >= p["relearn_s"] * fs) | (np.arange(starts.size) == 0)]
+    peaks = find_qrs(
+        m,
+        bp,
+        (learn + q - 1) // q,
+        fq,
+        p["refractory_s"],
+        p["search_half_s"],
+        p["threshold"],
+        p["learn_s"],
+        p["relearn_after_s"],
+        p["max_qrs_s"],
+        int(p["signal_rank"]),
+        p["replace_ratio"],
+    )
     # refine on the raw ECG: the largest deflection (of the complex's polarity) from
     # the local mean within +-refine_s
-    refined = refine_peaks(x, peaks, bp, max(int(round(p["refine_s"] * fs)), 1))
-    if bad is not None:
-        refined = refined[~bad[refined]]
-    return refined
+    w = max(int(round(p["refine_s"] * fs)), q)
+    return refine_peaks(x, peaks, bp, q, w)
 
 
 #: Codes of :func:`classify_rr`.
