@@ -30,20 +30,20 @@ __all__ = ["detect_r_peaks", "classify_rr", "RR_FLAGS", "QRS_PARAMETERS"]
 #: and the real-world inputs of ``../shared/data/real_world`` (see benchmarks/).
 QRS_PARAMETERS = {
     "detection_rate_hz": 100.0,  # energy computed at fs // q >= this rate (q integer)
-    "lowpass_s": 0.02,  # moving average: first zero at 50 Hz
-    "highpass_s": 0.20,  # subtracted centred moving average
+    "lowpass_s": 0.04,  # moving average: first zero at 25 Hz
+    "highpass_s": 0.12,  # subtracted centred moving average
     "slope_s": 0.01,
     "integration_s": 0.15,
     "refractory_s": 0.20,
     "search_half_s": 0.075,
-    "threshold": 0.70,  # between noise (0) and signal (1) levels
+    "threshold": 0.72,  # between noise (0) and signal (1) levels
     "refine_s": 0.02,
     "flat_s": 0.5,  # a run of equal samples this long is a flat line (dead)
     "relearn_s": 1.0,  # after a dead stretch this long, the levels are learned again
-    "learn_s": 2.0,  # learning window
+    "learn_s": 1.5,  # learning window
     "relearn_after_s": 2.0,  # no beat for this long (or 2.5 RR): learn again
     "max_qrs_s": 0.5,  # longest complex (threshold crossing) in the energy
-    "replace_ratio": 1.0,  # a complex this x larger in the refractory period replaces
+    "replace_ratio": 1.2,  # a complex this x larger in the refractory period replaces
     "signal_rank": 3,  # signal level: this rank (0: smallest) of the last 8 heights
 }
 
