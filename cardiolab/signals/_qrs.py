@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def live_segments(x, min_flat):
     """Stretches of ``x`` that carry signal.
 
@@ -94,16 +94,18 @@ def live_segments(x, min_flat):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def qrs_energy(x, a, b, q, w_lp, w_hp, w_d, w_int, bp, m):
+def qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m):
     """Band-passed ECG and integrated slope energy of ``x[a:b]``, every ``q``-th sample.
 
     Writes ``bp[j]`` and ``m[j]`` for the reduced-rate samples ``j`` with
-    ``a <= j * q < b``: a centred ``w_lp``-sample moving average of ``x`` (low-pass;
-    20 ms puts its first zero at 50 Hz and keeps aliasing out of the reduced rate),
-    minus a centred ``w_hp``-sample moving average of that (high-pass: baseline wander,
-    P and T waves), then the absolute slope over ``w_d`` samples and its centred
-    ``w_int``-sample moving average. The segment's edges are held (no signal is read
-    outside it), so a flat or NaN neighbour leaves no step.
+    ``a <= j * q < b``: the mean of ``x`` over ``n_lp`` consecutive blocks of ``q``
+    samples centred on ``j * q`` (a moving-average low-pass that also keeps aliasing
+    out of the reduced rate), minus a centred ``w_hp``-sample moving average of that
+    (high-pass: baseline wander, P and T waves), then the absolute slope over ``w_d``
+    samples and its centred ``w_int``-sample moving average. Moving averages are
+    differences of prefix sums (float64) and take the mean of what is there at the
+    segment's edges: no signal is read outside it, so a flat or NaN neighbour leaves
+    no step.
 
     Parameters
     ----------
@@ -113,8 +115,8 @@ def qrs_energy(x, a, b, q, w_lp, w_hp, w_d, w_int, bp, m):
         Segment ``[a, b)`` of ``x``.
     q : int
         Rate reduction (>= 1).
-    w_lp : int
-        Low-pass width, full-rate samples (odd).
+    n_lp : int
+        Low-pass width in blocks of ``q`` samples (odd).
     w_hp, w_d, w_int : int
         High-pass, slope and integration widths, reduced-rate samples (``w_hp`` and
         ``w_int`` odd).
@@ -127,51 +129,56 @@ def qrs_energy(x, a, b, q, w_lp, w_hp, w_d, w_int, bp, m):
     if n <= 0:
         return
     lp = np.empty(n, np.float32)
-    # 1. centred low-pass at the reduced rate (edges held)
-    h_lp = w_lp // 2
-    inv = np.float32(1.0 / w_lp)
-    xa = x[a]
-    xb = x[b - 1]
-    j0 = min(max((a + h_lp + q - 1) // q - ja, 0), n)  # first j with a whole window
-    j1 = max(min((b - h_lp - 1) // q - ja + 1, n), j0)  # one past the last
-    for j in range(j0):
-        c = (ja + j) * q
-        acc = np.float32(0.0)
-        for k in range(c - h_lp, c + h_lp + 1):
-            acc += xa if k < a else (xb if k >= b else x[k])
-        lp[j] = acc * inv
-    for j in range(j0, j1):
-        c = (ja + j) * q - h_lp
-        acc = np.float32(0.0)
-        for k in range(w_lp):
-            acc += x[c + k]
-        lp[j] = acc * inv
-    for j in range(j1, n):
-        c = (ja + j) * q
-        acc = np.float32(0.0)
-        for k in range(c - h_lp, c + h_lp + 1):
-            acc += xa if k < a else (xb if k >= b else x[k])
-        lp[j] = acc * inv
-    # 2. centred high-pass: lp minus its centred w_hp-sample mean (edges: the mean of
-    #    what is there), by prefix sums (float64: no drift)
     c = np.empty(n + 1, np.float64)
+    cn = np.empty(n + 1, np.float64)
+    # 1. prefix sums of the blocks of q samples centred on j * q (clipped to the
+    #    segment; only the first and last can be partial), then their centred
+    #    n_lp-block means
+    h_q = (q - 1) // 2
     c[0] = 0.0
-    acc64 = 0.0
+    cn[0] = 0.0
+    acc = 0.0
     for j in range(n):
-        acc64 += lp[j]
-        c[j + 1] = acc64
+        k0 = (ja + j) * q - h_q
+        lo = max(k0, a)
+        hi = min(k0 + q, b)
+        blk = np.float32(0.0)
+        for k in range(lo, hi):
+            blk += x[k]
+        acc += blk
+        c[j + 1] = acc
+        cn[j + 1] = cn[j] + (hi - lo)
+    h = n_lp // 2
+    inv = 1.0 / (n_lp * q)
+    for j in range(n):
+        if h < j < n - h - 1:  # whole blocks only
+            lp[j] = np.float32((c[j + h + 1] - c[j - h]) * inv)
+        else:
+            lo = max(j - h, 0)
+            hi = min(j + h + 1, n)
+            lp[j] = np.float32((c[hi] - c[lo]) / (cn[hi] - cn[lo]))
+    # 2. centred high-pass: lp minus its centred w_hp-sample mean
+    acc = 0.0
+    for j in range(n):
+        acc += lp[j]
+        c[j + 1] = acc
     h = w_hp // 2
+    inv = 1.0 / w_hp
     for j in range(n):
-        lo = max(j - h, 0)
-        hi = min(j + h + 1, n)
-        bp[ja + j] = lp[j] - np.float32((c[hi] - c[lo]) / (hi - lo))
+        if h <= j < n - h:
+            bp[ja + j] = lp[j] - np.float32((c[j + h + 1] - c[j - h]) * inv)
+        else:
+            lo = max(j - h, 0)
+            hi = min(j + h + 1, n)
+            bp[ja + j] = lp[j] - np.float32((c[hi] - c[lo]) / (hi - lo))
     # 3. centred moving average (divided by w_int throughout) of the absolute slope
-    #    |bp[k] - bp[k - w_d]| (0 for the first w_d samples)
-    c[: min(w_d, n) + 1] = 0.0
-    acc64 = 0.0
+    #    |bp[k] - bp[k - w_d]| (0 for the first w_d samples); > 0 where live
+    for j in range(min(w_d, n) + 1):
+        c[j] = 0.0
+    acc = 0.0
     for j in range(w_d, n):
-        acc64 += abs(bp[ja + j] - bp[ja + j - w_d])
-        c[j + 1] = acc64
+        acc += abs(bp[ja + j] - bp[ja + j - w_d])
+        c[j + 1] = acc
     h = w_int // 2
     inv = 1.0 / w_int
     for j in range(n):
@@ -393,10 +400,12 @@ def find_qrs(
         if have and i - last > 1.66 * rr_avg and i - searched > 0.5 * rr_avg:
             lo = max(last + refr, searched)
             searched = i
+            # the highest peak (local maximum: not the rising edge of the complex
+            # that may start at i)
             best = lo
             bv = 0.0
-            for k in range(lo, i):
-                if m[k] > bv:
+            for k in range(max(lo, 1), min(i, n - 1)):
+                if m[k] > bv and m[k] >= m[k - 1] and m[k] >= m[k + 1]:
                     bv = m[k]
                     best = k
             if bv > 0.5 * thr and best - last > refr:

@@ -36,14 +36,14 @@ QRS_PARAMETERS = {
     "integration_s": 0.15,
     "refractory_s": 0.20,
     "search_half_s": 0.075,
-    "threshold": 0.72,  # between noise (0) and signal (1) levels
+    "threshold": 0.78,  # between noise (0) and signal (1) levels
     "refine_s": 0.02,
     "flat_s": 0.5,  # a run of equal samples this long is a flat line (dead)
     "relearn_s": 1.0,  # after a dead stretch this long, the levels are learned again
     "learn_s": 1.5,  # learning window
     "relearn_after_s": 2.0,  # no beat for this long (or 2.5 RR): learn again
     "max_qrs_s": 0.5,  # longest complex (threshold crossing) in the energy
-    "replace_ratio": 1.2,  # a complex this x larger in the refractory period replaces
+    "replace_ratio": 1.5,  # a complex this x larger in the refractory period replaces
     "signal_rank": 3,  # signal level: this rank (0: smallest) of the last 8 heights
 }
 
@@ -107,12 +107,12 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
     nq = (x.size + q - 1) // q
     bp = np.zeros(nq, np.float32)
     m = np.zeros(nq, np.float32)
-    w_lp = _odd(max(int(round(p["lowpass_s"] * fs)), 1))
+    n_lp = _odd(max(int(round(p["lowpass_s"] * fs / q)), 1))
     w_hp = _odd(int(round(p["highpass_s"] * fq)))
     w_d = max(int(round(p["slope_s"] * fq)), 1)
     w_int = _odd(int(round(p["integration_s"] * fq)))
     for a, b in zip(starts, ends, strict=True):
-        qrs_energy(x, a, b, q, w_lp, w_hp, w_d, w_int, bp, m)
+        qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m)
     # learn at the first live sample and after every dead stretch of relearn_s or more
     gap = starts - np.r_[0, ends[:-1]]
     learn = starts[(gap >= p["relearn_s"] * fs) | (np.arange(starts.size) == 0)]
