@@ -127,19 +127,27 @@ def test_a103l_lead_v_recovers_after_saturating_bursts(a103l):
 
 
 def test_a103l_lead_ii_rate_matches_the_pulse_oximeter(a103l):
-    """Sanity check on lead II: in the clean 305-330 s the ECG beats and the PLETH
-    pulses (scipy peaks, at least 0.3 s apart) count the same heart rate (+-2 beats)."""
+    """Sanity check on lead II: where the PLETH is clean (320-330 s) the heart rate of
+    the ECG beats and of the PLETH pulses (scipy peaks at least 0.3 s apart, prominence
+    0.3 of the 5-95 % range) agree within 3 bpm, and lead II counts as many beats as
+    lead V over 290-330 s (+-5)."""
     from scipy.signal import find_peaks
 
     fs = a103l.fs
     names = list(a103l.sig_name)
-    sl = slice(int(305 * fs), int(330 * fs))
     ii = detect_r_peaks(a103l.p_signal[:, names.index("II")], fs) / fs
-    n_ecg = np.count_nonzero((ii >= 305) & (ii < 330))
-    pleth = a103l.p_signal[sl, names.index("PLETH")]
-    peaks, _ = find_peaks(pleth, distance=int(0.3 * fs), prominence=0.3 * np.ptp(pleth))
-    assert abs(n_ecg - peaks.size) <= 2, (n_ecg, peaks.size)
-    assert 50 <= n_ecg <= 56
+    window = ii[(ii >= 320) & (ii < 330)]
+    pleth = a103l.p_signal[int(320 * fs) : int(330 * fs), names.index("PLETH")]
+    spread = np.percentile(pleth, 95) - np.percentile(pleth, 5)
+    pulses, _ = find_peaks(pleth, distance=int(0.3 * fs), prominence=0.3 * spread)
+    hr_ecg = 60.0 / np.median(np.diff(window))
+    hr_pleth = 60.0 / np.median(np.diff(pulses) / fs)
+    assert 110 < hr_ecg < 140
+    assert abs(hr_ecg - hr_pleth) < 3.0, (hr_ecg, hr_pleth)
+    v = detect_r_peaks(a103l.p_signal[:, names.index("V")], fs) / fs
+    n_ii = np.count_nonzero((ii >= 290) & (ii < 330))
+    n_v = np.count_nonzero((v >= 290) & (v < 330))
+    assert abs(n_ii - n_v) <= 5, (n_ii, n_v)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +160,9 @@ def mitdb_100(shared_data):
     return ecg, rec.fs, detect_r_peaks(ecg, rec.fs)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     start=st.floats(0.0, 120.0),
     length=st.floats(3.0, 30.0),
@@ -178,7 +188,9 @@ def test_beats_after_a_saturating_burst_are_all_found(mitdb_100, start, length, 
     assert s.false_negatives == 0 and s.false_positives == 0, (s, start, length)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     kind=st.sampled_from(["zero", "nan", "offset", "rail"]),
     where=st.sampled_from(["start", "middle"]),

@@ -130,24 +130,22 @@ def qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m):
         return
     lp = np.empty(n, np.float32)
     c = np.empty(n + 1, np.float64)
-    cn = np.empty(n + 1, np.float64)
-    # 1. prefix sums of the blocks of q samples centred on j * q (clipped to the
-    #    segment; only the first and last can be partial), then their centred
-    #    n_lp-block means
+    # 1. prefix sums of the blocks of q samples centred on j * q (the first and last
+    #    clipped to the segment), then their centred n_lp-block means
     h_q = (q - 1) // 2
     c[0] = 0.0
-    cn[0] = 0.0
     acc = 0.0
     for j in range(n):
         k0 = (ja + j) * q - h_q
-        lo = max(k0, a)
-        hi = min(k0 + q, b)
         blk = np.float32(0.0)
-        for k in range(lo, hi):
-            blk += x[k]
+        if 0 < j < n - 1:
+            for k in range(k0, k0 + q):
+                blk += x[k]
+        else:
+            for k in range(max(k0, a), min(k0 + q, b)):
+                blk += x[k]
         acc += blk
         c[j + 1] = acc
-        cn[j + 1] = cn[j] + (hi - lo)
     h = n_lp // 2
     inv = 1.0 / (n_lp * q)
     for j in range(n):
@@ -156,7 +154,8 @@ def qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m):
         else:
             lo = max(j - h, 0)
             hi = min(j + h + 1, n)
-            lp[j] = np.float32((c[hi] - c[lo]) / (cn[hi] - cn[lo]))
+            count = min((ja + hi) * q - h_q, b) - max((ja + lo) * q - h_q, a)
+            lp[j] = np.float32((c[hi] - c[lo]) / count)
     # 2. centred high-pass: lp minus its centred w_hp-sample mean
     acc = 0.0
     for j in range(n):
@@ -181,10 +180,14 @@ def qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m):
         c[j + 1] = acc
     h = w_int // 2
     inv = 1.0 / w_int
+    tiny = np.float32(1e-30)
     for j in range(n):
-        lo = max(j - h, 0)
-        hi = min(j + h + 1, n)
-        m[ja + j] = max(np.float32((c[hi] - c[lo]) * inv), np.float32(1e-30))
+        if h <= j < n - h:
+            m[ja + j] = max(np.float32((c[j + h + 1] - c[j - h]) * inv), tiny)
+        else:
+            lo = max(j - h, 0)
+            hi = min(j + h + 1, n)
+            m[ja + j] = max(np.float32((c[hi] - c[lo]) * inv), tiny)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -217,11 +220,21 @@ def _levels(m, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _level(heights, rank):
-    """The signal level: the mean of the heights of ranks ``rank`` and ``-1 - rank``
-    (``rank`` 0 is the smallest; ``rank = (size - 1) // 2`` is the median)."""
-    h = np.sort(heights)
-    return 0.5 * (h[rank] + h[h.size - 1 - rank]) if 2 * rank + 1 >= h.size else h[rank]
+def _level(heights, rank, scratch):
+    """The signal level: the height of rank ``rank`` (0 is the smallest; the median
+    for ``rank >= (size - 1) // 2``). Sorts into ``scratch`` (insertion sort of a few
+    values, no allocation)."""
+    k = heights.size
+    for i in range(k):
+        v = heights[i]
+        j = i
+        while j > 0 and scratch[j - 1] > v:
+            scratch[j] = scratch[j - 1]
+            j -= 1
+        scratch[j] = v
+    if 2 * rank + 1 >= k:
+        return 0.5 * (scratch[(k - 1) // 2] + scratch[k // 2])
+    return scratch[rank]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -293,6 +306,7 @@ def find_qrs(
     relearn_after = relearn_after_s * fs
     max_qrs = max(int(max_qrs_s * fs), 1)
     heights = np.zeros(8)
+    scratch = np.empty(8)
     hpos = 0
     spk = 0.0
     npk = 0.0
@@ -393,7 +407,7 @@ def find_qrs(
                 last_h = reg_max
             heights[hpos] = reg_max
             hpos = (hpos + 1) % 8
-            spk = _level(heights, rank)
+            spk = _level(heights, rank, scratch)
             thr = npk + frac * (spk - npk)
             continue
         # an event at i (stop): search-back if due
@@ -418,7 +432,7 @@ def find_qrs(
                     last_h = bv
                     heights[hpos] = bv
                     hpos = (hpos + 1) % 8
-                    spk = _level(heights, rank)
+                    spk = _level(heights, rank, scratch)
                     thr = npk + frac * (spk - npk)
                     # scan again from just after the recovered beat
                     searched = r
