@@ -37,23 +37,24 @@ def live_segments(x, min_flat):
     """
     n = x.size
     # fast path: every run of >= min_flat equal samples holds a whole aligned block of
-    # min_flat // 2; if no block is flat and the sum is finite, all is live
+    # min_flat // 2 (whose ends are then equal); if no block is flat and the sum is
+    # finite (NaN and inf propagate), all is live
     blk = max(min_flat // 2, 1)
-    total = np.float64(0.0)
     suspect = False
     for b0 in range(0, n - blk + 1, blk):
-        v = x[b0]
-        same = 0
-        acc = np.float32(0.0)
-        for k in range(b0, b0 + blk):
-            same += x[k] == v
-            acc += x[k]
-        total += acc
-        if same == blk:
-            suspect = True
-            break
+        if x[b0] == x[b0 + blk - 1]:
+            v = x[b0]
+            flat = True
+            for k in range(b0 + 1, b0 + blk - 1):
+                if x[k] != v:
+                    flat = False
+                    break
+            if flat:
+                suspect = True
+                break
     if not suspect:
-        for k in range(n - n % blk, n):
+        total = np.float32(0.0)
+        for k in range(n):
             total += x[k]
         if np.isfinite(total):
             s = np.zeros(1, np.int64)
@@ -133,19 +134,25 @@ def qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m):
     # 1. prefix sums of the blocks of q samples centred on j * q (the first and last
     #    clipped to the segment), then their centred n_lp-block means
     h_q = (q - 1) // 2
+    o = ja * q - h_q  # first sample of block 0
     c[0] = 0.0
-    acc = 0.0
-    for j in range(n):
-        k0 = (ja + j) * q - h_q
+    blk = np.float32(0.0)
+    for k in range(max(o, a), min(o + q, b)):
+        blk += x[k]
+    acc = np.float64(blk)
+    c[1] = acc
+    for j in range(1, n - 1):
+        k0 = o + j * q
         blk = np.float32(0.0)
-        if 0 < j < n - 1:
-            for k in range(k0, k0 + q):
-                blk += x[k]
-        else:
-            for k in range(max(k0, a), min(k0 + q, b)):
-                blk += x[k]
+        for k in range(q):
+            blk += x[k0 + k]
         acc += blk
         c[j + 1] = acc
+    if n > 1:
+        blk = np.float32(0.0)
+        for k in range(o + (n - 1) * q, min(o + n * q, b)):
+            blk += x[k]
+        c[n] = acc + blk
     h = n_lp // 2
     inv = 1.0 / (n_lp * q)
     for j in range(n):
@@ -154,7 +161,7 @@ def qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m):
         else:
             lo = max(j - h, 0)
             hi = min(j + h + 1, n)
-            count = min((ja + hi) * q - h_q, b) - max((ja + lo) * q - h_q, a)
+            count = min(o + hi * q, b) - max(o + lo * q, a)
             lp[j] = np.float32((c[hi] - c[lo]) / count)
     # 2. centred high-pass: lp minus its centred w_hp-sample mean
     acc = 0.0
