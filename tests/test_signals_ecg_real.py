@@ -252,3 +252,9 @@ def test_supraventricular_record_at_128_hz(shared_data):
     ref = np.array([s for s, c in zip(ann.sample, ann.symbol, strict=True) if c in BEAT_SYMBOLS])
     s = score_detections(ref, detect_r_peaks(rec.p_signal[:, 0], rec.fs), int(0.15 * rec.fs))
     assert s.sensitivity >= 0.995 and s.positive_predictivity >= 0.995, s
+
+
+@pytest.mark.parametrize("fill", [np.nan, 0.0, 2.5])
+def test_an_all_dead_record_has_no_beats(fill):
+    """A record that is all NaN or all flat gives no beat (no error, no false beat)."""
+    assert detect_r_peaks(np.full(5000, fill), 250.0).size == 0

@@ -6,8 +6,9 @@ segment and at a reduced rate, a band-passed ECG (difference of centred moving
 averages) and the moving-window integral of its absolute slope, as in Pan & Tompkins
 (1985). :func:`find_qrs` finds QRS complexes in that integral with adaptive signal and
 noise levels, search-back for missed beats, a learning phase that restarts after a long
-non-informative stretch and a decay of the levels when no beat is found for seconds;
-:func:`refine_peaks` places each R-peak on the raw ECG.
+non-informative stretch, and levels learned again when no beat is found for seconds;
+:func:`refine_peaks` places each R-peak on the raw ECG. The algorithm and its sources
+are described in :mod:`cardiolab.signals.ecg`.
 """
 
 from __future__ import annotations
@@ -271,10 +272,14 @@ def find_qrs(
     """Adaptive-threshold QRS detection on the integrated energy ``m``.
 
     The threshold lies a fraction ``frac`` of the way from the noise level (a running
-    mean of the largest energy between complexes) to the signal level (the median
-    height of the last 8 complexes, so that a run of large ectopic beats does not raise
-    it above the normal ones), as in Pan & Tompkins (1985). A stretch longer than 1.66
-    mean RR without a beat is searched again at half the threshold.
+    mean of the largest energy between complexes, the rising edge of the next one left
+    out) to the signal level (the height of rank ``rank`` among the last 8 complexes,
+    so that a run of large ectopic or artefact complexes does not raise it above the
+    normal ones), as in Pan & Tompkins (1985) and Hamilton & Tompkins (1986). A
+    stretch longer than 1.66 mean RR without a beat is searched again for its highest
+    energy peak (local maximum) above half the threshold. Within the refractory period
+    a complex ``replace_ratio`` times larger than the last beat replaces it (OSEA's
+    200-ms peak hold).
 
     Levels are learned (signal: half the largest energy, noise: the mean energy) from
     the ``learn_s`` after each index of ``learn_at`` (the first live sample, and the
@@ -283,9 +288,9 @@ def find_qrs(
     beat has been found for ``relearn_after_s`` (or 2.5 mean RR if longer), the levels
     are learned again from the last ``learn_s`` and that stretch is scanned again, so
     that a burst of giant artefact complexes cannot hold the threshold above the beats
-    that follow it (the 8-s re-initialisation of Hamilton & Tompkins' OSEA detector,
-    on a shorter scale). A complex ends after ``max_qrs_s`` at most, so that a
-    threshold below a noisy stretch cannot merge it into one complex.
+    that follow it (the 8-s threshold reset of Hamilton's OSEA detector, on a shorter
+    scale). A complex ends after ``max_qrs_s`` at most, so that a threshold below a
+    noisy stretch cannot merge it into one complex.
 
     The scan skips from one threshold crossing or event (search-back, re-learning) to
     the next; the noise level's gap maxima are taken when a gap ends.
@@ -298,6 +303,12 @@ def find_qrs(
         Indices where the levels are (re)learned, increasing.
     fs : float
         Rate of ``m`` (Hz).
+    refractory_s, search_half_s, frac, learn_s, relearn_after_s, max_qrs_s : float
+        See :data:`cardiolab.signals.ecg.QRS_PARAMETERS`.
+    rank : int
+        Signal-level rank among the last 8 heights (0: the smallest; >= 3: median).
+    replace_ratio : float
+        Replacement ratio within the refractory period (0: no replacement).
 
     Returns
     -------
