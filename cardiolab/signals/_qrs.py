@@ -1,10 +1,14 @@
 """Numerical core of the QRS detector (numba; arrays in, arrays out).
 
-A single fused pass computes, per sample, a band-passed ECG (difference of centred
-moving averages), its squared slope and the moving-window integral of that energy,
-as in Pan & Tompkins (1985); a second pass finds QRS complexes in the integral with
-adaptive signal and noise levels and search-back for missed beats, and places each
-R-peak on the largest deflection of the band-passed ECG inside the complex.
+:func:`live_segments` splits the ECG at non-informative stretches (NaN, or a flat line:
+lead off, zero padding, a clipped plateau). :func:`qrs_energy` computes, segment by
+segment and at a reduced rate, a band-passed ECG (difference of centred moving
+averages) and the moving-window integral of its absolute slope, as in Pan & Tompkins
+(1985). :func:`find_qrs` finds QRS complexes in that integral with adaptive signal and
+noise levels, search-back for missed beats, a learning phase that restarts after a long
+non-informative stretch, and levels learned again when no beat is found for seconds;
+:func:`refine_peaks` places each R-peak on the raw ECG. The algorithm and its sources
+are described in :mod:`cardiolab.signals.ecg`.
 """
 
 from __future__ import annotations
@@ -13,91 +17,185 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def qrs_energy(x, w_lp, w_hp, w_d, w_int):
-    """Band-passed ECG and integrated slope energy, both aligned with ``x``.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def live_segments(x, min_flat):
+    """Stretches of ``x`` that carry signal.
 
-    One pass of running sums (no ring buffers, no modulo): a ``w_lp``-sample moving
-    average (low-pass; 20 ms puts its first zero at 50 Hz), minus a centred
-    ``w_hp``-sample moving average of that (high-pass: baseline wander, P and T
-    waves), then the absolute slope over ``w_d`` samples and its centred
-    ``w_int``-sample moving average.
+    A sample is dead if it is not finite, or if it belongs to a run of at least
+    ``min_flat`` equal values (a flat line: electrodes off, zero padding, a clipped
+    plateau). One pass.
 
     Parameters
     ----------
     x : 1-d float array
-    w_lp, w_hp, w_d, w_int : int
-        Window widths (samples); ``w_hp`` and ``w_int`` odd.
+    min_flat : int
+        Shortest run of equal samples counted as a flat line (samples, >= 2).
 
     Returns
     -------
-    bp, m : float32 arrays
-        Band-passed signal and integrated slope energy, centred (no delay).
+    starts, ends : int64 arrays
+        Live segments ``[starts[k], ends[k])``, increasing; empty if all is dead.
     """
     n = x.size
-    lp = np.empty(n, np.float32)
-    bp = np.zeros(n, np.float32)
-    m = np.zeros(n, np.float32)
-    x0 = x[0]
-    # 1. centred low-pass (x0-padded at the start, edge-held at the end)
-    h_lp = (w_lp - 1) // 2
-    inv = np.float32(1.0 / w_lp)
-    acc = np.float32(0.0)
-    for i in range(min(w_lp, n)):
-        acc += x[i] - x0
-        if i - h_lp >= 0:
-            lp[i - h_lp] = acc * inv
-    for i in range(w_lp, n):
-        acc += x[i] - x[i - w_lp]
-        lp[i - h_lp] = acc * inv
-    last = x[n - 1] - x0
-    for i in range(n, n + h_lp):
-        k = i - w_lp
-        acc += last - (x[k] - x0 if k >= 0 else 0.0)
-        if i - h_lp >= 0:
-            lp[i - h_lp] = acc * inv
-    # 2. centred high-pass: lp minus its centred w_hp-sample mean (edges: the mean of
-    #    what is there)
-    h = w_hp // 2
-    acc = np.float32(0.0)
-    for k in range(min(h, n)):
-        acc += lp[k]
-    inv = np.float32(1.0 / w_hp)
-    for j in range(n):
-        k = j + h
-        if k < n:
-            acc += lp[k]
-        k = j - h - 1
-        if k >= 0:
-            acc -= lp[k]
-        if j >= h and j + h < n:
-            bp[j] = lp[j] - acc * inv
+    # fast path: every run of >= min_flat equal samples holds a whole aligned block of
+    # min_flat // 2 (whose ends are then equal); if no block is flat and the sum is
+    # finite (NaN and inf propagate), all is live
+    blk = max(min_flat // 2, 1)
+    suspect = False
+    for b0 in range(0, n - blk + 1, blk):
+        if x[b0] == x[b0 + blk - 1]:
+            v = x[b0]
+            flat = True
+            for k in range(b0 + 1, b0 + blk - 1):
+                if x[k] != v:
+                    flat = False
+                    break
+            if flat:
+                suspect = True
+                break
+    if not suspect:
+        total = np.float32(0.0)
+        for k in range(n):
+            total += x[k]
+        if np.isfinite(total):
+            s = np.zeros(1, np.int64)
+            e = np.full(1, n, np.int64)
+            return s, e
+    starts = []
+    ends = []
+    live0 = 0  # start of the current live stretch
+    i = 0
+    while i < n:
+        v = x[i]
+        if not np.isfinite(v):
+            j = i + 1
+            while j < n and not np.isfinite(x[j]):
+                j += 1
         else:
-            count = min(j + h, n - 1) - max(j - h, 0) + 1
-            bp[j] = lp[j] - acc / count
-    # 3. centred moving average of the absolute slope |bp[k] - bp[k - w_d]|
-    h_int = w_int // 2
-    inv = np.float32(1.0 / w_int)
-    acc = np.float32(0.0)
-    start = w_d + w_int
-    for i in range(min(start, n)):
-        if i >= w_d:
-            acc += abs(bp[i] - bp[i - w_d])
-        k = i - w_int
-        if k >= w_d:
-            acc -= abs(bp[k] - bp[k - w_d])
-        if i - h_int >= 0:
-            m[i - h_int] = acc * inv
-    for i in range(start, n):
-        acc += abs(bp[i] - bp[i - w_d]) - abs(bp[i - w_int] - bp[i - w_int - w_d])
-        m[i - h_int] = acc * inv
-    for i in range(n, n + h_int):
-        k = i - w_int
-        if k >= w_d:
-            acc -= abs(bp[k] - bp[k - w_d])
-        if i - h_int >= 0:
-            m[i - h_int] = acc * inv
-    return bp, m
+            j = i + 1
+            while j < n and x[j] == v:
+                j += 1
+            if j - i < min_flat:
+                i = j
+                continue
+        # dead run [i, j)
+        if i > live0:
+            starts.append(live0)
+            ends.append(i)
+        live0 = j
+        i = j
+    if n > live0:
+        starts.append(live0)
+        ends.append(n)
+    s = np.empty(len(starts), np.int64)
+    e = np.empty(len(starts), np.int64)
+    for k in range(len(starts)):
+        s[k] = starts[k]
+        e[k] = ends[k]
+    return s, e
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def qrs_energy(x, a, b, q, n_lp, w_hp, w_d, w_int, bp, m):
+    """Band-passed ECG and integrated slope energy of ``x[a:b]``, every ``q``-th sample.
+
+    Writes ``bp[j]`` and ``m[j]`` for the reduced-rate samples ``j`` with
+    ``a <= j * q < b``: the mean of ``x`` over ``n_lp`` consecutive blocks of ``q``
+    samples centred on ``j * q`` (a moving-average low-pass that also keeps aliasing
+    out of the reduced rate), minus a centred ``w_hp``-sample moving average of that
+    (high-pass: baseline wander, P and T waves), then the absolute slope over ``w_d``
+    samples and its centred ``w_int``-sample moving average. Moving averages are
+    differences of prefix sums (float64) and take the mean of what is there at the
+    segment's edges: no signal is read outside it, so a flat or NaN neighbour leaves
+    no step.
+
+    Parameters
+    ----------
+    x : 1-d float32 array
+        ECG at the full rate.
+    a, b : int
+        Segment ``[a, b)`` of ``x``.
+    q : int
+        Rate reduction (>= 1).
+    n_lp : int
+        Low-pass width in blocks of ``q`` samples (odd).
+    w_hp, w_d, w_int : int
+        High-pass, slope and integration widths, reduced-rate samples (``w_hp`` and
+        ``w_int`` odd).
+    bp, m : float32 arrays
+        Outputs at the reduced rate (written in place).
+    """
+    ja = (a + q - 1) // q
+    jb = (b + q - 1) // q
+    n = jb - ja
+    if n <= 0:
+        return
+    lp = np.empty(n, np.float32)
+    c = np.empty(n + 1, np.float64)
+    # 1. prefix sums of the blocks of q samples centred on j * q (the first and last
+    #    clipped to the segment), then their centred n_lp-block means
+    h_q = (q - 1) // 2
+    o = ja * q - h_q  # first sample of block 0
+    c[0] = 0.0
+    blk = np.float32(0.0)
+    for k in range(max(o, a), min(o + q, b)):
+        blk += x[k]
+    acc = np.float64(blk)
+    c[1] = acc
+    for j in range(1, n - 1):
+        k0 = o + j * q
+        blk = np.float32(0.0)
+        for k in range(q):
+            blk += x[k0 + k]
+        acc += blk
+        c[j + 1] = acc
+    if n > 1:
+        blk = np.float32(0.0)
+        for k in range(o + (n - 1) * q, min(o + n * q, b)):
+            blk += x[k]
+        c[n] = acc + blk
+    h = n_lp // 2
+    inv = 1.0 / (n_lp * q)
+    for j in range(n):
+        if h < j < n - h - 1:  # whole blocks only
+            lp[j] = np.float32((c[j + h + 1] - c[j - h]) * inv)
+        else:
+            lo = max(j - h, 0)
+            hi = min(j + h + 1, n)
+            count = min(o + hi * q, b) - max(o + lo * q, a)
+            lp[j] = np.float32((c[hi] - c[lo]) / count)
+    # 2. centred high-pass: lp minus its centred w_hp-sample mean
+    acc = 0.0
+    for j in range(n):
+        acc += lp[j]
+        c[j + 1] = acc
+    h = w_hp // 2
+    inv = 1.0 / w_hp
+    for j in range(n):
+        if h <= j < n - h:
+            bp[ja + j] = lp[j] - np.float32((c[j + h + 1] - c[j - h]) * inv)
+        else:
+            lo = max(j - h, 0)
+            hi = min(j + h + 1, n)
+            bp[ja + j] = lp[j] - np.float32((c[hi] - c[lo]) / (hi - lo))
+    # 3. centred moving average (divided by w_int throughout) of the absolute slope
+    #    |bp[k] - bp[k - w_d]| (0 for the first w_d samples); > 0 where live
+    for j in range(min(w_d, n) + 1):
+        c[j] = 0.0
+    acc = 0.0
+    for j in range(w_d, n):
+        acc += abs(bp[ja + j] - bp[ja + j - w_d])
+        c[j + 1] = acc
+    h = w_int // 2
+    inv = 1.0 / w_int
+    tiny = np.float32(1e-30)
+    for j in range(n):
+        if h <= j < n - h:
+            m[ja + j] = max(np.float32((c[j + h + 1] - c[j - h]) * inv), tiny)
+        else:
+            lo = max(j - h, 0)
+            hi = min(j + h + 1, n)
+            m[ja + j] = max(np.float32((c[hi] - c[lo]) * inv), tiny)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -113,150 +211,292 @@ def _argmax_abs(bp, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def find_qrs(m, bp, fs, refractory_s, search_half_s, frac):
+def _levels(m, lo, hi):
+    """Signal level (half the largest energy) and noise level (mean energy) learned
+    from the live (``m > 0``) samples of ``m[lo:hi]``; (0, 0) if none is live."""
+    mx = 0.0
+    s = 0.0
+    c = 0
+    for k in range(lo, hi):
+        v = m[k]
+        if v > 0:
+            s += v
+            c += 1
+            if v > mx:
+                mx = v
+    return 0.5 * mx, (s / c if c > 0 else 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _level(heights, rank, scratch):
+    """The signal level: the height of rank ``rank`` (0 is the smallest; the median
+    for ``rank >= (size - 1) // 2``). Sorts into ``scratch`` (insertion sort of a few
+    values, no allocation)."""
+    k = heights.size
+    for i in range(k):
+        v = heights[i]
+        j = i
+        while j > 0 and scratch[j - 1] > v:
+            scratch[j] = scratch[j - 1]
+            j -= 1
+        scratch[j] = v
+    if 2 * rank + 1 >= k:
+        return 0.5 * (scratch[(k - 1) // 2] + scratch[k // 2])
+    return scratch[rank]
+
+
+@numba.njit(cache=True, nogil=True)
+def _max(m, lo, hi):
+    mx = -1.0
+    for k in range(lo, hi):
+        if m[k] > mx:
+            mx = m[k]
+    return mx
+
+
+@numba.njit(cache=True, nogil=True)
+def find_qrs(
+    m,
+    bp,
+    learn_at,
+    fs,
+    refractory_s,
+    search_half_s,
+    frac,
+    learn_s,
+    relearn_after_s,
+    max_qrs_s,
+    rank,
+    replace_ratio,
+):
     """Adaptive-threshold QRS detection on the integrated energy ``m``.
 
-    The signal level is the median height of the last 8 detected complexes (so that
-    a run of large ectopic beats does not raise the threshold above the normal
-    ones), the noise level a running mean of the largest energy between complexes.
-    A stretch longer than 1.66 mean RR without a beat is searched again at half the
-    threshold.
+    The threshold lies a fraction ``frac`` of the way from the noise level (a running
+    mean of the largest energy between complexes, the rising edge of the next one left
+    out) to the signal level (the height of rank ``rank`` among the last 8 complexes,
+    so that a run of large ectopic or artefact complexes does not raise it above the
+    normal ones), as in Pan & Tompkins (1985) and Hamilton & Tompkins (1986). A
+    stretch longer than 1.66 mean RR without a beat is searched again for its highest
+    energy peak (local maximum) above half the threshold. Within the refractory period
+    a complex ``replace_ratio`` times larger than the last beat replaces it (OSEA's
+    200-ms peak hold).
+
+    Levels are learned (signal: half the largest energy, noise: the mean energy) from
+    the ``learn_s`` after each index of ``learn_at`` (the first live sample, and the
+    end of each long flat or NaN stretch); the detection starts there. A gap between
+    complexes that is all dead (``m == 0``) does not feed the noise level. When no
+    beat has been found for ``relearn_after_s`` (or 2.5 mean RR if longer), the levels
+    are learned again from the last ``learn_s`` and that stretch is scanned again, so
+    that a burst of giant artefact complexes cannot hold the threshold above the beats
+    that follow it (the 8-s threshold reset of Hamilton's OSEA detector, on a shorter
+    scale). A complex ends after ``max_qrs_s`` at most, so that a threshold below a
+    noisy stretch cannot merge it into one complex.
+
+    The scan skips from one threshold crossing or event (search-back, re-learning) to
+    the next; the noise level's gap maxima are taken when a gap ends.
+
+    Parameters
+    ----------
+    m, bp : float32 arrays
+        Integrated slope energy (0 where the ECG is dead) and band-passed ECG.
+    learn_at : int64 array
+        Indices where the levels are (re)learned, increasing.
+    fs : float
+        Rate of ``m`` (Hz).
+    refractory_s, search_half_s, frac, learn_s, relearn_after_s, max_qrs_s : float
+        See :data:`cardiolab.signals.ecg.QRS_PARAMETERS`.
+    rank : int
+        Signal-level rank among the last 8 heights (0: the smallest; >= 3: median).
+    replace_ratio : float
+        Replacement ratio within the refractory period (0: no replacement).
 
     Returns
     -------
     peaks : int64 array
-        Sample indices of the R-peaks (largest deflection of ``bp``).
+        Indices of the R-peaks (largest deflection of ``bp`` in the complex).
     """
     n = m.size
-    out = np.empty(n // max(int(refractory_s * fs), 1) + 2, np.int64)
-    nb = 0
     refr = int(refractory_s * fs)
-    half = int(search_half_s * fs)
-    init = min(n, int(2.0 * fs))
-    if init < 2:
-        return out[:0]
-    mx = 0.0
-    mean = 0.0
-    for k in range(init):
-        mean += m[k]
-        if m[k] > mx:
-            mx = m[k]
-    mean /= init
-    heights = np.full(8, 0.5 * mx)
+    half = max(int(search_half_s * fs), 1)
+    out = np.empty(n // max(refr, 1) + 2, np.int64)
+    nb = 0
+    n_learn = max(int(learn_s * fs), 1)
+    relearn_after = relearn_after_s * fs
+    max_qrs = max(int(max_qrs_s * fs), 1)
+    heights = np.zeros(8)
+    scratch = np.empty(8)
     hpos = 0
-    spk = 0.5 * mx
-    npk = mean
-    thr = npk + frac * (spk - npk)
-    rr_avg = fs * 0.8  # samples
+    spk = 0.0
+    npk = 0.0
+    thr = np.inf
+    rr_avg = fs * 0.8
     last = -refr - 1
+    origin = 0
+    have = False
     last_h = 0.0
     searched = -1
-    in_region = False
-    reg_max = 0.0
-    reg_arg = 0
-    gap_max = 0.0
-    i = -1
-    while i < n - 1:
-        i += 1
-        v = m[i]
-        if not in_region:
-            if v > thr and i - last > refr:
-                in_region = True
-                reg_max = v
-                reg_arg = i
-                npk = 0.125 * gap_max + 0.875 * npk
-                gap_max = 0.0
-            else:
-                # noise level: the gap's energy, leaving out the next complex's rising
-                # edge (the last 2 * search_half before the crossing)
-                j = i - 2 * half
-                if j - last > refr and m[j] > gap_max:
-                    gap_max = m[j]
-                if nb > 0 and i - last > 1.66 * rr_avg and i - searched > 0.5 * rr_avg:
-                    lo = max(last + refr, searched)
-                    searched = i
-                    best = lo
-                    bv = 0.0
-                    for k in range(lo, i):
-                        if m[k] > bv:
-                            bv = m[k]
-                            best = k
-                    if bv > 0.5 * thr and best - last > refr:
-                        r = _argmax_abs(bp, max(best - half, 0), min(best + half + 1, n))
-                        if r - last > refr:
-                            out[nb] = r
-                            nb += 1
-                            rr_avg = 0.875 * rr_avg + 0.125 * (r - last)
-                            last = r
-                            last_h = bv
-                            heights[hpos] = bv
-                            hpos = (hpos + 1) % 8
-                            spk = np.median(heights)
-                            thr = npk + frac * (spk - npk)
-                            gap_max = 0.0
-                            # scan again from just after the recovered beat
-                            searched = r
-                            i = r + refr
-        else:
-            if v > reg_max:
-                reg_max = v
-                reg_arg = i
-            if v < thr or i == n - 1:
-                in_region = False
-                r = _argmax_abs(bp, max(reg_arg - half, 0), min(reg_arg + half + 1, n))
-                if r - last > refr:
-                    if nb > 0:
-                        rr = r - last
-                        if rr < 2.5 * rr_avg:
-                            rr_avg = 0.875 * rr_avg + 0.125 * rr
-                    out[nb] = r
-                    nb += 1
-                    last = r
-                    last_h = reg_max
-                elif reg_max > last_h and nb > 0:
-                    # a larger complex right after: it was the beat, not the first
+    gap_start = 0
+    k_learn = 0
+    replace = replace_ratio > 0
+    i = 0
+    while i < n:
+        relearn = -1
+        if k_learn < learn_at.size and i >= learn_at[k_learn]:
+            relearn = i
+            spk, npk = _levels(m, i, min(n, i + n_learn))
+            k_learn += 1
+        elif i - max(last, origin) > max(relearn_after, 2.5 * rr_avg):
+            # no beat for too long: learn from the last learn_s and scan it again
+            spk, npk = _levels(m, max(i - n_learn, 0), i)
+            relearn = max(i - n_learn, last + refr + 1, 0)
+            origin = i
+        if relearn >= 0:
+            heights[:] = spk
+            thr = npk + frac * (spk - npk) if spk > 0 else np.inf
+            if relearn == i:
+                origin = i
+                last = i - refr - 1
+                have = False
+                rr_avg = fs * 0.8
+            i = relearn
+            searched = i
+            gap_start = i
+        # skip to the next threshold crossing (outside the refractory period) or event
+        stop = n
+        if k_learn < learn_at.size and learn_at[k_learn] < stop:
+            stop = learn_at[k_learn]
+        t = int(max(last, origin) + max(relearn_after, 2.5 * rr_avg)) + 1
+        if t < stop:
+            stop = max(t, i)
+        if have:
+            t = int(max(last + 1.66 * rr_avg, searched + 0.5 * rr_avg)) + 1
+            if t < stop:
+                stop = max(t, i)
+        if not replace and i <= last + refr:
+            i = min(last + refr + 1, stop)
+        while i < stop and not m[i] > thr:
+            i += 1
+        if i >= n:
+            break
+        if i < stop:
+            refractory = i <= last + refr
+            if not refractory:
+                # a complex starts at i: the gap before it feeds the noise level
+                lo = max(gap_start, last + refr + 1, 0)
+                hi = i - 2 * half
+                if hi <= lo:
+                    npk = 0.875 * npk
+                else:
+                    g = _max(m, lo, hi)
+                    if g > 0:
+                        npk = 0.125 * g + 0.875 * npk
+            reg_max = m[i]
+            reg_arg = i
+            end = min(n, i + max_qrs)
+            i += 1
+            while i < end and not m[i] < thr:
+                if m[i] > reg_max:
+                    reg_max = m[i]
+                    reg_arg = i
+                i += 1
+            gap_start = i
+            r = _argmax_abs(bp, max(reg_arg - half, 0), min(reg_arg + half + 1, n))
+            if refractory:
+                if have and reg_max > replace_ratio * last_h and r - last > half:
+                    # a larger complex inside the refractory period: it was the beat
                     out[nb - 1] = r
                     last = r
                     last_h = reg_max
-                heights[hpos] = reg_max
-                hpos = (hpos + 1) % 8
-                spk = np.median(heights)
-                thr = npk + frac * (spk - npk)
+                continue
+            if r - last > refr:
+                if have:
+                    rr = r - last
+                    if rr < 2.5 * rr_avg:
+                        rr_avg = 0.875 * rr_avg + 0.125 * rr
+                out[nb] = r
+                nb += 1
+                last = r
+                last_h = reg_max
+                have = True
+            elif reg_max > last_h and have:
+                # a larger complex right after: it was the beat, not the first
+                out[nb - 1] = r
+                last = r
+                last_h = reg_max
+            heights[hpos] = reg_max
+            hpos = (hpos + 1) % 8
+            spk = _level(heights, rank, scratch)
+            thr = npk + frac * (spk - npk)
+            continue
+        # an event at i (stop): search-back if due
+        if have and i - last > 1.66 * rr_avg and i - searched > 0.5 * rr_avg:
+            lo = max(last + refr, searched)
+            searched = i
+            # the highest peak (local maximum: not the rising edge of the complex
+            # that may start at i)
+            best = lo
+            bv = 0.0
+            for k in range(max(lo, 1), min(i, n - 1)):
+                if m[k] > bv and m[k] >= m[k - 1] and m[k] >= m[k + 1]:
+                    bv = m[k]
+                    best = k
+            if bv > 0.5 * thr and best - last > refr:
+                r = _argmax_abs(bp, max(best - half, 0), min(best + half + 1, n))
+                if r - last > refr:
+                    out[nb] = r
+                    nb += 1
+                    rr_avg = 0.875 * rr_avg + 0.125 * (r - last)
+                    last = r
+                    last_h = bv
+                    heights[hpos] = bv
+                    hpos = (hpos + 1) % 8
+                    spk = _level(heights, rank, scratch)
+                    thr = npk + frac * (spk - npk)
+                    # scan again from just after the recovered beat
+                    searched = r
+                    i = r + refr
+                    gap_start = i + 1
+                    continue
+        if i == stop and not (k_learn < learn_at.size and i >= learn_at[k_learn]):
+            if not (i - max(last, origin) > max(relearn_after, 2.5 * rr_avg)):
+                i += 1
     return out[:nb]
 
 
 @numba.njit(cache=True, nogil=True)
-def any_nonfinite(x):
-    """Whether ``x`` holds a NaN or an infinity (one pass, stops at the first)."""
-    for i in range(x.size):
-        if not np.isfinite(x[i]):
-            return True
-    return False
+def refine_peaks(x, peaks, bp, q, w):
+    """R-peaks on the raw ECG.
 
-
-@numba.njit(cache=True, nogil=True)
-def refine_peaks(x, peaks, bp, w):
-    """Move each peak to the largest deflection of ``x`` (with the polarity of ``bp``
-    there) from the mean of its +-``w``-sample neighbourhood; drop duplicates."""
+    Each reduced-rate peak ``p`` (``bp``'s largest deflection in its complex) moves to
+    the largest deflection of ``x`` (with the polarity of ``bp[p]``) from the mean of
+    the ``+-w``-sample neighbourhood of ``p * q``; duplicates are dropped, and so are
+    peaks on a non-finite sample.
+    """
     n = x.size
     out = np.empty(peaks.size, np.int64)
     k = 0
     for p in peaks:
-        lo = max(p - w, 0)
-        hi = min(p + w + 1, n)
+        c = p * q
+        lo = max(c - w, 0)
+        hi = min(c + w + 1, n)
         base = 0.0
+        cnt = 0
         for j in range(lo, hi):
-            base += x[j]
-        base /= hi - lo
+            if np.isfinite(x[j]):
+                base += x[j]
+                cnt += 1
+        if cnt == 0:
+            continue
+        base /= cnt
         sign = 1.0 if bp[p] >= 0 else -1.0
-        best = lo
+        best = -1
         val = -np.inf
         for j in range(lo, hi):
             v = sign * (x[j] - base)
-            if v > val:
+            if v > val:  # False for NaN
                 val = v
                 best = j
-        if k == 0 or best > out[k - 1]:
+        if best >= 0 and (k == 0 or best > out[k - 1]):
             out[k] = best
             k += 1
     return out[:k]
