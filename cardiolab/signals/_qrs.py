@@ -319,6 +319,7 @@ def find_qrs(
     refr = int(refractory_s * fs)
     half = max(int(search_half_s * fs), 1)
     out = np.empty(n // max(refr, 1) + 2, np.int64)
+    ctr = np.empty_like(out)
     nb = 0
     n_learn = max(int(learn_s * fs), 1)
     relearn_after = relearn_after_s * fs
@@ -405,6 +406,7 @@ def find_qrs(
                 if have and reg_max > replace_ratio * last_h and r - last > half:
                     # a larger complex inside the refractory period: it was the beat
                     out[nb - 1] = r
+                    ctr[nb - 1] = reg_arg
                     last = r
                     last_h = reg_max
                 continue
@@ -414,6 +416,7 @@ def find_qrs(
                     if rr < 2.5 * rr_avg:
                         rr_avg = 0.875 * rr_avg + 0.125 * rr
                 out[nb] = r
+                ctr[nb] = reg_arg
                 nb += 1
                 last = r
                 last_h = reg_max
@@ -421,6 +424,7 @@ def find_qrs(
             elif reg_max > last_h and have:
                 # a larger complex right after: it was the beat, not the first
                 out[nb - 1] = r
+                ctr[nb - 1] = reg_arg
                 last = r
                 last_h = reg_max
             heights[hpos] = reg_max
@@ -444,6 +448,7 @@ def find_qrs(
                 r = _argmax_abs(bp, max(best - half, 0), min(best + half + 1, n))
                 if r - last > refr:
                     out[nb] = r
+                    ctr[nb] = best
                     nb += 1
                     rr_avg = 0.875 * rr_avg + 0.125 * (r - last)
                     last = r
@@ -460,23 +465,99 @@ def find_qrs(
         if i == stop and not (k_learn < learn_at.size and i >= learn_at[k_learn]):
             if not (i - max(last, origin) > max(relearn_after, 2.5 * rr_avg)):
                 i += 1
-    return out[:nb]
+    return out[:nb], ctr[:nb]
 
 
 @numba.njit(cache=True, nogil=True)
-def refine_peaks(x, peaks, bp, q, w):
+def place_peaks(x, centres, starts, ends, half, w_lp, w_hp):
+    """Fiducial points: the largest deflection of a wide-band ECG near each complex.
+
+    For each ``centres[k]`` (full-rate sample of a complex's energy peak) the ECG of its
+    live segment is low-passed by a centred ``w_lp``-sample moving average and
+    high-passed by subtracting a centred ``w_hp``-sample moving average of that (the
+    mean of what is there at the segment's edges), at the full rate and only around the
+    complex; the point is the largest absolute value of that band-passed ECG within
+    ``+-half`` samples of the centre.
+
+    Parameters
+    ----------
+    x : 1-d float32 array
+        ECG at the full rate.
+    centres : int64 array
+        Full-rate samples, increasing, each inside a live segment.
+    starts, ends : int64 arrays
+        Live segments ``[starts[s], ends[s])`` (:func:`live_segments`).
+    half, w_lp, w_hp : int
+        Search half-width, low-pass and high-pass widths (samples; odd widths).
+
+    Returns
+    -------
+    peaks : int64 array
+        Fiducial samples (same size as ``centres``).
+    sign : float64 array
+        Polarity (+1 or -1) of the band-passed ECG there.
+    """
+    nc = centres.size
+    peaks = np.empty(nc, np.int64)
+    sign = np.empty(nc, np.float64)
+    h_lp = w_lp // 2
+    h_hp = w_hp // 2
+    reach = half + h_hp + h_lp
+    cx = np.empty(2 * reach + 2, np.float64)
+    lp = np.empty(2 * (half + h_hp) + 1, np.float64)
+    cl = np.empty(lp.size + 1, np.float64)
+    seg = 0
+    for k in range(nc):
+        c = centres[k]
+        while seg < starts.size - 1 and c >= ends[seg]:
+            seg += 1
+        a = starts[seg]
+        b = ends[seg]
+        # prefix sums of x over [x0, x1)
+        x0 = max(c - reach, a)
+        x1 = min(c + reach + 1, b)
+        cx[0] = 0.0
+        for j in range(x0, x1):
+            cx[j - x0 + 1] = cx[j - x0] + x[j]
+        # low-pass over [l0, l1)
+        l0 = max(c - half - h_hp, a)
+        l1 = min(c + half + h_hp + 1, b)
+        cl[0] = 0.0
+        for j in range(l0, l1):
+            lo = max(j - h_lp, x0)
+            hi = min(j + h_lp + 1, x1)
+            lp[j - l0] = (cx[hi - x0] - cx[lo - x0]) / (hi - lo)
+            cl[j - l0 + 1] = cl[j - l0] + lp[j - l0]
+        # high-pass and the largest deflection within +-half
+        best = c
+        val = -1.0
+        sg = 1.0
+        for j in range(max(c - half, a), min(c + half + 1, b)):
+            lo = max(j - h_hp, l0)
+            hi = min(j + h_hp + 1, l1)
+            v = lp[j - l0] - (cl[hi - l0] - cl[lo - l0]) / (hi - lo)
+            if abs(v) > val:
+                val = abs(v)
+                best = j
+                sg = 1.0 if v >= 0 else -1.0
+        peaks[k] = best
+        sign[k] = sg
+    return peaks, sign
+
+
+@numba.njit(cache=True, nogil=True)
+def refine_peaks(x, peaks, sign, w):
     """R-peaks on the raw ECG.
 
-    Each reduced-rate peak ``p`` (``bp``'s largest deflection in its complex) moves to
-    the largest deflection of ``x`` (with the polarity of ``bp[p]``) from the mean of
-    the ``+-w``-sample neighbourhood of ``p * q``; duplicates are dropped, and so are
-    peaks on a non-finite sample.
+    Each fiducial point ``peaks[k]`` moves to the largest deflection of ``x`` with the
+    polarity ``sign[k]`` from the mean of its ``+-w``-sample neighbourhood; duplicates
+    are dropped, and so are peaks whose neighbourhood is not finite.
     """
     n = x.size
     out = np.empty(peaks.size, np.int64)
     k = 0
-    for p in peaks:
-        c = p * q
+    for i in range(peaks.size):
+        c = peaks[i]
         lo = max(c - w, 0)
         hi = min(c + w + 1, n)
         base = 0.0
@@ -488,11 +569,10 @@ def refine_peaks(x, peaks, bp, q, w):
         if cnt == 0:
             continue
         base /= cnt
-        sign = 1.0 if bp[p] >= 0 else -1.0
         best = -1
         val = -np.inf
         for j in range(lo, hi):
-            v = sign * (x[j] - base)
+            v = sign[i] * (x[j] - base)
             if v > val:  # False for NaN
                 val = v
                 best = j

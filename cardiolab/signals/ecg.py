@@ -52,7 +52,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SignalQualityError
-from ._qrs import find_qrs, live_segments, qrs_energy, refine_peaks
+from ._qrs import find_qrs, live_segments, place_peaks, qrs_energy, refine_peaks
 
 __all__ = ["detect_r_peaks", "classify_rr", "RR_FLAGS", "QRS_PARAMETERS"]
 
@@ -70,6 +70,8 @@ QRS_PARAMETERS = {
     "search_half_s": 0.075,
     "threshold": 0.78,  # between noise (0) and signal (1) levels
     "refine_s": 0.02,
+    "fiducial_lowpass_s": 0.02,
+    "fiducial_highpass_s": 0.20,
     "flat_s": 0.5,  # a run of equal samples this long is a flat line (MIT-BIH max: 0.17 s)
     "relearn_s": 1.0,  # after a dead stretch this long, the levels are learned again
     "learn_s": 1.5,  # learning window (Pan & Tompkins: 2 s)
@@ -148,7 +150,7 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
     # learn at the first live sample and after every dead stretch of relearn_s or more
     gap = starts - np.r_[0, ends[:-1]]
     learn = starts[(gap >= p["relearn_s"] * fs) | (np.arange(starts.size) == 0)]
-    peaks = find_qrs(
+    _, centres = find_qrs(
         m,
         bp,
         (learn + q - 1) // q,
@@ -162,10 +164,18 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
         int(p["signal_rank"]),
         p["replace_ratio"],
     )
-    # refine on the raw ECG: the largest deflection (of the complex's polarity) from
-    # the local mean within +-refine_s
-    w = max(int(round(p["refine_s"] * fs)), q)
-    return refine_peaks(x, peaks, bp, q, w)
+    # fiducial point: the largest deflection of a wide-band ECG around each complex's
+    # energy peak, then refined on the raw ECG within +-refine_s
+    peaks, sign = place_peaks(
+        x,
+        centres * q,
+        starts,
+        ends,
+        max(int(round(p["search_half_s"] * fs)), 1),
+        _odd(max(int(round(p["fiducial_lowpass_s"] * fs)), 1)),
+        _odd(int(round(p["fiducial_highpass_s"] * fs))),
+    )
+    return refine_peaks(x, peaks, sign, max(int(round(p["refine_s"] * fs)), 1))
 
 
 #: Codes of :func:`classify_rr`.
