@@ -468,80 +468,98 @@ def find_qrs(
     return out[:nb], ctr[:nb]
 
 
-@numba.njit(cache=True, nogil=True)
-def place_peaks(x, centres, starts, ends, half, w_lp, w_hp):
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def place_peaks(x, centres, starts, ends, q, half, w_lp, w_base):
     """Fiducial points: the largest deflection of a wide-band ECG near each complex.
 
-    For each ``centres[k]`` (full-rate sample of a complex's energy peak) the ECG of its
-    live segment is low-passed by a centred ``w_lp``-sample moving average and
-    high-passed by subtracting a centred ``w_hp``-sample moving average of that (the
-    mean of what is there at the segment's edges), at the full rate and only around the
-    complex; the point is the largest absolute value of that band-passed ECG within
-    ``+-half`` samples of the centre.
+    Around each complex's energy peak ``centres[k]`` (a reduced-rate sample of
+    :func:`qrs_energy`: the block of ``q`` ECG samples centred on ``centres[k] * q``),
+    at the block centres ``t = j * q`` with ``|j - centres[k]| <= half``, the wide-band
+    ECG is the centred ``w_lp``-sample moving average of ``x`` minus its centred
+    ``w_base``-sample moving average (a difference of moving averages, as in
+    :func:`qrs_energy` but in a wider band, computed only there; the mean of what is
+    there at the live segment's edges). The fiducial point is the block centre where it
+    is largest in absolute value.
 
     Parameters
     ----------
     x : 1-d float32 array
         ECG at the full rate.
     centres : int64 array
-        Full-rate samples, increasing, each inside a live segment.
+        Reduced-rate samples, increasing, each inside a live segment.
     starts, ends : int64 arrays
-        Live segments ``[starts[s], ends[s])`` (:func:`live_segments`).
-    half, w_lp, w_hp : int
-        Search half-width, low-pass and high-pass widths (samples; odd widths).
+        Live segments ``[starts[s], ends[s])`` of ``x`` (:func:`live_segments`).
+    q : int
+        Rate reduction (>= 1).
+    half : int
+        Search half-width (reduced-rate samples).
+    w_lp, w_base : int
+        Low-pass and baseline widths (full-rate samples, odd).
 
     Returns
     -------
     peaks : int64 array
-        Fiducial samples (same size as ``centres``).
+        Fiducial points, full-rate samples, same size as ``centres``.
     sign : float64 array
-        Polarity (+1 or -1) of the band-passed ECG there.
+        Polarity (+1 or -1) of the wide-band ECG there.
     """
     nc = centres.size
     peaks = np.empty(nc, np.int64)
     sign = np.empty(nc, np.float64)
     h_lp = w_lp // 2
-    h_hp = w_hp // 2
-    reach = half + h_hp + h_lp
-    cx = np.empty(2 * reach + 2, np.float64)
-    lp = np.empty(2 * (half + h_hp) + 1, np.float64)
-    cl = np.empty(lp.size + 1, np.float64)
+    h_b = w_base // 2
+    inv_lp = np.float32(1.0 / w_lp)
+    inv_b = np.float32(1.0 / w_base)
+    v = np.empty(2 * half + 1, np.float32)
     seg = 0
     for k in range(nc):
         c = centres[k]
-        while seg < starts.size - 1 and c >= ends[seg]:
+        while seg < starts.size - 1 and c * q >= ends[seg]:
             seg += 1
         a = starts[seg]
         b = ends[seg]
-        # prefix sums of x over [x0, x1)
-        x0 = max(c - reach, a)
-        x1 = min(c + reach + 1, b)
-        cx[0] = 0.0
-        for j in range(x0, x1):
-            cx[j - x0 + 1] = cx[j - x0] + x[j]
-        # low-pass over [l0, l1)
-        l0 = max(c - half - h_hp, a)
-        l1 = min(c + half + h_hp + 1, b)
-        cl[0] = 0.0
-        for j in range(l0, l1):
-            lo = max(j - h_lp, x0)
-            hi = min(j + h_lp + 1, x1)
-            lp[j - l0] = (cx[hi - x0] - cx[lo - x0]) / (hi - lo)
-            cl[j - l0 + 1] = cl[j - l0] + lp[j - l0]
-        # high-pass and the largest deflection within +-half
-        best = c
-        val = -1.0
-        sg = 1.0
-        for j in range(max(c - half, a), min(c + half + 1, b)):
-            lo = max(j - h_hp, l0)
-            hi = min(j + h_hp + 1, l1)
-            v = lp[j - l0] - (cl[hi - l0] - cl[lo - l0]) / (hi - lo)
-            if abs(v) > val:
-                val = abs(v)
+        j0 = max(c - half, (a + q - 1) // q)
+        j1 = min(c + half + 1, (b + q - 1) // q)
+        lo = j0 * q - max(h_b, h_lp)
+        hi = (j1 - 1) * q + max(h_b, h_lp) + 1
+        if a <= lo and hi <= b:
+            # all within the segment: running baseline, one add per step
+            t = j0 * q
+            base = np.float32(0.0)
+            for i in range(t - h_b, t + h_b + 1):
+                base += x[i]
+            for j in range(j0, j1):
+                t = j * q
+                if j > j0:
+                    d = np.float32(0.0)
+                    for i in range(q):
+                        d += x[t + h_b - i] - x[t - h_b - 1 - i]
+                    base += d
+                s = np.float32(0.0)
+                for i in range(t - h_lp, t + h_lp + 1):
+                    s += x[i]
+                v[j - j0] = s * inv_lp - base * inv_b
+        else:
+            # near a segment's edge: the mean of what is there
+            for j in range(j0, j1):
+                t = j * q
+                l0 = max(t - h_lp, a)
+                l1 = min(t + h_lp + 1, b)
+                s = np.float32(0.0)
+                for i in range(l0, l1):
+                    s += x[i]
+                b0 = max(t - h_b, a)
+                b1 = min(t + h_b + 1, b)
+                base = np.float32(0.0)
+                for i in range(b0, b1):
+                    base += x[i]
+                v[j - j0] = s / (l1 - l0) - base / (b1 - b0)
+        best = 0
+        for j in range(1, j1 - j0):
+            if abs(v[j]) > abs(v[best]):
                 best = j
-                sg = 1.0 if v >= 0 else -1.0
-        peaks[k] = best
-        sign[k] = sg
+        peaks[k] = (j0 + best) * q
+        sign[k] = 1.0 if v[best] >= 0 else -1.0
     return peaks, sign
 
 

@@ -168,14 +168,15 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
     # energy peak, then refined on the raw ECG within +-refine_s
     peaks, sign = place_peaks(
         x,
-        centres * q,
+        centres,
         starts,
         ends,
-        max(int(round(p["search_half_s"] * fs)), 1),
+        q,
+        max(int(round(p["search_half_s"] * fq)), 1),
         _odd(max(int(round(p["fiducial_lowpass_s"] * fs)), 1)),
         _odd(int(round(p["fiducial_highpass_s"] * fs))),
     )
-    return refine_peaks(x, peaks, sign, max(int(round(p["refine_s"] * fs)), 1))
+    return refine_peaks(x, peaks, sign, max(int(round(p["refine_s"] * fs)), q))
 
 
 #: Codes of :func:`classify_rr`.
