@@ -7,8 +7,9 @@ averages) and the moving-window integral of its absolute slope, as in Pan & Tomp
 (1985). :func:`find_qrs` finds QRS complexes in that integral with adaptive signal and
 noise levels, search-back for missed beats, a learning phase that restarts after a long
 non-informative stretch, and levels learned again when no beat is found for seconds;
-:func:`refine_peaks` places each R-peak on the raw ECG. The algorithm and its sources
-are described in :mod:`cardiolab.signals.ecg`.
+:func:`place_peaks` puts each complex's fiducial point on the largest deflection of a
+wider-band ECG computed around it only, and :func:`refine_peaks` moves it to the raw
+ECG. The algorithm and its sources are described in :mod:`cardiolab.signals.ecg`.
 """
 
 from __future__ import annotations
@@ -313,7 +314,11 @@ def find_qrs(
     Returns
     -------
     peaks : int64 array
-        Indices of the R-peaks (largest deflection of ``bp`` in the complex).
+        Largest deflection of ``bp`` in each complex (used for the refractory period
+        and the RR intervals of the detection).
+    centres : int64 array
+        Energy peak of each complex (where :func:`place_peaks` looks for its fiducial
+        point).
     """
     n = m.size
     refr = int(refractory_s * fs)
