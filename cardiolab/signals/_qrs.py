@@ -474,14 +474,14 @@ def find_qrs(
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def place_peaks(x, centres, starts, ends, q, half, w_lp, w_base):
+def place_peaks(x, centres, starts, ends, q, back, ahead, w_lp, w_base):
     """Fiducial points: the largest deflection of a wide-band ECG near each complex.
 
     Around each complex's energy peak ``centres[k]`` (a reduced-rate sample of
     :func:`qrs_energy`: the block of ``q`` ECG samples centred on ``centres[k] * q``),
-    at the block centres ``t = j * q`` with ``|j - centres[k]| <= half``, the wide-band
-    ECG is the centred ``w_lp``-sample moving average of ``x`` minus its centred
-    ``w_base``-sample moving average (a difference of moving averages, as in
+    at the block centres ``t = j * q`` with ``-back <= j - centres[k] <= ahead``, the
+    wide-band ECG is the centred ``w_lp``-sample moving average of ``x`` minus its
+    centred ``w_base``-sample moving average (a difference of moving averages, as in
     :func:`qrs_energy` but in a wider band, computed only there; the mean of what is
     there at the live segment's edges). The fiducial point is the block centre where it
     is largest in absolute value.
@@ -496,8 +496,8 @@ def place_peaks(x, centres, starts, ends, q, half, w_lp, w_base):
         Live segments ``[starts[s], ends[s])`` of ``x`` (:func:`live_segments`).
     q : int
         Rate reduction (>= 1).
-    half : int
-        Search half-width (reduced-rate samples).
+    back, ahead : int
+        Search before and after the energy peak (reduced-rate samples).
     w_lp, w_base : int
         Low-pass and baseline widths (full-rate samples, odd).
 
@@ -515,7 +515,7 @@ def place_peaks(x, centres, starts, ends, q, half, w_lp, w_base):
     h_b = w_base // 2
     inv_lp = np.float32(1.0 / w_lp)
     inv_b = np.float32(1.0 / w_base)
-    v = np.empty(2 * half + 1, np.float32)
+    v = np.empty(back + ahead + 1, np.float32)
     seg = 0
     for k in range(nc):
         c = centres[k]
@@ -523,8 +523,8 @@ def place_peaks(x, centres, starts, ends, q, half, w_lp, w_base):
             seg += 1
         a = starts[seg]
         b = ends[seg]
-        j0 = max(c - half, (a + q - 1) // q)
-        j1 = min(c + half + 1, (b + q - 1) // q)
+        j0 = max(c - back, (a + q - 1) // q)
+        j1 = min(c + ahead + 1, (b + q - 1) // q)
         lo = j0 * q - max(h_b, h_lp)
         hi = (j1 - 1) * q + max(h_b, h_lp) + 1
         if a <= lo and hi <= b:
