@@ -46,7 +46,7 @@ family (:mod:`cardiolab.signals._qrs`), made to survive real recordings:
 
 Parameters were tuned on MIT-BIH records 100-108, 118, 208 and the noise-stress
 records 118e24/e12/e00 (``benchmarks/bench_r_peaks.py``: Se/+P 99.56/99.77 % on MIT-BIH;
-on 118e00 87.05/80.71 % against NeuroKit2's 87.05/80.64 %) and checked on svdb/800 and
+on 118e00 87.1/80.8 % against NeuroKit2's 87.1/80.6 %) and checked on svdb/800 and
 the real-world inputs of ``../shared/data/real_world``; the fiducial band is the
 previous detector's, checked against the MIT-BIH annotations' fiducial marks
 (``tests/test_signals_ecg.py``).
