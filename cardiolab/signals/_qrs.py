@@ -7,8 +7,9 @@ averages) and the moving-window integral of its absolute slope, as in Pan & Tomp
 (1985). :func:`find_qrs` finds QRS complexes in that integral with adaptive signal and
 noise levels, search-back for missed beats, a learning phase that restarts after a long
 non-informative stretch, and levels learned again when no beat is found for seconds;
-:func:`refine_peaks` places each R-peak on the raw ECG. The algorithm and its sources
-are described in :mod:`cardiolab.signals.ecg`.
+:func:`place_peaks` puts each complex's fiducial point on the largest deflection of a
+wider-band ECG computed around it only, and :func:`refine_peaks` moves it to the raw
+ECG. The algorithm and its sources are described in :mod:`cardiolab.signals.ecg`.
 """
 
 from __future__ import annotations
@@ -313,12 +314,17 @@ def find_qrs(
     Returns
     -------
     peaks : int64 array
-        Indices of the R-peaks (largest deflection of ``bp`` in the complex).
+        Largest deflection of ``bp`` in each complex (used for the refractory period
+        and the RR intervals of the detection).
+    centres : int64 array
+        Energy peak of each complex (where :func:`place_peaks` looks for its fiducial
+        point).
     """
     n = m.size
     refr = int(refractory_s * fs)
     half = max(int(search_half_s * fs), 1)
     out = np.empty(n // max(refr, 1) + 2, np.int64)
+    ctr = np.empty_like(out)
     nb = 0
     n_learn = max(int(learn_s * fs), 1)
     relearn_after = relearn_after_s * fs
@@ -405,6 +411,7 @@ def find_qrs(
                 if have and reg_max > replace_ratio * last_h and r - last > half:
                     # a larger complex inside the refractory period: it was the beat
                     out[nb - 1] = r
+                    ctr[nb - 1] = reg_arg
                     last = r
                     last_h = reg_max
                 continue
@@ -414,6 +421,7 @@ def find_qrs(
                     if rr < 2.5 * rr_avg:
                         rr_avg = 0.875 * rr_avg + 0.125 * rr
                 out[nb] = r
+                ctr[nb] = reg_arg
                 nb += 1
                 last = r
                 last_h = reg_max
@@ -421,6 +429,7 @@ def find_qrs(
             elif reg_max > last_h and have:
                 # a larger complex right after: it was the beat, not the first
                 out[nb - 1] = r
+                ctr[nb - 1] = reg_arg
                 last = r
                 last_h = reg_max
             heights[hpos] = reg_max
@@ -444,6 +453,7 @@ def find_qrs(
                 r = _argmax_abs(bp, max(best - half, 0), min(best + half + 1, n))
                 if r - last > refr:
                     out[nb] = r
+                    ctr[nb] = best
                     nb += 1
                     rr_avg = 0.875 * rr_avg + 0.125 * (r - last)
                     last = r
@@ -460,23 +470,117 @@ def find_qrs(
         if i == stop and not (k_learn < learn_at.size and i >= learn_at[k_learn]):
             if not (i - max(last, origin) > max(relearn_after, 2.5 * rr_avg)):
                 i += 1
-    return out[:nb]
+    return out[:nb], ctr[:nb]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def place_peaks(x, centres, starts, ends, q, back, ahead, w_lp, w_base):
+    """Fiducial points: the largest deflection of a wide-band ECG near each complex.
+
+    Around each complex's energy peak ``centres[k]`` (a reduced-rate sample of
+    :func:`qrs_energy`: the block of ``q`` ECG samples centred on ``centres[k] * q``),
+    at the block centres ``t = j * q`` with ``-back <= j - centres[k] <= ahead``, the
+    wide-band ECG is the centred ``w_lp``-sample moving average of ``x`` minus its
+    centred ``w_base``-sample moving average (a difference of moving averages, as in
+    :func:`qrs_energy` but in a wider band, computed only there; the mean of what is
+    there at the live segment's edges). The fiducial point is the block centre where it
+    is largest in absolute value.
+
+    Parameters
+    ----------
+    x : 1-d float32 array
+        ECG at the full rate.
+    centres : int64 array
+        Reduced-rate samples, increasing, each inside a live segment.
+    starts, ends : int64 arrays
+        Live segments ``[starts[s], ends[s])`` of ``x`` (:func:`live_segments`).
+    q : int
+        Rate reduction (>= 1).
+    back, ahead : int
+        Search before and after the energy peak (reduced-rate samples).
+    w_lp, w_base : int
+        Low-pass and baseline widths (full-rate samples, odd).
+
+    Returns
+    -------
+    peaks : int64 array
+        Fiducial points, full-rate samples, same size as ``centres``.
+    sign : float64 array
+        Polarity (+1 or -1) of the wide-band ECG there.
+    """
+    nc = centres.size
+    peaks = np.empty(nc, np.int64)
+    sign = np.empty(nc, np.float64)
+    h_lp = w_lp // 2
+    h_b = w_base // 2
+    inv_lp = np.float32(1.0 / w_lp)
+    inv_b = np.float32(1.0 / w_base)
+    v = np.empty(back + ahead + 1, np.float32)
+    seg = 0
+    for k in range(nc):
+        c = centres[k]
+        while seg < starts.size - 1 and c * q >= ends[seg]:
+            seg += 1
+        a = starts[seg]
+        b = ends[seg]
+        j0 = max(c - back, (a + q - 1) // q)
+        j1 = min(c + ahead + 1, (b + q - 1) // q)
+        lo = j0 * q - max(h_b, h_lp)
+        hi = (j1 - 1) * q + max(h_b, h_lp) + 1
+        if a <= lo and hi <= b:
+            # all within the segment: running baseline, one add per step
+            t = j0 * q
+            base = np.float32(0.0)
+            for i in range(t - h_b, t + h_b + 1):
+                base += x[i]
+            for j in range(j0, j1):
+                t = j * q
+                if j > j0:
+                    d = np.float32(0.0)
+                    for i in range(q):
+                        d += x[t + h_b - i] - x[t - h_b - 1 - i]
+                    base += d
+                s = np.float32(0.0)
+                for i in range(t - h_lp, t + h_lp + 1):
+                    s += x[i]
+                v[j - j0] = s * inv_lp - base * inv_b
+        else:
+            # near a segment's edge: the mean of what is there
+            for j in range(j0, j1):
+                t = j * q
+                l0 = max(t - h_lp, a)
+                l1 = min(t + h_lp + 1, b)
+                s = np.float32(0.0)
+                for i in range(l0, l1):
+                    s += x[i]
+                b0 = max(t - h_b, a)
+                b1 = min(t + h_b + 1, b)
+                base = np.float32(0.0)
+                for i in range(b0, b1):
+                    base += x[i]
+                v[j - j0] = s / (l1 - l0) - base / (b1 - b0)
+        best = 0
+        for j in range(1, j1 - j0):
+            if abs(v[j]) > abs(v[best]):
+                best = j
+        peaks[k] = (j0 + best) * q
+        sign[k] = 1.0 if v[best] >= 0 else -1.0
+    return peaks, sign
 
 
 @numba.njit(cache=True, nogil=True)
-def refine_peaks(x, peaks, bp, q, w):
+def refine_peaks(x, peaks, sign, w):
     """R-peaks on the raw ECG.
 
-    Each reduced-rate peak ``p`` (``bp``'s largest deflection in its complex) moves to
-    the largest deflection of ``x`` (with the polarity of ``bp[p]``) from the mean of
-    the ``+-w``-sample neighbourhood of ``p * q``; duplicates are dropped, and so are
-    peaks on a non-finite sample.
+    Each fiducial point ``peaks[k]`` moves to the largest deflection of ``x`` with the
+    polarity ``sign[k]`` from the mean of its ``+-w``-sample neighbourhood; duplicates
+    are dropped, and so are peaks whose neighbourhood is not finite.
     """
     n = x.size
     out = np.empty(peaks.size, np.int64)
     k = 0
-    for p in peaks:
-        c = p * q
+    for i in range(peaks.size):
+        c = peaks[i]
         lo = max(c - w, 0)
         hi = min(c + w + 1, n)
         base = 0.0
@@ -488,11 +592,10 @@ def refine_peaks(x, peaks, bp, q, w):
         if cnt == 0:
             continue
         base /= cnt
-        sign = 1.0 if bp[p] >= 0 else -1.0
         best = -1
         val = -np.inf
         for j in range(lo, hi):
-            v = sign * (x[j] - base)
+            v = sign[i] * (x[j] - base)
             if v > val:  # False for NaN
                 val = v
                 best = j
