@@ -354,6 +354,11 @@ def test_right_aligned_numbers_read(tmp_path, edf_file, session):
     assert raw[236:244] == b"       8"
     path = tmp_path / "aligned.edf"
     path.write_bytes(raw)
+    assert_reads_like(path, edf_file, session)
+
+
+def assert_reads_like(path, edf_file, session):
+    """``path`` (a patched copy of ``edf_file``) reads the same samples and epochs."""
     read = io.read_edf(path, EDF_CHANNELS)
     ref = io.read_edf(edf_file, EDF_CHANNELS)
     for group, spec in RAW_GROUPS.items():
@@ -377,13 +382,7 @@ def test_edf_plus_d_with_contiguous_records_reads(tmp_path, edf_file, session):
     raw = _patch(edf_file.read_bytes(), "reserved", "EDF+D")
     path = tmp_path / "d.edf"
     path.write_bytes(raw)
-    read = io.read_edf(path, EDF_CHANNELS)
-    ref = io.read_edf(edf_file, EDF_CHANNELS)
-    for group, spec in RAW_GROUPS.items():
-        np.testing.assert_array_equal(
-            read[group].ds[spec.variable].values, ref[group].ds[spec.variable].values
-        )
-    assert_epochs_equal(read, session, atol=1e-9)
+    assert_reads_like(path, edf_file, session)
 
 
 @pytest.mark.parametrize(
