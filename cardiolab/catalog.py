@@ -85,10 +85,12 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
 )
 
 from .errors import CatalogError, SessionFormatError, UnitError
+from .io.registry import file_formats, get_format, option_formats
 from .labels import PHASES, LabelError, parse_session_label
 from .paths import expand_path, is_url
 from .schema import protocol_group, validate_session
@@ -104,13 +106,8 @@ __all__ = [
 
 log = logging.getLogger("cardiolab")
 
-#: File formats a catalog can name.
-FORMATS = ("zarr", "netcdf", "edf", "wfdb", "csv")
-#: File-entry keys handed to the csv reader as options.
-CSV_OPTIONS = ("time_column", "time_units", "sampling_rate", "decimal", "separator")
-#: Formats that hold whole sessions in the data model (no channel mapping).
-NATIVE_FORMATS = ("zarr", "netcdf")
-_NETCDF_SUFFIXES = (".nc", ".nc4", ".h5")
+#: File formats a catalog can name (the registry's, when this module was imported).
+FORMATS = tuple(f.name for f in file_formats())
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AGE_BAND = re.compile(r"^(\d{1,3})-(\d{1,3})$|^(\d{1,3})\+$")
 _UNSET_VAR = re.compile(r"\$\{(\w+)\}")
@@ -159,60 +156,65 @@ class ChannelMap(_Model):
         return value
 
 
-class FileEntry(_Model):
-    """One file of a session."""
+def _option_applies(cls, value, info: ValidationInfo):
+    """A format option: the entry's format must declare it, and its check passes."""
+    if value is None:
+        return value
+    fmt = info.data.get("format")
+    if fmt is None:  # the format is wrong: its own error says so
+        return value
+    declared = get_format(fmt).option(info.field_name)
+    if declared is None:
+        owners = option_formats()[info.field_name]
+        raise ValueError(f"'{info.field_name}' is only for {'/'.join(owners)} files")
+    return declared.check(value)
+
+
+class _FileEntryBase(_Model):
+    """One file of a session: the keys every format has."""
 
     path: str = Field(min_length=1)
-    format: Literal["zarr", "netcdf", "edf", "wfdb", "csv"]
+    format: str
     channels: dict[str, ChannelMap] | None = Field(default=None, validate_default=True)
-    group: str | None = None
-    annotations: str | None = None
-    time_column: str | None = None
-    time_units: str | None = None
-    sampling_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    decimal: Literal[".", ","] | None = None
-    separator: Literal[",", ";", "\t", " ", "|"] | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value):
+        names = [f.name for f in file_formats()]
+        if value not in names:
+            raise ValueError(f"unknown format: got {value!r} (known: {', '.join(names)})")
+        return value
 
     @field_validator("channels")
     @classmethod
     def _channels(cls, value, info: ValidationInfo):
-        fmt = info.data.get("format")
-        if fmt in NATIVE_FORMATS and value is not None:
-            raise ValueError(
-                f"'channels' does not apply to {fmt} files (they are already in the data model)"
-            )
-        if fmt is not None and fmt not in NATIVE_FORMATS and not value:
-            raise ValueError(f"a {fmt} file needs 'channels' (file channel -> group)")
+        name = info.data.get("format")
+        if name is None:
+            return value
+        fmt = get_format(name)
+        if not fmt.channels and value is not None:
+            what = "they are already in the data model" if fmt.native else "it has none"
+            raise ValueError(f"'channels' does not apply to {name} files ({what})")
+        if fmt.channels and not value:
+            raise ValueError(f"a {name} file needs 'channels' (file channel -> group)")
         return value
 
-    @field_validator("group")
-    @classmethod
-    def _group(cls, value, info: ValidationInfo):
-        fmt = info.data.get("format")
-        if value is not None and fmt is not None and fmt not in NATIVE_FORMATS:
-            raise ValueError("'group' is only for zarr/netcdf stores")
-        return value
 
-    @field_validator("annotations")
-    @classmethod
-    def _annotations(cls, value, info: ValidationInfo):
-        fmt = info.data.get("format")
-        if value is not None and fmt is not None and fmt != "wfdb":
-            raise ValueError("'annotations' is only for wfdb records")
-        return value
+def _file_entry_model() -> type[_FileEntryBase]:
+    """The file-entry schema: the common keys plus every option some registered format
+    declares (:mod:`cardiolab.io.registry`), each checked by :func:`_option_applies`."""
+    names = sorted(option_formats())
+    return create_model(
+        "FileEntry",
+        __base__=_FileEntryBase,
+        __doc__="One file of a session (options from the format registry).",
+        __validators__={"_option_applies": field_validator(*names)(_option_applies)},
+        **{name: (typing.Any, None) for name in names},
+    )
 
-    @field_validator("time_column", "time_units", "sampling_rate", "decimal", "separator")
-    @classmethod
-    def _csv_only(cls, value, info: ValidationInfo):
-        fmt = info.data.get("format")
-        if value is not None and fmt is not None and fmt != "csv":
-            raise ValueError(f"'{info.field_name}' is only for csv files")
-        if value is not None and info.field_name == "time_units":
-            try:
-                conversion_factor(value, "time")
-            except UnitError as err:
-                raise ValueError(str(err)) from None
-        return value
+
+#: One file of a session; its options are those the registered formats declare.
+FileEntry = _file_entry_model()
 
 
 class Epoch(_Model):
@@ -547,13 +549,16 @@ def _unset_variables(text: str | None) -> list[str]:
 
 
 def _local_exists(path: Path, fmt: str) -> bool:
-    if fmt == "wfdb":
-        return path.with_name(path.name + ".hea").exists() or path.exists()
-    return path.exists()
+    return bool(get_format(fmt).raw_files(path))
 
 
 def _store_format(path) -> str:
-    return "netcdf" if str(path).endswith(_NETCDF_SUFFIXES) else "zarr"
+    """The native format of a campaign store, by its name's ending (zarr by default)."""
+    name = str(path).rstrip("/").lower()
+    for fmt in file_formats():
+        if fmt.native and name.endswith(fmt.suffixes):
+            return fmt.name
+    return "zarr"
 
 
 # --- the catalog ------------------------------------------------------------------------
@@ -695,7 +700,7 @@ class Catalog:
                 faults.add(f"environment variable {var!r} is not set", entry, f"files[{j}].path")
             fpath = self.resolve(f.path)
             if check_files and isinstance(fpath, Path) and not _local_exists(fpath, f.format):
-                what = "record (no .hea header)" if f.format == "wfdb" else "file"
+                what = get_format(f.format).missing
                 faults.add(f"{what} not found: {fpath}", entry, f"files[{j}].path")
             for name, ch in (f.channels or {}).items():
                 where = f"files[{j}].channels.{name}"
@@ -865,14 +870,12 @@ class Catalog:
         out = []
         for f in s.files:
             fpath = self.resolve(f.path)
-            options: dict = {}
-            if f.format in NATIVE_FORMATS:
-                options["group"] = f.group or key
-            if f.annotations:
-                options["annotations"] = f.annotations
-            for key in CSV_OPTIONS:
-                if getattr(f, key) is not None:
-                    options[key] = getattr(f, key)
+            fmt = get_format(f.format)
+            options = {
+                name: getattr(f, name) for name in fmt.option_names if getattr(f, name) is not None
+            }
+            if fmt.native:
+                options.setdefault("group", key)
             channels = None
             if f.channels:
                 channels = {

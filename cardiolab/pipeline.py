@@ -79,10 +79,11 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
     """Hash of a session's raw input: names, sizes and modification times of its files.
 
     For a session in the native store, every file under ``<store>/<subject>/<label>``;
-    for file-based sessions, each file (or WFDB record) named in the catalog. URLs are
-    hashed by name only. No sample data is read.
+    for file-based sessions, the files that hold each entry's raw input, as its format
+    declares them (:attr:`cardiolab.io.FileFormat.raw_files`: a file, a WFDB record's
+    files, a zarr store's tree). URLs are hashed by name only. No sample data is read.
     """
-    from .catalog import FORMATS  # noqa: F401  (catalog module loaded)
+    from .io import get_format
 
     entry = next(s for s in catalog.model.sessions if s.subject == subject and s.label == label)
     items: list = [subject, label]
@@ -98,14 +99,8 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
     for f in entry.files or []:
         path = catalog.resolve(f.path)
         if isinstance(path, Path):
-            candidates = [path] if path.exists() else sorted(path.parent.glob(path.name + ".*"))
-            for c in candidates:
-                if c.is_dir():
-                    items += [
-                        _file_signature(p, c.parent) for p in sorted(c.rglob("*")) if p.is_file()
-                    ]
-                else:
-                    items.append(_file_signature(c, c.parent))
+            # the files that hold the raw input, as the format declares them
+            items += [_file_signature(c, path.parent) for c in get_format(f.format).raw_files(path)]
         else:
             items.append(str(path))
         items.append(f.model_dump(mode="json"))

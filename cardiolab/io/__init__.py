@@ -30,6 +30,7 @@ from .native import (
     write_campaign_netcdf,
     write_campaign_zarr,
 )
+from .registry import FileFormat, FormatOption, file_formats, get_format, register_format
 from .wfdb_format import (
     BEAT_SYMBOLS,
     PROTOCOL_EXTENSION,
@@ -40,6 +41,11 @@ from .wfdb_format import (
 
 __all__ = [
     "READERS",
+    "FileFormat",
+    "FormatOption",
+    "file_formats",
+    "get_format",
+    "register_format",
     "BEAT_SYMBOLS",
     "PROTOCOL_EXTENSION",
     "read_session",
@@ -58,23 +64,8 @@ __all__ = [
     "write_csv",
 ]
 
-#: format name -> reader
-READERS = {
-    "zarr": read_zarr_session,
-    "netcdf": read_netcdf_session,
-    "edf": read_edf,
-    "wfdb": read_wfdb,
-    "csv": read_csv,
-}
-
-#: the options each format's reader takes through :func:`read_session`
-FORMAT_OPTIONS = {
-    "zarr": {"group"},
-    "netcdf": {"group"},
-    "edf": set(),
-    "wfdb": {"annotations"},
-    "csv": {"time_column", "time_units", "sampling_rate", "decimal", "separator"},
-}
+#: format name -> reader, from the registry (every module above registers its formats)
+READERS = {fmt.name: fmt.reader for fmt in file_formats()}
 
 
 def read_session(path, format, *, channels=None, storage_options=None, indexes=True, **options):
@@ -84,8 +75,8 @@ def read_session(path, format, *, channels=None, storage_options=None, indexes=T
     ----------
     path : str or pathlib.Path
         File, record (WFDB: without extension) or store.
-    format : {"zarr", "netcdf", "edf", "wfdb", "csv"}
-        The file's format.
+    format : str
+        The file's format: a name in the registry (:func:`file_formats`).
     channels : mapping, optional
         Channel mapping ``{name: {"group", "units"?, "vessel"?}}``; required for
         edf, wfdb and csv, not used by the native formats.
@@ -112,15 +103,14 @@ def read_session(path, format, *, channels=None, storage_options=None, indexes=T
     SessionFormatError
         Unknown format or option, a missing ``group``, or whatever the reader raises.
     """
-    if format not in READERS:
-        raise SessionFormatError(f"{path}: unknown format {format!r} (known: {sorted(READERS)})")
-    unknown = sorted(set(options) - FORMAT_OPTIONS[format])
+    fmt = get_format(format, path)
+    unknown = sorted(set(options) - set(fmt.option_names))
     if unknown:
         raise SessionFormatError(
             f"{path}: option(s) {unknown} do not apply to format {format!r} "
-            f"(its options: {sorted(FORMAT_OPTIONS[format]) or 'none'})"
+            f"(its options: {fmt.option_names or 'none'})"
         )
-    if format in ("zarr", "netcdf"):
+    if fmt.native:
         if channels:
             raise SessionFormatError(
                 f"{path}: a channel mapping does not apply to a native {format} store"
@@ -129,13 +119,9 @@ def read_session(path, format, *, channels=None, storage_options=None, indexes=T
             raise SessionFormatError(
                 f"{path}: a {format} store needs the session 'group' ('<subject>/<session>')"
             )
-        if format == "zarr":
-            return read_zarr_session(
-                path, options["group"], storage_options=storage_options, indexes=indexes
-            )
-        return read_netcdf_session(path, options["group"], indexes=indexes)
+        return fmt.reader(path, options["group"], storage_options=storage_options, indexes=indexes)
     if is_url(str(path)):
         raise SessionFormatError(
             f"{path}: {format} files are read from local paths only (URLs: zarr stores)"
         )
-    return READERS[format](path, channels, **options)
+    return fmt.reader(path, channels if fmt.channels else None, **options)

@@ -98,6 +98,15 @@ from .channels import (
     parse_channels,
     unit_factor,
 )
+from .registry import (
+    FileFormat,
+    FormatOption,
+    nonempty_text,
+    one_of,
+    positive_number,
+    register_format,
+    time_unit,
+)
 
 __all__ = ["read_csv", "write_csv", "read_csv_protocol", "column_name"]
 
@@ -741,3 +750,22 @@ def write_csv(node, directory, stem: str) -> dict[str, Path]:
         frame.to_csv(target, index=False)
     log.debug("wrote %s", [str(t) for t in targets.values()])
     return targets
+
+
+FORMAT = register_format(
+    FileFormat(
+        name="csv",
+        reader=read_csv,
+        description="a column per channel; a time column, or a stated sampling rate",
+        suffixes=(".csv", ".txt"),
+        options=(
+            FormatOption(
+                "time_column", nonempty_text, "the time column (default: 'time' or 'Elapsed time')"
+            ),
+            FormatOption("time_units", time_unit, "unit of the time column (default s)"),
+            FormatOption("sampling_rate", positive_number, "sampling rate (Hz)"),
+            FormatOption("decimal", one_of(".", ","), "decimal mark"),
+            FormatOption("separator", one_of(",", ";", "\t", " ", "|"), "field separator"),
+        ),
+    )
+)

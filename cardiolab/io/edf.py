@@ -94,6 +94,7 @@ from .channels import (
     parse_channels,
     unit_factor,
 )
+from .registry import FileFormat, register_format
 
 __all__ = ["read_edf", "write_edf", "EDF_LABELS", "EDF_MAIN_FIELDS", "EDF_SIGNAL_FIELDS"]
 
@@ -697,3 +698,13 @@ def write_edf(node, path) -> Path:
     rec.write(path)
     log.debug("wrote %s (%d signals, %g s data records)", path, len(signals), duration)
     return path
+
+
+FORMAT = register_format(
+    FileFormat(
+        name="edf",
+        reader=read_edf,
+        description="EDF, EDF+ and BioSemi BDF/BDF+ (edfio); EDF+ annotations -> epochs",
+        suffixes=(".edf", ".bdf"),
+    )
+)

@@ -23,6 +23,14 @@ import xarray as xr
 from ..encoding import variable_length_strings, zarr_encoding
 from ..errors import CardiolabError, SessionFormatError
 from ..paths import is_url
+from .registry import (
+    FileFormat,
+    FormatOption,
+    directory_tree,
+    nonempty_text,
+    register_format,
+    single_file,
+)
 
 __all__ = [
     "open_campaign_store",
@@ -152,15 +160,21 @@ def read_zarr_session(
     return _read_session(path, group, "zarr", storage_options, indexes)
 
 
-def read_netcdf_session(path, group: str, *, indexes: bool = True) -> xr.DataTree:
+def read_netcdf_session(
+    path, group: str, *, storage_options=None, indexes: bool = True
+) -> xr.DataTree:
     """One session node of a netCDF campaign file (h5netcdf), lazily.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        The file.
+        The file (a local path).
     group : str
         ``"<subject>/<session>"``.
+    storage_options : dict, optional
+        Accepted for the native readers' common signature; a netCDF file is local.
+    indexes : bool
+        Build the ``time`` indexes (default), as :func:`read_zarr_session`.
 
     Returns
     -------
@@ -257,3 +271,32 @@ def write_campaign_netcdf(tree: xr.DataTree, path, *, overwrite: bool = False) -
     tree.to_netcdf(path, engine="h5netcdf", mode="w")
     log.debug("wrote netCDF campaign file %s", path)
     return path
+
+
+_GROUP = FormatOption(
+    "group", nonempty_text, "the session's group in the store: '<subject>/<session>'"
+)
+ZARR = register_format(
+    FileFormat(
+        name="zarr",
+        reader=read_zarr_session,
+        description="cardiolab's native campaign store (zarr; lazy, dask; fsspec URLs)",
+        suffixes=(".zarr",),
+        options=(_GROUP,),
+        channels=False,
+        native=True,
+        raw_files=directory_tree,
+    )
+)
+NETCDF = register_format(
+    FileFormat(
+        name="netcdf",
+        reader=read_netcdf_session,
+        description="cardiolab's native campaign file (netCDF-4, h5netcdf)",
+        suffixes=_NETCDF_SUFFIXES,
+        options=(_GROUP,),
+        channels=False,
+        native=True,
+        raw_files=single_file,
+    )
+)

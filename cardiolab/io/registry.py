@@ -42,7 +42,7 @@ __all__ = [
     "directory_tree",
     "positive_number",
     "one_of",
-    "text",
+    "nonempty_text",
     "time_unit",
 ]
 
@@ -98,7 +98,7 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return check
 
 
-def text(value: Any) -> str:
+def nonempty_text(value: Any) -> str:
     """A non-empty string."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a non-empty text, not {value!r}")
@@ -107,7 +107,7 @@ def text(value: Any) -> str:
 
 def time_unit(value: Any) -> str:
     """A unit of time known to :mod:`cardiolab.units`."""
-    value = text(value)
+    value = nonempty_text(value)
     try:
         conversion_factor(value, "time")
     except UnitError as err:

@@ -75,6 +75,13 @@ from .channels import (
     parse_channels,
     unit_factor,
 )
+from .registry import (
+    FileFormat,
+    FormatOption,
+    file_or_siblings,
+    nonempty_text,
+    register_format,
+)
 
 __all__ = [
     "read_wfdb",
@@ -562,3 +569,22 @@ def write_wfdb(node, directory, record_name: str) -> list[Path]:
         out.append(directory / rec)
     log.debug("wrote WFDB records %s", [str(r) for r in out])
     return out
+
+
+FORMAT = register_format(
+    FileFormat(
+        name="wfdb",
+        reader=read_wfdb,
+        description="PhysioNet WFDB records (.dat or .mat signals); ``(label``/``label)`` epochs",
+        suffixes=(".hea",),
+        options=(
+            FormatOption(
+                "annotations",
+                nonempty_text,
+                "annotation file extension whose (label ... label) marks are epochs",
+            ),
+        ),
+        raw_files=file_or_siblings,
+        missing="record (no .hea header)",
+    )
+)
