@@ -1,0 +1,148 @@
+"""One conformance test for every registered reader (MNE-Python's ``_test_raw_reader``).
+
+Every format in the registry must have a sample below (a test fails for a format that
+has none, so a new reader cannot skip this file). For each, through
+:func:`cardiolab.io.read_session` as the catalog calls it:
+
+- the node is a session of the data model, every sample still lazy (no dask graph is
+  computed while reading), each group's variable in its canonical unit;
+- where a writer exists, the values written come back within the format's resolution
+  (round trip); otherwise the sample is a real file read from ../shared/data;
+- the format's declared raw files exist for the sample (what the catalog checks and
+  the pipeline hashes);
+- a missing file, and (for formats with channel mappings) an unknown channel, is a
+  ``SessionFormatError`` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask.array as da
+import pytest
+import xarray as xr
+from dask.callbacks import Callback
+from session_checks import assert_group_close
+from sessions import EDF_CHANNELS, make_session, with_attrs
+
+from cardiolab import io
+from cardiolab.errors import SessionFormatError
+from cardiolab.schema import RAW_GROUPS, protocol_group, validate_session
+
+#: the groups' canonical units
+UNITS = {group: spec.units for group, spec in RAW_GROUPS.items()}
+
+
+@dataclass
+class Sample:
+    """A file of one format, how to read it, and what it holds."""
+
+    path: Path
+    channels: dict | None
+    options: dict = field(default_factory=dict)
+    written: xr.DataTree | None = None  # the node written, for a round trip
+    atol: dict = field(default_factory=dict)  # group -> tolerance of the round trip
+
+
+def _zarr(tmp_path, shared):
+    node = make_session()
+    path = io.write_campaign_zarr(xr.DataTree.from_dict({"S01/L-30": node}), tmp_path / "c.zarr")
+    return Sample(path, None, {"group": "S01/L-30"}, node, dict.fromkeys(UNITS, 1e-3))
+
+
+def _netcdf(tmp_path, shared):
+    node = make_session()
+    path = io.write_campaign_netcdf(xr.DataTree.from_dict({"S01/L-30": node}), tmp_path / "c.nc")
+    return Sample(path, None, {"group": "S01/L-30"}, node, dict.fromkeys(UNITS, 1e-9))
+
+
+def _edf(tmp_path, shared):
+    node = make_session()
+    path = io.write_edf(node, tmp_path / "s.edf")
+    # 16-bit samples: half a digital step of each signal's range (1 % wider)
+    atol = {"ecg": 2e-5, "abp": 1e-3, "ldf": 1e-4, "doppler": 1e-3}
+    return Sample(path, EDF_CHANNELS, {}, node, atol)
+
+
+def _wfdb(tmp_path, shared):
+    node = make_session()
+    records = io.write_wfdb(node, tmp_path, "s01")
+    return Sample(records[0], {"ecg": {"group": "ecg"}}, {}, node, {"ecg": 2e-5})
+
+
+def _csv(tmp_path, shared):
+    node = make_session()
+    files = io.write_csv(node, tmp_path, "s01")
+    return Sample(files["abp"], {"abp": {"group": "abp"}}, {}, node, {"abp": 1e-9})
+
+
+#: format -> sample factory (tmp_path, shared data folder) -> Sample
+SAMPLES = {
+    "zarr": _zarr,
+    "netcdf": _netcdf,
+    "edf": _edf,
+    "wfdb": _wfdb,
+    "csv": _csv,
+}
+
+FORMATS = [fmt.name for fmt in io.file_formats()]
+
+
+def test_every_registered_format_has_a_sample():
+    assert sorted(SAMPLES) == sorted(FORMATS)
+
+
+@pytest.fixture
+def sample(request, tmp_path):
+    from conftest import SHARED_DATA
+
+    return SAMPLES[request.param](tmp_path, SHARED_DATA)
+
+
+def _read(name, s: Sample):
+    return io.read_session(s.path, name, channels=s.channels, **s.options)
+
+
+@pytest.mark.parametrize("sample", FORMATS, indirect=True, ids=FORMATS)
+def test_reader_conformance(request, sample):
+    name = request.node.callspec.params["sample"]
+    fmt = io.get_format(name)
+    started = []
+    with Callback(start=lambda dsk: started.append(len(dsk))):
+        node = _read(name, sample)
+    assert started == [], "reading computed samples"
+    groups = [g for g in node.children if g in RAW_GROUPS]
+    assert groups
+    for group in groups:
+        var = node[group].to_dataset(inherit=False)[RAW_GROUPS[group].variable]
+        assert isinstance(var.data, da.Array), f"{name}: group {group} is not lazy"
+        assert var.attrs["units"] == UNITS[group]
+    session = with_attrs(node)
+    if "protocol" not in session.children:  # the catalog gives it, as here
+        session["protocol"] = xr.DataTree(protocol_group([("rest", 0.0, 1.0)]))
+    validate_session(session)
+    if sample.written is not None:
+        for group, atol in sample.atol.items():
+            assert_group_close(node, sample.written, group, atol)
+    assert fmt.raw_files(Path(sample.path)), f"{name}: no raw files found for the sample"
+
+
+@pytest.mark.parametrize("sample", FORMATS, indirect=True, ids=FORMATS)
+def test_reader_errors_name_the_file_and_field(request, sample, tmp_path):
+    name = request.node.callspec.params["sample"]
+    fmt = io.get_format(name)
+    missing = tmp_path / "absent" / ("none" + (fmt.suffixes[0] if fmt.suffixes else ""))
+    with pytest.raises(SessionFormatError, match="absent"):
+        io.read_session(missing, name, channels=sample.channels, **sample.options)
+    if fmt.channels:
+        group = next(iter(sample.channels.values()))["group"]
+        with pytest.raises(SessionFormatError) as err:
+            io.read_session(
+                sample.path,
+                name,
+                channels={"no such channel": {"group": group, "units": UNITS[group]}},
+                **sample.options,
+            )
+        assert str(sample.path) in str(err.value)
+        assert "no such channel" in str(err.value)
