@@ -146,3 +146,12 @@ def test_reader_errors_name_the_file_and_field(request, sample, tmp_path):
             )
         assert str(sample.path) in str(err.value)
         assert "no such channel" in str(err.value)
+
+
+def test_readme_lists_every_registered_format():
+    """The README's format table has a row naming each registered format."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| format | module | what it reads |") :].split("\n\n")[0]
+    rows = [line.split("|")[1] for line in table.splitlines()[2:]]
+    named = {name.strip(" `") for row in rows for name in row.split(",")}
+    assert set(FORMATS) <= named, sorted(set(FORMATS) - named)
