@@ -155,3 +155,31 @@ def test_readme_lists_every_registered_format():
     rows = [line.split("|")[1] for line in table.splitlines()[2:]]
     named = {name.strip(" `") for row in rows for name in row.split(",")}
     assert set(FORMATS) <= named, sorted(set(FORMATS) - named)
+
+
+# --- the readers as an xarray backend -----------------------------------------------------
+
+
+def test_xarray_backend_opens_any_registered_format(tmp_path):
+    """``engine="cardiolab"`` (the entry point) reads through the registry, lazily;
+    the file's ending picks the format where one format owns it."""
+    node = make_session()
+    edf = io.write_edf(node, tmp_path / "s.edf")
+    tree = xr.open_datatree(edf, engine="cardiolab", channels=EDF_CHANNELS)  # .edf -> edf
+    assert isinstance(tree["ecg"].ds["ecg"].data, da.Array)
+    assert_group_close(tree, node, "abp", 1e-3)
+    abp = xr.open_dataset(edf, engine="cardiolab", channels=EDF_CHANNELS, group="abp")
+    assert abp["abp"].attrs["units"] == "mmHg"
+    record = io.write_wfdb(node, tmp_path, "s01")[0]
+    ecg = xr.open_dataset(record, engine="cardiolab", format="wfdb", channels={"ecg": "ecg"})
+    assert_group_close(xr.DataTree.from_dict({"ecg": ecg}), node, "ecg", 2e-5)
+
+
+def test_xarray_backend_needs_a_format_for_unknown_endings(tmp_path):
+    node = make_session()
+    files = io.write_csv(node, tmp_path, "s01")
+    export = files["abp"].rename(tmp_path / "abp.export")
+    with pytest.raises(SessionFormatError, match="say which with format="):
+        xr.open_datatree(export, engine="cardiolab", channels={"abp": "abp"})
+    tree = xr.open_datatree(export, engine="cardiolab", format="csv", channels={"abp": "abp"})
+    assert_group_close(tree, node, "abp", 1e-9)
