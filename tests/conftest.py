@@ -1,11 +1,7 @@
 """Shared fixtures: reference data location and a small simulated campaign."""
 
-from pathlib import Path
-
 import pytest
-
-#: ../shared/data beside the repository (PhysioNet records and reference tables)
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from reference_data import SHARED_DATA
 
 
 @pytest.fixture(scope="session")

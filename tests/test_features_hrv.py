@@ -1,13 +1,11 @@
 """HRV features against NeuroKit2 on identical RR series (synthetic and MIT-BIH 100)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from reference_data import SHARED_DATA
 
 from cardiolab.features import hrv_frequency, hrv_time
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 nk = pytest.importorskip("neurokit2")
 
 
@@ -34,9 +32,9 @@ SYNTHETIC = [(0, 30, 20), (1, 10, 40), (2, 50, 5), (3, 20, 20)]
 
 def _mitdb_peaks():
     wfdb = pytest.importorskip("wfdb")
-    if not (DATA / "mitdb" / "100.atr").exists():
-        pytest.skip(f"{DATA / 'mitdb'} not found: MIT-BIH record 100 is not available")
-    ann = wfdb.rdann(str(DATA / "mitdb" / "100"), "atr")
+    if not (SHARED_DATA / "mitdb" / "100.atr").exists():
+        pytest.skip(f"{SHARED_DATA / 'mitdb'} not found: MIT-BIH record 100 is not available")
+    ann = wfdb.rdann(str(SHARED_DATA / "mitdb" / "100"), "atr")
     beat = np.isin(ann.symbol, list("NLRBAaJSVrFejnE/fQ"))
     peaks = ann.sample[beat]
     return peaks[peaks < 300 * 360], 360  # first 5 min

@@ -23,6 +23,7 @@ import dask.array as da
 import pytest
 import xarray as xr
 from dask.callbacks import Callback
+from reference_data import SHARED_DATA
 from session_checks import assert_group_close
 from sessions import EDF_CHANNELS, make_session, with_attrs
 
@@ -95,8 +96,6 @@ def test_every_registered_format_has_a_sample():
 
 @pytest.fixture
 def sample(request, tmp_path):
-    from conftest import SHARED_DATA
-
     return SAMPLES[request.param](tmp_path, SHARED_DATA)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import wfdb
 import xarray as xr
+from reference_data import SHARED_DATA
 from session_checks import assert_epochs_equal, assert_group_close
 from sessions import make_session, with_attrs
 
@@ -17,7 +18,6 @@ from cardiolab.errors import CardiolabError, SessionFormatError, UnitError
 from cardiolab.schema import RAW_GROUPS, validate_session
 
 #: ../shared/data beside the repository
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 MAPPINGS = {
     "ecg": {"ecg": {"group": "ecg"}},
