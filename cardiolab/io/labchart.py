@@ -561,7 +561,6 @@ def _text_column(path, start: int, stop: int, n_fields: int, col: int) -> np.nda
             io.BytesIO(raw),
             sep="\t",
             header=None,
-            names=list(range(n_fields + 1)),
             usecols=[col],
             comment="#",
             dtype={col: np.float64},
@@ -590,7 +589,7 @@ def _open_mat(path: Path) -> _Export:
             f"{path}: a MATLAB v7.3 (HDF5) file; LabChart writes level-5 MAT files, "
             "re-export it from LabChart"
         ) from None
-    except (ValueError, TypeError, OSError) as err:
+    except (scipy.io.matlab.MatReadError, ValueError, TypeError, OSError) as err:
         raise SessionFormatError(f"{path}: not a MATLAB .mat file ({err})") from None
     missing = [v for v in _MAT_REQUIRED if v not in names]
     if missing:
