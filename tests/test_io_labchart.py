@@ -173,7 +173,7 @@ def _char_rows(strings):
     return np.array([s.ljust(width) for s in strings])
 
 
-def _write_mat(path, drop=()):
+def _write_mat(path, drop=(), **changes):
     """Two blocks, 90 s apart: ECG (V, 200 Hz), BP (mmHg, 100 Hz), LDF (PU, 10 Hz;
     empty in block 2); comments "Start" (all channels, block 1, tick 400) and "Tilt" (BP,
     block 2, tick 100), tick rate 200 Hz."""
@@ -203,6 +203,7 @@ def _write_mat(path, drop=()):
     }
     for name in drop:
         del mat[name]
+    mat.update(changes)
     scipy.io.savemat(path, mat)
     return path, ecg, bp
 
@@ -279,6 +280,10 @@ def _mat_without(variable):
     return lambda labchart_dir, tmp_path: _write_mat(tmp_path / "rec.mat", drop=(variable,))[0]
 
 
+def _mat_with(**changes):
+    return lambda labchart_dir, tmp_path: _write_mat(tmp_path / "rec.mat", **changes)[0]
+
+
 RESP = "resp_emg_pressure_2blocks.txt"
 
 BAD = {
@@ -315,6 +320,30 @@ BAD = {
         {"ECG": "ecg"},
         SessionFormatError,
         r"\['datastart'\] missing",
+    ),
+    "mat blocks overlap": (
+        _mat_with(blocktimes=np.array([[738000.25, 738000.25 + 5 / 86400]])),
+        {"ECG": "ecg"},
+        SessionFormatError,
+        r"channel 'ECG': block 1 starts at 5 s, before the previous block ends \(10 s\)",
+    ),
+    "mat rates differ": (
+        _mat_with(samplerate=np.array([[200, 250], [100, 100], [10, 0]], dtype=float)),
+        {"ECG": "ecg"},
+        SessionFormatError,
+        r"'ECG' is sampled at different rates in its blocks \(block 0: 200 Hz, block 1: 250",
+    ),
+    "mat first sample offset": (
+        _mat_with(firstsampleoffset=np.array([[0, 0], [0, 3], [0, 0]], dtype=float)),
+        {"BP": "abp"},
+        SessionFormatError,
+        r"channel 'BP', block 1: 'firstsampleoffset' is 3",
+    ),
+    "mat index past data": (
+        _mat_with(dataend=np.array([[2000, 9000], [3000, 5600], [3100, -1]], dtype=float)),
+        {"ECG": "ecg"},
+        SessionFormatError,
+        r"channel 'ECG', block 1: 'dataend' is 9000, past the end of 'data' \(4600 samples",
     ),
     "not a mat file": (
         _written("x.mat", b"Interval=\t0.01 s\r\n"),

@@ -1,9 +1,10 @@
 """ADInstruments LabChart exports: text (``.txt``) and MATLAB (``.mat``).
 
 One format, ``labchart``; the file's suffix says which export it is (``.txt``: text,
-``.mat``: MATLAB). No LabChart library is used: both layouts are simple, and the
-Python packages that read them (``labchart_txt_parser``, ``labchart-tools``) read the
-whole file into a DataFrame on opening and lose the block times.
+``.mat``: MATLAB). No LabChart library is used: both layouts are simple; the one Python
+text parser looked at (``labchart_txt_parser``, per its docstring) reads the whole file
+into a DataFrame and stitches the blocks end to end, dropping the pauses between them;
+the MATLAB export is read with SciPy.
 
 Text export (``.txt``)
     Layout as LabChart writes it (checked against the two real exports in
@@ -221,7 +222,10 @@ def _channel_signal(path, ch: Channel, export: _Export, token: str):
                 f"before the previous block ends ({t0 + end / fs:.6g} s); blocks overlap"
             )
         if k > end:
-            parts.append(da.full((k - end,), np.nan, dtype=np.float64))
+            # named by its length: dask's own token for it costs ms per gap
+            parts.append(
+                da.full((k - end,), np.nan, dtype=np.float64, name=f"labchart-nan-{k - end}")
+            )
             gaps += [t0 + end / fs, t0 + k / fs]
         func, args = p.read
         parts.append(
