@@ -610,8 +610,6 @@ def _open_mat(path: Path) -> _Export:
                 raise SessionFormatError(f"{path}: variable {name!r} missing")
             return np.full((nch, nblk), default, dtype=float)
         value = np.asarray(mat[name], dtype=float)
-        if value.ndim != 2 or value.shape[0] != nch:
-            value = value.reshape(nch, -1) if value.size % max(nch, 1) == 0 else value
         if value.shape != (nch, nblk):
             raise SessionFormatError(
                 f"{path}: variable {name!r} has shape {value.shape}, expected "
