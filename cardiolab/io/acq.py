@@ -96,7 +96,11 @@ log = logging.getLogger("cardiolab")
 #: the oldest file revision bioread reads (AcqKnowledge 2.0a)
 OLDEST_REVISION = file_revisions.V_20a
 #: the newest file revision bioread knows (it reads newer ones with that layout)
-NEWEST_REVISION = max(file_revisions.REVISION_TO_VERSION)
+NEWEST_REVISION = max(
+    value
+    for name, value in vars(file_revisions).items()
+    if name.startswith("V_") and isinstance(value, int)
+)
 
 _SEGMENT_TEXT = re.compile(r"^Segment \d+$")
 
@@ -233,8 +237,7 @@ def _check_revision(path: Path, head: bytes) -> int:
         )
     if revision > NEWEST_REVISION:
         log.warning(
-            "%s: file revision %d is newer than bioread %s knows (%d); read with its newest "
-            "layout",
+            "%s: file revision %d is newer than bioread %s knows (%d); read with its newest layout",
             path,
             revision,
             bioread.__version__,
@@ -285,11 +288,6 @@ def read_acq_header(path) -> AcqHeader:
             f"{size} bytes): the graph or channel headers are cut short or are not "
             "AcqKnowledge's"
         )
-    if reader.event_markers is None:
-        raise SessionFormatError(
-            f"{path}: the file ends inside its headers ({size} bytes): its marker "
-            "header is not readable"
-        )
     chans = tuple(
         AcqChannel(
             i,
@@ -325,6 +323,11 @@ def read_acq_header(path) -> AcqHeader:
                 f"{reader.data_start_offset}, per the channels' point counts) end at byte "
                 f"{end}, but the file has {size} bytes (cut short)"
             )
+    if reader.event_markers is None:
+        raise SessionFormatError(
+            f"{path}: the file ends inside its headers or is damaged ({size} bytes): its marker "
+            "header is not readable"
+        )
     base_rate = float(datafile.samples_per_second)
     duration = max(c.point_count * c.frequency_divider for c in chans) / base_rate
     markers = tuple(
