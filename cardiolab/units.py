@@ -51,6 +51,7 @@ _ALIASES = {
     "mv": "mV",
     "uv": "uV",
     "volt": "V",
+    "volts": "V",  # BIOPAC AcqKnowledge writes "Volts"
     "mm Hg": "mmHg",
     "mmhg": "mmHg",
     "mm[Hg]": "mmHg",
