@@ -259,8 +259,9 @@ def read_beats(
     ------
     SessionFormatError
         Missing or empty file, no header or no rows, a row cut short, a value that
-        is not a number, an unknown column (listing those present), beat times that
-        do not increase, a generic CSV without a mapping, a bad option.
+        is not a number, an R-R interval <= 0, an unknown column (listing those
+        present), beat times that do not increase, a generic CSV without a mapping, a
+        bad option.
     UnitError
         A unit unknown or not convertible to the variable's (file and column named).
 
@@ -365,6 +366,15 @@ def read_beats(
         pos = _column_position(path, ch, header, names)
         factor, unit = unit_factor(ch, units[pos], path)
         v = _numbers(path, table[pos], decimal, header[pos], line_numbers) * factor
+        if ch.variable == "rr":
+            with np.errstate(invalid="ignore"):
+                bad = np.flatnonzero(v <= 0)
+            if bad.size:
+                i = int(bad[0])
+                raise SessionFormatError(
+                    f"{path}: line {line_numbers[i]}, column {header[pos]!r}: R-R interval "
+                    f"{table[pos].iloc[i]!r} is not positive ({bad.size} such row(s))"
+                )
         if beatscope and ch.variable == "rr" and names[pos] == _BEATSCOPE_INTERVAL:
             v = np.r_[np.nan, v[:-1]]  # the interval to the next beat -> ending at the beat
         values[ch.variable] = v
