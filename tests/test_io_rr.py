@@ -10,6 +10,7 @@ from cardiolab.errors import SessionFormatError, UnitError
 from cardiolab.features import epoch_features
 from cardiolab.io import registry
 from cardiolab.io.rr import FORMAT, read_rr
+from cardiolab.pipeline import session_features
 from cardiolab.signals.beats import BEAT_VARIABLES, beat_table
 
 FILES = ["rest_rri.txt", "exercise_rri.hrm"]
@@ -232,3 +233,7 @@ def test_rr_session_to_hrv_features(beat_exports):
     assert float(f["lf"]) > 0 and float(f["hf"]) > 0
     # no pressure in an R-R file
     assert np.isnan(float(f["sbp"])) and int(f["n_beats_abp"]) == 0
+    # the pipeline's per-session step (no ldf group: read only where present)
+    piped = session_features(beats, node).sel(epoch="rest")
+    for name in ("n_nn", "mean_nn", "sdnn", "rmssd", "lf", "hf"):
+        assert float(piped[name]) == float(f[name]), name
