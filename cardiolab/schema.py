@@ -14,9 +14,21 @@ ldf        ``flux``      PU       laser Doppler skin perfusion
 doppler    ``velocity``  cm/s     max-velocity envelope, dims (``vessel``, time)
 protocol   ``start``,    s        dim ``epoch`` (the epoch labels), plus ``label``
            ``stop``
+beats      ``t`` and     s, ...   dim ``beat``; no sampling rate (see below)
+           any of
+           :data:`BEAT_FIELDS`
 =========  ============  =======  ===============================================
 
 Every data variable carries ``units`` and ``long_name``.
+
+Beat-level sessions (R-R interval files, beat-to-beat haemodynamic exports) come as
+beats, not waveforms: their ``beats`` group has dim ``beat``, the beat times ``t`` (s
+from the session start: the R-peak, or the beat onset the device reports) and any of
+the variables of :data:`BEAT_FIELDS` in their units (``rr`` is the interval *ending*
+at the beat, as in the beat table). A session needs at least one waveform group or a
+``beats`` group; it may hold both. :func:`validate_session` reads the beat times (one
+number per beat, small) to check they increase strictly, and ``rr`` to check it is
+positive.
 """
 
 from __future__ import annotations
@@ -33,11 +45,14 @@ from .labels import PHASES, LabelError, parse_session_label
 __all__ = [
     "GroupSpec",
     "RAW_GROUPS",
+    "BEAT_GROUP",
+    "BEAT_FIELDS",
     "SESSION_ATTRS",
     "POSTURES",
     "time_coordinate",
     "signal_group",
     "protocol_group",
+    "beats_group",
     "session_node",
     "validate_session",
     "validate_campaign",
@@ -65,6 +80,22 @@ RAW_GROUPS: dict[str, GroupSpec] = {
     "doppler": GroupSpec(
         "doppler", "velocity", "cm/s", "Doppler maximum-velocity envelope", 25.0, 2000.0
     ),
+}
+
+#: The raw group of beat-level sessions (no waveform, no sampling rate).
+BEAT_GROUP = "beats"
+
+#: Variables of a ``beats`` group: name -> (units, long_name). ``t`` is required.
+BEAT_FIELDS: dict[str, tuple[str, str]] = {
+    "t": ("s", "beat time from session start (R-peak or beat onset)"),
+    "rr": ("ms", "RR interval ending at this beat"),
+    "sbp": ("mmHg", "systolic blood pressure"),
+    "dbp": ("mmHg", "diastolic blood pressure"),
+    "map": ("mmHg", "mean arterial pressure"),
+    "hr": ("bpm", "heart rate"),
+    "sv": ("mL", "stroke volume"),
+    "co": ("L/min", "cardiac output"),
+    "tpr": ("mmHg.min/L", "total peripheral resistance"),
 }
 
 #: Session node attributes and their meaning.
@@ -194,13 +225,53 @@ def protocol_group(epochs: Iterable) -> xr.Dataset:
     )
 
 
+def beats_group(t, values: Mapping | None = None, *, attrs: Mapping | None = None) -> xr.Dataset:
+    """Build the ``beats`` group of a beat-level session.
+
+    Parameters
+    ----------
+    t : array-like, shape (n_beats,)
+        Beat times (s from the session start), strictly increasing.
+    values : mapping of str to array-like, optional
+        Beat-to-beat variables of :data:`BEAT_FIELDS` (``rr``, ``sbp``, ...), each of
+        shape ``(n_beats,)`` and already in the field's unit; NaN where missing.
+    attrs : mapping, optional
+        Group attributes (e.g. ``source_file``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``beat``; ``t`` and the given variables with ``units`` and ``long_name``.
+
+    Raises
+    ------
+    KeyError
+        A variable that :data:`BEAT_FIELDS` does not define.
+    ValueError
+        A variable whose length is not that of ``t``.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    data = {"t": t, **dict(values or {})}
+    ds = xr.Dataset()
+    for name, v in data.items():
+        if name not in BEAT_FIELDS:
+            raise KeyError(f"unknown beat variable {name!r} (known: {list(BEAT_FIELDS)})")
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape != t.shape:
+            raise ValueError(f"beat variable {name!r} has shape {v.shape}, t has {t.shape}")
+        units, long_name = BEAT_FIELDS[name]
+        ds[name] = xr.Variable("beat", v, {"units": units, "long_name": long_name})
+    ds.attrs = dict(attrs or {})
+    return ds
+
+
 def session_node(groups: Mapping[str, xr.Dataset], **attrs) -> xr.DataTree:
     """Assemble a session node from its groups and attributes.
 
     Parameters
     ----------
     groups : mapping of str to xarray.Dataset
-        Raw groups (``ecg``, ``abp``, ``ldf``, ``doppler``, ``protocol``).
+        Raw groups (``ecg``, ``abp``, ``ldf``, ``doppler``, ``beats``, ``protocol``).
     **attrs
         Session attributes (see :data:`SESSION_ATTRS`).
 
@@ -260,11 +331,55 @@ def _check_time(group: str, ds: xr.Dataset, problems: list[str]) -> None:
             )
 
 
+def _check_beats(ds: xr.Dataset, problems: list[str]) -> None:
+    """Check a ``beats`` group: dim ``beat``, known variables in their units, times."""
+    g = f"group {BEAT_GROUP!r}"
+    if "t" not in ds.variables:
+        problems.append(f"{g}: missing variable 't' (beat times, s)")
+    for vname, var in ds.variables.items():
+        if vname in ds.dims and vname not in ds.data_vars and vname != "t":
+            continue  # an index coordinate of 'beat'
+        if var.dims != ("beat",):
+            problems.append(f"{g}: field {vname!r} has dims {var.dims}, expected ('beat',)")
+        if vname not in BEAT_FIELDS:
+            problems.append(f"{g}: unknown field {vname!r} (beat variables: {list(BEAT_FIELDS)})")
+            continue
+        units = var.attrs.get("units")
+        if units != BEAT_FIELDS[vname][0]:
+            problems.append(
+                f"{g}: field {vname!r} has units {units!r}, expected {BEAT_FIELDS[vname][0]!r}"
+            )
+        if "long_name" not in var.attrs:
+            problems.append(f"{g}: field {vname!r} has no 'long_name' attribute")
+    if "t" in ds.variables and ds["t"].dims == ("beat",):
+        t = np.asarray(ds["t"].values, dtype=float)
+        if not np.all(np.isfinite(t)):
+            problems.append(f"{g}: field 't' has missing (non-finite) times")
+        back = np.flatnonzero(~(np.diff(t) > 0))
+        if back.size:
+            i = int(back[0]) + 1
+            problems.append(
+                f"{g}: field 't' does not increase: beat {i} at {t[i]:.6g} s follows "
+                f"{t[i - 1]:.6g} s ({back.size} such beat(s))"
+            )
+    if "rr" in ds.variables and ds["rr"].dims == ("beat",):
+        rr = np.asarray(ds["rr"].values, dtype=float)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(rr <= 0)
+        if bad.size:
+            problems.append(
+                f"{g}: field 'rr' is <= 0 ms at beat {int(bad[0])} ({rr[bad[0]]:g} ms; "
+                f"{bad.size} such beat(s))"
+            )
+
+
 def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
     """Check a session node against the data model.
 
-    All violations are collected and raised together. No sample data is read: only
-    attributes, dimensions and coordinates are checked, so a lazy session stays lazy.
+    All violations are collected and raised together. No waveform sample is read:
+    only attributes, dimensions and coordinates are checked, so a lazy session stays
+    lazy. A ``beats`` group's ``t`` and ``rr`` (one number per beat) are read to check
+    that the times increase strictly and the intervals are positive.
 
     Parameters
     ----------
@@ -321,11 +436,13 @@ def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
 
     children = set(node.children)
     signal_groups = [g for g in RAW_GROUPS if g in children]
-    if not signal_groups:
+    if not signal_groups and BEAT_GROUP not in children:
         problems.append(
-            f"no signal group: expected at least one of {sorted(RAW_GROUPS)}, "
-            f"found {sorted(children)}"
+            f"no signal group: expected at least one of {sorted(RAW_GROUPS)} or "
+            f"{BEAT_GROUP!r}, found {sorted(children)}"
         )
+    if BEAT_GROUP in children:
+        _check_beats(node[BEAT_GROUP].to_dataset(inherit=False), problems)
     for group in signal_groups:
         spec = RAW_GROUPS[group]
         ds = node[group].to_dataset(inherit=False)

@@ -3,14 +3,24 @@
 Each raw group of the session data model has one canonical unit (ECG in mV, arterial
 pressure in mmHg, laser Doppler flux in PU, Doppler velocity in cm/s, time in s).
 Readers convert what a file declares into that unit with :func:`conversion_factor`;
-a unit missing from the table is an error, never a guess.
+a unit missing from the table is an error, never a guess. The beat-to-beat variables
+of a ``beats`` group (:data:`cardiolab.schema.BEAT_FIELDS`) have their own units (RR
+in ms, heart rate in bpm, stroke volume in mL, cardiac output in L/min, peripheral
+resistance in mmHg.min/L); :func:`unit_ratio` converts between two units of one
+quantity.
 """
 
 from __future__ import annotations
 
 from .errors import UnitError
 
-__all__ = ["CANONICAL_UNITS", "UNIT_FACTORS", "normalise_unit", "conversion_factor"]
+__all__ = [
+    "CANONICAL_UNITS",
+    "UNIT_FACTORS",
+    "normalise_unit",
+    "conversion_factor",
+    "unit_ratio",
+]
 
 #: Canonical unit of each physical quantity.
 CANONICAL_UNITS = {
@@ -19,7 +29,15 @@ CANONICAL_UNITS = {
     "perfusion": "PU",
     "velocity": "cm/s",
     "time": "s",
+    "heart_rate": "bpm",
+    "volume": "mL",
+    "flow": "L/min",
+    "resistance": "mmHg.min/L",
 }
+
+#: 1 mmHg.min/L in dyn.s/cm5: 133.322387415 Pa * 60 s / 1e-3 m3 = 7.99934e6 Pa.s/m3, and
+#: 1 dyn.s/cm5 = 1e-5 N * s / 1e-10 m5 = 1e5 Pa.s/m3 (Finapres' "medical unit" and CGS TPR)
+_DYN_PER_MU = 133.322387415 * 60.0 / 1e-3 / 1e5
 
 #: unit -> (quantity, factor that multiplies a value in this unit to give canonical)
 UNIT_FACTORS: dict[str, tuple[str, float]] = {
@@ -39,6 +57,14 @@ UNIT_FACTORS: dict[str, tuple[str, float]] = {
     "ms": ("time", 1e-3),
     "min": ("time", 60.0),
     "h": ("time", 3600.0),
+    "bpm": ("heart_rate", 1.0),
+    "mL": ("volume", 1.0),
+    "L": ("volume", 1000.0),
+    "L/min": ("flow", 1.0),
+    "mL/min": ("flow", 1e-3),
+    "mmHg.min/L": ("resistance", 1.0),
+    "mmHg.s/mL": ("resistance", 1000.0 / 60.0),  # peripheral resistance unit (PRU)
+    "dyn.s/cm5": ("resistance", 1.0 / _DYN_PER_MU),
 }
 
 # Spellings met in EDF, WFDB and CSV headers, mapped to the table's names. Only
@@ -67,6 +93,24 @@ _ALIASES = {
     "sec": "s",
     "second": "s",
     "seconds": "s",
+    "msec": "ms",
+    "beats/min": "bpm",
+    "1/min": "bpm",
+    "min-1": "bpm",
+    "ml": "mL",
+    "l": "L",
+    "l/min": "L/min",
+    "ml/min": "mL/min",
+    "mmhg.min/l": "mmHg.min/L",
+    "mmhg·min/l": "mmHg.min/L",
+    "mmhg*min/l": "mmHg.min/L",
+    "mmhg min/l": "mmHg.min/L",
+    "mmhg.s/ml": "mmHg.s/mL",
+    "mmhg·s/ml": "mmHg.s/mL",
+    "pru": "mmHg.s/mL",
+    "dyn·s/cm5": "dyn.s/cm5",
+    "dyn·s·cm-5": "dyn.s/cm5",
+    "dyn s cm-5": "dyn.s/cm5",
 }
 
 #: Canonical unit of each raw group of the data model.
@@ -128,3 +172,28 @@ def conversion_factor(unit: str, quantity: str) -> float:
             f"(expected a unit convertible to {CANONICAL_UNITS[quantity]})"
         )
     return factor
+
+
+def unit_ratio(unit: str, target: str) -> float:
+    """Factor that converts a value in ``unit`` to ``target``, a unit of the same quantity.
+
+    Parameters
+    ----------
+    unit : str
+        The unit a file or catalog declares (``"s"``).
+    target : str
+        The unit wanted (``"ms"``).
+
+    Returns
+    -------
+    float
+        Multiply values in ``unit`` by this to obtain ``target`` (``unit_ratio("s",
+        "ms") == 1000``).
+
+    Raises
+    ------
+    UnitError
+        If either unit is unknown, or they measure different quantities.
+    """
+    target_quantity, target_factor = UNIT_FACTORS[normalise_unit(target)]
+    return conversion_factor(unit, target_quantity) / target_factor

@@ -92,3 +92,52 @@ def test_campaign_validation_collects_all_sessions():
     assert err.value.violations == [
         "session S01/R+1: missing session attribute 'campaign' (campaign name)"
     ]
+
+
+def beat_session(t, **values):
+    groups = {
+        "beats": schema.beats_group(t, values),
+        "protocol": schema.protocol_group([("rest", 0, 10)]),
+    }
+    node = make_session()
+    return schema.session_node(groups, **node.attrs)
+
+
+def test_beat_level_session_passes():
+    t = np.array([0.8, 1.6, 2.45])
+    node = beat_session(t, rr=[800.0, 800.0, 850.0], sbp=[120.0, 121.0, 119.0])
+    assert schema.validate_session(node) is node
+    ds = node["beats"].ds
+    assert ds["t"].dims == ("beat",)
+    assert ds["t"].attrs["units"] == "s" and ds["rr"].attrs["units"] == "ms"
+    assert ds["sbp"].attrs["long_name"] == "systolic blood pressure"
+    assert "sampling_rate" not in ds.attrs
+
+
+def test_beats_group_refuses_unknown_variable():
+    with pytest.raises(KeyError, match="unknown beat variable 'spo2'"):
+        schema.beats_group([1.0, 2.0], {"spo2": [97.0, 98.0]})
+
+
+def test_beat_group_violations_are_named():
+    node = beat_session(np.array([1.0, 2.0, 1.5, 3.0]), rr=[800.0, 0.0, -1.0, 900.0])
+    ds = node["beats"].to_dataset()
+    ds["sbp"] = ("beat", np.full(4, 16.0), {"units": "kPa", "long_name": "systolic"})
+    ds["spo2"] = ("beat", np.full(4, 97.0), {"units": "%", "long_name": "saturation"})
+    node["beats"] = ds
+    with pytest.raises(SessionFormatError) as err:
+        schema.validate_session(node)
+    msg = str(err.value)
+    assert "group 'beats': field 't' does not increase: beat 2 at 1.5 s follows 2 s" in msg
+    assert "group 'beats': field 'rr' is <= 0 ms at beat 1 (0 ms; 2 such beat(s))" in msg
+    assert "group 'beats': field 'sbp' has units 'kPa', expected 'mmHg'" in msg
+    assert "group 'beats': unknown field 'spo2'" in msg
+    assert len(err.value.violations) == 4
+
+
+def test_session_without_waveform_or_beats_is_refused():
+    node = make_session()
+    for group in ("ecg", "abp", "doppler"):
+        del node[group]
+    with pytest.raises(SessionFormatError, match=r"no signal group: .* or 'beats'"):
+        schema.validate_session(node)

@@ -6,14 +6,18 @@ Every file reader turns its channel mapping into a list of :class:`Channel` with
 :func:`lazy_channel` and builds the session node with :func:`assemble`, so that format
 quirks stay inside the readers and the rules below are applied once:
 
-- a mapping is ``{channel name in the file: {"group", "units"?, "vessel"?, "index"?}}``
-  (a bare group name ``"ecg"`` is accepted for ``{"group": "ecg"}``);
+- a mapping is ``{channel name in the file: {"group", "units"?, "vessel"?, "index"?,
+  "variable"?}}`` (a bare group name ``"ecg"`` is accepted for ``{"group": "ecg"}``);
+- a column of a beat-to-beat file maps to group ``beats`` and names its ``variable``
+  (one of :data:`~cardiolab.schema.BEAT_FIELDS`: ``{"SYS": {"group": "beats",
+  "variable": "sbp", "units": "mmHg"}}``); its unit is converted to the variable's;
 - a channel is found by its name, or by its 0-based position among the file's signals
   (columns) where the mapping gives ``index``; :func:`locate_channel` does this for
   every reader, so a name that the file holds twice is always an error naming both
   positions, never a silent pick;
 - at most one channel per group, except ``doppler``, where each channel names a
-  distinct ``vessel`` and all of them share one sampling rate and length;
+  distinct ``vessel`` and all of them share one sampling rate and length, and
+  ``beats``, where each channel names a distinct ``variable``;
 - the unit is the file's where it declares one, the mapping's where it does not; both
   given and different, or unknown, is a :class:`~cardiolab.errors.UnitError` naming
   the file and the channel.
@@ -32,8 +36,15 @@ import xarray as xr
 from dask.base import tokenize
 
 from ..errors import SessionFormatError, UnitError
-from ..schema import RAW_GROUPS, protocol_group, session_node, signal_group
-from ..units import conversion_factor
+from ..schema import (
+    BEAT_FIELDS,
+    BEAT_GROUP,
+    RAW_GROUPS,
+    protocol_group,
+    session_node,
+    signal_group,
+)
+from ..units import conversion_factor, unit_ratio
 
 __all__ = [
     "Channel",
@@ -50,7 +61,9 @@ __all__ = [
 #: data variable of each raw group
 GROUP_VARIABLES = {group: spec.variable for group, spec in RAW_GROUPS.items()}
 
-_MAPPING_KEYS = {"group", "units", "vessel", "index"}
+_MAPPING_KEYS = {"group", "units", "vessel", "index", "variable"}
+#: groups a channel may map to
+_CHANNEL_GROUPS = (*RAW_GROUPS, BEAT_GROUP)
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,7 @@ class Channel:
     name : str
         The channel's name in the file (EDF label, WFDB signal name, CSV column).
     group : str
-        Raw group of the data model (``ecg``, ``abp``, ``ldf``, ``doppler``).
+        Raw group of the data model (``ecg``, ``abp``, ``ldf``, ``doppler``, ``beats``).
     units : str or None
         Unit given by the mapping (the catalog), if any.
     vessel : str or None
@@ -70,6 +83,9 @@ class Channel:
     index : int or None
         0-based position of the channel among the file's signals (columns), when the
         mapping gives it: needed where a name is not unique or the file has no names.
+    variable : str or None
+        The beat variable (:data:`~cardiolab.schema.BEAT_FIELDS`) of a ``beats``
+        channel.
     """
 
     name: str
@@ -77,6 +93,14 @@ class Channel:
     units: str | None = None
     vessel: str | None = None
     index: int | None = None
+    variable: str | None = None
+
+    @property
+    def target_units(self) -> str:
+        """The unit the channel's values are stored in (its group's or variable's)."""
+        if self.group == BEAT_GROUP:
+            return BEAT_FIELDS[self.variable][0]
+        return RAW_GROUPS[self.group].units
 
 
 def parse_channels(channels: Mapping | None, source) -> list[Channel]:
@@ -86,7 +110,8 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
     ----------
     channels : mapping
         ``{name: {"group": str, "units": str (optional), "vessel": str (doppler),
-        "index": int (optional, 0-based position in the file)}}``.
+        "index": int (optional, 0-based position in the file), "variable": str
+        (beats)}}``.
     source : str or pathlib.Path
         The file, for messages.
 
@@ -99,7 +124,9 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
     SessionFormatError
         Empty mapping, unknown group or key, a vessel on a non-doppler channel, a
         doppler channel without a vessel, two channels for one group or one vessel,
-        an ``index`` that is not a non-negative integer or that two channels share.
+        an ``index`` that is not a non-negative integer or that two channels share,
+        a ``beats`` channel without a known ``variable`` or two for one variable, a
+        ``variable`` on another group.
     """
     if not channels:
         raise SessionFormatError(
@@ -129,10 +156,23 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
                 f"(allowed: {sorted(_MAPPING_KEYS)})"
             )
         group = spec.get("group")
-        if group not in RAW_GROUPS:
+        if group not in _CHANNEL_GROUPS:
             raise SessionFormatError(
                 f"{source}: channel {name!r} maps to unknown group {group!r} "
-                f"(groups: {sorted(RAW_GROUPS)})"
+                f"(groups: {sorted(_CHANNEL_GROUPS)})"
+            )
+        variable = spec.get("variable")
+        if group == BEAT_GROUP:
+            if variable not in BEAT_FIELDS or variable == "t":
+                raise SessionFormatError(
+                    f"{source}: beats channel {name!r}: 'variable' is {variable!r}; give one "
+                    f"of {[v for v in BEAT_FIELDS if v != 't']}"
+                )
+            _claim(groups, (group, variable), name, f"map to beat variable {variable!r}", source)
+        elif variable is not None:
+            raise SessionFormatError(
+                f"{source}: channel {name!r}: 'variable' applies to beats channels only, "
+                f"not to group {group!r}"
             )
         vessel = spec.get("vessel")
         if group == "doppler":
@@ -148,7 +188,8 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
                     f"{source}: channel {name!r}: 'vessel' applies to doppler channels "
                     f"only, not to group {group!r}"
                 )
-            _claim(groups, group, name, f"map to group {group!r}", source)
+            if group != BEAT_GROUP:
+                _claim(groups, group, name, f"map to group {group!r}", source)
         index = spec.get("index")
         if index is not None:
             if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
@@ -160,7 +201,14 @@ def parse_channels(channels: Mapping | None, source) -> list[Channel]:
             _claim(indices, index, name, f"take the file's signal at index {index}", source)
         units = spec.get("units")
         out.append(
-            Channel(str(name), group, None if units in (None, "") else str(units), vessel, index)
+            Channel(
+                str(name),
+                group,
+                None if units in (None, "") else str(units),
+                vessel,
+                index,
+                variable,
+            )
         )
     return out
 
@@ -187,7 +235,8 @@ def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float
     Returns
     -------
     factor : float
-        Multiply the file's values by this to get the group's canonical unit.
+        Multiply the file's values by this to get the group's canonical unit (for a
+        ``beats`` channel: its variable's unit, :attr:`Channel.target_units`).
     unit : str
         The unit the values are in (the file's, else the mapping's).
 
@@ -199,10 +248,19 @@ def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float
     """
     declared = (file_units or "").strip() or None
     given = channel.units
+    if channel.group == BEAT_GROUP:
+
+        def factor(unit):
+            return unit_ratio(unit, channel.target_units)
+    else:
+
+        def factor(unit):
+            return conversion_factor(unit, channel.group)
+
     try:
         if declared and given:
-            f_declared = conversion_factor(declared, channel.group)
-            f_given = conversion_factor(given, channel.group)
+            f_declared = factor(declared)
+            f_given = factor(given)
             if f_declared != f_given:
                 raise UnitError(
                     f"{source}: channel {channel.name!r} is in {declared!r} according to "
@@ -215,7 +273,7 @@ def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float
                 f"{source}: channel {channel.name!r} has no unit in the file; give "
                 "'units' in the channel mapping"
             )
-        return conversion_factor(unit, channel.group), unit
+        return factor(unit), unit
     except UnitError as err:
         if str(source) in str(err):
             raise
@@ -339,8 +397,16 @@ def assemble(signals, source, epochs=None, *, start: float = 0.0) -> xr.DataTree
     Raises
     ------
     SessionFormatError
-        Doppler channels that differ in sampling rate or length.
+        Doppler channels that differ in sampling rate or length; a channel mapped to
+        group ``beats`` (waveform readers only: beat files build their node with
+        :func:`cardiolab.schema.beats_group`).
     """
+    beat_channels = [s[0].name for s in signals if s[0].group == BEAT_GROUP]
+    if beat_channels:
+        raise SessionFormatError(
+            f"{source}: channel(s) {beat_channels} map to group {BEAT_GROUP!r}, which holds "
+            "beat-to-beat values, not waveforms: read such files with format 'beats' or 'rr'"
+        )
     groups: dict[str, xr.Dataset] = {}
     doppler = [s for s in signals if s[0].group == "doppler"]
     for ch, arr, fs, unit in signals:

@@ -108,7 +108,7 @@ from .registry import (
     time_unit,
 )
 
-__all__ = ["read_csv", "write_csv", "read_csv_protocol", "column_name"]
+__all__ = ["read_csv", "write_csv", "read_csv_protocol", "column_name", "split_column_name"]
 
 log = logging.getLogger("cardiolab")
 
@@ -129,8 +129,11 @@ def column_name(name: str, unit: str) -> str:
     return f"{name} [{unit}]"
 
 
-def _split(header: str) -> tuple[str, str | None]:
-    """``"abp [mmHg]"`` -> ``("abp", "mmHg")``; ``"abp"`` -> ``("abp", None)``."""
+def split_column_name(header: str) -> tuple[str, str | None]:
+    """A column name and the unit in its brackets (the inverse of :func:`column_name`).
+
+    ``"abp [mmHg]"`` -> ``("abp", "mmHg")``; ``"abp"`` -> ``("abp", None)``.
+    """
     m = _BRACKETED.match(header)
     if m and m.group("name"):
         return m.group("name").strip(), m.group("unit").strip() or None
@@ -140,13 +143,13 @@ def _split(header: str) -> tuple[str, str | None]:
 def _find_column(path, columns: list[str], name: str) -> tuple[str, str | None]:
     """The column a name designates (full name or name without the unit), and its unit."""
     if name in columns:
-        return name, _split(name)[1]
-    hits = [c for c in columns if _split(c)[0] == name]
+        return name, split_column_name(name)[1]
+    hits = [c for c in columns if split_column_name(c)[0] == name]
     if len(hits) > 1:
         raise SessionFormatError(f"{path}: channel {name!r} matches several columns: {hits}")
     if not hits:
         raise missing_channel(path, name, columns)
-    return hits[0], _split(hits[0])[1]
+    return hits[0], split_column_name(hits[0])[1]
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ class _Layout:
         """The column of a mapped channel (full column name, or name without [unit])."""
         if self.labels is None:
             return locate_channel(channel, None, path)
-        names = [_split(label)[0] for label in self.labels]
+        names = [split_column_name(label)[0] for label in self.labels]
         if channel.name in self.labels:
             return locate_channel(channel, self.labels, path)
         if channel.name in names or channel.index is not None:
@@ -315,7 +318,7 @@ def _layout(path, separator: str, decimal: str) -> _Layout:
     labels = list(rows[0]) if header else None
     units: list[str | None] = [None] * n_fields
     if labels is not None:
-        units = [_split(label)[1] for label in labels]
+        units = [split_column_name(label)[1] for label in labels]
     if units_line:
         for i, stated in enumerate(rows[1][:n_fields]):
             if not stated:
@@ -524,7 +527,9 @@ def _time_position(path, layout: _Layout, time_column, rate) -> int | None:
                 f"{path}: no time column {time_column!r} (the file's columns: {labels})"
             ) from None
         return labels.index(header)
-    hits = [i for i, label in enumerate(labels) if _split(label)[0].lower() in _TIME_NAMES]
+    hits = [
+        i for i, label in enumerate(labels) if split_column_name(label)[0].lower() in _TIME_NAMES
+    ]
     if len(hits) > 1:
         raise SessionFormatError(
             f"{path}: several time columns {[labels[i] for i in hits]}; give time_column"

@@ -12,6 +12,18 @@ repaired: ``rr_flag`` (see :data:`~cardiolab.signals.ecg.RR_FLAGS`), ``ecg_valid
 ``ecg_valid`` requires it to reach 0.66 in a 10-s window that passes the same paper's
 RR and correlation rules (:func:`~cardiolab.signals.quality.ecg_window_acceptable`):
 on a noisy ECG, the detector's false beats are not ``valid``.
+
+Beat-level sessions (R-R files, beat-to-beat exports: a ``beats`` group of the data
+model, :data:`cardiolab.schema.BEAT_FIELDS`, and no ``ecg``) give the same table from
+the beats the file lists: ``rr`` is the file's RR where it gives one, else the
+difference of successive beat times; ``rr_corrected``/``rr_flag`` come from
+:func:`~cardiolab.signals.ecg.classify_rr` as for an ECG; ``sbp``/``dbp``/``map`` are
+the file's, ``pp`` = ``sbp - dbp``, and ``abp_valid`` requires ``sbp`` and ``dbp`` (and
+``map`` where the file has it) finite and within
+:data:`~cardiolab.signals.pressure.PRESSURE_LIMITS`. There is no waveform to judge, so
+``ecg_quality`` is NaN and ``ecg_valid`` True (the device, not cardiolab, chose the
+beats): ``valid`` is ``rr_flag == 0``. ``sv``, ``co`` and ``tpr`` are added where the
+file gives them; ``r_sample`` is absent and ``abp_onset``, ``flux``, ``cvc`` are NaN.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import SignalQualityError
+from ..schema import BEAT_FIELDS, BEAT_GROUP
 from .ecg import QRS_PARAMETERS, classify_rr, detect_r_peaks
 from .quality import ECG_QUALITY, ecg_beat_quality, ecg_window_acceptable
 
@@ -51,6 +64,8 @@ BEAT_VARIABLES = {
     "pi": ("1", "pulsatility index (Gosling)"),
     "flux": ("PU", "mean laser Doppler flux over the beat"),
     "cvc": ("PU/mmHg", "cutaneous vascular conductance (flux / MAP)"),
+    # beat-to-beat exports only (Finapres Modelflow and the like)
+    **{k: BEAT_FIELDS[k] for k in ("sv", "co", "tpr")},
 }
 
 #: Sessions longer than this are processed in overlapping chunks (s).
@@ -151,9 +166,11 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     Parameters
     ----------
     session : xarray.DataTree
-        A session node of the data model (``ecg`` required; ``abp``, ``doppler``,
-        ``ldf`` and ``protocol`` used when present). Lazy (dask) groups are read
-        here; ECGs longer than ``chunk_s`` are processed chunk by chunk.
+        A session node of the data model (``ecg`` or, for a beat-level session, a
+        ``beats`` group; ``abp``, ``doppler``, ``ldf`` and ``protocol`` used when
+        present, with an ECG). Lazy (dask) groups are read here; ECGs longer than
+        ``chunk_s`` are processed chunk by chunk. A session with an ECG is beaten
+        from its ECG even where it also holds a ``beats`` group.
     chunk_s : float
         Longest ECG (s) processed in one piece.
 
@@ -169,7 +186,7 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     Raises
     ------
     SignalQualityError
-        If the session has no ECG or too few beats.
+        If the session has neither an ECG nor a ``beats`` group, or too few beats.
     """
     from .doppler import doppler_beats
     from .ldf import ldf_beats
@@ -177,7 +194,12 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
 
     ecg_ds = _group(session, "ecg")
     if ecg_ds is None or "ecg" not in ecg_ds:
-        raise SignalQualityError("the session has no ECG: beats need R-peaks")
+        beats = _group(session, BEAT_GROUP)
+        if beats is not None and "t" in beats:
+            return _beat_level_table(session, beats)
+        raise SignalQualityError(
+            f"the session has no ECG and no {BEAT_GROUP!r} group: beats need R-peaks"
+        )
     fs = float(ecg_ds.attrs["sampling_rate"])
     ecg = ecg_ds["ecg"]
     t0 = _start(ecg_ds)
@@ -258,14 +280,33 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     with np.errstate(invalid="ignore", divide="ignore"):
         data["cvc"] = np.where(abp_valid & ldf_valid, data["flux"] / data["map"], np.nan)
 
-    epoch = np.full(n, "", dtype=object)
+    ds = _assemble(
+        data,
+        coords,
+        dop_vars,
+        _epochs(session, t),
+        ecg_valid=ecg_valid,
+        abp_valid=abp_valid,
+        ldf_valid=ldf_valid,
+    )
+    ds.attrs["sampling_rate_ecg"] = fs
+    return ds
+
+
+def _epochs(session, t) -> np.ndarray:
+    """Protocol epoch label of each beat ("" outside every epoch)."""
+    epoch = np.full(t.size, "", dtype=object)
     proto = _group(session, "protocol")
     if proto is not None:
         for lab, a, b in zip(
             proto["epoch"].values, proto["start"].values, proto["stop"].values, strict=True
         ):
             epoch[(t >= float(a)) & (t < float(b))] = str(lab)
+    return epoch
 
+
+def _assemble(data, coords, dop_vars, epoch, *, ecg_valid, abp_valid, ldf_valid) -> xr.Dataset:
+    """The beat table Dataset from its per-beat arrays and flags."""
     ds = xr.Dataset(coords=coords)
     for name, values in data.items():
         units, long_name = BEAT_VARIABLES[name]
@@ -301,5 +342,66 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
             dop_vars["valid"].astype(bool),
             {"long_name": "Doppler values trustworthy", "units": "1"},
         )
-    ds.attrs["sampling_rate_ecg"] = fs
+    return ds
+
+
+def _beat_level_table(session: xr.DataTree, beats: xr.Dataset) -> xr.Dataset:
+    """The beat table of a session that holds beats (a ``beats`` group), not an ECG."""
+    from .pressure import PRESSURE_LIMITS
+
+    t = np.asarray(beats["t"].values, dtype=float)
+    n = t.size
+    if n < 3:
+        raise SignalQualityError(f"only {n} beats in the session's {BEAT_GROUP!r} group")
+    nan = np.full(n, np.nan)
+
+    def given(name):
+        return np.asarray(beats[name].values, dtype=float) if name in beats else nan.copy()
+
+    rr_file = given("rr")
+    rr = np.where(np.isfinite(rr_file), rr_file, np.r_[np.nan, np.diff(t) * 1000.0])
+    rr_info = classify_rr(rr)
+    rr_flag = rr_info["flag"].to_numpy().astype(np.int8)
+    sbp, dbp, map_ = given("sbp"), given("dbp"), given("map")
+    pp = sbp - dbp
+    with np.errstate(invalid="ignore"):
+        abp_valid = (
+            np.isfinite(sbp)
+            & np.isfinite(dbp)
+            & (sbp <= PRESSURE_LIMITS["sbp_max"])
+            & (dbp >= PRESSURE_LIMITS["dbp_min"])
+            & (pp >= PRESSURE_LIMITS["pp_min"])
+        )
+    if "map" in beats:
+        abp_valid &= np.isfinite(map_)
+    data = {
+        "t": t,
+        "rr": rr,
+        "rr_corrected": rr_info["rr_corrected"].to_numpy(),
+        "rr_flag": rr_flag,
+        "hr": 60000.0 / rr,
+        "ecg_quality": nan.copy(),
+        "sbp": sbp,
+        "dbp": dbp,
+        "map": map_,
+        "pp": pp,
+        "abp_onset": nan.copy(),
+        "flux": nan.copy(),
+        "cvc": nan.copy(),
+    }
+    for name in ("sv", "co", "tpr"):
+        if name in beats:
+            data[name] = given(name)
+    ds = _assemble(
+        data,
+        {},
+        {},
+        _epochs(session, t),
+        ecg_valid=np.ones(n, dtype=bool),
+        abp_valid=abp_valid,
+        ldf_valid=np.zeros(n, dtype=bool),
+    )
+    ds["ecg_valid"].attrs["long_name"] = "no ECG waveform to judge (beat-level session): True"
+    ds["valid"].attrs["long_name"] = "normal beat (RR not flagged); beat-level session"
+    ds.attrs["beat_source"] = str(beats.attrs.get("source_file", BEAT_GROUP))
     return ds
