@@ -93,8 +93,8 @@ from .errors import CatalogError, SessionFormatError, UnitError
 from .io.registry import file_formats, get_format, option_formats
 from .labels import PHASES, LabelError, parse_session_label
 from .paths import expand_path, is_url
-from .schema import protocol_group, validate_session
-from .units import conversion_factor, normalise_unit
+from .schema import BEAT_FIELDS, protocol_group, validate_session
+from .units import conversion_factor, normalise_unit, unit_ratio
 
 __all__ = [
     "FORMATS",
@@ -125,12 +125,27 @@ class _Model(BaseModel):
 
 
 class ChannelMap(_Model):
-    """Where one channel of a file goes in the data model."""
+    """Where one channel of a file goes in the data model: a waveform group, or a beat
+    variable of the ``beats`` group (beat-to-beat exports)."""
 
-    group: Literal["ecg", "abp", "ldf", "doppler"]
+    group: Literal["ecg", "abp", "ldf", "doppler", "beats"]
+    variable: str | None = Field(default=None, validate_default=True)
     units: str | None = None
     vessel: str | None = Field(default=None, validate_default=True)
     index: int | None = Field(default=None, ge=0)
+
+    @field_validator("variable")
+    @classmethod
+    def _variable(cls, value, info: ValidationInfo):
+        group = info.data.get("group")
+        if group == "beats" and value not in BEAT_FIELDS:
+            raise ValueError(
+                f"a beats channel needs a 'variable' (one of {sorted(BEAT_FIELDS)}), "
+                f"not {value!r}"
+            )
+        if group is not None and group != "beats" and value is not None:
+            raise ValueError(f"'variable' is only for beats channels, not {group}")
+        return value
 
     @field_validator("units")
     @classmethod
@@ -139,8 +154,13 @@ class ChannelMap(_Model):
             return value
         try:
             normalise_unit(value)
-            if "group" in info.data:
-                conversion_factor(value, info.data["group"])
+            group = info.data.get("group")
+            if group == "beats":
+                variable = info.data.get("variable")
+                if variable in BEAT_FIELDS:
+                    unit_ratio(value, BEAT_FIELDS[variable][0])
+            elif group is not None:
+                conversion_factor(value, group)
         except UnitError as err:
             raise ValueError(str(err)) from None
         return value
@@ -195,7 +215,7 @@ class _FileEntryBase(_Model):
         if not fmt.channels and value is not None:
             what = "they are already in the data model" if fmt.native else "it has none"
             raise ValueError(f"'channels' does not apply to {name} files ({what})")
-        if fmt.channels and not value:
+        if fmt.channels and not fmt.channels_optional and not value:
             raise ValueError(f"a {name} file needs 'channels' (file channel -> group)")
         return value
 
@@ -714,14 +734,16 @@ class Catalog:
                         )
                     else:
                         vessels[ch.vessel] = where
-                elif ch.group in groups:
+                    continue
+                target = f"{ch.group}.{ch.variable}" if ch.group == "beats" else ch.group
+                if target in groups:
                     faults.add(
-                        f"channel mapped twice to group {ch.group!r} (also {groups[ch.group]})",
+                        f"channel mapped twice to group {target!r} (also {groups[target]})",
                         entry,
                         where,
                     )
                 else:
-                    groups[ch.group] = where
+                    groups[target] = where
 
     # -- tables ----------------------------------------------------------------------------
     def __repr__(self) -> str:

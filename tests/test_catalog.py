@@ -340,6 +340,24 @@ ERRORS = {
         "files[1].decimal",
         "','",
     ),
+    "beats channel without a variable": (
+        _set(_EDF_CHANNELS + ("ECG II",), {"group": "beats"}),
+        "sessions[4] (S02 R+6h)",
+        "files[0].channels.ECG II.variable",
+        "a beats channel needs a 'variable'",
+    ),
+    "variable on a waveform channel": (
+        _set(_EDF_CHANNELS + ("ECG II",), {"group": "ecg", "variable": "sbp"}),
+        "sessions[4] (S02 R+6h)",
+        "files[0].channels.ECG II.variable",
+        "'variable' is only for beats channels",
+    ),
+    "beat variable in a unit of another quantity": (
+        _set(_EDF_CHANNELS + ("ECG II",), {"group": "beats", "variable": "sbp", "units": "mL"}),
+        "sessions[4] (S02 R+6h)",
+        "files[0].channels.ECG II.units",
+        "mL",
+    ),
     "channel mapped twice across files": (
         _set(("sessions", 4, "files", 1, "channels", "ecg2"), {"group": "ecg", "units": "mV"}),
         "sessions[4] (S02 R+6h)",

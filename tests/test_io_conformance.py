@@ -29,7 +29,7 @@ from sessions import EDF_CHANNELS, make_session, with_attrs
 
 from cardiolab import io
 from cardiolab.errors import SessionFormatError
-from cardiolab.schema import RAW_GROUPS, protocol_group, validate_session
+from cardiolab.schema import BEAT_FIELDS, RAW_GROUPS, protocol_group, validate_session
 
 #: the groups' canonical units
 UNITS = {group: spec.units for group, spec in RAW_GROUPS.items()}
@@ -78,6 +78,38 @@ def _csv(tmp_path, shared):
     return Sample(files["abp"], {"abp": {"group": "abp"}}, {}, node, {"abp": 1e-9})
 
 
+def _shared(shared, relative):
+    """A real file of ../shared/data; the test skips where the folder is absent."""
+    path = shared / relative
+    if not path.exists():
+        pytest.skip(f"{path} not found: the reference recordings are not available")
+    return path
+
+
+def _acq(tmp_path, shared):
+    path = _shared(shared, "acq/nojournal-4.1.0.acq")
+    return Sample(path, {"EKG - ERS100C": {"group": "ecg"}})
+
+
+def _labchart(tmp_path, shared):
+    path = _shared(shared, "labchart/resp_emg_pressure_2blocks.txt")
+    return Sample(path, {"Pressure": {"group": "abp"}})
+
+
+def _rr(tmp_path, shared):
+    return Sample(_shared(shared, "beat_exports/rest_rri.txt"), None)
+
+
+def _beats(tmp_path, shared):
+    path = tmp_path / "beats.csv"
+    path.write_text("time,SYS,DIA\n0.8,120,80\n1.6,122,79\n2.45,118,81\n3.3,121,80\n")
+    channels = {
+        "SYS": {"group": "beats", "variable": "sbp", "units": "mmHg"},
+        "DIA": {"group": "beats", "variable": "dbp", "units": "mmHg"},
+    }
+    return Sample(path, channels)
+
+
 #: format -> sample factory (tmp_path, shared data folder) -> Sample
 SAMPLES = {
     "zarr": _zarr,
@@ -85,6 +117,10 @@ SAMPLES = {
     "edf": _edf,
     "wfdb": _wfdb,
     "csv": _csv,
+    "acq": _acq,
+    "labchart": _labchart,
+    "rr": _rr,
+    "beats": _beats,
 }
 
 FORMATS = [fmt.name for fmt in io.file_formats()]
@@ -111,10 +147,17 @@ def test_reader_conformance(request, sample):
     with Callback(start=lambda dsk: started.append(len(dsk))):
         node = _read(name, sample)
     assert started == [], "reading computed samples"
-    groups = [g for g in node.children if g in RAW_GROUPS]
+    groups = [g for g in node.children if g in RAW_GROUPS or g == "beats"]
     assert groups
     for group in groups:
-        var = node[group].to_dataset(inherit=False)[RAW_GROUPS[group].variable]
+        ds = node[group].to_dataset(inherit=False)
+        if group == "beats":
+            # beat files are read whole at open (the beat times are the data the
+            # catalog checks); each variable in its beat unit
+            for variable, da_ in ds.data_vars.items():
+                assert da_.attrs["units"] == BEAT_FIELDS[variable][0]
+            continue
+        var = ds[RAW_GROUPS[group].variable]
         assert isinstance(var.data, da.Array), f"{name}: group {group} is not lazy"
         assert var.attrs["units"] == UNITS[group]
     session = with_attrs(node)
@@ -135,14 +178,10 @@ def test_reader_errors_name_the_file_and_field(request, sample, tmp_path):
     with pytest.raises(SessionFormatError, match="absent"):
         io.read_session(missing, name, channels=sample.channels, **sample.options)
     if fmt.channels:
-        group = next(iter(sample.channels.values()))["group"]
+        spec = dict(next(iter(sample.channels.values())))
+        spec.setdefault("units", UNITS.get(spec["group"]))
         with pytest.raises(SessionFormatError) as err:
-            io.read_session(
-                sample.path,
-                name,
-                channels={"no such channel": {"group": group, "units": UNITS[group]}},
-                **sample.options,
-            )
+            io.read_session(sample.path, name, channels={"no such channel": spec}, **sample.options)
         assert str(sample.path) in str(err.value)
         assert "no such channel" in str(err.value)
 

@@ -1,14 +1,9 @@
 """Readers and writers, one module per format, all returning the one data model.
 
-=========  ============================  =============================================
-format     reader                        notes
-=========  ============================  =============================================
-zarr       :func:`read_zarr_session`     native campaign store (lazy, dask; fsspec URLs)
-netcdf     :func:`read_netcdf_session`   native campaign file (h5netcdf)
-edf        :func:`read_edf`              EDF/EDF+, BDF/BDF+ (edfio); annotations -> epochs
-wfdb       :func:`read_wfdb`             PhysioNet records; ``(label``/``label)`` epochs
-csv        :func:`read_csv`              a column per channel; a time column, or a rate
-=========  ============================  =============================================
+One module per format declares it in the registry (:mod:`cardiolab.io.registry`):
+:func:`file_formats` lists them (zarr, netcdf, edf, wfdb, csv, acq, labchart, rr,
+beats), :func:`read_session` reads any of them, and ``xr.open_datatree(path,
+engine="cardiolab")`` does the same through xarray (:mod:`cardiolab.io.backend`).
 
 File readers take a channel mapping ``{name in the file: {"group", "units"?,
 "vessel"?}}`` (see :mod:`cardiolab.io.channels`) and return a session node whose
@@ -21,8 +16,11 @@ from __future__ import annotations
 
 from ..errors import SessionFormatError
 from ..paths import is_url
+from .acq import read_acq
+from .beats_export import read_beats
 from .csv_export import read_csv, read_csv_protocol, write_csv
 from .edf import read_edf, write_edf
+from .labchart import read_labchart
 from .native import (
     open_campaign_store,
     read_netcdf_session,
@@ -31,6 +29,7 @@ from .native import (
     write_campaign_zarr,
 )
 from .registry import FileFormat, FormatOption, file_formats, get_format, register_format
+from .rr import read_rr
 from .wfdb_format import (
     BEAT_SYMBOLS,
     PROTOCOL_EXTENSION,
@@ -56,6 +55,10 @@ __all__ = [
     "read_wfdb",
     "read_wfdb_annotations",
     "read_csv",
+    "read_acq",
+    "read_labchart",
+    "read_rr",
+    "read_beats",
     "read_csv_protocol",
     "write_campaign_zarr",
     "write_campaign_netcdf",

@@ -73,10 +73,10 @@ from .csv_export import split_column_name
 from .registry import (
     FileFormat,
     FormatOption,
+    nonempty_text,
     one_of,
     register_format,
     single_file,
-    text,
     time_unit,
 )
 
@@ -399,12 +399,13 @@ FORMAT = register_format(
         description="beat-to-beat haemodynamic exports: Finapres BeatScope, CSV with a column map",
         suffixes=(".txt", ".csv"),
         options=(
-            FormatOption("time_column", text, "column of beat times (BeatScope: Time)"),
+            FormatOption("time_column", nonempty_text, "column of beat times (BeatScope: Time)"),
             FormatOption("time_units", time_unit, "unit of numeric beat times (default s)"),
             FormatOption("separator", one_of(*_SEPARATORS), "field separator (default ',')"),
             FormatOption("decimal", one_of(".", ","), "decimal mark (default '.')"),
         ),
         channels=True,
+        channels_optional=True,  # a BeatScope file names its own columns
         raw_files=single_file,
     )
 )

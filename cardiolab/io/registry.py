@@ -156,7 +156,9 @@ class FileFormat:
     options : tuple of FormatOption
         The file-entry keys the reader takes.
     channels : bool
-        Whether a file entry needs a channel mapping (file channel -> group).
+        Whether a file entry takes a channel mapping (file channel -> group).
+    channels_optional : bool
+        Whether the mapping may be left out (the reader knows the file's columns).
     native : bool
         Whether the files hold whole sessions of the data model (zarr, netCDF stores;
         read with ``group``), which the catalog may name as its ``store``.
@@ -174,6 +176,7 @@ class FileFormat:
     suffixes: tuple[str, ...] = ()
     options: tuple[FormatOption, ...] = ()
     channels: bool = True
+    channels_optional: bool = False
     native: bool = False
     raw_files: Callable[[Path], list[Path]] = single_file
     missing: str = "file"
