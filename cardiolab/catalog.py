@@ -140,8 +140,7 @@ class ChannelMap(_Model):
         group = info.data.get("group")
         if group == "beats" and value not in BEAT_FIELDS:
             raise ValueError(
-                f"a beats channel needs a 'variable' (one of {sorted(BEAT_FIELDS)}), "
-                f"not {value!r}"
+                f"a beats channel needs a 'variable' (one of {sorted(BEAT_FIELDS)}), not {value!r}"
             )
         if group is not None and group != "beats" and value is not None:
             raise ValueError(f"'variable' is only for beats channels, not {group}")
