@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import wfdb
 import yaml
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -33,8 +34,35 @@ def readme_catalog() -> dict:
     return yaml.safe_load(block.group(1))
 
 
+#: MIT-BIH 105 as a LabChart text export: (start, stop) of each block in the record (s)
+LABCHART_BLOCKS = ((0.0, 60.0), (90.0, 150.0))
+
+
+def write_labchart_text(path: Path, blocks, fs: float, title: str, unit: str) -> Path:
+    """A LabChart text export (tab-separated, CRLF, a header per block, times from the
+    block's start), as LabChart writes them (see ../shared/data/labchart): ``blocks``
+    is a list of (start time in s from the first block, samples)."""
+    excel_day0 = 45_000.0  # an ExcelDateTime serial (days)
+    lines = []
+    for start, values in blocks:
+        serial = excel_day0 + start / 86_400.0
+        lines += [
+            f"Interval=\t{1.0 / fs:.9g} s",
+            f"ExcelDateTime=\t{serial:.16e}\t03/15/26 09:00:00",
+            "TimeFormat=\tStartOfBlock",
+            "DateFormat=\t",
+            f"ChannelTitle=\t{title}",
+            f"Range=\t5.000 {unit}",
+            f"UnitName=\t{unit}",
+        ]
+        lines += [f"{k / fs:.6g}\t{v:.6g}" for k, v in enumerate(values)]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return path
+
+
 def write_real_catalog(folder: Path, shared: Path) -> tuple[Path, dict]:
-    """Write the catalog (and e0103 with its lead-off stretch) into ``folder``.
+    """Write the catalog (and e0103 with its lead-off stretch, and MIT-BIH 105 as a
+    LabChart export, a session of subject S05) into ``folder``.
 
     Returns the catalog path and the environment that points it at ``shared`` (raw
     data, read only) and at a derived store in ``folder``.
@@ -49,6 +77,21 @@ def write_real_catalog(folder: Path, shared: Path) -> tuple[Path, dict]:
         for f in s["files"]:
             if f["path"].endswith("e0103.csv"):
                 f["path"] = str(e0103)
+    record = wfdb.rdrecord(str(shared / "mitdb" / "105"), channel_names=["MLII"])
+    fs = float(record.fs)
+    signal = record.p_signal[:, 0]
+    blocks = [(a, signal[int(a * fs) : int(b * fs)]) for a, b in LABCHART_BLOCKS]
+    labchart = write_labchart_text(folder / "mitdb105_labchart.txt", blocks, fs, "ECG", "mV")
+    data["subjects"].append({"code": "S05"})
+    data["sessions"].append(
+        {
+            "subject": "S05",
+            "label": "R+1",
+            "files": [
+                {"path": str(labchart), "format": "labchart", "channels": {"ECG": {"group": "ecg"}}}
+            ],
+        }
+    )
     path = folder / "data_catalog.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     env = {

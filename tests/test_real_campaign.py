@@ -10,10 +10,12 @@ dashboard on the same campaign is tested in tests/browser/test_real_campaign_pag
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import wfdb
-from real_campaign import E0103_RATE, LEAD_OFF_S, cardiolab
+from real_campaign import E0103_RATE, LABCHART_BLOCKS, LEAD_OFF_S, cardiolab
 
 from cardiolab.annotations import reviewed_beats
 from cardiolab.io import BEAT_SYMBOLS
@@ -22,13 +24,16 @@ from cardiolab.signals.quality import score_detections
 
 pytestmark = pytest.mark.slow
 
-#: (subject, session) -> (annotated record under ../shared/data, samples the session
-#: holds, None for all), for the sessions that have expert beat annotations
+#: (subject, session) -> (annotated record under ../shared/data, the stretches of it
+#: that the session holds (s) and where they start in the session (s)), for the sessions
+#: that have expert beat annotations
 ANNOTATED = {
-    ("S01", "L-30"): ("mitdb/100", 43_200),
-    ("S03", "L-30"): ("mitdb/103", None),
-    ("S03", "R+1"): ("nstdb/118e24", None),
+    ("S01", "L-30"): ("mitdb/100", [(0.0, 120.0)], [0.0]),
+    ("S03", "L-30"): ("mitdb/103", [(0.0, 1806.0)], [0.0]),
+    ("S03", "R+1"): ("nstdb/118e24", [(0.0, 1806.0)], [0.0]),
+    ("S05", "R+1"): ("mitdb/105", list(LABCHART_BLOCKS), [a for a, _ in LABCHART_BLOCKS]),
 }
+N_SESSIONS = 9
 
 
 def no_traceback(done):
@@ -40,7 +45,7 @@ def test_validate_reads_every_session(real_campaign):
     done = cardiolab("validate", catalog, env=env)
     no_traceback(done)
     assert done.returncode == 0, done.stderr
-    assert "6 of 6 sessions follow the data model" in done.stdout
+    assert f"{N_SESSIONS} of {N_SESSIONS} sessions follow the data model" in done.stdout
 
 
 def test_every_session_processes(real_campaign):
@@ -48,21 +53,29 @@ def test_every_session_processes(real_campaign):
     no_traceback(done)
     assert done.returncode == 0, done.stdout + done.stderr
     status = campaign_status(catalog)
-    assert len(status) == 6
+    assert len(status) == N_SESSIONS
     assert status["status"].eq("processed").all(), status.to_string()
 
 
 @pytest.mark.parametrize(("subject", "session"), list(ANNOTATED))
 def test_beats_match_the_expert_annotations(real_campaign, shared_data, subject, session):
+    """Beat times against the annotated beats of the stretches the session holds."""
     catalog, _, _ = real_campaign
-    record, n = ANNOTATED[(subject, session)]
-    ann = wfdb.rdann(str(shared_data / record), "atr", sampto=n)
-    ref = np.array(
-        [s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in BEAT_SYMBOLS]
+    record, stretches, starts = ANNOTATED[(subject, session)]
+    ann = wfdb.rdann(str(shared_data / record), "atr")
+    fs = float(ann.fs)
+    beat = np.isin(ann.symbol, list(BEAT_SYMBOLS))
+    t_ann = np.asarray(ann.sample)[beat] / fs
+    ref = np.concatenate(
+        [
+            t_ann[(t_ann >= a) & (t_ann < b)] - a + s
+            for (a, b), s in zip(stretches, starts, strict=True)
+        ]
     )
     beats = reviewed_beats(catalog, subject, session)
-    fs = float(beats.attrs["sampling_rate_ecg"])
-    score = score_detections(ref, beats["r_sample"].values, int(0.15 * fs))
+    score = score_detections(
+        np.round(ref * 1000).astype(int), np.round(beats["t"].values * 1000).astype(int), 150
+    )
     assert score.sensitivity >= 0.995, score
     assert score.positive_predictivity >= 0.995, score
 
@@ -104,9 +117,21 @@ def test_arterial_pressure_of_a_real_icu_record(real_campaign, shared_data):
 def test_features_use_the_valid_beats_of_every_session(real_campaign):
     catalog, _, _ = real_campaign
     table = features_table(catalog)
-    assert len(table) == 6 and set(table["epoch"]) == {"supine"}
+    assert len(table) == N_SESSIONS and set(table["epoch"]) == {"supine"}
     assert (table["n_beats"] > 50).all(), table[["subject", "session", "n_beats"]]
     assert table["hr"].between(40, 140).all(), table[["subject", "session", "hr"]]
+
+
+def test_an_rr_file_is_a_beat_level_session(real_campaign, shared_data):
+    """The chest strap's R-R intervals: every interval a beat, HRV from them."""
+    catalog, _, _ = real_campaign
+    expected = json.loads((shared_data / "beat_exports" / "expected.json").read_text())
+    rest = expected["files"]["rest_rri.txt"]
+    beats = reviewed_beats(catalog, "S04", "R+1")
+    assert beats.sizes["beat"] == rest["n_rr"]
+    assert np.nanmean(beats["rr"].values) == pytest.approx(rest["mean_rr_ms"], rel=1e-9)
+    row = features_table(catalog).set_index(["subject", "session"]).loc[("S04", "R+1")]
+    assert 40 < row["hr"] < 80 and row["n_nn"] > 80  # supine, 10-120 s
 
 
 def test_fit_runs_on_the_real_campaign(real_campaign):

@@ -52,7 +52,7 @@ def test_cohort_page_loads(served_real, page, console):
 def test_campaign_page_lists_every_session_processed(served_real, page, console):
     page.goto(served_real.page_url("campaign"))
     expect(
-        page.get_by_text(re.compile(r"3 subjects, 6 sessions; 6 processed, 0 failed"))
+        page.get_by_text(re.compile(r"5 subjects, 9 sessions; 9 processed, 0 failed"))
     ).to_be_visible()
     wait_idle(page)
     console.check()
