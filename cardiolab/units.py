@@ -4,6 +4,11 @@ Each raw group of the session data model has one canonical unit (ECG in mV, arte
 pressure in mmHg, laser Doppler flux in PU, Doppler velocity in cm/s, time in s).
 Readers convert what a file declares into that unit with :func:`conversion_factor`;
 a unit missing from the table is an error, never a guess.
+
+Lengths (mm) and areas (mm2) are here for the per-session measurements of catalog
+measurement tables (:mod:`cardiolab.measurements`): carotid intima-media thickness and
+vessel diameters in mm (or um, cm), vein cross-sectional areas in mm2 or cm2, the units
+ultrasound studies report them in.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ CANONICAL_UNITS = {
     "perfusion": "PU",
     "velocity": "cm/s",
     "time": "s",
+    "length": "mm",
+    "area": "mm2",
 }
 
 #: unit -> (quantity, factor that multiplies a value in this unit to give canonical)
@@ -39,6 +46,11 @@ UNIT_FACTORS: dict[str, tuple[str, float]] = {
     "ms": ("time", 1e-3),
     "min": ("time", 60.0),
     "h": ("time", 3600.0),
+    "cm": ("length", 10.0),
+    "mm": ("length", 1.0),
+    "um": ("length", 1e-3),
+    "cm2": ("area", 100.0),
+    "mm2": ("area", 1.0),
 }
 
 # Spellings met in EDF, WFDB and CSV headers, mapped to the table's names. Only
@@ -66,6 +78,14 @@ _ALIASES = {
     "sec": "s",
     "second": "s",
     "seconds": "s",
+    "µm": "um",
+    "μm": "um",
+    "micrometre": "um",
+    "micrometer": "um",
+    "mm²": "mm2",
+    "mm^2": "mm2",
+    "cm²": "cm2",
+    "cm^2": "cm2",
 }
 
 #: Canonical unit of each raw group of the data model.
@@ -103,8 +123,8 @@ def conversion_factor(unit: str, quantity: str) -> float:
     unit : str
         The unit a file or catalog declares.
     quantity : str
-        ``"voltage"``, ``"pressure"``, ``"perfusion"``, ``"velocity"`` or ``"time"``,
-        or the name of a raw group (``"ecg"``, ``"abp"``, ``"ldf"``, ``"doppler"``).
+        ``"voltage"``, ``"pressure"``, ``"perfusion"``, ``"velocity"``, ``"time"``,
+        ``"length"`` or ``"area"``, or the name of a raw group (``"ecg"``, ``"abp"``, ``"ldf"``, ``"doppler"``).
 
     Returns
     -------
