@@ -161,6 +161,15 @@ class CohortPage(pn.viewable.Viewer):
         import holoviews as hv
 
         from ..stats.mixed import phase_contrasts
+        from ..stats.results import feature_epochs
+
+        having = feature_epochs(self._table, self.feature) if self.feature else []
+        if having and self.epoch not in having:
+            # a measurement of the whole session has values in epoch "session" only, a
+            # recorded feature in the protocol epochs: show the epoch that has values
+            # (setting it runs this method again)
+            self.epoch = "supine" if "supine" in having else having[0]
+            return
         from ..stats.timecourse import fit_time_course
         from ..viz import forest_plot, tau_profile, timeline
 
