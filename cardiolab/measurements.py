@@ -88,7 +88,8 @@ class MeasurementTable:
         The file.
     values : pandas.DataFrame
         One row per table row, indexed by its spreadsheet row number (``row``):
-        ``subject``, ``session`` (canonical label), ``epoch`` (:data:`SESSION_EPOCH`
+        ``subject``, ``session`` (the label as written, as the catalog keeps it),
+        ``epoch`` (:data:`SESSION_EPOCH`
         where the table gives none) and one float column per quantity, in ``units``.
     units : dict
         Quantity -> unit (as :func:`cardiolab.units.normalise_unit` spells it).
@@ -179,6 +180,7 @@ def _read_grid(path, fmt, *, sheet, separator, decimal, storage_options) -> list
                 sheet_name=0 if sheet is None else sheet,
                 header=None,
                 dtype=object,
+                keep_default_na=False,  # a cell reading 'NA' is text, not a missing value
                 engine="openpyxl",
                 **opts,
             )
@@ -399,7 +401,7 @@ def read_measurement_table(
             ok = False
         else:
             try:
-                label = parse_session_label(label).label
+                parse_session_label(label)
             except LabelError as err:
                 problems.append((row, col(ids["session"]), str(err)))
                 ok = False
