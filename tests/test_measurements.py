@@ -293,7 +293,7 @@ def test_fit_all_models_a_measurement(imt_campaign):
     assert set(results["feature"]) == {"carotid_imt"} and set(results["epoch"]) == {"session"}
     assert (results["error"] == "").all() and set(results["units"]) == {"mm"}
     tc = results[results["model"] == "time_course"].set_index("term")
-    for term in ("b0", "A", "D"):
+    for term in ("b0", "A", "tau_a", "D", "tau_r"):
         lo, hi = tc.loc[term, ["ci_low", "ci_high"]]
         true = truth["pre"] if term == "b0" else truth[term]
         assert lo <= true <= hi, (term, lo, hi)
