@@ -21,7 +21,8 @@ One header row, then one row per subject x session (x epoch)::
   holds values of the whole session: its epoch is :data:`SESSION_EPOCH`
   (``"session"``). A row with an epoch holds values of that protocol epoch.
 * Every other column is one quantity, named by letters, digits and ``_`` (the name
-  becomes a feature column). Its unit is given in the header in square brackets
+  becomes a feature column; like every ``n_<what>`` feature, a name starting with
+  ``n_`` is taken for a count and not modelled by default). Its unit is given in the header in square brackets
   (``carotid_imt [mm]``) or in a **units row**: the first non-blank row after the
   header, when its ``subject`` cell is empty or reads ``units``. A unit given in both
   places must agree. Units are those of :mod:`cardiolab.units` (``mm``, ``um``,

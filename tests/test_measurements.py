@@ -167,6 +167,24 @@ def test_empty_and_missing_tables(tmp_path):
         cat.measurements  # noqa: B018
 
 
+def test_a_table_at_a_url_is_read_on_first_use(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("/cardiolab-test/us.csv", "w") as f:
+        csv.writer(f).writerows(GOOD)
+    try:
+        url = "memory://cardiolab-test/us.csv"
+        cat = open_catalog(make_catalog(tmp_path, [{"path": url}, {"path": "gone.csv"}]))
+        # like remote recordings, not read at open; read and checked when first used
+        with pytest.raises(CatalogError, match=r"measurements\[1\] .*: measurement table not"):
+            cat.measurements  # noqa: B018
+        cat = open_catalog(make_catalog(tmp_path, [{"path": url}]))
+        assert cat.measurements["carotid_imt"].tolist() == [0.56, 0.66, 0.64, 0.52]
+    finally:
+        fs.rm("/cardiolab-test", recursive=True)
+
+
 @pytest.mark.parametrize(
     ("entry", "field", "message"),
     [

@@ -7,6 +7,10 @@ over mission days with the fitted population curve and its band, the forest plot
 changes against the pre-flight mean, the contrast table and the time constants. The
 table (CSV) and the figures (PNG, drawn by the browser as shown; or standalone,
 interactive HTML) can be downloaded.
+
+The features include the catalog's per-session measurements (carotid IMT, vein
+areas: :mod:`cardiolab.measurements`); a feature is shown in an epoch where it has
+values, so picking a measurement of whole sessions moves the epoch to ``session``.
 """
 
 from __future__ import annotations
