@@ -60,12 +60,35 @@ A session's protocol is its ``protocol``, else ``default_protocol``, else the on
 protocol of the catalog. The catalog's protocol replaces any ``protocol`` group a file
 holds; a session with no catalog protocol (several protocols, no default) keeps the
 protocol its file records (EDF+ annotations, WFDB annotations, native stores).
+
+Measurements
+------------
+Values taken once per session (ultrasound, laboratory) come in tables listed under
+``measurements``, each a CSV (optional ``separator``, ``decimal``) or Excel file
+(optional ``sheet``: name or 0-based position)::
+
+    measurements:
+      - {path: ultrasound.csv}
+      - {path: lab/vessels.xlsx, sheet: visits}
+
+Their layout (``subject``, ``session``, optional ``epoch``, one column per quantity,
+units in the header or a units row) is described in :mod:`cardiolab.measurements`.
+:func:`open_catalog` reads local tables and checks every row: a subject not declared,
+a session not in the catalog, an epoch not in the session's protocol, a unit not in
+:mod:`cardiolab.units`, a cell that is not a number, a row given twice (in one table,
+or a value given by two tables), each named by table file, row and column. Tables at
+URLs (and all tables when ``check_files=False``) are read and checked when
+:attr:`Catalog.measurements` is first used. Rows without an epoch hold values of the
+whole session (epoch ``"session"``,
+:data:`cardiolab.measurements.SESSION_EPOCH`). A quantity given in two tables takes
+the unit of the first; the second's values are converted (mm and cm, mm2 and cm2).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import logging
 import os
 import re
@@ -87,14 +110,16 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from .errors import CatalogError, SessionFormatError, UnitError
 from .io.registry import file_formats, get_format, option_formats
 from .labels import PHASES, LabelError, parse_session_label
+from .measurements import SESSION_EPOCH, read_measurement_table, table_format
 from .paths import expand_path, is_url
 from .schema import BEAT_FIELDS, protocol_group, validate_session
-from .units import conversion_factor, normalise_unit, unit_ratio
+from .units import UNIT_FACTORS, conversion_factor, normalise_unit, unit_ratio
 
 __all__ = [
     "FORMATS",
@@ -350,6 +375,46 @@ class Campaign(_Model):
         return value
 
 
+class MeasurementTableEntry(_Model):
+    """A table of per-session measurements (:mod:`cardiolab.measurements`)."""
+
+    path: str = Field(min_length=1)
+    sheet: str | Annotated[int, Field(ge=0)] | None = None
+    separator: Literal[",", ";", "\t", " ", "|"] | None = None
+    decimal: Literal[".", ","] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _suffix(cls, value):
+        try:
+            table_format(value)
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("sheet")
+    @classmethod
+    def _excel_only(cls, value, info: ValidationInfo):
+        path = info.data.get("path")
+        if value is not None and path is not None and table_format(path) != "excel":
+            raise ValueError("'sheet' is only for Excel tables (.xlsx, .xlsm)")
+        return value
+
+    @field_validator("separator", "decimal")
+    @classmethod
+    def _csv_only(cls, value, info: ValidationInfo):
+        path = info.data.get("path")
+        if value is not None and path is not None and table_format(path) != "csv":
+            raise ValueError(f"'{info.field_name}' is only for CSV tables (.csv, .tsv, .txt)")
+        return value
+
+    @model_validator(mode="after")
+    def _marks(self):
+        if self.separator == "," and self.decimal == ",":
+            raise ValueError("separator and decimal mark are both ','")
+        return self
+
+
 class CatalogModel(_Model):
     """A whole catalog (format version 1)."""
 
@@ -362,6 +427,7 @@ class CatalogModel(_Model):
     default_protocol: str | None = None
     subjects: Annotated[list[Subject], Field(min_length=1)]
     sessions: Annotated[list[SessionEntry], Field(min_length=1)]
+    measurements: list[MeasurementTableEntry] = Field(default_factory=list)
 
 
 # --- YAML -------------------------------------------------------------------------------
@@ -486,6 +552,14 @@ def _entry_and_field(data: dict, loc: tuple) -> tuple[str | None, str | None]:
         rest = rest[1:]
     elif head == "protocols" and rest:
         entry = f"protocols.{rest[0]}"
+        rest = rest[1:]
+    elif head == "measurements" and rest and isinstance(rest[0], int):
+        try:
+            item = data[head][rest[0]]
+        except (KeyError, IndexError, TypeError):
+            item = None
+        path = item.get("path") if isinstance(item, Mapping) else None
+        entry = f"measurements[{rest[0]}]" + (f" ({path})" if path else "")
         rest = rest[1:]
     else:
         entry = str(head)
@@ -851,6 +925,166 @@ class Catalog:
             )
         return [(e.label, e.start, e.stop) for e in self.model.protocols[name].epochs]
 
+    # -- measurements ----------------------------------------------------------------------
+    @property
+    def measurements(self) -> pd.DataFrame:
+        """The per-session measurements of every table under ``measurements``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per subject x session x epoch that has a value: ``subject``,
+            ``session``, ``epoch`` (``"session"``,
+            :data:`~cardiolab.measurements.SESSION_EPOCH`, for values of the whole
+            session) and one float column per quantity (tables in catalog order,
+            quantities in table order), in the units of ``attrs["units"]``. Rows in
+            catalog session order. Only the three identifiers when the catalog lists
+            no table. Tables are read once per :class:`Catalog`.
+
+        Raises
+        ------
+        CatalogError
+            Naming the catalog, the table file, the row and the column of every fault
+            (see :mod:`cardiolab.measurements` and the module docstring).
+        """
+        frame, problems = self._measurement_data
+        faults = _Faults(self.path)
+        faults.items = list(problems)
+        faults.raise_if_any()
+        out = frame.copy()
+        out.attrs["units"] = dict(frame.attrs["units"])
+        return out
+
+    def _check_measurements(self, check_files: bool) -> None:
+        """Read and check the measurement tables at open (local tables only)."""
+        tables = self.model.measurements
+        if not tables or not check_files:
+            return
+        if any(not isinstance(self.resolve(t.path), Path) for t in tables):
+            return  # a table at a URL: all are checked on first use, like remote files
+        self.measurements  # noqa: B018 (reads and checks the tables; raises their faults)
+
+    @functools.cached_property
+    def _measurement_data(self) -> tuple[pd.DataFrame, list]:
+        """(wide table, faults) of the measurement tables; read once."""
+        m = self.model
+        faults = _Faults(self.path)
+        sessions = {(s.subject, s.label): s for s in m.sessions}
+        codes = [s.code for s in m.subjects]
+        if m.measurements:
+            for name, proto in m.protocols.items():
+                if any(e.label == SESSION_EPOCH for e in proto.epochs):
+                    faults.add(
+                        f"epoch label {SESSION_EPOCH!r} is reserved for values of a whole "
+                        "session in measurement tables; rename the epoch",
+                        f"protocols.{name}",
+                        "epochs",
+                    )
+        units: dict[str, str] = {}
+        unit_from: dict[str, str] = {}
+        given: dict[tuple, str] = {}
+        long: list[tuple] = []
+        for i, t in enumerate(m.measurements):
+            tpath = self.resolve(t.path)
+            entry = f"measurements[{i}] ({tpath})"
+            unset = _unset_variables(t.path)
+            for var in unset:
+                faults.add(f"environment variable {var!r} is not set", entry, "path")
+            if unset:
+                continue
+            try:
+                table = read_measurement_table(
+                    tpath,
+                    sheet=t.sheet,
+                    separator=t.separator,
+                    decimal=t.decimal,
+                    storage_options=self.storage_options,
+                )
+            except CatalogError as err:
+                for loc, column, message in getattr(err, "problems", [(None, None, str(err))]):
+                    faults.add(message, entry, ", ".join(p for p in (loc, column) if p) or None)
+                continue
+            factors: dict[str, float] = {}
+            for q, unit in table.units.items():
+                if q not in units:
+                    units[q], unit_from[q], factors[q] = unit, entry, 1.0
+                    continue
+                kind, first_kind = UNIT_FACTORS[unit][0], UNIT_FACTORS[units[q]][0]
+                if kind != first_kind:
+                    faults.add(
+                        f"unit {unit!r} of {q!r} measures {kind}, but {unit_from[q]} gives "
+                        f"{q!r} in {units[q]!r} ({first_kind})",
+                        entry,
+                        table.columns[q],
+                    )
+                    continue
+                factors[q] = conversion_factor(unit, kind) / conversion_factor(units[q], kind)
+            for row, values in zip(
+                table.values.index, table.values.to_dict("records"), strict=True
+            ):
+                subject, label, epoch = values["subject"], values["session"], values["epoch"]
+                where = f"row {row}"
+                if subject not in codes:
+                    faults.add(
+                        f"unknown subject {subject!r} (subjects: {', '.join(codes)})",
+                        entry,
+                        f"{where}, {table.columns['subject']}",
+                    )
+                    continue
+                session = sessions.get((subject, label))
+                if session is None:
+                    have = [lab for subj, lab in sessions if subj == subject]
+                    faults.add(
+                        f"no session {subject} {label} in the catalog (sessions of {subject}: "
+                        f"{', '.join(have) or 'none'})",
+                        entry,
+                        f"{where}, {table.columns['session']}",
+                    )
+                    continue
+                proto = self.protocol_name(session)
+                if epoch != SESSION_EPOCH and proto is not None:
+                    labels = [e.label for e in m.protocols[proto].epochs]
+                    if epoch not in labels:
+                        faults.add(
+                            f"epoch {epoch!r} is not in protocol {proto!r} of {subject} "
+                            f"{label} (epochs: {', '.join(labels)}); leave the cell empty "
+                            "for a value of the whole session",
+                            entry,
+                            f"{where}, {table.columns['epoch']}",
+                        )
+                        continue
+                for q in table.quantities:
+                    value = values[q]
+                    if q not in factors or not np.isfinite(value):
+                        continue
+                    key = (subject, label, epoch, q)
+                    if key in given:
+                        faults.add(
+                            f"{q} of {subject} {label} (epoch {epoch}) is also given by "
+                            f"{given[key]}",
+                            entry,
+                            f"{where}, {table.columns[q]}",
+                        )
+                        continue
+                    given[key] = f"{entry}, {where}"
+                    long.append((subject, label, epoch, q, value * factors[q]))
+        keys = ["subject", "session", "epoch"]
+        if long:
+            frame = pd.DataFrame(long, columns=[*keys, "quantity", "value"])
+            order = {key: k for k, key in enumerate(sessions)}
+            wide = frame.pivot(index=keys, columns="quantity", values="value")
+            rows = pd.MultiIndex.from_frame(frame[keys].drop_duplicates())  # table order
+            wide = wide.reindex(index=rows, columns=list(units)).reset_index()
+            position = [order[key] for key in zip(wide["subject"], wide["session"], strict=True)]
+            wide = wide.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
+            wide.columns.name = None
+        else:
+            wide = pd.DataFrame({k: pd.Series(dtype=object) for k in keys})
+            for q in units:
+                wide[q] = pd.Series(dtype=float)
+        wide.attrs["units"] = dict(units)
+        return wide, faults.items
+
     # -- opening data ----------------------------------------------------------------------
     def _find(self, subject: str, label: str) -> tuple[int, SessionEntry]:
         for i, s in enumerate(self.model.sessions):
@@ -1087,6 +1321,7 @@ def _validate(data: dict, path: Path, *, check_files: bool, storage_options=None
         faults.raise_if_any()
     catalog = Catalog(path, model, storage_options=storage_options)
     catalog._check(check_files)
+    catalog._check_measurements(check_files)
     return catalog
 
 

@@ -54,13 +54,16 @@ def demo_catalog(
     from .cli import default_demo_dir
     from .paths import expand_path
     from .simulate import simulate_campaign
-    from .simulate.campaign import CATALOG_NAME, STORE_NAME
+    from .simulate.campaign import CATALOG_NAME, MEASUREMENTS_NAME, STORE_NAME
 
     folder = Path(expand_path(str(path))) if path is not None else default_demo_dir()
     catalog = folder / CATALOG_NAME
-    if not (catalog.exists() and (folder / STORE_NAME).exists()):
+    present = catalog.exists() and (folder / STORE_NAME).exists()
+    # a demo generated before the simulator wrote a measurement table is made anew
+    stale = present and not (folder / MEASUREMENTS_NAME).exists()
+    if not present or stale:
         log.info("generating the demo campaign in %s", folder)
-        simulate_campaign(folder, n_subjects=n_subjects, progress=progress)
+        simulate_campaign(folder, n_subjects=n_subjects, progress=progress, overwrite=stale)
     if process:
         from .pipeline import process_campaign
 

@@ -549,21 +549,48 @@ def _open_features(derived: Path, subject: str, label: str) -> xr.Dataset | None
 
 
 def features_table(catalog) -> pd.DataFrame:
-    """All features of a processed campaign, one row per session x epoch.
+    """All features of a processed campaign and its measurements, one row per session x
+    epoch.
 
-    Columns: ``subject``, ``session``, ``phase``, ``day``, ``epoch`` and one per
-    feature (units in ``DataFrame.attrs["units"]``). Sessions not yet processed are
-    left out (with a log message).
+    Columns: ``subject``, ``session``, ``phase``, ``day``, ``epoch``, one per feature
+    computed from the recordings, then one per quantity of the catalog's measurement
+    tables (:attr:`cardiolab.catalog.Catalog.measurements`); the units of every column
+    in ``DataFrame.attrs["units"]``.
+
+    A measurement given for an epoch (the table's ``epoch`` column) joins that epoch's
+    row. A measurement without an epoch is a value of the whole session: it has its own
+    row, epoch ``"session"`` (:data:`cardiolab.measurements.SESSION_EPOCH`), where the
+    recorded features are empty, rather than a copy on every epoch row. So the models
+    see each measured value once: ``phase_contrasts(table, "carotid_imt",
+    epoch="session")`` and ``fit_time_course(table, "carotid_imt", epoch="session")``
+    fit one value per subject and session (copies on the ``supine`` and ``stand`` rows
+    would be fitted twice by :func:`~cardiolab.stats.fit_all`, and would put an
+    absolute value on the ``stand-supine`` row, which holds differences), and
+    :func:`~cardiolab.stats.fit_all` fits it in that epoch only. Sessions with
+    measurements but no processed recording have their measurement rows; processed
+    sessions without measurements have empty measurement columns. Sessions with
+    neither are left out (with a log message).
+
+    Raises
+    ------
+    CardiolabError
+        No processed session and no measurement; a measurement named like a feature
+        computed from the recordings.
+    CatalogError
+        A measurement table that does not validate (file, row and column named).
     """
     from .catalog import Catalog, open_catalog
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     derived = Path(cat.derived_path)
+    measured = cat.measurements
+    measured_sessions = set(zip(measured["subject"], measured["session"], strict=True))
     frames, units, missing = [], {}, []
     for row in cat.sessions.itertuples():
         ds = _open_features(derived, row.subject, row.session)
         if ds is None:
-            missing.append(f"{row.subject}/{row.session}")
+            if (row.subject, row.session) not in measured_sessions:
+                missing.append(f"{row.subject}/{row.session}")
             continue
         for v in ds.data_vars:
             units.setdefault(v, ds[v].attrs.get("units", ""))
@@ -575,14 +602,43 @@ def features_table(catalog) -> pd.DataFrame:
         frames.append(df)
     if missing:
         log.info("features_table: %d sessions not processed yet: %s", len(missing), missing[:5])
-    if not frames:
+    if not frames and measured.empty:
         raise CardiolabError(
             f"{derived}: no processed session; run `cardiolab process {cat.path}` first"
         )
-    table = pd.concat(frames, ignore_index=True)
+    keys = ["subject", "session", "phase", "day", "epoch"]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys)
     table["epoch"] = table["epoch"].astype(str)
+    if len(measured.columns) > 3:
+        table, units = _join_measurements(cat, table, units, measured)
     table.attrs["units"] = units
     return table
+
+
+def _join_measurements(cat, table, units, measured):
+    """``table`` with the measurement columns joined on subject, session and epoch."""
+    quantities = [c for c in measured.columns if c not in ("subject", "session", "epoch")]
+    clash = [q for q in quantities if q in table.columns]
+    if clash:
+        raise CardiolabError(
+            f"{cat.path}: measurement(s) {clash} are named like features computed from the "
+            "recordings; rename the column(s) in the measurement table"
+        )
+    on = ["subject", "session", "epoch"]
+    joined = table.merge(measured, on=on, how="left")  # keeps the table's row order
+    present = pd.MultiIndex.from_frame(table[on])
+    alone = measured[~pd.MultiIndex.from_frame(measured[on]).isin(present)]
+    out = pd.concat([joined, alone], ignore_index=True) if len(alone) else joined
+    sessions = cat.sessions.set_index(["subject", "session"])
+    where = list(zip(out["subject"], out["session"], strict=True))
+    out["phase"] = sessions.loc[where, "phase"].to_numpy()
+    out["day"] = sessions.loc[where, "day"].to_numpy().astype(float)
+    # catalog session order; within a session the recorded epochs, then the measured ones
+    order = {key: i for i, key in enumerate(sessions.index)}
+    position = np.array([order[key] for key in where])
+    out = out.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
+    units = {**units, **measured.attrs["units"]}
+    return out, units
 
 
 def features_dataset(catalog) -> xr.Dataset:

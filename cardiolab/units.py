@@ -8,6 +8,11 @@ of a ``beats`` group (:data:`cardiolab.schema.BEAT_FIELDS`) have their own units
 in ms, heart rate in bpm, stroke volume in mL, cardiac output in L/min, peripheral
 resistance in mmHg.min/L); :func:`unit_ratio` converts between two units of one
 quantity.
+
+Lengths (mm) and areas (mm2) are here for the per-session measurements of catalog
+measurement tables (:mod:`cardiolab.measurements`): carotid intima-media thickness and
+vessel diameters in mm (or um, cm), vein cross-sectional areas in mm2 or cm2, the units
+ultrasound studies report them in.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ CANONICAL_UNITS = {
     "volume": "mL",
     "flow": "L/min",
     "resistance": "mmHg.min/L",
+    "length": "mm",
+    "area": "mm2",
 }
 
 #: 1 mmHg.min/L in dyn.s/cm5: 133.322387415 Pa * 60 s / 1e-3 m3 = 7.99934e6 Pa.s/m3, and
@@ -65,6 +72,11 @@ UNIT_FACTORS: dict[str, tuple[str, float]] = {
     "mmHg.min/L": ("resistance", 1.0),
     "mmHg.s/mL": ("resistance", 1000.0 / 60.0),  # peripheral resistance unit (PRU)
     "dyn.s/cm5": ("resistance", 1.0 / _DYN_PER_MU),
+    "cm": ("length", 10.0),
+    "mm": ("length", 1.0),
+    "um": ("length", 1e-3),
+    "cm2": ("area", 100.0),
+    "mm2": ("area", 1.0),
 }
 
 # Spellings met in EDF, WFDB and CSV headers, mapped to the table's names. Only
@@ -111,6 +123,14 @@ _ALIASES = {
     "dyn·s/cm5": "dyn.s/cm5",
     "dyn·s·cm-5": "dyn.s/cm5",
     "dyn s cm-5": "dyn.s/cm5",
+    "µm": "um",
+    "μm": "um",
+    "micrometre": "um",
+    "micrometer": "um",
+    "mm²": "mm2",
+    "mm^2": "mm2",
+    "cm²": "cm2",
+    "cm^2": "cm2",
 }
 
 #: Canonical unit of each raw group of the data model.
@@ -148,8 +168,8 @@ def conversion_factor(unit: str, quantity: str) -> float:
     unit : str
         The unit a file or catalog declares.
     quantity : str
-        ``"voltage"``, ``"pressure"``, ``"perfusion"``, ``"velocity"`` or ``"time"``,
-        or the name of a raw group (``"ecg"``, ``"abp"``, ``"ldf"``, ``"doppler"``).
+        ``"voltage"``, ``"pressure"``, ``"perfusion"``, ``"velocity"``, ``"time"``,
+        ``"length"`` or ``"area"``, or the name of a raw group (``"ecg"``, ``"abp"``, ``"ldf"``, ``"doppler"``).
 
     Returns
     -------

@@ -79,6 +79,25 @@ def test_features_match_truth(processed):
     assert ds["hr"].attrs["units"] == "bpm"
 
 
+def test_features_table_carries_the_simulated_measurements(processed):
+    """The simulator's measurement table joins the processed features: one ``session``
+    row per session with the written values and units, next to the recorded epochs."""
+    path, truth, report = processed
+    table = features_table(path / "data_catalog.yaml")
+    assert table.attrs["units"]["carotid_imt"] == "mm"
+    assert table.attrs["units"]["jugular_vein_area"] == "cm2"
+    assert table.attrs["units"]["hr"] == "bpm"
+    rows = table[table["epoch"] == "session"].set_index(["subject", "session", "epoch"])
+    assert len(rows) == 4 and rows["hr"].isna().all()
+    written = truth.realised.loc[rows.index]
+    for q in ("carotid_imt", "jugular_vein_area"):
+        np.testing.assert_allclose(rows[q], written[q], rtol=0, atol=1e-12)
+        assert table.loc[table["epoch"] != "session", q].isna().all()
+    assert list(table.loc[table["subject"] == "S01", "epoch"]) == [
+        "supine", "stand", "stand-supine", "session"
+    ] * 2  # fmt: skip
+
+
 def test_beat_pressures_against_truth(processed):
     """Per-beat SBP and DBP within 2 mmHg RMS of the truth (valid beats)."""
     path, truth, report = processed

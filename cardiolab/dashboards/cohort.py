@@ -7,6 +7,10 @@ over mission days with the fitted population curve and its band, the forest plot
 changes against the pre-flight mean, the contrast table and the time constants. The
 table (CSV) and the figures (PNG, drawn by the browser as shown; or standalone,
 interactive HTML) can be downloaded.
+
+The features include the catalog's per-session measurements (carotid IMT, vein
+areas: :mod:`cardiolab.measurements`); a feature is shown in an epoch where it has
+values, so picking a measurement of whole sessions moves the epoch to ``session``.
 """
 
 from __future__ import annotations
@@ -161,6 +165,15 @@ class CohortPage(pn.viewable.Viewer):
         import holoviews as hv
 
         from ..stats.mixed import phase_contrasts
+        from ..stats.results import feature_epochs
+
+        having = feature_epochs(self._table, self.feature) if self.feature else []
+        if having and self.epoch not in having:
+            # a measurement of the whole session has values in epoch "session" only, a
+            # recorded feature in the protocol epochs: show the epoch that has values
+            # (setting it runs this method again)
+            self.epoch = "supine" if "supine" in having else having[0]
+            return
         from ..stats.timecourse import fit_time_course
         from ..viz import forest_plot, tau_profile, timeline
 

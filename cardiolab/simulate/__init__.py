@@ -6,7 +6,13 @@
 """
 
 from .campaign import DEFAULT_SCHEDULES, STORE_NAME, campaign_catalog, simulate_campaign
-from .effects import EFFECT_COLUMNS, QUANTITIES, default_effects, time_course
+from .effects import (
+    EFFECT_COLUMNS,
+    MEASURED_QUANTITIES,
+    QUANTITIES,
+    default_effects,
+    time_course,
+)
 from .session import RATES, Artefacts, simulate_session
 from .truth import Truth
 
@@ -14,6 +20,7 @@ __all__ = [
     "Artefacts",
     "DEFAULT_SCHEDULES",
     "EFFECT_COLUMNS",
+    "MEASURED_QUANTITIES",
     "QUANTITIES",
     "RATES",
     "STORE_NAME",

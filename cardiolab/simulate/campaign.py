@@ -23,7 +23,15 @@ from .. import __version__
 from ..encoding import variable_length_strings, zarr_encoding
 from ..errors import CardiolabError
 from ..labels import parse_session_label
-from .effects import EPOCHS, MAP_FORM_FACTOR, apply_effect_overrides, default_effects, time_course
+from ..measurements import SESSION_EPOCH
+from .effects import (
+    EPOCHS,
+    MAP_FORM_FACTOR,
+    MEASURED_QUANTITIES,
+    apply_effect_overrides,
+    default_effects,
+    time_course,
+)
 from .session import RATES, Artefacts, draw_subject_traits, simulate_session
 from .truth import TRUTH_DIR, Truth
 
@@ -40,6 +48,12 @@ DEFAULT_SCHEDULES = {
 STORE_NAME = "campaign.zarr"
 CATALOG_NAME = "data_catalog.yaml"
 DERIVED_NAME = "derived.zarr"
+#: The per-session measurement table of a simulated campaign (beside its catalog).
+MEASUREMENTS_NAME = "measurements.csv"
+#: Decimals written to the measurement table (0.001 mm, 0.001 cm2: an ultrasound
+#: system's display resolution).
+MEASUREMENT_DECIMALS = 3
+_MEASUREMENT_STREAM = zlib.crc32(b"measurements")  # their random draws' own stream
 #: Anchor dates of simulated campaigns (fictional).
 LAUNCH = date(2026, 3, 2)
 
@@ -127,7 +141,10 @@ def simulate_campaign(
     """Simulate a campaign with known truth and write it as a catalogued store.
 
     Writes ``<path>/data_catalog.yaml``, the raw store ``<path>/campaign.zarr``
-    (``/<subject>/<session>/<group>``) and the truth ``<path>/truth/``.
+    (``/<subject>/<session>/<group>``), the per-session measurement table
+    ``<path>/measurements.csv`` (carotid IMT in mm and jugular vein area in cm2 of
+    every session, :data:`~cardiolab.simulate.effects.MEASURED_QUANTITIES`; listed
+    under ``measurements`` in the catalog) and the truth ``<path>/truth/``.
 
     Parameters
     ----------
@@ -195,7 +212,7 @@ def simulate_campaign(
             raise CardiolabError(
                 f"{path} does not hold a simulated campaign; refusing to overwrite it"
             )
-        for name in (STORE_NAME, TRUTH_DIR, CATALOG_NAME, DERIVED_NAME):
+        for name in (STORE_NAME, TRUTH_DIR, CATALOG_NAME, DERIVED_NAME, MEASUREMENTS_NAME):
             target = path / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -215,8 +232,11 @@ def simulate_campaign(
 
     duration_s = float(duration_min) * 60.0
     epochs = [("supine", 0.0, duration_s / 2), ("stand", duration_s / 2, duration_s)]
-    quantities = list(table.index.get_level_values("quantity").unique())
+    quantities = [
+        q for q in table.index.get_level_values("quantity").unique() if q not in MEASURED_QUANTITIES
+    ]
     drawn = [q for q in quantities if q != "map"]
+    measured = [q for q in MEASURED_QUANTITIES if q in table.index.get_level_values("quantity")]
 
     store = path / STORE_NAME
     beats_store = path / TRUTH_DIR / "beats.zarr"
@@ -234,6 +254,7 @@ def simulate_campaign(
 
     # --- subject level ---------------------------------------------------------------
     subj_rows, session_rows, jobs, traits_of, meta = [], [], [], {}, {}
+    measured_rows, realised_measured = [], {}
     for si, subject in enumerate(subjects):
         rng = np.random.default_rng(np.random.SeedSequence([seed, si, 0]))
         z = {q: rng.standard_normal() for q in drawn}
@@ -250,6 +271,14 @@ def simulate_campaign(
             k = MAP_FORM_FACTOR
             pre_i[("map", ep)] = pre_i[("dbp", ep)] + k * (pre_i[("sbp", ep)] - pre_i[("dbp", ep)])
             subj_rows.append((subject, "map", ep, pre_i[("map", ep)], z["sbp"]))
+        # measurements: the same random intercept, from a stream of their own (the
+        # recorded quantities of a seed stay as they were)
+        m_rng = np.random.default_rng(np.random.SeedSequence([seed, si, _MEASUREMENT_STREAM]))
+        for q in measured:
+            z[q] = m_rng.standard_normal()
+            row = table.loc[(q, SESSION_EPOCH)]
+            pre_i[(q, SESSION_EPOCH)] = row["pre"] * (1.0 + row["between_sd"] * z[q])
+            subj_rows.append((subject, q, SESSION_EPOCH, pre_i[(q, SESSION_EPOCH)], z[q]))
 
         # --- session level ---------------------------------------------------------
         for label in plan[subject]:
@@ -297,6 +326,31 @@ def simulate_campaign(
                         **vals,
                     }
                 )
+            if measured:
+                m_rng = np.random.default_rng(
+                    np.random.SeedSequence(
+                        [seed, si, zlib.crc32(label.encode()), _MEASUREMENT_STREAM]
+                    )
+                )
+                vals = {}
+                for q in measured:
+                    row = table.loc[(q, SESSION_EPOCH)]
+                    base = time_course(
+                        pre_i[(q, SESSION_EPOCH)],
+                        row["A"],
+                        row["tau_a"],
+                        row["D"],
+                        row["tau_r"],
+                        parsed.phase,
+                        parsed.day,
+                    )
+                    vals[q] = base + within_sd * row["pre"] * m_rng.standard_normal()
+                ids = {"subject": subject, "session": label, "epoch": SESSION_EPOCH}
+                ids.update(phase=parsed.phase, day=parsed.day)
+                session_rows.append({**ids, **vals})
+                written = {q: round(float(v), MEASUREMENT_DECIMALS) for q, v in vals.items()}
+                realised_measured[(subject, label)] = {**ids, **written}
+                measured_rows.append({"subject": subject, "session": label, **written})
             tdf = pd.DataFrame.from_dict(targets, orient="index")[quantities]
             jobs.append(
                 (
@@ -344,6 +398,8 @@ def simulate_campaign(
                     **row.to_dict(),
                 }
             )
+        if (subject, label) in realised_measured:
+            realised_rows.append(realised_measured[(subject, label)])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(store)
@@ -373,7 +429,18 @@ def simulate_campaign(
         },
     )
     truth.save(path / TRUTH_DIR)
-    _write_catalog(path, kind, subjects, meta, plan, epochs, max_in_day(plan))
+    if measured:
+        _write_measurements(path / MEASUREMENTS_NAME, measured_rows)
+    _write_catalog(
+        path,
+        kind,
+        subjects,
+        meta,
+        plan,
+        epochs,
+        max_in_day(plan),
+        measurements=MEASUREMENTS_NAME if measured else None,
+    )
     log.info(
         "simulated %d sessions in %.1f s at %s", len(jobs), time.perf_counter() - t_start, path
     )
@@ -400,8 +467,11 @@ def max_in_day(plan) -> float:
     return max(days) if days else 0.0
 
 
-def campaign_catalog(kind, subjects, meta, plan, epochs, last_in_day, *, store=STORE_NAME):
-    """The catalog dict of a simulated campaign (see :mod:`cardiolab.catalog`)."""
+def campaign_catalog(
+    kind, subjects, meta, plan, epochs, last_in_day, *, store=STORE_NAME, measurements=None
+):
+    """The catalog dict of a simulated campaign (see :mod:`cardiolab.catalog`);
+    ``measurements`` names its measurement table, if any."""
     mission_days = int(np.ceil(last_in_day)) + 5
     start, end = ("start", "end") if kind == "bedrest" else ("launch", "landing")
     return {
@@ -427,13 +497,24 @@ def campaign_catalog(kind, subjects, meta, plan, epochs, last_in_day, *, store=S
         "default_protocol": "supine-stand",
         "subjects": [meta[s] for s in subjects],
         "sessions": [{"subject": s, "label": lab} for s in subjects for lab in plan[s]],
+        **({"measurements": [{"path": measurements}]} if measurements else {}),
     }
 
 
-def _write_catalog(path, kind, subjects, meta, plan, epochs, last_in_day):
+def _write_measurements(path, rows) -> None:
+    """The per-session measurement table: one row per session, units in the header."""
+    frame = pd.DataFrame(rows)
+    quantities = [c for c in frame.columns if c not in ("subject", "session")]
+    frame = frame.rename(columns={q: f"{q} [{MEASURED_QUANTITIES[q][0]}]" for q in quantities})
+    frame.to_csv(path, index=False, float_format=f"%.{MEASUREMENT_DECIMALS}f")
+
+
+def _write_catalog(path, kind, subjects, meta, plan, epochs, last_in_day, measurements=None):
     import yaml
 
-    data = campaign_catalog(kind, subjects, meta, plan, epochs, last_in_day)
+    data = campaign_catalog(
+        kind, subjects, meta, plan, epochs, last_in_day, measurements=measurements
+    )
     header = (
         "# cardiolab campaign catalog of a simulated campaign (cardiolab.simulate).\n"
         "# Paths are relative to this file; the truth is in truth/ beside it.\n"

@@ -16,6 +16,24 @@ landing; a stand-test HR rise 11 bpm larger than pre-flight at R+0; in-flight SB
 vasomotion power -32 % after landing (bed-rest ACh response 35.4 % -> 24.1 %). In
 microgravity there is no hydrostatic gradient, so the "stand" epoch of an in-flight
 session takes the in-flight supine value within about a day (``tau_a`` 0.5 d).
+
+Per-session measurements (:data:`MEASURED_QUANTITIES`, written to the campaign's
+measurement table, :mod:`cardiolab.measurements`) follow the same model and random
+intercept, in the epoch ``"session"``:
+
+* carotid intima-media thickness 0.56 mm before flight, 0.65 mm in flight (+16 %),
+  still 0.65 mm at R+4 and 0.57 mm at R+6 months (Arbeille et al. 2016, Aerosp Med
+  Hum Perform 87:449; Arbeille et al. 2025, Front Physiol 16:1638531; between-subject
+  SD 0.09 mm = 16 %). Already +12 % at FD15: ``tau_a`` 5 d. ``D`` 0.09 mm (the
+  in-flight level at landing) with ``tau_r`` 40 d (*inferred*: about 0.08 mm left at
+  R+4, 0.001 mm at R+180). Confinement keeps the change: Mars-500 (520 days, 1 g)
+  found +14 to +28 % (Arbeille et al. 2014, PLoS ONE 9:e83063).
+* internal jugular vein cross-sectional area +178 % at FD15 and +225 % at 4-5.5
+  months, back to baseline 4 days after landing (Arbeille et al. 2015, Eur J Appl
+  Physiol 115:2099): ``A`` +200 % with ``tau_a`` 0.5 d (a fluid shift: hours). The
+  pre-flight level 0.40 cm2 is *inferred* (between the 0.12 cm2 seated and 1.03 cm2
+  supine of Martin et al. 2020, Front Physiol 11:863); ``D`` +20 % with ``tau_r``
+  1 d (*inferred*: plasma volume is back within 24-48 h); between-subject SD 20 %.
 """
 
 from __future__ import annotations
@@ -26,10 +44,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CardiolabError
+from ..measurements import SESSION_EPOCH
 from .waveforms import TEMPLATE_MEAN
 
 __all__ = [
     "EFFECT_COLUMNS",
+    "MEASURED_QUANTITIES",
     "QUANTITIES",
     "EPOCHS",
     "default_effects",
@@ -60,6 +80,16 @@ QUANTITIES = {
     "mca_ri": ("1", "middle cerebral artery resistive index"),
 }
 
+#: Per-session measurements (one value per session, epoch ``"session"``), written to the
+#: campaign's measurement table: quantity -> (units, long_name).
+MEASURED_QUANTITIES = {
+    "carotid_imt": ("mm", "common carotid artery intima-media thickness"),
+    "jugular_vein_area": ("cm2", "internal jugular vein cross-sectional area"),
+}
+
+#: Measurements whose spaceflight change confinement keeps (no gravity in the cause).
+_CONFINEMENT_KEEPS = ("carotid_imt",)
+
 #: Quantities computed from others rather than drawn (``map`` from ``sbp`` and ``dbp``).
 DERIVED = ("map",)
 
@@ -89,6 +119,8 @@ _SPACEFLIGHT = {
     ("mca_psv", "stand"): (85.0, 13.0, 0.5, -10.0, 7.0, 0.15),
     ("mca_ri", "supine"): (0.55, -0.02, 5.0, 0.04, 7.0, 0.05),
     ("mca_ri", "stand"): (0.58, -0.05, 0.5, 0.05, 7.0, 0.05),
+    ("carotid_imt", SESSION_EPOCH): (0.56, 0.09, 5.0, 0.09, 40.0, 0.16),
+    ("jugular_vein_area", SESSION_EPOCH): (0.40, 0.80, 0.5, 0.08, 1.0, 0.20),
 }
 
 
@@ -101,7 +133,7 @@ def derive_map(table: pd.DataFrame) -> pd.DataFrame:
     """
     k = MAP_FORM_FACTOR
     rows = {}
-    for epoch in table.index.get_level_values("epoch").unique():
+    for epoch in table.loc["sbp"].index:
         s = table.loc[("sbp", epoch)]
         d = table.loc[("dbp", epoch)]
         rows[("map", epoch)] = {
@@ -125,7 +157,9 @@ def default_effects(kind: str = "spaceflight") -> pd.DataFrame:
     kind : {"spaceflight", "bedrest", "confinement"}
         Head-down bed rest takes the spaceflight effects (it is built to mimic them);
         confinement has no change of gravity, so its changes are a fifth of the
-        spaceflight supine changes in both epochs and the stand response is kept.
+        spaceflight supine changes in both epochs and the stand response is kept
+        (measurements: a fifth of their own change, except carotid IMT, which
+        confinement raises too).
 
     Returns
     -------
@@ -140,6 +174,10 @@ def default_effects(kind: str = "spaceflight") -> pd.DataFrame:
     table.index = pd.MultiIndex.from_tuples(table.index, names=["quantity", "epoch"])
     if kind == "confinement":
         for q in table.index.get_level_values("quantity").unique():
+            if q in MEASURED_QUANTITIES:
+                if q not in _CONFINEMENT_KEEPS:
+                    table.loc[(q, SESSION_EPOCH), ["A", "D"]] *= 0.2
+                continue
             sup = table.loc[(q, "supine")]
             for epoch in EPOCHS:
                 table.loc[(q, epoch), "A"] = 0.2 * sup["A"]
@@ -157,7 +195,8 @@ def _with_map(table: pd.DataFrame) -> pd.DataFrame:
             ("sbp", epoch), ["tau_a", "tau_r"]
         ].to_numpy()
     full = pd.concat([table, derive_map(table)])
-    order = [q for q in QUANTITIES if q in full.index.get_level_values("quantity")]
+    present = full.index.get_level_values("quantity")
+    order = [q for q in (*QUANTITIES, *MEASURED_QUANTITIES) if q in present]
     return full.loc[order]
 
 
@@ -169,8 +208,9 @@ def apply_effect_overrides(table: pd.DataFrame, effects: Mapping | None) -> pd.D
     table : pandas.DataFrame
         An effects table (see :func:`default_effects`).
     effects : mapping, optional
-        ``{quantity: {column: value}}`` applies to every epoch of the quantity;
-        ``{(quantity, epoch): {column: value}}`` to one epoch. ``map`` cannot be set:
+        ``{quantity: {column: value}}`` applies to every epoch of the quantity (the
+        measurements have one: ``"session"``); ``{(quantity, epoch): {column: value}}``
+        to one epoch. ``map`` cannot be set:
         it follows from ``sbp`` and ``dbp``, whose time constants it shares.
 
     Raises
@@ -182,13 +222,8 @@ def apply_effect_overrides(table: pd.DataFrame, effects: Mapping | None) -> pd.D
     if not effects:
         return out
     quantities = [q for q in out.index.get_level_values("quantity").unique()]
-    epochs = list(out.index.get_level_values("epoch").unique())
     for key, changes in effects.items():
-        if isinstance(key, tuple):
-            quantity, epoch = key
-            targets = [epoch]
-        else:
-            quantity, targets = key, epochs
+        quantity = key[0] if isinstance(key, tuple) else key
         if quantity in DERIVED:
             raise CardiolabError(
                 f"effects[{key!r}]: {quantity!r} is derived from sbp and dbp; set those instead"
@@ -197,6 +232,8 @@ def apply_effect_overrides(table: pd.DataFrame, effects: Mapping | None) -> pd.D
             raise CardiolabError(
                 f"effects[{key!r}]: unknown quantity {quantity!r}; known: {quantities}"
             )
+        epochs = list(out.loc[quantity].index)
+        targets = [key[1]] if isinstance(key, tuple) else epochs
         for epoch in targets:
             if epoch not in epochs:
                 raise CardiolabError(f"effects[{key!r}]: unknown epoch {epoch!r}; known: {epochs}")

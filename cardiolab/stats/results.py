@@ -33,6 +33,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "SKIPPED_FEATURES",
     "feature_columns",
+    "feature_epochs",
     "fit_all",
     "fit_feature",
     "read_results",
@@ -92,6 +93,28 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
         for c in table.columns
         if c not in _ID_COLUMNS and not _is_count(c) and pd.api.types.is_numeric_dtype(table[c])
     ]
+
+
+def feature_epochs(table: pd.DataFrame, feature: str) -> list[str]:
+    """The epochs in which a feature has at least one finite value, in table order.
+
+    Recorded features have values in the protocol epochs; a measurement of a whole
+    session only in the ``session`` epoch (:func:`cardiolab.pipeline.features_table`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A features table.
+    feature : str
+        One of its columns.
+
+    Returns
+    -------
+    list of str
+    """
+    values = pd.to_numeric(table[feature], errors="coerce").to_numpy(dtype=float)
+    epochs = table["epoch"].astype(str)
+    return list(dict.fromkeys(epochs[np.isfinite(values)]))
 
 
 def _error_row(feature, epoch, model, err, units) -> dict:
@@ -194,7 +217,13 @@ def fit_all(
         Where to run. ``None`` starts a ``LocalCluster`` sized to the machine (or
         connects to ``$CARDIOLAB_SCHEDULER``); ``"sync"`` fits in this process.
     epochs : list of str, optional
-        Epochs to model (default: all in the table).
+        Epochs to model (default: all in the table). A feature is modelled in the
+        epochs where it has a value: a feature x epoch with no value at all (a
+        measurement of a whole session in the ``supine`` epoch, a recorded feature in
+        the ``session`` epoch of the measurements: see
+        :func:`cardiolab.pipeline.features_table`) is skipped, unless both the
+        feature and the epoch were named, when its row says why it could not be
+        fitted.
     store : str or pathlib.Path, optional
         A derived store (folder): the table is written there as group ``stats``.
     workers : int, optional
@@ -225,6 +254,7 @@ def fit_all(
     if missing:
         raise ModelError(f"features table: missing column(s) {missing}")
     all_features = feature_columns(table)
+    named = features is not None and epochs is not None
     features = all_features if features is None else list(features)
     unknown = [f for f in features if f not in table.columns]
     if unknown:
@@ -235,7 +265,8 @@ def fit_all(
     if absent:
         raise ModelError(f"features table: no epoch {absent} (it has {present})")
 
-    jobs = [(f, e) for f in features for e in epochs]
+    having = {f: set(feature_epochs(table, f)) for f in features}
+    jobs = [(f, e) for f in features for e in epochs if named or e in having[f]]
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="fitting features", unit="model", disable=not progress)
     frames = []
@@ -316,9 +347,13 @@ def results_summary(results: pd.DataFrame, *, epoch: str = "supine") -> str:
     """A short text summary of a :func:`fit_all` table, for the command line.
 
     One line of counts (features, models, time, failures, flags), then per feature
-    of ``epoch`` the time-course estimates of ``D`` (change at landing) and ``tau_r``
-    (recovery time constant, days) with their 95% CIs.
+    of ``epoch``, and of the ``session`` epoch of the measurements
+    (:data:`cardiolab.measurements.SESSION_EPOCH`), the time-course estimates of
+    ``D`` (change at landing) and ``tau_r`` (recovery time constant, days) with their
+    95% CIs.
     """
+    from ..measurements import SESSION_EPOCH
+
     groups = ["feature", "epoch", "model"]
     failed = results[results["error"].astype(str) != ""]
     flagged = results[(results["error"].astype(str) == "") & ~results["converged"].astype(bool)]
@@ -328,9 +363,11 @@ def results_summary(results: pd.DataFrame, *, epoch: str = "supine") -> str:
         f"{failed.groupby(groups).ngroups} could not be fitted, "
         f"{flagged.groupby(groups).ngroups} flagged (not converged or on a boundary)",
     ]
-    tc = results[(results["model"] == "time_course") & (results["epoch"] == epoch)]
-    if len(tc):
-        lines.append(f"time course, {epoch}: D (change at landing) and tau_r (days), 95% CI")
+    for shown in dict.fromkeys([epoch, SESSION_EPOCH]):
+        tc = results[(results["model"] == "time_course") & (results["epoch"] == shown)]
+        if not len(tc):
+            continue
+        lines.append(f"time course, {shown}: D (change at landing) and tau_r (days), 95% CI")
         for feature, rows in tc.groupby("feature", sort=False):
             terms = rows.set_index("term")
             if "D" not in terms.index or "tau_r" not in terms.index:
