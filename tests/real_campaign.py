@@ -60,6 +60,10 @@ def write_labchart_text(path: Path, blocks, fs: float, title: str, unit: str) ->
     return path
 
 
+#: Sessions of the ultrasound sheet the tests write (carotid IMT, jugular vein area)
+ULTRASOUND_SESSIONS = (("S01", "L-30"), ("S01", "R+1"), ("S03", "L-30"), ("S03", "R+1"))
+
+
 def write_real_catalog(folder: Path, shared: Path) -> tuple[Path, dict]:
     """Write the catalog (and e0103 with its lead-off stretch, and MIT-BIH 105 as a
     LabChart export, a session of subject S05) into ``folder``.
@@ -92,6 +96,13 @@ def write_real_catalog(folder: Path, shared: Path) -> tuple[Path, dict]:
             ],
         }
     )
+    # a lab's ultrasound sheet: one row per session, units in the header
+    sheet = folder / "ultrasound.csv"
+    rows = ["subject,session,carotid_imt [mm],jugular_vein_area [cm2]"]
+    for k, (subject, label) in enumerate(ULTRASOUND_SESSIONS):
+        rows.append(f"{subject},{label},{0.55 + 0.01 * k:.3f},{0.40 + 0.05 * k:.3f}")
+    sheet.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    data["measurements"] = [{"path": str(sheet)}]
     path = folder / "data_catalog.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     env = {

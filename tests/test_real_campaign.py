@@ -15,7 +15,13 @@ import json
 import numpy as np
 import pytest
 import wfdb
-from real_campaign import E0103_RATE, LABCHART_BLOCKS, LEAD_OFF_S, cardiolab
+from real_campaign import (
+    E0103_RATE,
+    LABCHART_BLOCKS,
+    LEAD_OFF_S,
+    ULTRASOUND_SESSIONS,
+    cardiolab,
+)
 
 from cardiolab.annotations import reviewed_beats
 from cardiolab.io import BEAT_SYMBOLS
@@ -117,6 +123,7 @@ def test_arterial_pressure_of_a_real_icu_record(real_campaign, shared_data):
 def test_features_use_the_valid_beats_of_every_session(real_campaign):
     catalog, _, _ = real_campaign
     table = features_table(catalog)
+    table = table[table["epoch"] != "session"]  # the ultrasound sheet's rows
     assert len(table) == N_SESSIONS and set(table["epoch"]) == {"supine"}
     assert (table["n_beats"] > 50).all(), table[["subject", "session", "n_beats"]]
     assert table["hr"].between(40, 140).all(), table[["subject", "session", "hr"]]
@@ -132,6 +139,17 @@ def test_an_rr_file_is_a_beat_level_session(real_campaign, shared_data):
     assert np.nanmean(beats["rr"].values) == pytest.approx(rest["mean_rr_ms"], rel=1e-9)
     row = features_table(catalog).set_index(["subject", "session"]).loc[("S04", "R+1")]
     assert 40 < row["hr"] < 80 and row["n_nn"] > 80  # supine, 10-120 s
+
+
+def test_measurement_table_joins_the_cohort_table(real_campaign):
+    """The ultrasound sheet's values are features of their sessions, with units."""
+    catalog, _, _ = real_campaign
+    table = features_table(catalog)
+    sheet = table[table["epoch"] == "session"].set_index(["subject", "session"])
+    assert sorted(sheet.index) == sorted(ULTRASOUND_SESSIONS)
+    assert sheet.loc[("S01", "L-30"), "carotid_imt"] == pytest.approx(0.55)
+    assert sheet.loc[("S03", "R+1"), "jugular_vein_area"] == pytest.approx(100 * 0.55)  # mm2
+    assert table.attrs["units"]["carotid_imt"] == "mm"
 
 
 def test_fit_runs_on_the_real_campaign(real_campaign):
