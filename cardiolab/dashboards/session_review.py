@@ -167,7 +167,9 @@ class SessionReview(pn.viewable.Viewer):
         try:
             node = self._cat.open_session(self.subject, self.session)
             beats = reviewed_beats(self._cat, self.subject, self.session)
+            view = self._signal_view(node, beats)
         except CardiolabError as err:
+            # never leave the last session's plots under this session's name
             self._beats = None
             self._signals.object = None
             self._points.object = None
@@ -176,7 +178,7 @@ class SessionReview(pn.viewable.Viewer):
         self._node = node
         self._beats = beats
         self._say("", None)
-        self._signals.object = self._signal_view(node, beats)
+        self._signals.object = view
         subject, session = self.subject, self.session
 
         def rest():
@@ -192,9 +194,16 @@ class SessionReview(pn.viewable.Viewer):
             rest()
 
     def _signal_view(self, node, beats):
-        from ..viz import session_view
+        """The session's signals; a beat-level session (R-R or beat-to-beat export, no
+        waveform) shows its beat series instead, titled as the signals are."""
+        from ..schema import RAW_GROUPS
+        from ..viz import beat_series, session_view
 
-        return session_view(node, beats)
+        if any(group in node.children for group in RAW_GROUPS):
+            return session_view(node, beats)
+        shown = [v for v in ("rr", "sbp", "dbp") if np.isfinite(beats[v].values).any()]
+        title = f"{self.subject}/{self.session} (beat-level session: no waveform)"
+        return beat_series(beats, shown).opts(title=title)
 
     @param.depends("variable", watch=True)
     def _draw_points(self):

@@ -56,3 +56,15 @@ def test_campaign_page_lists_every_session_processed(served_real, page, console)
     ).to_be_visible()
     wait_idle(page)
     console.check()
+
+
+def test_session_page_draws_a_beat_level_session(served_real, page, console):
+    """An R-R file has no waveform: the page shows its beat series under its name."""
+    page.goto(served_real.page_url("session"))
+    wait_for_plots(page, "S01/L-30", 1)
+    page.get_by_label("Subject", exact=True).select_option("S04")
+    page.get_by_label("Session", exact=True).select_option("R+1")
+    expect(page.get_by_text("S04/R+1 (beat-level session: no waveform)")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"S04 R\+1 .*: 910 beats"))).to_be_visible()
+    wait_idle(page)
+    console.check()
