@@ -148,8 +148,9 @@ def test_measurement_table_joins_the_cohort_table(real_campaign):
     sheet = table[table["epoch"] == "session"].set_index(["subject", "session"])
     assert sorted(sheet.index) == sorted(ULTRASOUND_SESSIONS)
     assert sheet.loc[("S01", "L-30"), "carotid_imt"] == pytest.approx(0.55)
-    assert sheet.loc[("S03", "R+1"), "jugular_vein_area"] == pytest.approx(100 * 0.55)  # mm2
+    assert sheet.loc[("S03", "R+1"), "jugular_vein_area"] == pytest.approx(0.55)
     assert table.attrs["units"]["carotid_imt"] == "mm"
+    assert table.attrs["units"]["jugular_vein_area"] == "cm2"  # the sheet's unit
 
 
 def test_fit_runs_on_the_real_campaign(real_campaign):
