@@ -61,7 +61,7 @@ family (:mod:`cardiolab.signals._qrs`), made to survive real recordings:
    noise: 118e00 Se 86.9 % with +-100 ms).
 
 Parameters were tuned on MIT-BIH records 100-108, 118, 208 and the noise-stress
-records 118e24/e12/e00 (``benchmarks/bench_r_peaks.py``: Se/+P 99.64/99.80 % on MIT-BIH;
+records 118e24/e12/e00 (``benchmarks/bench_r_peaks.py``: Se/+P 99.56/99.77 % on MIT-BIH;
 on 118e00 87.4/80.9 % against NeuroKit2's 87.1/80.6 %; ``threshold`` 0.775 with the
 T-wave test, 0.78 without it) and checked on svdb/800, the BIOPAC ECG of ``acq`` and
 the real-world inputs of ``../shared/data/real_world``; the fiducial band is the
