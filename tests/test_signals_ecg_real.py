@@ -1,5 +1,6 @@
 """R-peak detection on real recordings: threshold state after flat, NaN and saturated
-stretches, leading gaps, and noise (MIT-BIH Noise Stress Test against NeuroKit2).
+stretches, leading gaps, noise (MIT-BIH Noise Stress Test against NeuroKit2), and T
+waves (a BIOPAC ECG).
 
 The right values come from ``../shared/data/real_world/README.md`` and from the
 expert annotations of the PhysioNet records.
@@ -252,6 +253,34 @@ def test_supraventricular_record_at_128_hz(shared_data):
     ref = np.array([s for s, c in zip(ann.sample, ann.symbol, strict=True) if c in BEAT_SYMBOLS])
     s = score_detections(ref, detect_r_peaks(rec.p_signal[:, 0], rec.fs), int(0.15 * rec.fs))
     assert s.sensitivity >= 0.995 and s.positive_predictivity >= 0.995, s
+
+
+@pytest.mark.parametrize("name", ["nojournal-4.1.0.acq", "physio-5.0.1-c.acq"])
+def test_no_beats_on_the_t_waves_of_a_biopac_ecg(shared_data, name):
+    """A real BIOPAC ECG (``acq/``, lead "EKG - ERS100C", 1000 Hz, 61.9 s; the same
+    recording in both files) with narrow QRS complexes (Q and R within 30 ms) and deep
+    inverted T waves with a steep return 0.2-0.25 s after each R wave. Counted by eye:
+    68 complete QRS complexes from 0.95 s to 61.22 s (a mean rate of 66.7 bpm over
+    their 67 intervals) and one cut by the record's start (its R wave ends at 12 ms);
+    RR 0.78-1.09 s. Without the T-wave test the detector gave 81 beats, RR down to
+    0.22 s (beats on T waves), and placed 3 small complexes on their T waves."""
+    from cardiolab.io import read_acq
+
+    ds = read_acq(shared_data / "acq" / name, {"EKG - ERS100C": {"group": "ecg"}})["ecg"].ds
+    ecg = ds["ecg"]
+    x = ecg.values
+    fs = 1000.0
+    beats = detect_r_peaks(ecg, fs)
+    assert 68 <= beats.size <= 70  # 69 by eye, +-1
+    rr = np.diff(beats) / fs
+    assert rr.min() >= 0.3  # no beat on a T wave
+    assert rr.max() < 1.2  # and none missed
+    assert abs(60.0 / rr[1:].mean() - 66.7) < 1.0
+    # each beat on its QRS: within 40 ms of the largest positive deflection (the R
+    # wave) within +-250 ms; a beat on a T wave is 200-250 ms after it
+    w, tol = int(0.25 * fs), int(0.04 * fs)
+    r_wave = np.array([max(b - w, 0) + np.argmax(x[max(b - w, 0) : b + w]) for b in beats])
+    assert np.abs(r_wave - beats).max() <= tol
 
 
 @pytest.mark.parametrize("fill", [np.nan, 0.0, 2.5])

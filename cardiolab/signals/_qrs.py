@@ -5,7 +5,8 @@ lead off, zero padding, a clipped plateau). :func:`qrs_energy` computes, segment
 segment and at a reduced rate, a band-passed ECG (difference of centred moving
 averages) and the moving-window integral of its absolute slope, as in Pan & Tompkins
 (1985). :func:`find_qrs` finds QRS complexes in that integral with adaptive signal and
-noise levels, search-back for missed beats, a learning phase that restarts after a long
+noise levels, search-back for missed beats, T-wave discrimination by the slope of the
+full-rate ECG (:func:`max_slope`), a learning phase that restarts after a long
 non-informative stretch, and levels learned again when no beat is found for seconds;
 :func:`place_peaks` puts each complex's fiducial point on the largest deflection of a
 wider-band ECG computed around it only, and :func:`refine_peaks` moves it to the raw
@@ -256,9 +257,53 @@ def _max(m, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True)
+def max_slope(x, c, q, half, w):
+    """Largest absolute slope of the full-rate ECG ``x`` around a complex: the largest
+    ``|x[k] - x[k - w]|`` (``w`` full-rate samples) for ``k`` within ``half`` reduced-rate
+    samples of the reduced-rate sample ``c`` (the block centred on ``c * q``); pairs with
+    a non-finite sample are skipped; 0 if none is left."""
+    lo = max((c - half) * q, w)
+    hi = min((c + half) * q + 1, x.size)
+    best = 0.0
+    for k in range(lo, hi):
+        d = abs(x[k] - x[k - w])
+        if d > best:  # False for NaN
+            best = d
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _qrs_slope(slopes, s_n, s_last, scratch):
+    """The QRS slope a T wave is compared with: the last beat's (Pan & Tompkins), at
+    most the median of the last ``s_n`` (<= 8) beats' slopes (order statistics of the
+    last 8 beats as in Hamilton & Tompkins 1986), so that a steep artefact taken as a
+    beat cannot make the next true beat a T wave."""
+    return min(slopes[s_last], _level(slopes[:s_n], 8, scratch))
+
+
+@numba.njit(cache=True, nogil=True)
+def _qrs_before(m, x, q, half, w, lo, hi, level, min_slope):
+    """The highest energy peak (local maximum) in ``m[lo:hi]`` above ``level`` whose
+    slope (:func:`max_slope`) exceeds ``min_slope``: (its index, its slope), or (-1, 0)."""
+    kb = -1
+    sb = 0.0
+    bv = level
+    for k in range(max(lo, 1), min(hi, m.size - 1)):
+        if m[k] > bv and m[k] >= m[k - 1] and m[k] >= m[k + 1]:
+            sk = max_slope(x, k, q, half, w)
+            if sk > min_slope:
+                bv = m[k]
+                kb = k
+                sb = sk
+    return kb, sb
+
+
+@numba.njit(cache=True, nogil=True)
 def find_qrs(
     m,
     bp,
+    x,
+    q,
     learn_at,
     fs,
     refractory_s,
@@ -269,6 +314,9 @@ def find_qrs(
     max_qrs_s,
     rank,
     replace_ratio,
+    t_wave_s,
+    t_wave_slope_ratio,
+    slope_w,
 ):
     """Adaptive-threshold QRS detection on the integrated energy ``m``.
 
@@ -281,6 +329,19 @@ def find_qrs(
     energy peak (local maximum) above half the threshold. Within the refractory period
     a complex ``replace_ratio`` times larger than the last beat replaces it (OSEA's
     200-ms peak hold).
+
+    *T waves* (Pan & Tompkins 1985): a complex within ``t_wave_s`` of the last beat
+    whose largest slope (:func:`max_slope` of the full-rate ECG over ``slope_w``
+    samples) is less than ``t_wave_slope_ratio`` times the last beat's is a T wave,
+    neither a beat nor a signal height; the last beat's slope counts at most as the
+    median slope of the last 8 beats (Hamilton & Tompkins' order statistics), so that
+    a steep artefact taken as a beat cannot make the next true beat a T wave.
+    Search-back skips such peaks as well. The same test, read backwards, keeps a small
+    QRS whose T wave crosses the threshold when it does not: a beat found later than
+    ``t_wave_s`` after the last one, preceded within ``t_wave_s`` by an energy peak
+    above half the threshold (the search-back level) with more than
+    ``1 / t_wave_slope_ratio`` times its slope, is that earlier peak's T wave, and the
+    earlier peak is the beat.
 
     Levels are learned (signal: half the largest energy, noise: the mean energy) from
     the ``learn_s`` after each index of ``learn_at`` (the first live sample, and the
@@ -300,6 +361,10 @@ def find_qrs(
     ----------
     m, bp : float32 arrays
         Integrated slope energy (0 where the ECG is dead) and band-passed ECG.
+    x : 1-d float32 array
+        ECG at the full rate (for the slopes of the T-wave test).
+    q : int
+        Rate reduction of ``m`` and ``bp`` (:func:`qrs_energy`).
     learn_at : int64 array
         Indices where the levels are (re)learned, increasing.
     fs : float
@@ -310,6 +375,10 @@ def find_qrs(
         Signal-level rank among the last 8 heights (0: the smallest; >= 3: median).
     replace_ratio : float
         Replacement ratio within the refractory period (0: no replacement).
+    t_wave_s, t_wave_slope_ratio : float
+        T-wave window (s) and slope ratio (0: no T-wave test).
+    slope_w : int
+        Slope span for the T-wave test (full-rate samples, >= 1).
 
     Returns
     -------
@@ -344,6 +413,11 @@ def find_qrs(
     gap_start = 0
     k_learn = 0
     replace = replace_ratio > 0
+    t_wave = int(t_wave_s * fs)
+    t_test = t_wave_slope_ratio > 0
+    slopes = np.zeros(8)  # largest slopes of the last 8 beats (ring buffer)
+    s_n = 0
+    s_last = 0
     i = 0
     while i < n:
         relearn = -1
@@ -363,6 +437,7 @@ def find_qrs(
                 origin = i
                 last = i - refr - 1
                 have = False
+                s_n = 0
                 rr_avg = fs * 0.8
             i = relearn
             searched = i
@@ -396,6 +471,7 @@ def find_qrs(
                     g = _max(m, lo, hi)
                     if g > 0:
                         npk = 0.125 * g + 0.875 * npk
+            cross = i
             reg_max = m[i]
             reg_arg = i
             end = min(n, i + max_qrs)
@@ -414,7 +490,33 @@ def find_qrs(
                     ctr[nb - 1] = reg_arg
                     last = r
                     last_h = reg_max
+                    slopes[s_last] = max_slope(x, reg_arg, q, half, slope_w)
                 continue
+            sl = max_slope(x, reg_arg, q, half, slope_w)
+            if have and s_n > 0 and refr < r - last <= t_wave:
+                if sl < t_wave_slope_ratio * _qrs_slope(slopes, s_n, s_last, scratch):
+                    # a T wave (Pan & Tompkins): no beat, no signal height
+                    continue
+            if t_test and r - last > t_wave:
+                # is the candidate the T wave of a smaller QRS just before it?
+                kb, sk = _qrs_before(
+                    m,
+                    x,
+                    q,
+                    half,
+                    slope_w,
+                    max(last + refr + 1, reg_arg - t_wave),
+                    cross,
+                    0.5 * thr,
+                    sl / t_wave_slope_ratio,
+                )
+                if kb >= 0:
+                    r2 = _argmax_abs(bp, max(kb - half, 0), min(kb + half + 1, n))
+                    if r2 - last > refr:
+                        r = r2
+                        reg_arg = kb
+                        reg_max = m[kb]
+                        sl = sk
             if r - last > refr:
                 if have:
                     rr = r - last
@@ -426,12 +528,16 @@ def find_qrs(
                 last = r
                 last_h = reg_max
                 have = True
+                s_last = (s_last + 1) % 8 if s_n > 0 else 0
+                slopes[s_last] = sl
+                s_n = min(s_n + 1, 8)
             elif reg_max > last_h and have:
                 # a larger complex right after: it was the beat, not the first
                 out[nb - 1] = r
                 ctr[nb - 1] = reg_arg
                 last = r
                 last_h = reg_max
+                slopes[s_last] = sl
             heights[hpos] = reg_max
             hpos = (hpos + 1) % 8
             spk = _level(heights, rank, scratch)
@@ -447,9 +553,29 @@ def find_qrs(
             bv = 0.0
             for k in range(max(lo, 1), min(i, n - 1)):
                 if m[k] > bv and m[k] >= m[k - 1] and m[k] >= m[k + 1]:
+                    if s_n > 0 and k - last <= t_wave:
+                        sk = max_slope(x, k, q, half, slope_w)
+                        if sk < t_wave_slope_ratio * _qrs_slope(slopes, s_n, s_last, scratch):
+                            continue
                     bv = m[k]
                     best = k
             if bv > 0.5 * thr and best - last > refr:
+                if t_test:
+                    # is it the T wave of a smaller QRS just before it?
+                    kb, sk = _qrs_before(
+                        m,
+                        x,
+                        q,
+                        half,
+                        slope_w,
+                        max(lo, best - t_wave),
+                        best,
+                        0.5 * thr,
+                        max_slope(x, best, q, half, slope_w) / t_wave_slope_ratio,
+                    )
+                    if kb >= 0:
+                        best = kb
+                        bv = m[kb]
                 r = _argmax_abs(bp, max(best - half, 0), min(best + half + 1, n))
                 if r - last > refr:
                     out[nb] = r
@@ -458,6 +584,9 @@ def find_qrs(
                     rr_avg = 0.875 * rr_avg + 0.125 * (r - last)
                     last = r
                     last_h = bv
+                    s_last = (s_last + 1) % 8 if s_n > 0 else 0
+                    slopes[s_last] = max_slope(x, best, q, half, slope_w)
+                    s_n = min(s_n + 1, 8)
                     heights[hpos] = bv
                     hpos = (hpos + 1) % 8
                     spk = _level(heights, rank, scratch)
