@@ -347,7 +347,10 @@ def _client(client, scheduler, workers):
             processes=True,
             # no dashboard; its HTTP server (health, metrics) on loopback, any port
             dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
+            # worker processes log nothing below CRITICAL: what fails in a task reaches
+            # the failure report or the caller, and at shutdown a worker's heartbeat to
+            # the closing scheduler logged a traceback on busy machines
+            silence_logs=logging.CRITICAL,
         )
     return Client(cluster), True
 
