@@ -194,11 +194,10 @@ def test_ecg_of_the_41_file_gives_a_plausible_heart_rate(acq_dir):
     node = read_acq(acq_dir / "nojournal-4.1.0.acq", {"EKG - ERS100C": "ecg"})
     peaks = detect_r_peaks(node["ecg"].ds["ecg"].compute())
     rr = np.diff(peaks) / 1000.0
-    # measured: 81 peaks, median R-R 0.861 s (69.7 bpm); NeuroKit2's ecg_peaks finds
-    # 69 (67.6 bpm); the 15 extra detections are the deep negative deflections ~0.2 s
-    # after some QRS complexes of this noisy demo lead (R-R down to 0.22 s)
-    assert 60 <= peaks.size <= 90
-    assert 60.0 <= 60.0 / np.median(rr) <= 75.0
+    # measured: 69 peaks, median 67.3 bpm (NeuroKit2's ecg_peaks: 69, 67.6 bpm); the
+    # detector's own test of this ECG (deep T waves) is in test_signals_ecg_real.py
+    assert 67 <= peaks.size <= 71
+    assert 64.0 <= 60.0 / np.median(rr) <= 70.0
 
 
 def _patched(acq_dir, tmp_path, name, edit):
