@@ -8,6 +8,7 @@ day ``hh:mm:ss,mmm``), with values whose truth the test knows.
 
 import numpy as np
 import pytest
+from sessions import ATTRS
 
 from cardiolab import schema
 from cardiolab.errors import SessionFormatError, UnitError
@@ -17,15 +18,6 @@ from cardiolab.io.beats_export import FORMAT, read_beats
 from cardiolab.signals.beats import BEAT_VARIABLES, beat_table
 from cardiolab.signals.pressure import PRESSURE_LIMITS
 
-SESSION_ATTRS = dict(
-    subject="S01",
-    session="L-30",
-    phase="pre",
-    day=-30.0,
-    campaign="test",
-    protocol="supine-stand",
-    posture="supine",
-)
 HEADER = (
     "Time (s);Systolic Pressure (mmHg);Diastolic Pressure (mmHg);Mean Pressure (mmHg);"
     "Heart rate (bpm);Stroke Volume (ml);Left Ventricular Ejection Time (ms);"
@@ -350,7 +342,7 @@ def test_beatscope_session_to_features(beatscope):
     half = round(t_end / 2, 1)
     epochs = [("supine", 0.0, half), ("stand", half, t_end + 1.0)]
     groups = {"beats": node["beats"].to_dataset(), "protocol": schema.protocol_group(epochs)}
-    session = schema.session_node(groups, **SESSION_ATTRS)
+    session = schema.session_node(groups, **ATTRS)
     schema.validate_session(session)
     beats = beat_table(session)
     for name in ("sv", "co", "tpr", "sbp", "pp", "rr"):

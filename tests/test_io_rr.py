@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from sessions import ATTRS
 
 from cardiolab import schema
 from cardiolab.errors import SessionFormatError, UnitError
@@ -14,15 +15,6 @@ from cardiolab.pipeline import session_features
 from cardiolab.signals.beats import BEAT_VARIABLES, beat_table
 
 FILES = ["rest_rri.txt", "exercise_rri.hrm"]
-SESSION_ATTRS = dict(
-    subject="S01",
-    session="L-30",
-    phase="pre",
-    day=-30.0,
-    campaign="test",
-    protocol="rest",
-    posture="seated",
-)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def beat_exports(shared_data):
 def with_protocol(node, epochs):
     """A whole session node: the reader's beats group, a protocol and the attributes."""
     groups = {"beats": node["beats"].to_dataset(), "protocol": schema.protocol_group(epochs)}
-    return schema.session_node(groups, **SESSION_ATTRS)
+    return schema.session_node(groups, **ATTRS)
 
 
 @pytest.mark.parametrize("name", FILES)

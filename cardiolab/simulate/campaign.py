@@ -84,6 +84,21 @@ def _session_seed(seed, subject_index, label):
     return np.random.SeedSequence([seed, subject_index, zlib.crc32(label.encode())])
 
 
+def _expected(table, pre_i, quantity, epoch, parsed) -> float:
+    """A subject's expected value of ``quantity`` in ``epoch`` at a session: its own
+    pre-flight level on the effects model's time course (no within-subject noise)."""
+    row = table.loc[(quantity, epoch)]
+    return time_course(
+        pre_i[(quantity, epoch)],
+        row["A"],
+        row["tau_a"],
+        row["D"],
+        row["tau_r"],
+        parsed.phase,
+        parsed.day,
+    )
+
+
 def _one_session(job):
     """Simulate one session and write its groups and beat truth (runs in a worker)."""
     (
@@ -303,17 +318,8 @@ def simulate_campaign(
             for ep in EPOCHS:
                 vals = {}
                 for q in drawn:
-                    row = table.loc[(q, ep)]
-                    base = time_course(
-                        pre_i[(q, ep)],
-                        row["A"],
-                        row["tau_a"],
-                        row["D"],
-                        row["tau_r"],
-                        parsed.phase,
-                        parsed.day,
-                    )
-                    vals[q] = base + within_sd * row["pre"] * dev[q]
+                    base = _expected(table, pre_i, q, ep, parsed)
+                    vals[q] = base + within_sd * table.loc[(q, ep), "pre"] * dev[q]
                 vals["map"] = vals["dbp"] + MAP_FORM_FACTOR * (vals["sbp"] - vals["dbp"])
                 targets[ep] = vals
                 session_rows.append(
@@ -334,17 +340,9 @@ def simulate_campaign(
                 )
                 vals = {}
                 for q in measured:
-                    row = table.loc[(q, SESSION_EPOCH)]
-                    base = time_course(
-                        pre_i[(q, SESSION_EPOCH)],
-                        row["A"],
-                        row["tau_a"],
-                        row["D"],
-                        row["tau_r"],
-                        parsed.phase,
-                        parsed.day,
-                    )
-                    vals[q] = base + within_sd * row["pre"] * m_rng.standard_normal()
+                    base = _expected(table, pre_i, q, SESSION_EPOCH, parsed)
+                    noise = m_rng.standard_normal()
+                    vals[q] = base + within_sd * table.loc[(q, SESSION_EPOCH), "pre"] * noise
                 ids = {"subject": subject, "session": label, "epoch": SESSION_EPOCH}
                 ids.update(phase=parsed.phase, day=parsed.day)
                 session_rows.append({**ids, **vals})
