@@ -20,6 +20,7 @@ import xarray as xr
 
 from ..errors import UnitError
 from .brs import baroreflex_sequence, baroreflex_transfer
+from .cerebral import cerebral_autoregulation
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_time
 from .microcirculation import BAND_NAMES, LDF_BANDS, ldf_band_power, ldf_features
@@ -31,6 +32,7 @@ __all__ = [
     "baroreflex_sequence",
     "baroreflex_transfer",
     "blood_pressure_features",
+    "cerebral_autoregulation",
     "doppler_features",
     "epoch_features",
     "hrv_frequency",

@@ -1,0 +1,394 @@
+"""Dynamic cerebral autoregulation: transfer function analysis (TFA) after CARNet.
+
+Implements the transfer function analysis of spontaneous fluctuations of mean arterial
+pressure (MAP, input) and cerebral blood flow velocity (CBFV, output) recommended by the
+Cerebral Autoregulation Research Network (CARNet) white paper:
+
+    Claassen JAHR, Meel-van den Abeelen ASS, Simpson DM, Panerai RB, et al.
+    "Transfer function analysis of dynamic cerebral autoregulation: A white paper from
+    the International Cerebral Autoregulation Research Network."
+    J Cereb Blood Flow Metab 2016; 36(4): 665-680. doi:10.1177/0271678X15626425
+
+with the default parameters of CARNet's reference script ``tfa_car.m`` (D. Simpson,
+12/12/2015, www.car-net.org/tools), as recorded with its outputs in
+``shared/data/carnet/reference_tfa.json``. No code of that (GPL) script is used here; the
+method is written from the white paper and the parameter notes.
+
+:func:`transfer_function_spectra` gives the frequency-resolved estimate (gain, phase,
+coherence per frequency bin); :func:`cerebral_autoregulation` averages it over the
+VLF, LF and HF bands.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import scipy.signal
+import xarray as xr
+
+from ..errors import SignalQualityError
+
+__all__ = ["CARNET_DEFAULTS", "cerebral_autoregulation", "transfer_function_spectra"]
+
+#: CARNet ``tfa_car.m`` default parameters (white paper, Table 2 and recommendations).
+CARNET_DEFAULTS = {
+    "vlf": (0.02, 0.07),
+    "lf": (0.07, 0.2),
+    "hf": (0.2, 0.5),
+    "window_length": 102.4,
+    "overlap": 59.99,
+    "overlap_adjust": True,
+    "spectral_smoothing": 3,
+    "coherence2_thresholds": {
+        3: 0.51,
+        4: 0.40,
+        5: 0.34,
+        6: 0.29,
+        7: 0.25,
+        8: 0.22,
+        9: 0.20,
+        10: 0.18,
+        11: 0.17,
+        12: 0.15,
+        13: 0.14,
+        14: 0.13,
+        15: 0.12,
+    },
+    "apply_coherence2_threshold": True,
+    "remove_negative_phase": True,
+    "remove_negative_phase_f_cutoff": 0.1,
+    "min_windows": 3,
+}
+_SPECTRAL_KEYS = ("window_length", "overlap", "overlap_adjust", "spectral_smoothing")
+_BANDS = ("vlf", "lf", "hf")
+_BAND_NAMES = {"vlf": "very low frequency", "lf": "low frequency", "hf": "high frequency"}
+
+
+def _as_array(x, name):
+    """Float copy of a 1-D signal and its ``sampling_rate`` attr (None if absent)."""
+    fs = None
+    if isinstance(x, xr.DataArray):
+        fs = x.attrs.get("sampling_rate")
+        x = x.values
+    a = np.array(x, dtype=float)  # a copy: the caller's array is never touched
+    if a.ndim != 1:
+        raise SignalQualityError(f"{name}: expected a 1-D signal, got shape {a.shape}")
+    return a, fs
+
+
+def _check_inputs(pressure, velocity, fs):
+    p, fs_p = _as_array(pressure, "pressure")
+    v, fs_v = _as_array(velocity, "velocity")
+    if fs is None:
+        attrs = {float(f) for f in (fs_p, fs_v) if f is not None}
+        if len(attrs) > 1:
+            raise SignalQualityError(
+                f"pressure and velocity: sampling_rate attrs differ ({fs_p} vs {fs_v} Hz)"
+            )
+        fs = attrs.pop() if attrs else 10.0
+    fs = float(fs)
+    if not fs > 0:
+        raise SignalQualityError(f"fs: sampling rate must be positive, got {fs}")
+    if p.size != v.size:
+        raise SignalQualityError(
+            f"pressure and velocity: lengths differ ({p.size} vs {v.size} samples)"
+        )
+    for name, a in (("pressure", p), ("velocity", v)):
+        n_bad = int(np.count_nonzero(~np.isfinite(a)))
+        if n_bad:
+            raise SignalQualityError(
+                f"{name}: {n_bad} NaN or infinite samples; interpolate or cut them first"
+            )
+    return p, v, fs
+
+
+def _params(params):
+    unknown = set(params) - set(CARNET_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown TFA parameters: {sorted(unknown)}")
+    out = {**CARNET_DEFAULTS, **params}
+    out["coherence2_thresholds"] = {
+        int(k): float(c) for k, c in dict(out["coherence2_thresholds"]).items()
+    }
+    return out
+
+
+def _segmentation(n, fs, window_length, overlap, overlap_adjust, min_windows):
+    """Window length (samples), shift (samples), number of windows and overlap (%).
+
+    CARNet rule: start from ``overlap`` % (at most 59.99 %, i.e. 4 of 5 windows would not
+    overlap more than the Hann window's 50 % plus a little), count the windows that fit,
+    then (``overlap_adjust``) lower the overlap so that those windows span the record.
+    """
+    m = int(round(window_length * fs))
+    if n < m:
+        raise SignalQualityError(
+            f"record too short for TFA: {n} samples ({n / fs:.1f} s) < one "
+            f"{window_length} s window ({m} samples)"
+        )
+    shift = m * (1.0 - overlap / 100.0)
+    k = int(np.floor((n - m) / shift + 1e-9)) + 1
+    if overlap_adjust and k > 1:
+        shift = (n - m) / (k - 1)
+    shift = int(np.floor(shift))
+    if k < min_windows:
+        raise SignalQualityError(
+            f"record too short for TFA: {n / fs:.1f} s gives {k} windows of "
+            f"{window_length} s, at least {min_windows} needed"
+        )
+    return m, shift, k, 100.0 * (m - shift) / m
+
+
+def _smooth(x, n_points):
+    """CARNet spectral smoothing: zero-phase ``n_points`` triangular moving average.
+
+    A forward-backward (``filtfilt``) pass of a ``(n_points + 1) / 2`` point boxcar, with
+    bin 0 replaced by bin 1 during filtering (the DC bin of mean-removed data carries no
+    information) and restored afterwards.
+    """
+    if n_points <= 1:
+        return x
+    m = (int(n_points) + 1) // 2
+    y = x.copy()
+    y[0] = x[1]
+    y = scipy.signal.filtfilt(np.ones(m) / m, [1.0], y, padtype="odd", padlen=3 * (m - 1))
+    y[0] = x[0]
+    return y
+
+
+def _spectra(p, v, fs, prm):
+    """Smoothed auto- and cross-spectra (two-sided density, bins 0 .. M/2)."""
+    m, shift, k, overlap_used = _segmentation(
+        p.size,
+        fs,
+        prm["window_length"],
+        prm["overlap"],
+        prm["overlap_adjust"],
+        prm["min_windows"],
+    )
+    common = dict(
+        fs=fs,
+        window=scipy.signal.get_window("hann", m, fftbins=True),  # periodic Hann
+        nperseg=m,
+        noverlap=m - shift,
+        detrend=False,
+        return_onesided=False,
+        scaling="density",
+    )
+    x = p[: m + (k - 1) * shift] - p.mean()
+    y = v[: m + (k - 1) * shift] - v.mean()
+    f, pxx = scipy.signal.welch(x, **common)
+    _, pyy = scipy.signal.welch(y, **common)
+    _, pxy = scipy.signal.csd(x, y, **common)
+    half = m // 2 + 1
+    f = np.abs(f[:half])
+    pxx, pyy, pxy = (_smooth(s, prm["spectral_smoothing"])[:half] for s in (pxx, pyy, pxy))
+    return f, pxx.real, pyy.real, pxy, k, overlap_used
+
+
+def transfer_function_spectra(pressure, velocity, fs=None, **params) -> xr.Dataset:
+    """Frequency-resolved pressure-to-velocity transfer function (CARNet TFA).
+
+    Welch estimates (periodic Hann window, no zero padding, signals mean-removed over the
+    whole record) of the auto-spectra of MAP and CBFV and their cross-spectrum, each
+    smoothed over frequency, then ``H = Pxy / Pxx`` and ``coh2 = |Pxy|**2 / (Pxx Pyy)``.
+
+    Parameters
+    ----------
+    pressure, velocity : array-like or xarray.DataArray, shape (n_samples,)
+        MAP (mmHg) and CBFV (cm/s), same length, uniformly sampled at ``fs``.
+    fs : float, optional
+        Sampling rate (Hz). Default: the DataArrays' ``sampling_rate`` attr, else 10 Hz.
+    **params
+        Overrides of :data:`CARNET_DEFAULTS` (see :func:`cerebral_autoregulation`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``frequency`` (Hz, 0 .. fs/2): ``gain`` (cm/s/mmHg), ``phase`` (degrees,
+        positive when CBFV leads MAP), ``coherence`` (squared, 1), ``pxx`` (mmHg2/Hz) and
+        ``pyy`` ((cm/s)2/Hz), all smoothed, none thresholded. Auto-spectra are two-sided
+        densities (not doubled): band power is ``2 * sum(pxx) * df``. Attrs
+        ``n_windows``, ``overlap`` (%), ``parameters`` (JSON).
+
+    Raises
+    ------
+    SignalQualityError
+        Lengths differ, NaN or infinite samples, or a record too short for
+        ``min_windows`` windows.
+
+    Notes
+    -----
+    ``scipy.signal.welch`` / ``csd`` do the segment averaging. Hand-written here because
+    scipy has no equivalent: CARNet's overlap rule (:func:`_segmentation`) and the
+    spectral smoothing with the DC-bin substitution (``filtfilt`` does the filtering).
+    Source: Claassen et al. 2016 (CARNet white paper), defaults of ``tfa_car.m``.
+    """
+    prm = _params(params)
+    p, v, fs = _check_inputs(pressure, velocity, fs)
+    f, pxx, pyy, pxy, k, overlap_used = _spectra(p, v, fs, prm)
+    h = pxy / pxx
+    coh2 = np.abs(pxy) ** 2 / (pxx * pyy)
+    ds = xr.Dataset(
+        {
+            "gain": ("frequency", np.abs(h), {"units": "cm/s/mmHg", "long_name": "TFA gain"}),
+            "phase": (
+                "frequency",
+                np.degrees(np.angle(h)),
+                {"units": "degree", "long_name": "TFA phase (CBFV leads MAP when positive)"},
+            ),
+            "coherence": (
+                "frequency",
+                coh2,
+                {"units": "1", "long_name": "magnitude-squared coherence"},
+            ),
+            "pxx": ("frequency", pxx, {"units": "mmHg2/Hz", "long_name": "MAP spectral density"}),
+            "pyy": (
+                "frequency",
+                pyy,
+                {"units": "(cm/s)2/Hz", "long_name": "CBFV spectral density"},
+            ),
+        },
+        coords={"frequency": ("frequency", f, {"units": "Hz"})},
+    )
+    ds.attrs.update(
+        n_windows=k,
+        overlap=overlap_used,
+        mean_abp=float(p.mean()),
+        mean_cbfv=float(v.mean()),
+        parameters=json.dumps(prm),
+    )
+    return ds
+
+
+def cerebral_autoregulation(pressure, velocity, fs=None, **params) -> xr.Dataset:
+    """Dynamic cerebral autoregulation by transfer function analysis (CARNet).
+
+    Band averages (VLF, LF, HF) of the MAP-to-CBFV transfer function of
+    :func:`transfer_function_spectra`: ``gain`` and ``phase`` are the means over the bins
+    of the band ``[lo, hi)`` whose squared coherence reaches the threshold for the number
+    of windows (white paper Table; 5 windows -> 0.34; no threshold outside 3..15
+    windows); phase also drops bins below ``remove_negative_phase_f_cutoff`` with
+    negative phase (wrap-around artefact, white paper). ``coherence`` is the mean over
+    all bins of the band (no threshold). ``gain_norm`` is gain / mean CBFV x 100.
+
+    Parameters
+    ----------
+    pressure : array-like or xarray.DataArray, shape (n_samples,)
+        Mean arterial pressure (mmHg), uniformly sampled (beat-to-beat values
+        interpolated, typically to 10 Hz). Not modified.
+    velocity : array-like or xarray.DataArray, shape (n_samples,)
+        Cerebral blood flow velocity (cm/s), same sampling. Not modified.
+    fs : float, optional
+        Sampling rate (Hz). Default: the DataArrays' ``sampling_rate`` attr, else 10 Hz.
+    **params
+        Overrides of :data:`CARNET_DEFAULTS` (CARNet ``tfa_car.m`` defaults):
+        ``vlf``, ``lf``, ``hf`` (band edges, Hz: 0.02-0.07, 0.07-0.2, 0.2-0.5),
+        ``window_length`` (s, 102.4; Hann), ``overlap`` (%, 59.99), ``overlap_adjust``
+        (True: overlap lowered so the windows span the record), ``spectral_smoothing``
+        (points of the triangular smoother, 3), ``coherence2_thresholds`` (dict
+        n_windows -> threshold), ``apply_coherence2_threshold`` (True),
+        ``remove_negative_phase`` (True), ``remove_negative_phase_f_cutoff`` (Hz, 0.1),
+        ``min_windows`` (3, fewest windows for which the white paper gives a coherence
+        threshold; cardiolab's own choice, CARNet only warns).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``band`` (``vlf``, ``lf``, ``hf``; coords ``f_lo``, ``f_hi`` in Hz):
+        ``gain`` (cm/s/mmHg), ``gain_norm`` (%/mmHg), ``phase`` (degree),
+        ``coherence`` (1, band mean of coh2), ``n_bins`` (bins used for gain); scalars
+        ``n_windows`` and ``overlap`` (%). NaN where no bin of a band passes the
+        threshold. Attrs ``mean_abp`` (mmHg), ``mean_cbfv`` (cm/s), ``coherence2_threshold``
+        (NaN if none applied), ``parameters`` (JSON of every parameter used), ``source``.
+
+    Raises
+    ------
+    SignalQualityError
+        If pressure and velocity lengths differ, either has NaN or infinite samples, or
+        the record is shorter than ``min_windows`` windows (at the defaults: 184.3 s).
+    TypeError
+        For an unknown parameter name.
+
+    Notes
+    -----
+    Spectra come from ``scipy.signal.welch``/``csd``; the CARNet overlap rule, spectral
+    smoothing, coherence thresholding and band averaging have no scipy equivalent and
+    are written here. Checked against ``tfa_car.m`` run on CARNet's sample data (see
+    ``tests/test_features_cerebral.py``).
+
+    References
+    ----------
+    Claassen JAHR et al. (2016) J Cereb Blood Flow Metab 36:665-680 (CARNet white paper);
+    Simpson DM, ``tfa_car.m`` (2015), www.car-net.org/tools.
+    """
+    prm = _params(params)
+    spec = transfer_function_spectra(pressure, velocity, fs, **params)
+    f = spec["frequency"].values
+    gain = spec["gain"].values
+    phase = spec["phase"].values
+    coh2 = spec["coherence"].values
+    k = spec.attrs["n_windows"]
+    threshold = prm["coherence2_thresholds"].get(k) if prm["apply_coherence2_threshold"] else None
+    ok = coh2 >= threshold if threshold is not None else np.ones(f.size, bool)
+    phase_ok = ok.copy()
+    if prm["remove_negative_phase"]:
+        phase_ok &= ~((phase < 0) & (f < prm["remove_negative_phase_f_cutoff"]))
+
+    rows = {"gain": [], "phase": [], "coherence": [], "n_bins": []}
+    for b in _BANDS:
+        lo, hi = prm[b]
+        in_band = (f >= lo) & (f < hi)
+        g, ph = gain[in_band & ok], phase[in_band & phase_ok]
+        rows["gain"].append(g.mean() if g.size else np.nan)
+        rows["phase"].append(ph.mean() if ph.size else np.nan)
+        rows["coherence"].append(coh2[in_band].mean() if in_band.any() else np.nan)
+        rows["n_bins"].append(g.size)
+    mean_cbfv = spec.attrs["mean_cbfv"]
+    gain_arr = np.array(rows["gain"])
+    ds = xr.Dataset(
+        {
+            "gain": ("band", gain_arr, {"units": "cm/s/mmHg", "long_name": "TFA gain"}),
+            "gain_norm": (
+                "band",
+                gain_arr / mean_cbfv * 100.0,
+                {"units": "%/mmHg", "long_name": "TFA gain normalised by mean CBFV"},
+            ),
+            "phase": (
+                "band",
+                np.array(rows["phase"]),
+                {"units": "degree", "long_name": "TFA phase (CBFV leads MAP when positive)"},
+            ),
+            "coherence": (
+                "band",
+                np.array(rows["coherence"]),
+                {"units": "1", "long_name": "band mean of magnitude-squared coherence"},
+            ),
+            "n_bins": (
+                "band",
+                np.array(rows["n_bins"]),
+                {"units": "1", "long_name": "frequency bins above coherence threshold"},
+            ),
+            "n_windows": ((), k, {"units": "1", "long_name": "number of Welch windows"}),
+            "overlap": (
+                (),
+                spec.attrs["overlap"],
+                {"units": "%", "long_name": "window overlap used"},
+            ),
+        },
+        coords={
+            "band": list(_BANDS),
+            "f_lo": ("band", [prm[b][0] for b in _BANDS], {"units": "Hz"}),
+            "f_hi": ("band", [prm[b][1] for b in _BANDS], {"units": "Hz"}),
+            "band_name": ("band", [_BAND_NAMES[b] for b in _BANDS]),
+        },
+    )
+    ds.attrs.update(
+        mean_abp=spec.attrs["mean_abp"],
+        mean_cbfv=mean_cbfv,
+        coherence2_threshold=np.nan if threshold is None else threshold,
+        parameters=spec.attrs["parameters"],
+        source="Claassen et al. 2016 J Cereb Blood Flow Metab 36:665 (CARNet); tfa_car.m",
+    )
+    return ds
