@@ -136,6 +136,7 @@ def test_fs_from_dataarray_attr():
         (3072, 3072, "pressure", "pressure: 1 NaN"),
         (3072, 3072, "velocity", "velocity: 1 NaN"),
         (3072, 3000, None, "lengths differ"),
+        (3072, 3072, "flat", "velocity: flat signal"),
     ],
 )
 def test_bad_input_raises(n_p, n_v, nan_in, match):
@@ -145,6 +146,8 @@ def test_bad_input_raises(n_p, n_v, nan_in, match):
         p[100] = np.nan
     elif nan_in == "velocity":
         v[100] = np.nan
+    elif nan_in == "flat":
+        v[:] = 0.0
     with pytest.raises(SignalQualityError, match=match):
         cerebral_autoregulation(p, v, fs=10.0)
 

@@ -100,6 +100,8 @@ def _check_inputs(pressure, velocity, fs):
             raise SignalQualityError(
                 f"{name}: {n_bad} NaN or infinite samples; interpolate or cut them first"
             )
+        if a.size and np.ptp(a) == 0:
+            raise SignalQualityError(f"{name}: flat signal (every sample {a[0]}), no TFA possible")
     return p, v, fs
 
 
@@ -215,8 +217,8 @@ def transfer_function_spectra(pressure, velocity, fs=None, **params) -> xr.Datas
     Raises
     ------
     SignalQualityError
-        Lengths differ, NaN or infinite samples, or a record too short for
-        ``min_windows`` windows.
+        Lengths differ, NaN or infinite samples, a flat signal, or a record too short
+        for ``min_windows`` windows.
 
     Notes
     -----
@@ -306,8 +308,9 @@ def cerebral_autoregulation(pressure, velocity, fs=None, **params) -> xr.Dataset
     Raises
     ------
     SignalQualityError
-        If pressure and velocity lengths differ, either has NaN or infinite samples, or
-        the record is shorter than ``min_windows`` windows (at the defaults: 184.3 s).
+        If pressure and velocity lengths differ, either has NaN or infinite samples or is
+        flat (e.g. an all-zero channel), or the record is shorter than ``min_windows``
+        windows (at the defaults: 184.3 s).
     TypeError
         For an unknown parameter name.
 
