@@ -27,6 +27,7 @@ import json
 import numpy as np
 import scipy.signal
 import xarray as xr
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import SignalQualityError
 
@@ -455,7 +456,8 @@ def mean_flow_index(
     window_s : float
         Correlation window (s), 60 s; a whole number of blocks.
     step_s : float, optional
-        Shift between window starts (s); a whole number of blocks. Default ``window_s``:
+        Shift between window starts (s), rounded to whole samples; each window's blocks
+        start at the window's first sample. Default ``window_s``:
         non-overlapping windows, so each block enters one window and the windows are
         independent (cardiolab's choice; a 10 s step, i.e. windows overlapping by 50 s, is a
         common alternative for a smoother Mx time course -- pass ``step_s=...``; the mean
@@ -481,7 +483,7 @@ def mean_flow_index(
         Lengths differ, infinite samples, an all-NaN or flat signal, a record shorter
         than one window of whole blocks, or no window with enough valid blocks.
     ValueError
-        ``window_s`` or ``step_s`` not a whole number of blocks, ``block_s`` shorter
+        ``window_s`` not a whole number of blocks, ``block_s`` or ``step_s`` shorter
         than one sample, or ``min_valid_fraction`` outside (0, 1].
 
     Notes
@@ -489,9 +491,8 @@ def mean_flow_index(
     Missing data: a block with a NaN sample in either signal is dropped (both its
     means); a window then correlates the remaining pairs, and is rejected (NaN,
     counted in ``n_windows_rejected``) with fewer than ``min_blocks`` of them. Samples
-    after the last whole block and blocks after the last whole window are not used.
-    Vectorised: samples are reshaped to (block, sample) and block means gathered to
-    (window, block) before one masked correlation per row.
+    after the last whole window are not used. Vectorised: strided (window, block,
+    sample) views of the samples, block means, then one masked correlation per row.
 
     References
     ----------
@@ -506,24 +507,25 @@ def mean_flow_index(
     if block_n < 1:
         raise ValueError(f"block_s = {block_s} s is shorter than one sample at {fs} Hz")
     per_window = _count(window_s, block_s, "window_s", "blocks")
-    step_blocks = _count(step_s, block_s, "step_s", "blocks")
     min_blocks = max(3, int(np.ceil(min_valid_fraction * per_window - 1e-9)))
     if min_blocks > per_window:
         raise ValueError(f"window_s = {window_s} s holds {per_window} blocks, fewer than 3")
-    n_blocks_total = p.size // block_n
-    if n_blocks_total < per_window:
+    window_n = per_window * block_n
+    step_n = int(round(step_s * fs))
+    if step_n < 1:
+        raise ValueError(f"step_s = {step_s} s is shorter than one sample at {fs} Hz")
+    if p.size < window_n:
         raise SignalQualityError(
-            f"record too short for Mx: {p.size} samples ({p.size / fs:.1f} s) hold "
-            f"{n_blocks_total} whole {block_s} s blocks < one {window_s} s window "
-            f"({per_window} blocks)"
+            f"record too short for Mx: {p.size} samples ({p.size / fs:.1f} s) < one "
+            f"{window_s} s window of {per_window} whole {block_s} s blocks ({window_n} samples)"
         )
-    used = n_blocks_total * block_n
-    pb = p[:used].reshape(n_blocks_total, block_n).mean(axis=1)  # NaN sample -> NaN block
-    vb = v[:used].reshape(n_blocks_total, block_n).mean(axis=1)
-    starts = np.arange(0, n_blocks_total - per_window + 1, step_blocks)
-    idx = starts[:, None] + np.arange(per_window)
-    pw, vw = pb[idx], vb[idx]
-    ok = np.isfinite(pw) & np.isfinite(vw)
+    starts = np.arange(0, p.size - window_n + 1, step_n)  # window starts (samples)
+    # (window, block, sample) views; blocks are anchored at each window's start, so with
+    # a step of whole blocks every window sees the same blocks as the record-wide grid
+    shape = (starts.size, per_window, block_n)
+    pw = sliding_window_view(p, window_n)[starts].reshape(shape).mean(axis=2)
+    vw = sliding_window_view(v, window_n)[starts].reshape(shape).mean(axis=2)
+    ok = np.isfinite(pw) & np.isfinite(vw)  # a NaN sample makes its block mean NaN
     n_ok = ok.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         dp = np.where(ok, pw - np.where(ok, pw, 0.0).sum(axis=1, keepdims=True) / n_ok[:, None], 0)
@@ -576,7 +578,7 @@ def mean_flow_index(
         coords={
             "window": (
                 "window",
-                starts * block_n / fs,
+                starts / fs,
                 {"units": "s", "long_name": "window start from the first sample"},
             )
         },
