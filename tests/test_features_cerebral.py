@@ -9,7 +9,7 @@ import scipy.signal
 import xarray as xr
 
 from cardiolab.errors import SignalQualityError
-from cardiolab.features import cerebral_autoregulation
+from cardiolab.features import cerebral_autoregulation, mean_flow_index
 from cardiolab.features.cerebral import transfer_function_spectra
 
 SIDES = [("left", "mcav_l"), ("right", "mcav_r")]
@@ -182,3 +182,152 @@ def test_reference_comparison_can_fail(carnet):
         data["abp"].to_numpy(), data["mcav_l"].to_numpy(), spectral_smoothing=1
     )
     assert abs(float(ds["gain"].sel(band="lf")) / ref["left"]["lf"]["gain"] - 1) > 0.01
+
+
+# --- mean flow index Mx -------------------------------------------------------------
+
+
+def pandas_mx(pressure, velocity, fs, block_s=3.0, blocks=20, step=20, min_blocks=15):
+    """Independent Mx: pandas groupby blocks, then rolling Pearson correlation."""
+    n_block = int(round(block_s * fs))
+    df = pd.DataFrame({"p": pressure, "v": velocity})
+    g = df.groupby(np.arange(len(df)) // n_block)
+    means = g.mean()
+    complete = g.count().eq(g.size(), axis=0).all(axis=1)  # no NaN sample in the block
+    means = means[g.size() == n_block].where(complete, np.nan)  # whole blocks only
+    r = means["p"].rolling(blocks, min_periods=min_blocks).corr(means["v"])
+    per_window = r.iloc[blocks - 1 :: step]
+    return per_window.mean(), per_window.to_numpy()
+
+
+def carnet_with_gaps(data, column):
+    """CARNet sample with NaN runs: 7 blocks of window 1 (rejected), 3 of window 3."""
+    p, v = data["abp"].to_numpy().copy(), data[column].to_numpy().copy()
+    for block in (22, 25, 27, 30, 31, 33, 38):  # window 60-120 s: 13 of 20 blocks left
+        p[block * 30 + 5] = np.nan
+    v[3 * 600 + 10 : 3 * 600 + 95] = np.nan  # window 180-240 s: its blocks 0-3 hit
+    return p, v
+
+
+@pytest.mark.parametrize(("side", "column"), SIDES)
+@pytest.mark.parametrize("case", ["clean", "gaps", "step9"])
+def test_mx_matches_pandas_on_carnet_sample(carnet, side, column, case):
+    data, _, _ = carnet
+    p, v = data["abp"].to_numpy(), data[column].to_numpy()
+    step_s = 9.0 if case == "step9" else None
+    if case == "gaps":
+        p, v = carnet_with_gaps(data, column)
+    p_in, v_in = p.copy(), v.copy()
+    ds = mean_flow_index(p, v, fs=10.0, step_s=step_s)
+    np.testing.assert_array_equal(p, p_in)  # inputs not mutated
+    np.testing.assert_array_equal(v, v_in)
+    want, want_windows = pandas_mx(p, v, 10.0, step=3 if step_s else 20)
+    print(f"\n{side} {case}: Mx {float(ds['mx']):.6f} (pandas {want:.6f})")
+    np.testing.assert_allclose(ds["mx_window"].values, want_windows, rtol=0, atol=1e-12)
+    assert float(ds["mx"]) == pytest.approx(want, abs=1e-12)
+    # 3072 samples = 102 whole 3 s blocks: 5 windows of 20 blocks, or 28 at a 9 s step
+    n_total = 28 if step_s else 5
+    assert ds.sizes["window"] == n_total
+    assert int(ds["n_windows"]) + int(ds["n_windows_rejected"]) == n_total
+    np.testing.assert_allclose(ds["window"].values, np.arange(n_total) * (9 if step_s else 60))
+    if case == "gaps":
+        assert int(ds["n_windows_rejected"]) == 1 and np.isnan(ds["mx_window"].values[1])
+        np.testing.assert_array_equal(ds["n_blocks"].values, [20, 13, 20, 16, 20])
+    else:
+        assert int(ds["n_windows_rejected"]) == 0
+
+
+def test_mx_carnet_sample_physiological(carnet):
+    data, _, _ = carnet
+    for side, column in SIDES:
+        ds = mean_flow_index(
+            xr.DataArray(data["abp"].to_numpy(), attrs={"sampling_rate": 10.0}),
+            xr.DataArray(data[column].to_numpy(), attrs={"sampling_rate": 10.0}),
+        )
+        mx = ds["mx_window"].values
+        print(f"\n{side}: Mx {float(ds['mx']):.4f}, windows {np.round(mx, 4)}")
+        assert np.all((mx >= -1) & (mx <= 1))
+        assert float(ds["mx"]) == pytest.approx(mx.mean(), rel=1e-12)
+        assert int(ds["n_windows"]) == 5
+        params = json.loads(ds.attrs["parameters"])
+        assert params["fs"] == 10.0 and params["blocks_per_window"] == 20
+        assert params["min_blocks"] == 15 and params["step_s"] == 60.0
+        for var in ("mx", "mx_window", "n_windows", "n_windows_rejected", "n_blocks"):
+            assert {"units", "long_name"} <= set(ds[var].attrs), var
+
+
+def _pressure(n, seed):
+    """MAP-like: 80 mmHg + slow random fluctuations + white noise, 10 Hz."""
+    rng = np.random.default_rng(seed)
+    slow = scipy.signal.lfilter([0.1], [1, -0.98], rng.normal(0, 3.0, n))
+    return 80.0 + slow + rng.normal(0, 1.0, n), rng
+
+
+def test_mx_known_answers():
+    n = 200 * 600  # 200 one-minute windows at 10 Hz
+    p, rng = _pressure(n, 5)
+    passive = mean_flow_index(p, 0.7 * p + 5.0 + rng.normal(0, 0.2, n), fs=10.0)
+    assert float(passive["mx"]) > 0.99
+    inverse = mean_flow_index(p, 150.0 - p, fs=10.0)
+    np.testing.assert_allclose(inverse["mx_window"].values, -1.0, atol=1e-12)
+    # independent block means: each window's r has SD 1/sqrt(19) = 0.23, the mean over
+    # 200 windows 0.016; tolerance 0.08 = 5 SD
+    independent = mean_flow_index(p, 60.0 + rng.normal(0, 2.0, n), fs=10.0)
+    assert abs(float(independent["mx"])) < 0.08
+    assert float(independent["mx_window"].std()) == pytest.approx(1 / np.sqrt(19), rel=0.2)
+    assert int(independent["n_windows"]) == 200
+
+
+def test_mx_window_and_step_parameters():
+    p, rng = _pressure(3600, 6)  # 360 s
+    v = 0.5 * p + rng.normal(0, 1.0, p.size)
+    ds = mean_flow_index(p, v, fs=10.0, block_s=2.0, window_s=40.0, step_s=10.0)
+    assert ds.sizes["window"] == (180 - 20) // 5 + 1
+    want, want_windows = pandas_mx(p, v, 10.0, block_s=2.0, blocks=20, step=5)
+    np.testing.assert_allclose(ds["mx_window"].values, want_windows, atol=1e-12)
+    with pytest.raises(ValueError, match="window_s = 50.0 s is not a whole number of blocks"):
+        mean_flow_index(p, v, fs=10.0, window_s=50.0)
+    with pytest.raises(ValueError, match="step_s"):
+        mean_flow_index(p, v, fs=10.0, step_s=0.01)
+
+
+@pytest.mark.parametrize(("side", "column"), SIDES)
+def test_mx_step_not_whole_blocks(carnet, side, column):
+    """10 s step with 3 s blocks: each window's blocks start at the window's start."""
+    data, _, _ = carnet
+    p, v = data["abp"].to_numpy(), data[column].to_numpy()
+    ds = mean_flow_index(p, v, fs=10.0, step_s=10.0)
+    assert ds.sizes["window"] == (3072 - 600) // 100 + 1
+    want = [pandas_mx(p[j * 100 :], v[j * 100 :], 10.0)[1][0] for j in range(ds.sizes["window"])]
+    np.testing.assert_allclose(ds["mx_window"].values, want, rtol=0, atol=1e-12)
+    assert float(ds["mx"]) == pytest.approx(np.mean(want), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("lengths", "lengths differ"),
+        ("short", "too short for Mx"),
+        ("inf", "velocity: 1 infinite"),
+        ("all_nan", "pressure: every sample is NaN"),
+        ("flat", "velocity: flat signal"),
+        ("nan_everywhere", "no Mx window usable"),
+    ],
+)
+def test_mx_bad_input_raises(case, match):
+    p, rng = _pressure(3000, 7)
+    v = 0.5 * p + rng.normal(0, 1.0, p.size)
+    if case == "lengths":
+        v = v[:-1]
+    elif case == "short":
+        p, v = p[:599], v[:599]  # 59.9 s: 19 whole blocks < 20
+    elif case == "inf":
+        v[10] = np.inf
+    elif case == "all_nan":
+        p[:] = np.nan
+    elif case == "flat":
+        v[:] = 0.0
+    elif case == "nan_everywhere":
+        p[::60] = np.nan  # one NaN every 6 s: 10 of 20 blocks valid per window
+    with pytest.raises(SignalQualityError, match=match):
+        mean_flow_index(p, v, fs=10.0)

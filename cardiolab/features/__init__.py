@@ -20,7 +20,7 @@ import xarray as xr
 
 from ..errors import UnitError
 from .brs import baroreflex_sequence, baroreflex_transfer
-from .cerebral import cerebral_autoregulation
+from .cerebral import cerebral_autoregulation, mean_flow_index
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_time
 from .microcirculation import BAND_NAMES, LDF_BANDS, ldf_band_power, ldf_features
@@ -39,6 +39,7 @@ __all__ = [
     "hrv_time",
     "ldf_band_power",
     "ldf_features",
+    "mean_flow_index",
     "orthostatic_response",
 ]
 

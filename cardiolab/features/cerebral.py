@@ -16,7 +16,8 @@ method is written from the white paper and the parameter notes.
 
 :func:`transfer_function_spectra` gives the frequency-resolved estimate (gain, phase,
 coherence per frequency bin); :func:`cerebral_autoregulation` averages it over the
-VLF, LF and HF bands.
+VLF, LF and HF bands. :func:`mean_flow_index` is the time-domain correlation index Mx
+(Czosnyka et al. 1996).
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ import json
 import numpy as np
 import scipy.signal
 import xarray as xr
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import SignalQualityError
 
-__all__ = ["CARNET_DEFAULTS", "cerebral_autoregulation", "transfer_function_spectra"]
+__all__ = [
+    "CARNET_DEFAULTS",
+    "cerebral_autoregulation",
+    "mean_flow_index",
+    "transfer_function_spectra",
+]
 
 #: CARNet ``tfa_car.m`` default parameters (white paper, Table 2 and recommendations).
 CARNET_DEFAULTS = {
@@ -77,7 +84,12 @@ def _as_array(x, name):
     return a, fs
 
 
-def _check_inputs(pressure, velocity, fs):
+def _check_inputs(pressure, velocity, fs, allow_nan=False):
+    """Validated float copies of both signals and the sampling rate (Hz).
+
+    ``allow_nan``: NaN samples pass (the caller drops what they touch); infinite
+    samples never do.
+    """
     p, fs_p = _as_array(pressure, "pressure")
     v, fs_v = _as_array(velocity, "velocity")
     if fs is None:
@@ -95,13 +107,19 @@ def _check_inputs(pressure, velocity, fs):
             f"pressure and velocity: lengths differ ({p.size} vs {v.size} samples)"
         )
     for name, a in (("pressure", p), ("velocity", v)):
-        n_bad = int(np.count_nonzero(~np.isfinite(a)))
+        n_bad = int(np.count_nonzero(np.isinf(a) if allow_nan else ~np.isfinite(a)))
         if n_bad:
+            what = "infinite" if allow_nan else "NaN or infinite"
             raise SignalQualityError(
-                f"{name}: {n_bad} NaN or infinite samples; interpolate or cut them first"
+                f"{name}: {n_bad} {what} samples; interpolate or cut them first"
             )
-        if a.size and np.ptp(a) == 0:
-            raise SignalQualityError(f"{name}: flat signal (every sample {a[0]}), no TFA possible")
+        finite = a[np.isfinite(a)]
+        if a.size and not finite.size:
+            raise SignalQualityError(f"{name}: every sample is NaN")
+        if finite.size and np.ptp(finite) == 0:
+            raise SignalQualityError(
+                f"{name}: flat signal (every sample {finite[0]}), no TFA or Mx possible"
+            )
     return p, v, fs
 
 
@@ -393,5 +411,180 @@ def cerebral_autoregulation(pressure, velocity, fs=None, **params) -> xr.Dataset
         coherence2_threshold=np.nan if threshold is None else threshold,
         parameters=spec.attrs["parameters"],
         source="Claassen et al. 2016 J Cereb Blood Flow Metab 36:665 (CARNet); tfa_car.m",
+    )
+    return ds
+
+
+def _count(length_s, unit_s, name, unit_name):
+    """``length_s / unit_s`` as an int, or ValueError if it is not a whole number."""
+    k = int(round(length_s / unit_s))
+    if k < 1 or abs(k * unit_s - length_s) > 1e-9 * max(abs(length_s), 1.0):
+        raise ValueError(f"{name} = {length_s} s is not a whole number of {unit_name} ({unit_s} s)")
+    return k
+
+
+def mean_flow_index(
+    pressure,
+    velocity,
+    fs=None,
+    *,
+    block_s=3.0,
+    window_s=60.0,
+    step_s=None,
+    min_valid_fraction=0.75,
+) -> xr.Dataset:
+    """Mean flow index Mx: moving correlation of MAP and CBFV (Czosnyka et al. 1996).
+
+    MAP and CBFV are averaged over consecutive non-overlapping ``block_s`` blocks; in
+    each ``window_s`` window (``window_s / block_s`` blocks, 20 at the defaults) the
+    Pearson correlation coefficient of the block means is Mx of that window, and the
+    record's Mx is the arithmetic mean over windows. Mx near +1: CBFV follows MAP
+    passively (impaired autoregulation); near 0 or negative: intact autoregulation.
+
+    Parameters
+    ----------
+    pressure : array-like or xarray.DataArray, shape (n_samples,)
+        Mean arterial (or cerebral perfusion) pressure (mmHg), uniformly sampled.
+        NaN samples allowed (see Notes). Not modified.
+    velocity : array-like or xarray.DataArray, shape (n_samples,)
+        Cerebral blood flow velocity (cm/s), same sampling. NaN allowed. Not modified.
+    fs : float, optional
+        Sampling rate (Hz). Default: the DataArrays' ``sampling_rate`` attr, else 10 Hz.
+        ``block_s * fs`` is rounded to whole samples.
+    block_s : float
+        Averaging block (s), 3 s.
+    window_s : float
+        Correlation window (s), 60 s; a whole number of blocks.
+    step_s : float, optional
+        Shift between window starts (s), rounded to whole samples; each window's blocks
+        start at the window's first sample. Default ``window_s``:
+        non-overlapping windows, so each block enters one window and the windows are
+        independent (cardiolab's choice; a 10 s step, i.e. windows overlapping by 50 s, is a
+        common alternative for a smoother Mx time course -- pass ``step_s=...``; the mean
+        then weights central blocks more).
+    min_valid_fraction : float
+        Fewest valid blocks a window needs, as a fraction of its blocks (0.75: 15 of 20,
+        and never fewer than 3). cardiolab's choice; the papers give no number.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mx`` (1, scalar: mean over valid windows), ``mx_window`` (1, dim ``window``
+        whose coordinate is the window start in s from the first sample; NaN for a
+        rejected window), ``n_blocks`` (dim ``window``: valid blocks used), ``n_windows``
+        (windows with a valid Mx, averaged into ``mx``), ``n_windows_rejected`` (windows
+        with too few valid blocks, or a constant MAP or CBFV over their valid blocks).
+        Attrs ``parameters`` (JSON: fs, block_s, window_s, step_s, min_valid_fraction,
+        blocks_per_window, min_blocks, block_samples) and ``source``.
+
+    Raises
+    ------
+    SignalQualityError
+        Lengths differ, infinite samples, an all-NaN or flat signal, a record shorter
+        than one window of whole blocks, or no window with enough valid blocks.
+    ValueError
+        ``window_s`` not a whole number of blocks, ``block_s`` or ``step_s`` shorter
+        than one sample, or ``min_valid_fraction`` outside (0, 1].
+
+    Notes
+    -----
+    Missing data: a block with a NaN sample in either signal is dropped (both its
+    means); a window then correlates the remaining pairs, and is rejected (NaN,
+    counted in ``n_windows_rejected``) with fewer than ``min_blocks`` of them. Samples
+    after the last whole window are not used. Vectorised: strided (window, block,
+    sample) views of the samples, block means, then one masked correlation per row.
+
+    References
+    ----------
+    Czosnyka M, Smielewski P, Kirkpatrick P, Menon DK, Pickard JD (1996). Monitoring of
+    cerebral autoregulation in head-injured patients. Stroke 27:1829-1834.
+    """
+    if not 0.0 < min_valid_fraction <= 1.0:
+        raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+    p, v, fs = _check_inputs(pressure, velocity, fs, allow_nan=True)
+    step_s = window_s if step_s is None else step_s
+    block_n = int(round(block_s * fs))
+    if block_n < 1:
+        raise ValueError(f"block_s = {block_s} s is shorter than one sample at {fs} Hz")
+    per_window = _count(window_s, block_s, "window_s", "blocks")
+    min_blocks = max(3, int(np.ceil(min_valid_fraction * per_window - 1e-9)))
+    if min_blocks > per_window:
+        raise ValueError(f"window_s = {window_s} s holds {per_window} blocks, fewer than 3")
+    window_n = per_window * block_n
+    step_n = int(round(step_s * fs))
+    if step_n < 1:
+        raise ValueError(f"step_s = {step_s} s is shorter than one sample at {fs} Hz")
+    if p.size < window_n:
+        raise SignalQualityError(
+            f"record too short for Mx: {p.size} samples ({p.size / fs:.1f} s) < one "
+            f"{window_s} s window of {per_window} whole {block_s} s blocks ({window_n} samples)"
+        )
+    starts = np.arange(0, p.size - window_n + 1, step_n)  # window starts (samples)
+    # (window, block, sample) views; blocks are anchored at each window's start, so with
+    # a step of whole blocks every window sees the same blocks as the record-wide grid
+    shape = (starts.size, per_window, block_n)
+    pw = sliding_window_view(p, window_n)[starts].reshape(shape).mean(axis=2)
+    vw = sliding_window_view(v, window_n)[starts].reshape(shape).mean(axis=2)
+    ok = np.isfinite(pw) & np.isfinite(vw)  # a NaN sample makes its block mean NaN
+    n_ok = ok.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dp = np.where(ok, pw - np.where(ok, pw, 0.0).sum(axis=1, keepdims=True) / n_ok[:, None], 0)
+        dv = np.where(ok, vw - np.where(ok, vw, 0.0).sum(axis=1, keepdims=True) / n_ok[:, None], 0)
+        sxx, syy = (dp * dp).sum(axis=1), (dv * dv).sum(axis=1)
+        r = (dp * dv).sum(axis=1) / np.sqrt(sxx * syy)
+    valid = (n_ok >= min_blocks) & (sxx > 0) & (syy > 0)
+    r = np.where(valid, np.clip(r, -1.0, 1.0), np.nan)
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        raise SignalQualityError(
+            f"no Mx window usable: each of the {starts.size} windows of {window_s} s has "
+            f"fewer than {min_blocks} of {per_window} {block_s} s blocks free of NaN samples "
+            f"in pressure and velocity (or a constant signal over them)"
+        )
+    params = {
+        "fs": fs,
+        "block_s": block_s,
+        "window_s": window_s,
+        "step_s": step_s,
+        "min_valid_fraction": min_valid_fraction,
+        "blocks_per_window": per_window,
+        "min_blocks": min_blocks,
+        "block_samples": block_n,
+    }
+    ds = xr.Dataset(
+        {
+            "mx": (
+                (),
+                float(r[valid].mean()),
+                {"units": "1", "long_name": "mean flow index Mx (mean over windows)"},
+            ),
+            "mx_window": (
+                "window",
+                r,
+                {"units": "1", "long_name": "Mx of each window (MAP-CBFV correlation)"},
+            ),
+            "n_blocks": (
+                "window",
+                n_ok,
+                {"units": "1", "long_name": "valid blocks in the window"},
+            ),
+            "n_windows": ((), n_valid, {"units": "1", "long_name": "windows averaged into Mx"}),
+            "n_windows_rejected": (
+                (),
+                int(starts.size - n_valid),
+                {"units": "1", "long_name": "windows rejected (too few valid blocks or flat)"},
+            ),
+        },
+        coords={
+            "window": (
+                "window",
+                starts / fs,
+                {"units": "s", "long_name": "window start from the first sample"},
+            )
+        },
+    )
+    ds.attrs.update(
+        parameters=json.dumps(params),
+        source="Czosnyka et al. 1996 Stroke 27:1829 (mean flow index Mx)",
     )
     return ds
