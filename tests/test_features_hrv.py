@@ -1,10 +1,14 @@
-"""HRV features against NeuroKit2 on identical RR series (synthetic and MIT-BIH 100)."""
+"""HRV features against NeuroKit2 on identical RR series (synthetic, MIT-BIH 100, rest R-R)."""
+
+import math
+import warnings
 
 import numpy as np
 import pytest
 from reference_data import SHARED_DATA
 
-from cardiolab.features import hrv_frequency, hrv_time
+from cardiolab.features import hrv as hrv_module
+from cardiolab.features import hrv_frequency, hrv_nonlinear, hrv_time
 
 nk = pytest.importorskip("neurokit2")
 
@@ -104,3 +108,130 @@ def test_hrv_time_drops_differences_across_nan():
     assert out["pnn50"] == pytest.approx(100.0 * 2 / 4)
     assert out["sdnn"] == pytest.approx(np.std([800, 900, 700, 760], ddof=1))
     assert np.isnan(rr[2])  # input untouched
+
+
+# cardiolab key -> NeuroKit2 column. What is matched (NeuroKit2 0.3.0 source read):
+# SD1/SD2: both take the sample SD (ddof=1) of (RR_n -/+ RR_n+1)/sqrt 2 -> identical.
+# DFA: both integrate RR - mean, fit a line per box, F(n) = RMS of residuals, slope of
+#   log F on log n at every integer scale 4-16 and 16-64 (NeuroKit2 via
+#   dfa_windows=[(4, 16), (16, 64)]; its default is 4-11 / 12-N/10), boxes overlapping
+#   by half. NeuroKit2 starts boxes at range(0, n - box, box // 2), leaving out the
+#   last full box when n - box is a multiple of box // 2; cardiolab keeps it. This is
+#   the only difference and moves alpha by < 0.5 % on these series.
+# SampEn / ApEn: both use r = 0.2 * SD(ddof=1), Chebyshev distance, match if d <= r;
+#   SampEn over the first N - m templates for both lengths, self-matches excluded;
+#   ApEn over all templates, self-matches included -> identical up to rounding.
+NONLINEAR = {
+    "sd1": "HRV_SD1",
+    "sd2": "HRV_SD2",
+    "sd1_sd2": "HRV_SD1SD2",
+    "dfa_alpha1": "HRV_DFA_alpha1",
+    "dfa_alpha2": "HRV_DFA_alpha2",
+    "sampen": "HRV_SampEn",
+    "apen": "HRV_ApEn",
+}
+
+
+def _nk_nonlinear(peaks, fs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NeuroKit2 warns about its other indices
+        ref = nk.hrv_nonlinear(peaks, sampling_rate=fs, dfa_windows=[(4, 16), (16, 64)])
+    return ref.iloc[0]
+
+
+def _assert_nonlinear_matches(peaks, fs):
+    rr = np.diff(peaks) / fs * 1000.0
+    mine = hrv_nonlinear(rr)
+    ref = _nk_nonlinear(peaks, fs)
+    for key, col in NONLINEAR.items():
+        assert np.isfinite(mine[key]), key
+        assert _rel(mine[key], ref[col]) < 0.02, (key, mine[key], ref[col])
+    # Poincaré and entropies follow the same definitions: agreement to rounding
+    for key in ("sd1", "sd2", "sd1_sd2", "sampen", "apen"):
+        assert mine[key] == pytest.approx(ref[NONLINEAR[key]], rel=1e-9), key
+
+
+@pytest.mark.parametrize(("peaks", "fs"), _cases())
+def test_hrv_nonlinear_matches_neurokit(peaks, fs):
+    if peaks is None:
+        peaks, fs = _mitdb_peaks()
+    _assert_nonlinear_matches(peaks, fs)
+
+
+def test_hrv_nonlinear_matches_neurokit_rest_rri(shared_data):
+    """910 real resting R-R intervals (ms, integers): peaks at 1 kHz reproduce them exactly."""
+    rr = np.loadtxt(shared_data / "beat_exports" / "rest_rri.txt")
+    assert rr.size == 910
+    peaks = np.r_[0, np.cumsum(rr)].astype(int)
+    assert np.array_equal(np.diff(peaks), rr)
+    _assert_nonlinear_matches(peaks, 1000)
+
+
+def test_hrv_nonlinear_white_noise_known_answers():
+    """Uncorrelated RR: alpha = 0.5 (Peng 1995), SD1 = SD2 = SD, and SampEn equals
+    -ln P(|x - y| <= r) for one Gaussian pair (x - y has SD sqrt 2 SD), r = 0.2 SD:
+    -ln P(|Z| <= 0.2 / sqrt 2) = -ln erf(0.1) = 2.18 (Richman & Moorman 2000)."""
+    rng = np.random.default_rng(11)
+    rr = 900.0 + 40.0 * rng.standard_normal(3000)
+    out = hrv_nonlinear(rr)
+    sd = np.std(rr, ddof=1)
+    assert out["sd1"] == pytest.approx(sd, rel=0.05)
+    assert out["sd2"] == pytest.approx(sd, rel=0.05)
+    assert out["sd1_sd2"] == pytest.approx(1.0, rel=0.07)
+    # linear detrending in boxes of 4-6 beats biases alpha1 upwards (0.58 here)
+    assert out["dfa_alpha1"] == pytest.approx(0.5, abs=0.12)
+    assert out["dfa_alpha2"] == pytest.approx(0.5, abs=0.1)
+    assert out["sampen"] == pytest.approx(-np.log(math.erf(0.1)), rel=0.05)
+
+
+def test_hrv_nonlinear_random_walk_alpha():
+    """Brownian RR (cumulated white noise): alpha = 1.5 (Peng 1995)."""
+    rng = np.random.default_rng(5)
+    rr = 900.0 + np.cumsum(rng.standard_normal(3000))
+    out = hrv_nonlinear(rr)
+    assert out["dfa_alpha1"] == pytest.approx(1.5, abs=0.1)
+    assert out["dfa_alpha2"] == pytest.approx(1.5, abs=0.1)
+
+
+def test_hrv_nonlinear_regular_series_has_low_entropy():
+    """A strictly periodic RR series is fully predictable: every m-match extends."""
+    rr = np.tile([800.0, 850.0, 900.0, 850.0], 100)
+    out = hrv_nonlinear(rr)
+    assert out["sampen"] == pytest.approx(0.0, abs=1e-12)
+    assert out["apen"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_hrv_nonlinear_nan_robust_and_input_untouched():
+    rng = np.random.default_rng(3)
+    rr = 850.0 + 30.0 * rng.standard_normal(400)
+    rr[[50, 51, 200]] = np.nan
+    before = rr.copy()
+    out = hrv_nonlinear(rr)
+    np.testing.assert_array_equal(rr, before)
+    assert all(np.isfinite(v) for v in out.values())
+    x, y = rr[:-1], rr[1:]
+    ok = np.isfinite(x) & np.isfinite(y)
+    assert out["sd1"] == pytest.approx(np.std((x - y)[ok] / np.sqrt(2), ddof=1))
+    assert out["sd2"] == pytest.approx(np.std((x + y)[ok] / np.sqrt(2), ddof=1))
+    assert all(np.isnan(v) for v in hrv_nonlinear([800.0, np.nan, 810.0]).values())
+
+
+def test_hrv_nonlinear_blocked_entropy_equals_single_block(monkeypatch):
+    """Row-blocking the template distance matrix (long series) changes no count."""
+    rng = np.random.default_rng(8)
+    rr = 850.0 + 30.0 * rng.standard_normal(500)
+    whole = hrv_nonlinear(rr)
+    monkeypatch.setattr(hrv_module, "_ENTROPY_BLOCK_ELEMENTS", 1000)
+    blocked = hrv_nonlinear(rr)
+    assert blocked["sampen"] == whole["sampen"]
+    assert blocked["apen"] == whole["apen"]
+
+
+def test_hrv_nonlinear_parameters_are_used():
+    rng = np.random.default_rng(9)
+    rr = 850.0 + 30.0 * rng.standard_normal(400)
+    base = hrv_nonlinear(rr)
+    wider = hrv_nonlinear(rr, entropy_r=0.3)
+    assert wider["sampen"] < base["sampen"]  # more matches at a larger tolerance
+    other = hrv_nonlinear(rr, dfa_short=(4, 11), dfa_overlap=False)
+    assert other["dfa_alpha1"] != base["dfa_alpha1"]

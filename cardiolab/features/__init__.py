@@ -22,7 +22,7 @@ from ..errors import UnitError
 from .brs import baroreflex_sequence, baroreflex_transfer
 from .cerebral import cerebral_autoregulation, mean_flow_index
 from .hemodynamics import blood_pressure_features, doppler_features
-from .hrv import HRV_BANDS, hrv_frequency, hrv_time
+from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
 from .microcirculation import BAND_NAMES, LDF_BANDS, ldf_band_power, ldf_features
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "doppler_features",
     "epoch_features",
     "hrv_frequency",
+    "hrv_nonlinear",
     "hrv_time",
     "ldf_band_power",
     "ldf_features",
