@@ -1,7 +1,9 @@
-"""Epoch-level features: HRV, baroreflex, haemodynamics, microcirculation.
+"""Epoch-level features: HRV, baroreflex, haemodynamics, microcirculation, cerebral.
 
-The numerical core lives in :mod:`.hrv`, :mod:`.brs`, :mod:`.hemodynamics` and
-:mod:`.microcirculation` (NumPy arrays in, dicts of floats out). This module is the
+The numerical core lives in :mod:`.hrv` (time, frequency and nonlinear HRV),
+:mod:`.brs`, :mod:`.hemodynamics`, :mod:`.microcirculation` and :mod:`.cerebral`
+(CARNet transfer function analysis and the Mx index; not yet computed per epoch)
+(NumPy arrays in, dicts of floats or small Datasets out). This module is the
 thin xarray layer: :func:`epoch_features` turns a beat table, the raw LDF group and
 the protocol into one labelled Dataset (dim ``epoch``) with units and long names, and
 :func:`orthostatic_response` takes the stand - supine difference.
