@@ -114,6 +114,7 @@ from pydantic import (
 )
 
 from .errors import CatalogError, SessionFormatError, UnitError
+from .io.csv_export import DECIMAL_MARKS, SEPARATORS
 from .io.registry import file_formats, get_format, option_formats
 from .labels import PHASES, LabelError, parse_session_label
 from .measurements import SESSION_EPOCH, read_measurement_table, table_format
@@ -380,8 +381,8 @@ class MeasurementTableEntry(_Model):
 
     path: str = Field(min_length=1)
     sheet: str | Annotated[int, Field(ge=0)] | None = None
-    separator: Literal[",", ";", "\t", " ", "|"] | None = None
-    decimal: Literal[".", ","] | None = None
+    separator: Literal[SEPARATORS] | None = None
+    decimal: Literal[DECIMAL_MARKS] | None = None
 
     @field_validator("path")
     @classmethod

@@ -69,7 +69,7 @@ from ..errors import SessionFormatError, UnitError
 from ..schema import BEAT_GROUP, beats_group, session_node
 from ..units import unit_ratio
 from .channels import Channel, locate_channel, missing_channel, parse_channels, unit_factor
-from .csv_export import split_column_name
+from .csv_export import DECIMAL_MARKS, SEPARATORS, check_text_marks, split_column_name
 from .registry import (
     FileFormat,
     FormatOption,
@@ -94,7 +94,6 @@ BEATSCOPE_COLUMNS = {
     "Total Peripheral Resistance CGS": "tpr",
 }
 _BEATSCOPE_INTERVAL = "Pulse Interval"  # the interval from the beat to the next
-_SEPARATORS = (",", ";", "\t", " ", "|")
 _PAREN_UNIT = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]*)\)\s*$")
 _TIME_OF_DAY = r"^\s*(\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*$"
 _DAY_S = 86400.0
@@ -171,7 +170,7 @@ def _rows(path, lines, header_index: int, separator: str):
     """Header fields, data rows (lists of str) and each row's line number (1-based)."""
     header_line = lines[header_index]
     if separator not in header_line:
-        others = [s for s in _SEPARATORS if s != separator and s != " " and s in header_line]
+        others = [s for s in SEPARATORS if s != separator and s != " " and s in header_line]
         advice = f"; give separator: {others[0]!r} for this file" if others else ""
         raise SessionFormatError(
             f"{path}: line {header_index + 1}: the header has no separator {separator!r}{advice}"
@@ -204,19 +203,6 @@ def _column_position(path, channel: Channel, header, names) -> int:
     if channel.name in names or channel.index is not None:
         return locate_channel(channel, names, path)
     raise missing_channel(path, channel.name, header)
-
-
-def _check_marks(path, separator, decimal) -> None:
-    if separator not in _SEPARATORS:
-        raise SessionFormatError(
-            f"{path}: separator must be one of {list(_SEPARATORS)}, not {separator!r}"
-        )
-    if decimal not in (".", ","):
-        raise SessionFormatError(f"{path}: decimal must be '.' or ',', not {decimal!r}")
-    if decimal == separator:
-        raise SessionFormatError(
-            f"{path}: decimal and separator are both {decimal!r}; give the file's separator"
-        )
 
 
 def read_beats(
@@ -307,7 +293,7 @@ def read_beats(
         header_index = next(i for i, line in enumerate(lines) if line.strip())
         split = split_column_name
         source_format = "CSV, one row per beat"
-    _check_marks(path, separator, decimal)
+    check_text_marks(path, separator, decimal)
     header, rows, line_numbers = _rows(path, lines, header_index, separator)
     names = [split(h)[0] for h in header]
     units = [split(h)[1] for h in header]
@@ -401,8 +387,8 @@ FORMAT = register_format(
         options=(
             FormatOption("time_column", nonempty_text, "column of beat times (BeatScope: Time)"),
             FormatOption("time_units", time_unit, "unit of numeric beat times (default s)"),
-            FormatOption("separator", one_of(*_SEPARATORS), "field separator (default ',')"),
-            FormatOption("decimal", one_of(".", ","), "decimal mark (default '.')"),
+            FormatOption("separator", one_of(*SEPARATORS), "field separator (default ',')"),
+            FormatOption("decimal", one_of(*DECIMAL_MARKS), "decimal mark (default '.')"),
         ),
         channels=True,
         channels_optional=True,  # a BeatScope file names its own columns

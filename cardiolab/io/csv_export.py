@@ -108,7 +108,16 @@ from .registry import (
     time_unit,
 )
 
-__all__ = ["read_csv", "write_csv", "read_csv_protocol", "column_name", "split_column_name"]
+__all__ = [
+    "SEPARATORS",
+    "DECIMAL_MARKS",
+    "check_text_marks",
+    "read_csv",
+    "write_csv",
+    "read_csv_protocol",
+    "column_name",
+    "split_column_name",
+]
 
 log = logging.getLogger("cardiolab")
 
@@ -117,7 +126,9 @@ _SNIFF_ROWS = 50  # first lines read to find the header, units line and resoluti
 _TAIL_BYTES = 65536  # end of the file read to check its last line
 _MARGIN = 1e-3  # of a sampling period, added to the printed resolution of the times
 _TIME_NAMES = ("time", "elapsed time")  # default time columns (case-insensitive)
-_SEPARATORS = (",", ";", "\t", " ", "|")
+#: Field separators and decimal marks a delimited text file may use (catalog options).
+SEPARATORS = (",", ";", "\t", " ", "|")
+DECIMAL_MARKS = (".", ",")
 _OTHER_SEPARATORS = (";", "\t", "|")  # looked for where the stated one is absent
 _BRACKETED = re.compile(r"^(?P<name>.*?)\s*\[(?P<unit>[^\[\]]*)\]\s*$")
 _DECIMAL_COMMA = re.compile(r"^[-+]?\d*,\d+([eE][-+]?\d+)?$")
@@ -229,18 +240,30 @@ def _printed_resolution(texts, decimal: str) -> float:
     return 0.5 * 10.0**-decimals
 
 
-def _check_options(path, sampling_rate, decimal, separator) -> float | None:
-    if decimal not in (".", ","):
+def check_text_marks(path, separator: str, decimal: str) -> None:
+    """Check a delimited text file's separator and decimal mark (one of
+    :data:`SEPARATORS`, :data:`DECIMAL_MARKS`, and not the same character).
+
+    Raises
+    ------
+    SessionFormatError
+        Naming the file and the option.
+    """
+    if decimal not in DECIMAL_MARKS:
         raise SessionFormatError(f"{path}: decimal must be '.' or ',', not {decimal!r}")
-    if separator not in _SEPARATORS:
+    if separator not in SEPARATORS:
         raise SessionFormatError(
-            f"{path}: separator must be one of {list(_SEPARATORS)}, not {separator!r}"
+            f"{path}: separator must be one of {list(SEPARATORS)}, not {separator!r}"
         )
     if decimal == separator:
         raise SessionFormatError(
             f"{path}: decimal and separator are both {decimal!r}; give the file's separator "
             "(e.g. separator: ';' with decimal: ',')"
         )
+
+
+def _check_options(path, sampling_rate, decimal, separator) -> float | None:
+    check_text_marks(path, separator, decimal)
     if sampling_rate is None:
         return None
     try:
@@ -769,8 +792,8 @@ FORMAT = register_format(
             ),
             FormatOption("time_units", time_unit, "unit of the time column (default s)"),
             FormatOption("sampling_rate", positive_number, "sampling rate (Hz)"),
-            FormatOption("decimal", one_of(".", ","), "decimal mark"),
-            FormatOption("separator", one_of(",", ";", "\t", " ", "|"), "field separator"),
+            FormatOption("decimal", one_of(*DECIMAL_MARKS), "decimal mark"),
+            FormatOption("separator", one_of(*SEPARATORS), "field separator"),
         ),
     )
 )
