@@ -123,7 +123,6 @@ from .schema import BEAT_FIELDS, protocol_group, validate_session
 from .units import UNIT_FACTORS, conversion_factor, normalise_unit, unit_ratio
 
 __all__ = [
-    "FORMATS",
     "Catalog",
     "CatalogModel",
     "open_catalog",
@@ -132,8 +131,6 @@ __all__ = [
 
 log = logging.getLogger("cardiolab")
 
-#: File formats a catalog can name (the registry's, when this module was imported).
-FORMATS = tuple(f.name for f in file_formats())
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AGE_BAND = re.compile(r"^(\d{1,3})-(\d{1,3})$|^(\d{1,3})\+$")
 _UNSET_VAR = re.compile(r"\$\{(\w+)\}")
