@@ -23,7 +23,7 @@ README's format table lists :func:`file_formats`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,14 +180,10 @@ class FileFormat:
     native: bool = False
     raw_files: Callable[[Path], list[Path]] = single_file
     missing: str = "file"
-    _options: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        self._options.update({o.name: o for o in self.options})
 
     def option(self, name: str) -> FormatOption | None:
         """The declared option ``name``, or None."""
-        return self._options.get(name)
+        return next((o for o in self.options if o.name == name), None)
 
     @property
     def option_names(self) -> list[str]:
