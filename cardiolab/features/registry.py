@@ -65,8 +65,10 @@ __all__ = [
     "Output",
     "Parameter",
     "check_input_units",
+    "describe_output",
     "feature_outputs",
     "feature_parameters",
+    "feature_table",
     "features",
     "get_feature",
     "json_default",
@@ -334,6 +336,70 @@ def resolved_parameters(overrides: Mapping[str, Mapping] | None = None) -> dict:
     if overrides:
         raise KeyError(f"unknown feature(s) {sorted(overrides)} (features: {sorted(out)})")
     return out
+
+
+def describe_output(name: str) -> tuple[Feature, Output] | None:
+    """The feature that declares an output name, and the output (``{vessel}`` filled).
+
+    Parameters
+    ----------
+    name : str
+        A features-table column, e.g. ``"rmssd"`` or ``"mca_tfa_gain_lf"``.
+
+    Returns
+    -------
+    (Feature, Output) or None
+        ``None`` for a name no feature declares (e.g. a catalog measurement).
+    """
+    for f in features():
+        for template, meta in f.outputs.items():
+            if "{vessel}" not in template:
+                if template == name:
+                    return f, meta
+                continue
+            head, _, tail = template.partition("{vessel}")
+            vessel = name[len(head) : len(name) - len(tail)] if tail else name[len(head) :]
+            if (
+                vessel
+                and name.startswith(head)
+                and name.endswith(tail)
+                and (f.vessels is None or f.vessels(vessel))
+            ):
+                return f, Output(meta.units, meta.long_name.format(vessel=vessel))
+    return None
+
+
+def feature_table():
+    """One row per registered feature, for documentation and ``cardiolab features``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``feature``, ``outputs`` (``"name (units)"``, comma-separated;
+        ``<vessel>`` for per-vessel names), ``inputs`` (``"name (units)"``; ``any of``
+        alternatives marked), ``parameters`` (``name=default``), ``source``.
+    """
+    import pandas as pd
+
+    rows = []
+    for f in features():
+        outputs = ", ".join(
+            f"{name.replace('{vessel}', '<vessel>')} ({o.units})" for name, o in f.outputs.items()
+        )
+        inputs = [f"{n} ({u})" for n, u in f.inputs.items()]
+        if f.any_of:
+            inputs.append("any of " + " / ".join(f.any_of))
+        params = ", ".join(f"{k}={p.default!r}" for k, p in f.parameters.items())
+        rows.append(
+            {
+                "feature": f.name,
+                "outputs": outputs,
+                "inputs": ", ".join(inputs),
+                "parameters": params,
+                "source": f.source,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def feature_parameters(overrides: Mapping[str, Mapping] | None = None) -> dict:
