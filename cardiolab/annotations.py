@@ -842,7 +842,7 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
     >>> int(feats.attrs["review_last_event"])  # doctest: +SKIP
     1
     """
-    from .pipeline import _read_attrs, _write_atomic, session_features
+    from .pipeline import _read_attrs, _write_atomic, session_results
 
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
@@ -853,11 +853,13 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
             attrs = dict(_read_attrs(derived / subject / session) or {})
             trail = read_trail(derived, subject, session)
             beats = apply_review(stored, trail).drop_encoding()
-            feats = session_features(beats, cat.open_session(subject, session))
+            feats, responses = session_results(beats, cat.open_session(subject, session))
             attrs.update(review_provenance(beats))
-            for ds in (beats, feats):
-                ds.attrs.update({k: v for k, v in attrs.items() if k != "created"})
-            _write_atomic(derived, subject, session, beats, feats, attrs)
+            for ds in (beats, feats, responses):
+                if ds is not None:
+                    ds.attrs.update({k: v for k, v in attrs.items() if k != "created"})
+            groups = {"beats": beats, "features": feats, "responses": responses}
+            _write_atomic(derived, subject, session, groups, attrs)
             if last_event_id(derived, subject, session) == attrs["review_last_event"]:
                 break
     log.info(

@@ -61,6 +61,36 @@ protocol of the catalog. The catalog's protocol replaces any ``protocol`` group 
 holds; a session with no catalog protocol (several protocols, no default) keeps the
 protocol its file records (EDF+ annotations, WFDB annotations, native stores).
 
+A protocol declares its **challenges** (:class:`Challenge`); a session its marked
+**events** (seconds from its start)::
+
+    protocols:
+      tilt:
+        posture: supine
+        epochs: [{label: rest, start: 0, stop: 600}, {label: hut80, start: 600, stop: 2400}]
+        challenges:
+          - name: tilt              # response name (default: <challenge>-<baseline>)
+            kind: tilt              # generic | orthostatic | tilt | lbnp | paced_breathing |
+                                    # valsalva | porh | local_heating
+            baseline: rest
+            challenge: hut80        # an epoch, or a list of steps (LBNP: one response each)
+            windows: {first30: [0, 30], last60: [-60, 0]}  # s from its start; <0: its end
+            event: presyncope       # the event that ends it early (tolerance)
+      porh:
+        posture: supine
+        epochs: [{label: base, ...}, {label: occlusion, ...}, {label: release, ...}]
+        challenges:
+          - {kind: porh, baseline: base, occlusion: occlusion, challenge: release}
+          # local_heating: baseline, challenge (42 degC) and optional maximal (44 degC)
+    sessions:
+      - {subject: S01, label: R+0, protocol: tilt, events: [{label: presyncope, time: 1712}]}
+
+Every epoch a challenge names must be in its protocol (else a :class:`CatalogError`
+naming the protocol, challenge and epoch). The processed features then hold one row
+per challenge response and :func:`cardiolab.pipeline.responses_table` every response
+(absolute and percent, windows, steps) with the outcomes of its kind
+(:mod:`cardiolab.features.challenges`).
+
 Measurements
 ------------
 Values taken once per session (ultrasound, laboratory) come in tables listed under
@@ -89,6 +119,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import functools
+import json
 import logging
 import os
 import re
@@ -114,6 +145,7 @@ from pydantic import (
 )
 
 from .errors import CatalogError, SessionFormatError, UnitError
+from .features.challenges import CHALLENGE_KINDS, response_names
 from .io.csv_export import DECIMAL_MARKS, SEPARATORS
 from .io.registry import file_formats, get_format, option_formats
 from .labels import PHASES, LabelError, parse_session_label
@@ -275,11 +307,93 @@ class Epoch(_Model):
         return value
 
 
+class Challenge(_Model):
+    """A challenge of a protocol: a baseline epoch, a challenge epoch (or steps), windows.
+
+    Its response is computed for every feature (challenge minus baseline, absolute and
+    percent; :func:`cardiolab.features.challenge_responses`); ``kind`` adds the outcomes
+    of that kind of challenge (:data:`cardiolab.features.CHALLENGE_KINDS`).
+    """
+
+    name: str | None = Field(default=None, min_length=1)
+    kind: Literal[CHALLENGE_KINDS] = "generic"  # type: ignore[valid-type]
+    baseline: str = Field(min_length=1)
+    challenge: str | list[str]
+    windows: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    occlusion: str | None = None
+    maximal: str | None = None
+    initial_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    event: str = "presyncope"
+
+    @field_validator("challenge")
+    @classmethod
+    def _steps(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("challenge: give an epoch label or a non-empty list of steps")
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value):
+        for name, (a, b) in value.items():
+            if not name or ":" in name:
+                raise ValueError(f"window name {name!r} must be non-empty without ':'")
+            if (a < 0) != (b <= 0) or not b > a:
+                raise ValueError(
+                    f"window {name!r} [{a:g}, {b:g}] s: give [start, stop] from the challenge "
+                    "start (0 <= start < stop) or from its end (start < stop <= 0)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _roles(self):
+        if self.kind == "porh" and self.occlusion is None:
+            raise ValueError("a porh challenge names its occlusion epoch ('occlusion')")
+        if self.kind != "porh" and self.occlusion is not None:
+            raise ValueError("'occlusion' is for porh challenges")
+        if self.kind != "local_heating" and self.maximal is not None:
+            raise ValueError("'maximal' is for local_heating challenges")
+        if isinstance(self.challenge, list) and self.kind in ("porh", "local_heating"):
+            raise ValueError(f"a {self.kind} challenge has one challenge epoch, not steps")
+        return self
+
+    @property
+    def steps(self) -> list[str]:
+        """The challenge epochs (one, or the steps of a stepped challenge such as LBNP)."""
+        return list(self.challenge) if isinstance(self.challenge, list) else [self.challenge]
+
+    def epochs_named(self) -> list[str]:
+        """Every epoch label the challenge refers to."""
+        extra = [e for e in (self.occlusion, self.maximal) if e is not None]
+        return [self.baseline, *self.steps, *extra]
+
+
 class Protocol(_Model):
-    """A named protocol: the posture of its baseline and its epochs."""
+    """A named protocol: the posture of its baseline, its epochs and its challenges."""
 
     posture: Literal["supine", "seated", "standing"]
     epochs: list[Epoch] = Field(min_length=1)
+    challenges: list[Challenge] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _challenge_epochs(self):
+        labels = [e.label for e in self.epochs]
+        names = []
+        for i, c in enumerate(self.challenges):
+            for lab in c.epochs_named():
+                if lab not in labels:
+                    raise ValueError(
+                        f"challenges[{i}] ({c.name or c.baseline}): epoch {lab!r} is not in "
+                        f"the protocol (epochs: {labels})"
+                    )
+            names += response_names(c.model_dump())
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise ValueError(f"challenges give the same response name twice: {dups}")
+        clash = sorted(set(names) & set(labels))
+        if clash:
+            raise ValueError(f"challenge response names {clash} are also epoch labels")
+        return self
 
     @field_validator("epochs")
     @classmethod
@@ -327,14 +441,22 @@ class Subject(_Model):
         return text
 
 
+class Event(_Model):
+    """A marked event of a session (e.g. presyncope), in seconds from the session start."""
+
+    label: str = Field(min_length=1)
+    time: float = Field(ge=0, allow_inf_nan=False)
+
+
 class SessionEntry(_Model):
-    """A session: subject, label, protocol, date and files."""
+    """A session: subject, label, protocol, date, files and marked events."""
 
     subject: str
     label: str
     protocol: str | None = None
     date: dt.date | None = None
     files: list[FileEntry] | None = None
+    events: list[Event] = Field(default_factory=list)
 
     @field_validator("label")
     @classmethod
@@ -1186,6 +1308,9 @@ class Catalog:
         proto_name = self.protocol_name(s)
         if proto_name is not None:
             protocol = protocol_group(self.protocol_epochs(proto_name))
+            protocol.attrs["challenges"] = json.dumps(
+                [c.model_dump() for c in self.model.protocols[proto_name].challenges]
+            )
             posture = self.model.protocols[proto_name].posture
         else:
             if len(file_protocols) > 1 and not all(
@@ -1206,6 +1331,10 @@ class Catalog:
                 )
                 posture = "supine"
         if protocol is not None:
+            if s.events:
+                protocol = protocol.assign_attrs(
+                    events=json.dumps([e.model_dump() for e in s.events])
+                )
             groups["protocol"] = protocol
 
         parsed = parse_session_label(s.label)

@@ -49,6 +49,8 @@ __all__ = [
     "process_campaign",
     "process_session",
     "session_features",
+    "session_results",
+    "responses_table",
     "features_table",
     "features_dataset",
     "parameters_hash",
@@ -112,28 +114,70 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def session_features(beats: xr.Dataset, session: xr.DataTree) -> xr.Dataset:
-    """Per-epoch features of a session from its beat table and raw LDF.
+def session_results(
+    beats: xr.Dataset, session: xr.DataTree
+) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """Per-epoch features of a session and its challenge responses.
 
-    Each feature uses the beats that are valid for it (see
-    :func:`cardiolab.features.epoch_features`: ``valid`` and the channel's own flag);
-    the orthostatic response (stand - supine) is appended as epoch ``stand-supine`` when
-    both epochs exist.
+    Every declared feature (:func:`cardiolab.features.epoch_features`) is computed for
+    the protocol's epochs and for its challenges' sub-windows; each challenge of the
+    catalog protocol (attr ``challenges`` of the ``protocol`` group, see
+    :class:`cardiolab.catalog.Challenge`) then gives its responses
+    (:func:`cardiolab.features.challenge_responses`), with the session's marked events
+    (attr ``events``) for the tolerance outcome.
+
+    Parameters
+    ----------
+    beats : xarray.Dataset
+        The session's (reviewed) beat table.
+    session : xarray.DataTree
+        The session node (raw groups, protocol).
+
+    Returns
+    -------
+    features : xarray.Dataset
+        Dim ``epoch``: the protocol epochs, then one row per challenge response (the
+        whole challenge epoch; named by :func:`cardiolab.features.challenges.response_names`)
+        holding the absolute response of every feature and the challenge's outcomes
+        (initial orthostatic response, tolerance, PORH, local heating), NaN elsewhere.
+    responses : xarray.Dataset or None
+        Dim ``response``: absolute and percent responses of every feature for every
+        challenge step and window, and the outcomes; ``None`` without challenges.
     """
-    from .features import epoch_features, orthostatic_response
+    from .features import challenge_responses, challenge_windows, epoch_features
+    from .schema import RAW_GROUPS, protocol_group
 
-    ldf = session["ldf"].to_dataset(inherit=False) if "ldf" in session.children else None
     protocol = session["protocol"].to_dataset(inherit=False)
-    feats = epoch_features(beats, ldf, protocol)
-    labels = [str(e) for e in feats["epoch"].values]
-    if "supine" in labels and "stand" in labels:
-        resp = orthostatic_response(feats, baseline="supine", challenge="stand")
-        if "epoch" not in resp.dims:
-            resp = resp.expand_dims(epoch=["stand-supine"])
-        else:
-            resp = resp.assign_coords(epoch=["stand-supine"])
-        feats = xr.concat([feats, resp], dim="epoch", combine_attrs="override")
-    return feats
+    labels = [str(v) for v in protocol["label"].values]
+    starts, stops = protocol["start"].values.astype(float), protocol["stop"].values.astype(float)
+    epochs = list(zip(labels, starts, stops, strict=True))
+    challenges = json.loads(protocol.attrs.get("challenges") or "[]")
+    events = json.loads(protocol.attrs.get("events") or "[]")
+    signals = {g: session[g].to_dataset(inherit=False) for g in RAW_GROUPS if g in session.children}
+    windows = challenge_windows(epochs, challenges)
+    feats = epoch_features(beats, None, protocol_group(epochs + windows), signals=signals)
+    if not challenges:
+        return feats, None
+    responses = challenge_responses(
+        feats, epochs, challenges, beats=beats, events=events, signals=signals
+    )
+    whole = responses.isel(response=np.flatnonzero(responses["window"].values == ""))
+    keep = [n for n in whole.data_vars if not n.endswith("_pct") or n[:-4] not in feats]
+    rows = whole[keep].drop_vars([c for c in whole.coords if c != "response"])
+    rows = rows.rename(response="epoch")
+    protocol_rows = feats.sel(epoch=labels)
+    for name in rows.data_vars:
+        if name not in protocol_rows:
+            protocol_rows[name] = ("epoch", np.full(len(labels), np.nan), rows[name].attrs)
+    out = xr.concat([protocol_rows, rows], dim="epoch", combine_attrs="override")
+    out.attrs["challenges"] = json.dumps(challenges)
+    return out, responses
+
+
+def session_features(beats: xr.Dataset, session: xr.DataTree) -> xr.Dataset:
+    """Per-epoch features and challenge response rows of a session (see
+    :func:`session_results`, whose first result this is)."""
+    return session_results(beats, session)[0]
 
 
 @dataclass
@@ -202,7 +246,7 @@ def _ensure_group(path: Path, attrs: dict | None = None) -> None:
             g.attrs.update(attrs)
 
 
-def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) -> None:
+def _write_atomic(derived: Path, subject: str, label: str, groups: dict, attrs) -> None:
     import zarr
 
     from .encoding import variable_length_strings, zarr_encoding
@@ -213,7 +257,9 @@ def _write_atomic(derived: Path, subject: str, label: str, beats, feats, attrs) 
     with atomic_directory(parent / label) as tmp:
         root = zarr.open_group(str(tmp), mode="w-")
         root.attrs.update(attrs)
-        for name, ds in (("beats", beats), ("features", feats)):
+        for name, ds in groups.items():
+            if ds is None:
+                continue
             ds = variable_length_strings(ds)
             ds.to_zarr(
                 str(tmp), group=name, mode="a", consolidated=False, encoding=zarr_encoding(ds)
@@ -306,12 +352,14 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             out["stage"] = "review"
             beats = apply_review(beats, read_trail(derived, subject, label))
             out["stage"] = "features"
-            feats = session_features(beats, node)
+            feats, responses = session_results(beats, node)
             out["stage"] = "write"
             provenance.update(review_provenance(beats))
-            for ds in (beats, feats):
-                ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
-            _write_atomic(derived, subject, label, beats, feats, provenance)
+            for ds in (beats, feats, responses):
+                if ds is not None:
+                    ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
+            groups = {"beats": beats, "features": feats, "responses": responses}
+            _write_atomic(derived, subject, label, groups, provenance)
         out.update(
             status="done",
             stage="",
@@ -545,15 +593,61 @@ def campaign_status(catalog) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _open_features(derived: Path, subject: str, label: str) -> xr.Dataset | None:
+def _open_features(
+    derived: Path, subject: str, label: str, group_name: str = "features"
+) -> xr.Dataset | None:
     group = derived / subject / label
-    if not (group / "features" / "zarr.json").exists():
+    if not (group / group_name / "zarr.json").exists():
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return xr.open_dataset(
-            str(group), group="features", engine="zarr", consolidated=False
+            str(group), group=group_name, engine="zarr", consolidated=False
         ).load()
+
+
+def responses_table(catalog) -> pd.DataFrame:
+    """Challenge responses of a processed campaign, one row per session x response.
+
+    Columns: ``subject``, ``session``, ``phase``, ``day``, ``response`` (e.g.
+    ``stand-supine``, ``stand-supine:initial``), ``challenge_name``, ``kind``,
+    ``baseline``, ``challenge``, ``window``, then for every feature ``<f>`` (absolute
+    response, the feature's units) and ``<f>_pct`` (%), and the challenge outcomes
+    (:data:`cardiolab.features.challenges.OUTCOMES`); units in
+    ``DataFrame.attrs["units"]``. Sessions whose protocol declares no challenge have no
+    rows.
+
+    Raises
+    ------
+    CardiolabError
+        If no processed session has challenge responses.
+    """
+    from .catalog import Catalog, open_catalog
+
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    derived = Path(cat.derived_path)
+    frames, units = [], {}
+    for row in cat.sessions.itertuples():
+        ds = _open_features(derived, row.subject, row.session, "responses")
+        if ds is None:
+            continue
+        for v in ds.data_vars:
+            units.setdefault(v, ds[v].attrs.get("units", ""))
+        df = ds.to_dataframe().reset_index()
+        for i, (name, value) in enumerate(
+            (("subject", row.subject), ("session", row.session), ("phase", row.phase),
+             ("day", row.day))
+        ):  # fmt: skip
+            df.insert(i, name, value)
+        frames.append(df)
+    if not frames:
+        raise CardiolabError(
+            f"{derived}: no processed session has challenge responses (declare challenges "
+            f"in the catalog's protocols and run `cardiolab process {cat.path}`)"
+        )
+    table = pd.concat(frames, ignore_index=True)
+    table.attrs["units"] = units
+    return table
 
 
 def features_table(catalog) -> pd.DataFrame:

@@ -8,10 +8,10 @@ import xarray as xr
 
 from cardiolab.features import (
     LDF_BANDS,
+    challenge_responses,
     epoch_features,
     ldf_band_power,
     ldf_features,
-    orthostatic_response,
 )
 from cardiolab.features.microcirculation import min_duration_s
 from cardiolab.simulate import Artefacts, simulate_campaign
@@ -91,17 +91,20 @@ def _features():
     return ds
 
 
-def test_orthostatic_response():
+def test_challenge_response_of_every_feature():
     feats = _features()
-    resp = orthostatic_response(feats)
-    assert "epoch" not in resp.dims
-    assert float(resp["hr"]) == pytest.approx(15.0)
-    assert float(resp["sbp"]) == pytest.approx(3.0)
-    assert resp["hr"].attrs["units"] == "bpm"
-    assert resp["hr"].attrs["long_name"] == "orthostatic response (stand − supine) of heart rate"
+    epochs = [("supine", 0.0, 300.0), ("stand", 300.0, 600.0)]
+    challenge = {"kind": "generic", "baseline": "supine", "challenge": "stand"}
+    resp = challenge_responses(feats, epochs, [challenge])
+    assert resp["response"].values.tolist() == ["stand-supine"]
+    assert float(resp["hr"][0]) == pytest.approx(15.0)
+    assert float(resp["hr_pct"][0]) == pytest.approx(25.0)
+    assert float(resp["sbp"][0]) == pytest.approx(3.0)
+    assert resp["hr"].attrs["units"] == "bpm" and resp["hr_pct"].attrs["units"] == "%"
+    assert resp["hr"].attrs["long_name"] == "response (challenge - baseline) of heart rate"
     assert feats["hr"].values.tolist() == [60.0, 75.0]
     with pytest.raises(KeyError):
-        orthostatic_response(feats, baseline="tilt")
+        challenge_responses(feats, epochs, [{**challenge, "baseline": "tilt"}])
 
 
 def test_epoch_features_on_synthetic_beats():

@@ -1,12 +1,14 @@
 """Epoch-level features: HRV, baroreflex, haemodynamics, microcirculation, cerebral.
 
 The numerical core lives in :mod:`.hrv` (time, frequency and nonlinear HRV),
-:mod:`.brs`, :mod:`.hemodynamics`, :mod:`.microcirculation` and :mod:`.cerebral`
-(CARNet transfer function analysis and the Mx index; not yet computed per epoch)
-(NumPy arrays in, dicts of floats or small Datasets out). This module is the
-thin xarray layer: :func:`epoch_features` turns a beat table, the raw LDF group and
-the protocol into one labelled Dataset (dim ``epoch``) with units and long names, and
-:func:`orthostatic_response` takes the stand - supine difference.
+:mod:`.brs`, :mod:`.hemodynamics`, :mod:`.microcirculation`, :mod:`.cerebral`
+(CARNet transfer function analysis and the Mx index) and :mod:`.ldf_challenges`
+(NumPy arrays in, dicts of floats or small Datasets out); :mod:`.registry` declares
+each feature and :mod:`.declared` the built-in ones. This module is the thin xarray
+layer: :func:`epoch_features` turns a beat table, the raw groups and the protocol into
+one labelled Dataset (dim ``epoch``) with units and long names, and
+:func:`challenge_responses` (:mod:`.challenges`) the responses to the protocol's
+challenges as the catalog declares them.
 
 Feature names match the simulator's truth (:data:`cardiolab.simulate.QUANTITIES`)
 where they overlap: ``hr``, ``sbp``, ``dbp``, ``map``, ``brs`` (sequence method),
@@ -23,8 +25,16 @@ import xarray as xr
 from ..errors import CardiolabError, UnitError
 from .brs import baroreflex_sequence, baroreflex_transfer
 from .cerebral import cerebral_autoregulation, mean_flow_index
+from .challenges import (
+    CHALLENGE_KINDS,
+    challenge_responses,
+    challenge_windows,
+    initial_orthostatic_response,
+    orthostatic_tolerance,
+)
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
+from .ldf_challenges import local_heating_response, porh_response
 from .microcirculation import LDF_BANDS, ldf_band_power, ldf_features
 from .registry import (
     BEAT_INPUTS,
@@ -37,6 +47,13 @@ from .registry import (
 )
 
 __all__ = [
+    "CHALLENGE_KINDS",
+    "challenge_responses",
+    "challenge_windows",
+    "initial_orthostatic_response",
+    "local_heating_response",
+    "orthostatic_tolerance",
+    "porh_response",
     "HRV_BANDS",
     "LDF_BANDS",
     "baroreflex_sequence",
@@ -51,7 +68,6 @@ __all__ = [
     "ldf_band_power",
     "ldf_features",
     "mean_flow_index",
-    "orthostatic_response",
 ]
 
 _EXPECTED_UNITS = {"t": "s", "rr": "ms", "sbp": "mmHg", "dbp": "mmHg", "map": "mmHg"}
@@ -109,10 +125,12 @@ def _applicable(feature, beats, signals, vessels):
 
     def present(name):
         if name in BEAT_INPUTS:
-            return name in beats
+            return name in beats and beats.sizes.get("beat", 0) > 0
         return name in signals
 
     missing = [n for n in feature.inputs if not present(n)]
+    if beats.sizes.get("beat", 0) == 0 and any(n in BEAT_INPUTS for n in missing):
+        return "no beats in this session (no ECG and no beat export)"
     if missing:
         return f"no {', '.join(missing)} in this session"
     if feature.any_of and not any(present(n) for n in feature.any_of):
@@ -195,6 +213,7 @@ def epoch_features(
     if valid is None:
         valid = np.ones(t_all.size, dtype=bool)
     ep_all = np.asarray(beats["epoch"].values).astype(str) if "epoch" in beats else None
+    beat_epochs = set(np.unique(ep_all)) if ep_all is not None else set()
     vessels = [str(v) for v in beats["vessel"].values] if "vessel" in beats.coords else []
     flags = _beat_flags(beats, valid, vessels)
     columns = _beat_columns(beats, valid)
@@ -210,7 +229,9 @@ def epoch_features(
 
     rows, flagged = [], []
     for lab, a, b in zip(labels, start, stop, strict=True):
-        sel = ep_all == lab if ep_all is not None else (t_all >= a) & (t_all < b)
+        # beats carry their protocol epoch; other windows (challenge sub-windows) by time
+        by_label = ep_all is not None and lab in beat_epochs
+        sel = ep_all == lab if by_label else (t_all >= a) & (t_all < b)
         idx = np.flatnonzero(sel)
         inside = bool(idx.size and idx[0] > 0 and sel[idx[0] - 1])
         row = {}
@@ -260,38 +281,3 @@ def epoch_features(
     out.attrs["flags"] = json.dumps(flagged)
     out.attrs["skipped"] = json.dumps(skipped)
     return out
-
-
-def orthostatic_response(
-    features: xr.Dataset, baseline: str = "supine", challenge: str = "stand"
-) -> xr.Dataset:
-    """Orthostatic response of every feature: challenge minus baseline.
-
-    Parameters
-    ----------
-    features : xarray.Dataset
-        Output of :func:`epoch_features` (dim ``epoch``).
-    baseline, challenge : str
-        Epoch labels.
-
-    Returns
-    -------
-    xarray.Dataset
-        No ``epoch`` dim; one variable per feature (same name and units), long_name
-        ``"orthostatic response (<challenge> − <baseline>) of <long_name>"``.
-    """
-    labels = [str(e) for e in features["epoch"].values]
-    for lab in (baseline, challenge):
-        if lab not in labels:
-            raise KeyError(f"epoch {lab!r} not in features (epochs: {labels})")
-    diff = features.sel(epoch=challenge, drop=True) - features.sel(epoch=baseline, drop=True)
-    for name, var in features.data_vars.items():
-        if name not in diff:
-            continue
-        long_name = var.attrs.get("long_name", name)
-        diff[name].attrs = {
-            "units": var.attrs.get("units", "1"),
-            "long_name": f"orthostatic response ({challenge} − {baseline}) of {long_name}",
-        }
-    diff.attrs = {**features.attrs, "baseline": baseline, "challenge": challenge}
-    return diff

@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import SignalQualityError
-from ..schema import BEAT_FIELDS, BEAT_GROUP
+from ..schema import BEAT_FIELDS, BEAT_GROUP, RAW_GROUPS
 from .ecg import QRS_PARAMETERS, classify_rr, detect_r_peaks
 from .quality import ECG_QUALITY, ecg_beat_quality, ecg_window_acceptable
 
@@ -186,7 +186,11 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     Raises
     ------
     SignalQualityError
-        If the session has neither an ECG nor a ``beats`` group, or too few beats.
+        If the session has no ECG and no ``beats`` group but pressure or Doppler
+        (their beats need R-peaks), no signal at all, or too few beats. A session
+        recorded without ECG, pressure or Doppler (e.g. LDF only, as in PORH and local
+        heating studies) gets a beat table with no beats (attr ``beats`` says why): its
+        features come from its signals.
     """
     from .doppler import doppler_beats
     from .ldf import ldf_beats
@@ -197,9 +201,13 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
         beats = _group(session, BEAT_GROUP)
         if beats is not None and "t" in beats:
             return _beat_level_table(session, beats)
-        raise SignalQualityError(
-            f"the session has no ECG and no {BEAT_GROUP!r} group: beats need R-peaks"
-        )
+        needing = sorted(g for g in ("abp", "doppler") if g in session.children)
+        if needing or not any(g in session.children for g in RAW_GROUPS):
+            what = f"{' and '.join(needing)} but " if needing else ""
+            raise SignalQualityError(
+                f"the session has {what}no ECG and no {BEAT_GROUP!r} group: beats need R-peaks"
+            )
+        return _no_beats(session)
     fs = float(ecg_ds.attrs["sampling_rate"])
     ecg = ecg_ds["ecg"]
     t0 = _start(ecg_ds)
@@ -342,6 +350,31 @@ def _assemble(data, coords, dop_vars, epoch, *, ecg_valid, abp_valid, ldf_valid)
             dop_vars["valid"].astype(bool),
             {"long_name": "Doppler values trustworthy", "units": "1"},
         )
+    return ds
+
+
+def _no_beats(session: xr.DataTree) -> xr.Dataset:
+    """The (empty) beat table of a session recorded without ECG or beats (e.g. LDF only):
+    its features come from the signals themselves (LDF vasomotion, PORH, heating)."""
+    empty = np.zeros(0)
+    data = {
+        "t": empty,
+        "rr": empty,
+        "rr_corrected": empty,
+        "rr_flag": np.zeros(0, dtype=np.int8),
+        "hr": empty,
+        "ecg_quality": empty,
+    }
+    ds = _assemble(
+        data,
+        {},
+        {},
+        np.zeros(0, dtype=object),
+        ecg_valid=np.zeros(0, bool),
+        abp_valid=np.zeros(0, bool),
+        ldf_valid=np.zeros(0, bool),
+    )
+    ds.attrs["beats"] = "none: the session has no ECG and no beats group"
     return ds
 
 

@@ -490,6 +490,14 @@ def campaign_catalog(
                 "epochs": [
                     {"label": lab, "start": float(a), "stop": float(b)} for lab, a, b in epochs
                 ],
+                "challenges": [
+                    {
+                        "kind": "orthostatic",
+                        "baseline": "supine",
+                        "challenge": "stand",
+                        "windows": {"initial": [0.0, 30.0], "late": [-60.0, 0.0]},
+                    }
+                ],
             }
         },
         "default_protocol": "supine-stand",
