@@ -102,13 +102,17 @@ WEISSLER_LVET = {"M": (413.0, -1.7), "F": (418.0, -1.6)}
 #: Subject used when the catalog gives no age or sex (values then flagged).
 DEFAULT_SUBJECT = {"age": 40.0, "sex": "M"}
 #: A notch further than this fraction from Weissler's ejection time is not the end
-#: of ejection (the Weissler time is used instead).
-NOTCH_TOLERANCE = 0.4
+#: of ejection (the Weissler time is used instead): only gross misdetections (a noise
+#: minimum in the upstroke, the trough after the dicrotic wave) are rejected, since
+#: the foot-to-notch time of a finger pulse differs from the aortic ejection time by
+#: the onset detection and by the individual scatter of LVET about Weissler's line.
+NOTCH_TOLERANCE = 0.5
 #: Fewest beats with a stroke volume for an epoch summary.
 MIN_BEATS = 10
 #: End-of-ejection source codes of :func:`end_of_ejection`.
 EJECTION_SOURCES = {0: "none", 1: "dicrotic notch", 2: "Weissler ejection time"}
 
+_SEXES = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F", "X": "X"}
 _AGE_BAND = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)|\+)\s*$")
 
 
@@ -118,8 +122,8 @@ _AGE_BAND = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)|\+)\s*$")
 
 
 def _sex_key(sex) -> str:
-    key = str(sex).strip().upper()[:1] if sex is not None else ""
-    if key not in ("M", "F", "X"):
+    key = _SEXES.get(str(sex).strip().upper()) if sex is not None else None
+    if key is None:
         raise CatalogError(f"sex {sex!r} must be 'M', 'F' or 'X'", field="sex")
     return key
 
