@@ -205,6 +205,42 @@ def test_epoch_features(stand_test):
     assert np.isnan(few["co"]) and "fewer than 10" in few["reason"]
 
 
+def test_three_element_windkessel_independent_model():
+    """A model the method was not built from: a three-element Windkessel (Westerhof)
+    driven by half-sine ejections of known volume. Pressure = Pc + Z0 Q with
+    C dPc/dt = Q - Pc / R. The systolic area then also holds the rise of Pc during
+    ejection, so the uncalibrated level is too high (here x1.9, absorbed by a
+    calibration) and a fall of SV is underestimated by a few points; beat-to-beat
+    tracking stays good. Stated bounds: r > 0.9, level 1.5-2.3 x, change within 8 pp."""
+    from scipy.signal import lfilter
+
+    fs, res, comp = 500.0, 1.0, 1.5  # Hz, mmHg.s/mL, mL/mmHg
+    rng = np.random.default_rng(0)
+    m = 150
+    sv_true = np.r_[rng.normal(70, 4, m), rng.normal(52, 4, m)]  # supine, stand
+    rr = np.r_[rng.normal(0.95, 0.04, m), rng.normal(0.80, 0.04, m)]  # s
+    z0 = float(aortic_characteristic_impedance(80.0, AGE, SEX))
+    starts = np.r_[0.0, np.cumsum(rr)]
+    t = np.arange(int(starts[-1] * fs)) / fs
+    k = np.clip(np.searchsorted(starts, t, side="right") - 1, 0, rr.size - 1)
+    lvet = ejection_time_weissler(60.0 / rr, SEX)
+    into = t - starts[k]
+    q = np.where(into < lvet[k], sv_true[k] * np.pi / (2 * lvet[k]), 0.0)
+    q *= np.sin(np.pi * np.clip(into / lvet[k], 0.0, 1.0))
+    decay = 1.0 - 1.0 / (res * comp * fs)
+    pc = lfilter([0.0, 1.0 / (comp * fs)], [1.0, -decay], q, zi=[75.0 * decay])[0]
+    est = pulse_contour_stroke_volume(pc + z0 * q, fs, starts[:-1], starts[:-1] + lvet, AGE, SEX)
+    sv = est["sv"]
+    ok = np.isfinite(sv)
+    ok[:5] = False  # the Windkessel settles
+    assert ok.sum() > 2 * m - 10
+    assert np.corrcoef(sv_true[ok], sv[ok])[0, 1] > 0.9
+    assert 1.5 < np.median(sv[ok] / sv_true[ok]) < 2.3
+    epoch = np.r_[np.full(m, "supine"), np.full(m, "stand")]
+    d_true = _epoch_change(sv_true, epoch, ok)
+    assert abs(_epoch_change(sv, epoch, ok) - d_true) * 100 < 8.0
+
+
 # --------------------------------------------------------------------------------------
 # CO, TPR, units
 # --------------------------------------------------------------------------------------
