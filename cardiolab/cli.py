@@ -185,6 +185,26 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_features(args) -> int:
+    from .features.registry import feature_table
+
+    table = feature_table()
+    if args.markdown:
+        cols = ["feature", "outputs", "inputs"]
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
+        for row in table[cols].itertuples(index=False):
+            cells = [f"`{row.feature}`", row.outputs, row.inputs]
+            print("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        return 0
+    for row in table.itertuples(index=False):
+        print(f"{row.feature}\n  outputs: {row.outputs}\n  inputs: {row.inputs}")
+        if row.parameters:
+            print(f"  parameters: {row.parameters}")
+        print(f"  source: {row.source}")
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from .catalog import open_catalog
     from .errors import SessionFormatError
@@ -291,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a campaign's subjects x sessions matrix")
     info.add_argument("catalog", help="path of a data_catalog.yaml")
     info.set_defaults(func=_cmd_info)
+
+    feats = sub.add_parser(
+        "features", help="list the declared features: outputs, units, inputs, sources"
+    )
+    feats.add_argument("--markdown", action="store_true", help="a Markdown table (README)")
+    feats.set_defaults(func=_cmd_features)
 
     val = sub.add_parser("validate", help="check every session of a catalog against the model")
     val.add_argument("catalog", help="path of a data_catalog.yaml")

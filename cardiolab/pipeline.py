@@ -59,9 +59,14 @@ log = logging.getLogger("cardiolab")
 
 
 def _parameters() -> dict:
+    from .features.registry import feature_parameters
     from .signals.ecg import QRS_PARAMETERS
 
-    return {"qrs": dict(QRS_PARAMETERS), "cardiolab": __version__}
+    return {
+        "qrs": dict(QRS_PARAMETERS),
+        "features": feature_parameters(),
+        "cardiolab": __version__,
+    }
 
 
 def parameters_hash(parameters: dict | None = None) -> str:

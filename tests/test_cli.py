@@ -92,3 +92,30 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert "cardiolab 0." in capsys.readouterr().out
+
+
+def test_readme_feature_table_is_the_registry():
+    """The README's feature table is ``cardiolab features --markdown``: one row per
+    registered feature with its outputs (units) and inputs, in computation order."""
+    import re
+    from pathlib import Path
+
+    from cardiolab.features.registry import feature_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Features", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_0-9]+)` \| (.*) \| (.*) \|$", section, flags=re.M)
+    table = feature_table()
+    assert [r[0] for r in rows] == table["feature"].tolist()
+    for (name, outputs, inputs), want in zip(rows, table.itertuples(), strict=True):
+        assert outputs == want.outputs, name
+        assert inputs == want.inputs, name
+
+
+def test_features_command_lists_parameters_and_sources(capsys):
+    from cardiolab.cli import main
+
+    assert main(["features"]) == 0
+    out = capsys.readouterr().out
+    assert "cerebral_autoregulation\n  outputs: <vessel>_tfa_gain_vlf (cm/s/mmHg)" in out
+    assert "min_r=0.85" in out and "Claassen" in out

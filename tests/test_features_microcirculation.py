@@ -141,6 +141,6 @@ def test_epoch_features_on_synthetic_beats():
     assert feats["mca_ri"].sel(epoch="supine") == pytest.approx(0.55)
     for name in ("hr", "sbp", "brs", "femoral_psv", "lf"):
         assert {"units", "long_name"} <= set(feats[name].attrs)
-    assert json.loads(feats.attrs["parameters"])["hrv_bands"]["lf"] == [0.04, 0.15]
+    assert json.loads(feats.attrs["parameters"])["hrv_frequency"]["lf"] == [0.04, 0.15]
     # the two RR intervals bounding the invalid beat 50 are dropped (rr[50], rr[51])
     assert beats["rr"].values[50] == 1000.0  # input not mutated

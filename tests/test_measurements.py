@@ -375,3 +375,28 @@ def test_simulated_measurement_table_follows_the_truth(small_campaign):
     # the day-to-day SD of a difference is 0.03 * 0.40 * sqrt(2) = 0.017 cm2
     jv = truth.sessions.xs(SESSION_EPOCH, level="epoch")["jugular_vein_area"].unstack()
     np.testing.assert_allclose(jv["FD10"] - jv["L-30"], 0.80, atol=4 * 0.017)
+
+
+def test_cohort_page_groups_features_by_their_declaration(imt_campaign):
+    """The Cohort page reads the registry: every column in its feature's group (the new
+    nonlinear and cerebral features too), measurements in their own group, and a line
+    naming the chosen column's long name, units and source."""
+    from cardiolab.dashboards.cohort import CohortPage
+
+    catalog, _, _ = imt_campaign
+    table = features_table(catalog)
+    value = table["carotid_imt"]
+    table = table.assign(mca_tfa_gain_lf=value, sampen=value, mca_mx=value, hr=value)
+    page = CohortPage(table=table, feature="mca_tfa_gain_lf", epoch="supine")
+    groups = page._feature_select.groups
+    assert groups == {
+        "hrv_time": ["hr"],
+        "hrv_nonlinear": ["sampen"],
+        "cerebral_autoregulation": ["mca_tfa_gain_lf", "mca_mx"],
+        "measurements": ["carotid_imt"],
+    }
+    assert sorted(c for cols in groups.values() for c in cols) == sorted(page.param.feature.objects)
+    assert page._about.object.startswith(
+        "mca_tfa_gain_lf: mca MAP-to-CBFV transfer function gain, LF (0.07-0.2 Hz) (cm/s/mmHg)"
+    )
+    assert "Claassen" in page._about.object

@@ -27,7 +27,7 @@ from .app import holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["CohortPage"]
+__all__ = ["CohortPage", "feature_description", "feature_groups"]
 
 _PREFERRED = [
     "hr",
@@ -88,6 +88,33 @@ canvas.toBlob(blob => {
 """
 
 
+def feature_groups(columns) -> dict:
+    """Features-table columns grouped by the declared feature that computes them.
+
+    Columns no feature declares (the catalog's measurements) form the group
+    ``"measurements"``. Groups keep the declaration order of the registry.
+    """
+    from ..features.registry import describe_output, features
+
+    order = {f.name: i for i, f in enumerate(features())}
+    groups: dict[str, list] = {}
+    for col in columns:
+        found = describe_output(col)
+        groups.setdefault(found[0].name if found else "measurements", []).append(col)
+    return dict(sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def feature_description(column: str) -> str:
+    """One line on a features-table column: long name, units, declaring feature, source."""
+    from ..features.registry import describe_output
+
+    found = describe_output(column)
+    if found is None:
+        return f"{column}: a per-session measurement of the catalog"
+    feature, out = found
+    return f"{column}: {out.long_name} ({out.units}); feature {feature.name}, {feature.source}"
+
+
 class CohortPage(pn.viewable.Viewer):
     """The cohort page of the dashboard (also usable inline in a notebook).
 
@@ -143,7 +170,12 @@ class CohortPage(pn.viewable.Viewer):
             button_type="primary",
             label="Download figure (HTML)",
         )
-        self._feature_select = pn.widgets.Select.from_param(self.param.feature, width=200)
+        # options grouped by the declared feature that computes them (the registry)
+        self._feature_select = pn.widgets.Select(
+            name="Feature", groups=feature_groups(feats), width=200
+        )
+        self._feature_select.link(self, value="feature", bidirectional=True)
+        self._about = pn.pane.Str("", sizing_mode="stretch_width")
         self._epoch_select = pn.widgets.Select.from_param(self.param.epoch, width=150)
         # drawn in the browser: the PNG is the figures as the reviewer sees them
         self._png = pn.widgets.Button(name="Download figure (PNG)", button_type="primary")
@@ -177,6 +209,7 @@ class CohortPage(pn.viewable.Viewer):
         from ..stats.timecourse import fit_time_course
         from ..viz import forest_plot, tau_profile, timeline
 
+        self._about.object = feature_description(self.feature) if self.feature else ""
         self._progress.visible = self._progress.active = True
         self._message.visible = False
         try:
@@ -257,6 +290,7 @@ class CohortPage(pn.viewable.Viewer):
                 self._png,
                 self._html,
             ),
+            self._about,
             self._message,
             self._summary,
             self._timeline,

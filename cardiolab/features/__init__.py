@@ -20,15 +20,23 @@ import json
 import numpy as np
 import xarray as xr
 
-from ..errors import UnitError
+from ..errors import CardiolabError, UnitError
 from .brs import baroreflex_sequence, baroreflex_transfer
 from .cerebral import cerebral_autoregulation, mean_flow_index
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
-from .microcirculation import BAND_NAMES, LDF_BANDS, ldf_band_power, ldf_features
+from .microcirculation import LDF_BANDS, ldf_band_power, ldf_features
+from .registry import (
+    BEAT_INPUTS,
+    EpochData,
+    check_input_units,
+    features,
+    get_feature,
+    json_default,
+    resolved_parameters,
+)
 
 __all__ = [
-    "FEATURES",
     "HRV_BANDS",
     "LDF_BANDS",
     "baroreflex_sequence",
@@ -46,66 +54,7 @@ __all__ = [
     "orthostatic_response",
 ]
 
-#: feature -> (units, long_name); Doppler and LDF band entries are added below.
-FEATURES = {
-    "n_beats": ("1", "number of valid beats (normal RR, trustworthy ECG)"),
-    "n_nn": ("1", "number of NN intervals used (both bounding beats valid)"),
-    "n_beats_abp": ("1", "number of beats used for pressure and BRS (valid and abp_valid)"),
-    "n_beats_ldf": ("1", "number of beats used for beat flux (valid and ldf_valid)"),
-    "hr": ("bpm", "heart rate (mean of 60000 / RR)"),
-    "mean_nn": ("ms", "mean NN interval"),
-    "sdnn": ("ms", "standard deviation of NN intervals"),
-    "rmssd": ("ms", "root mean square of successive NN differences"),
-    "pnn50": ("%", "NN differences > 50 ms, percent of NN intervals"),
-    "vlf": ("ms2", "HRV very-low-frequency power"),
-    "lf": ("ms2", "HRV low-frequency power"),
-    "hf": ("ms2", "HRV high-frequency power"),
-    "total_power": ("ms2", "HRV total power (VLF + LF + HF)"),
-    "lf_hf": ("1", "HRV LF/HF ratio"),
-    "lf_nu": ("n.u.", "HRV LF power in normalised units, 100 LF / (LF + HF)"),
-    "hf_nu": ("n.u.", "HRV HF power in normalised units, 100 HF / (LF + HF)"),
-    "brs": ("ms/mmHg", "baroreflex sensitivity (sequence method)"),
-    "brs_n_sequences": ("1", "number of baroreflex sequences"),
-    "brs_n_up": ("1", "number of up (SBP and RR rising) baroreflex sequences"),
-    "brs_n_down": ("1", "number of down (SBP and RR falling) baroreflex sequences"),
-    "bei": ("1", "baroreflex effectiveness index"),
-    "brs_tf": ("ms/mmHg", "baroreflex sensitivity (transfer function gain, LF band)"),
-    "brs_tf_coherence": ("1", "mean squared SBP-RR coherence in the LF band"),
-    "brs_tf_n_bins": ("1", "number of LF bins with squared coherence above threshold"),
-    "sbp": ("mmHg", "systolic blood pressure"),
-    "dbp": ("mmHg", "diastolic blood pressure"),
-    "map": ("mmHg", "mean arterial pressure"),
-    "pp": ("mmHg", "pulse pressure"),
-    "sbp_sd": ("mmHg", "standard deviation of beat-to-beat systolic pressure"),
-    "dbp_sd": ("mmHg", "standard deviation of beat-to-beat diastolic pressure"),
-    "flux": ("PU", "mean laser Doppler skin flux"),
-    "cvc": ("PU/mmHg", "cutaneous vascular conductance (flux / MAP)"),
-}
-_DOPPLER = {
-    "psv": ("cm/s", "peak systolic velocity"),
-    "edv": ("cm/s", "end-diastolic velocity"),
-    "tamv": ("cm/s", "time-averaged maximum velocity"),
-    "ri": ("1", "resistive index"),
-    "pi": ("1", "pulsatility index"),
-}
 _EXPECTED_UNITS = {"t": "s", "rr": "ms", "sbp": "mmHg", "dbp": "mmHg", "map": "mmHg"}
-
-
-def _meta(name):
-    if name in FEATURES:
-        return FEATURES[name]
-    if name.startswith("n_beats_"):
-        return ("1", f"number of beats used for {name[8:]} Doppler (valid and doppler_valid)")
-    if name.startswith("ldf_") and name.endswith("_power"):
-        band = name[4:-6]
-        if band == "endothelial":
-            band = "endothelial_no"
-        return ("PU2", f"LDF wavelet power in the {BAND_NAMES.get(band, band)} band")
-    vessel, _, q = name.rpartition("_")
-    if q in _DOPPLER and vessel:
-        units, long_name = _DOPPLER[q]
-        return (units, f"{vessel} {long_name}")
-    return ("1", name)
 
 
 def _check_units(ds, expected):
@@ -120,72 +69,123 @@ def _epoch_labels(protocol):
     return [str(v) for v in protocol["label"].values]
 
 
+def _beat_flags(beats, valid, vessels):
+    """``valid`` and every channel flag of :data:`BEAT_INPUTS`, each and-ed with ``valid``."""
+    flags = {"valid": valid}
+    for spec in BEAT_INPUTS.values():
+        name = spec.flag
+        if name is None or name in flags:
+            continue
+        if name not in beats:
+            flags[name] = (
+                valid if not spec.per_vessel else np.repeat(valid[:, None], len(vessels), axis=1)
+            )
+        elif spec.per_vessel:
+            flags[name] = valid[:, None] & np.asarray(
+                beats[name].transpose("beat", "vessel").values, dtype=bool
+            )
+        else:
+            flags[name] = valid & np.asarray(beats[name].values, dtype=bool)
+    return flags
+
+
+def _beat_columns(beats, valid):
+    """The beat inputs the table has, as float arrays (``rr`` as NN intervals)."""
+    cols = {}
+    for name, spec in BEAT_INPUTS.items():
+        if name not in beats:
+            continue
+        var = beats[name]
+        if spec.per_vessel:
+            var = var.transpose("beat", "vessel")
+        cols[name] = np.asarray(var.values, dtype=float)
+    if "rr" in cols:
+        cols["rr"] = np.where(valid & np.r_[False, valid[:-1]], cols["rr"], np.nan)
+    return cols
+
+
+def _applicable(feature, beats, signals, vessels):
+    """Why a feature cannot be computed on this session (``""``: it can)."""
+
+    def present(name):
+        if name in BEAT_INPUTS:
+            return name in beats
+        return name in signals
+
+    missing = [n for n in feature.inputs if not present(n)]
+    if missing:
+        return f"no {', '.join(missing)} in this session"
+    if feature.any_of and not any(present(n) for n in feature.any_of):
+        return f"none of {', '.join(feature.any_of)} in this session"
+    if not feature.applies_to(vessels):
+        return "no vessel it applies to in this session"
+    return ""
+
+
 def epoch_features(
     beats: xr.Dataset,
     ldf: xr.Dataset | None,
     protocol: xr.Dataset,
     *,
-    hrv_bands=None,
-    hrv_resample_hz=4.0,
-    brs_lag=1,
-    brs_min_beats=3,
-    brs_min_dsbp=1.0,
-    brs_min_drr=5.0,
-    brs_min_r=0.85,
-    tf_band=(0.04, 0.15),
-    tf_min_coherence=0.5,
-    ldf_bands=None,
+    signals: dict | None = None,
+    parameters: dict | None = None,
+    select: list[str] | None = None,
 ) -> xr.Dataset:
-    """Features of every protocol epoch of a session.
+    """Features of every protocol epoch of a session: every registered feature.
+
+    The features and what they read are declared in :mod:`.registry` (built-in ones in
+    :mod:`.declared`; ``cardiolab features`` lists them). Each feature sees the epoch's
+    beats through the channel flags: an RR interval is used (NN) only when both beats
+    that bound it are ``valid``; pressure and baroreflex features use beats that are
+    ``valid`` and ``abp_valid``, beat flux beats that are ``valid`` and ``ldf_valid``
+    (CVC: and ``abp_valid``), Doppler indices beats that are ``valid`` and
+    ``doppler_valid`` for that vessel (a flag the table lacks counts as set).
 
     Parameters
     ----------
     beats : xarray.Dataset
         Beat table (dim ``beat``): ``t`` (s), ``rr`` (ms, interval ending at the beat),
-        ``sbp``, ``dbp``, ``map`` (mmHg), ``valid`` (bool), ``epoch`` (str); optional
-        Doppler ``psv``, ``edv``, ``tamv`` (cm/s), ``ri``, ``pi`` (1) with dims
-        (beat, vessel), and ``flux`` (PU). Only valid beats are used; an RR interval
-        is dropped unless both beats that bound it are valid. Where the table has a
-        channel's flag (``abp_valid``, ``ldf_valid``, ``doppler_valid``), that
-        channel's values also need it: pressure and baroreflex features use beats
-        that are ``valid`` and ``abp_valid`` (the BRS pairs such a beat's SBP with
-        an NN interval), beat flux and CVC beats that are ``valid`` and
-        ``ldf_valid`` (CVC: and ``abp_valid``), Doppler indices beats that are
-        ``valid`` and ``doppler_valid`` for that vessel.
+        ``valid`` (bool), ``epoch`` (str); optional ``sbp``, ``dbp``, ``map`` (mmHg),
+        Doppler ``psv``, ``edv``, ``tamv`` (cm/s), ``ri``, ``pi`` (1) with dims (beat,
+        vessel), ``flux`` (PU) and the channel flags.
     ldf : xarray.Dataset or None
         Raw LDF group: ``flux`` (PU) on coord ``time`` (s), attr ``sampling_rate``
         (Hz). Vasomotion band powers come from it; without it they are absent.
     protocol : xarray.Dataset
         Dim ``epoch`` (labels as coordinate or variable ``label``), ``start``,
         ``stop`` (s).
-    hrv_bands : dict, optional
-        ``{"vlf": (lo, hi), "lf": ..., "hf": ...}`` (Hz); default Task Force.
-    hrv_resample_hz : float
-        Tachogram resampling rate (Hz).
-    brs_lag, brs_min_beats, brs_min_dsbp, brs_min_drr, brs_min_r
-        Sequence-method parameters (:func:`baroreflex_sequence`).
-    tf_band, tf_min_coherence
-        Transfer-function parameters (:func:`baroreflex_transfer`).
-    ldf_bands : dict, optional
-        Vasomotion band edges (Hz); default :data:`LDF_BANDS`.
+    signals : dict of str to xarray.Dataset, optional
+        Other raw groups of the session by name (e.g. ``{"resp": ...}``), for the
+        features that read them.
+    parameters : dict, optional
+        ``{feature name: {parameter: value}}`` overriding the declared defaults.
+    select : list of str, optional
+        Compute only these features (default all registered).
 
     Returns
     -------
     xarray.Dataset
-        Dim ``epoch``; one variable per feature with ``units`` and ``long_name``;
-        attr ``parameters`` (JSON of every parameter and band edge used). The beat
-        counts say what each feature rests on: ``n_beats`` (valid beats), ``n_nn``
-        (NN intervals: HRV, heart rate), ``n_beats_abp`` (pressure, BRS),
-        ``n_beats_ldf`` (beat flux, CVC) and ``n_beats_<vessel>`` (Doppler).
+        Dim ``epoch``; one variable per output with ``units``, ``long_name`` and
+        ``feature`` (the declaring feature). Attrs ``parameters`` (JSON:
+        ``{feature: {parameter: value}}``), ``flags`` (JSON list of ``{"feature",
+        "epoch", "vessel", "reason"}``: values an epoch could not support, NaN) and
+        ``skipped`` (JSON ``{feature: reason}``: features the session lacks inputs for).
 
     Raises
     ------
     UnitError
-        If a beat variable declares units other than the expected ones.
+        If a beat variable or raw group declares units other than the feature's.
+    KeyError
+        If ``parameters`` or ``select`` names an unknown feature or parameter.
     """
     _check_units(beats, _EXPECTED_UNITS)
-    hrv_bands = {**HRV_BANDS, **(hrv_bands or {})}
-    ldf_bands = dict(LDF_BANDS if ldf_bands is None else ldf_bands)
+    signals = dict(signals or {})
+    if ldf is not None:
+        signals["ldf"] = ldf
+    params = resolved_parameters(parameters)
+    chosen = features()
+    if select is not None:
+        chosen = [get_feature(name) for name in select]
     labels = _epoch_labels(protocol)
     start = np.asarray(protocol["start"].values, dtype=float)
     stop = np.asarray(protocol["stop"].values, dtype=float)
@@ -194,130 +194,71 @@ def epoch_features(
     valid = np.asarray(beats["valid"].values, dtype=bool) if "valid" in beats else None
     if valid is None:
         valid = np.ones(t_all.size, dtype=bool)
-    rr_all = np.asarray(beats["rr"].values, dtype=float)
-    rr_all = np.where(valid & np.r_[False, valid[:-1]], rr_all, np.nan)
     ep_all = np.asarray(beats["epoch"].values).astype(str) if "epoch" in beats else None
-
-    def flag(name):
-        if name not in beats:
-            return valid
-        return valid & np.asarray(beats[name].values, dtype=bool)
-
-    abp_ok, ldf_ok = flag("abp_valid"), flag("ldf_valid")
-
-    def col(name, ok):
-        if name not in beats:
-            return np.full(t_all.size, np.nan)
-        return np.where(ok, np.asarray(beats[name].values, dtype=float), np.nan)
-
-    sbp_all, dbp_all, map_all = col("sbp", abp_ok), col("dbp", abp_ok), col("map", abp_ok)
-    flux_all = col("flux", ldf_ok)
-    cvc_ok = ldf_ok & abp_ok
     vessels = [str(v) for v in beats["vessel"].values] if "vessel" in beats.coords else []
-    if vessels and "doppler_valid" in beats:
-        dop_ok = valid[:, None] & np.asarray(
-            beats["doppler_valid"].transpose("beat", "vessel").values, dtype=bool
-        )
-    else:
-        dop_ok = np.repeat(valid[:, None], len(vessels), axis=1)
+    flags = _beat_flags(beats, valid, vessels)
+    columns = _beat_columns(beats, valid)
 
-    if ldf is not None:
-        _check_units(ldf, {"flux": "PU"})
-        fs_ldf = float(ldf.attrs["sampling_rate"])
-        t_ldf = np.asarray(ldf["time"].values, dtype=float)
-        x_ldf = np.asarray(ldf["flux"].values, dtype=float)
+    skipped, active = {}, []
+    for feature in chosen:
+        why = _applicable(feature, beats, signals, vessels)
+        if why:
+            skipped[feature.name] = why
+            continue
+        check_input_units(feature, beats, signals)
+        active.append(feature)
 
-    rows = []
+    rows, flagged = [], []
     for lab, a, b in zip(labels, start, stop, strict=True):
         sel = ep_all == lab if ep_all is not None else (t_all >= a) & (t_all < b)
         idx = np.flatnonzero(sel)
-        t, rr, sbp = t_all[idx], rr_all[idx], sbp_all[idx]
-        if idx.size:
-            rr = rr.copy()
-            rr[0] = rr[0] if idx[0] > 0 and sel[idx[0] - 1] else np.nan
-        row = {"n_beats": int(np.count_nonzero(valid[idx]))}
-        ht = hrv_time(rr)
-        row["n_nn"] = ht.pop("n_nn")
-        row["n_beats_abp"] = int(np.count_nonzero(abp_ok[idx]))
-        row["n_beats_ldf"] = int(np.count_nonzero(ldf_ok[idx]))
-        row.update(ht)
-        fq = hrv_frequency(t, rr, resample_hz=hrv_resample_hz, **hrv_bands)
-        row.update(
-            {k: fq[k] for k in ("vlf", "lf", "hf", "total_power", "lf_hf", "lf_nu", "hf_nu")}
-        )
-        seq = baroreflex_sequence(
-            sbp,
-            rr,
-            min_beats=brs_min_beats,
-            min_dsbp=brs_min_dsbp,
-            min_drr=brs_min_drr,
-            min_r=brs_min_r,
-            lag=brs_lag,
-        )
-        row.update(
-            brs=seq["brs"],
-            brs_n_sequences=seq["n_sequences"],
-            brs_n_up=seq["n_up"],
-            brs_n_down=seq["n_down"],
-            bei=seq["bei"],
-        )
-        tf = baroreflex_transfer(
-            t, sbp, rr, band=tf_band, min_coherence=tf_min_coherence, lag=brs_lag
-        )
-        row.update(brs_tf=tf["gain"], brs_tf_coherence=tf["coherence"], brs_tf_n_bins=tf["n_bins"])
-        row.update(blood_pressure_features(sbp, dbp_all[idx], map_all[idx]))
-        for j, vessel in enumerate(vessels):
-            ok = dop_ok[idx, j]
-            arrays = {}
-            for q in _DOPPLER:
-                if q in beats:
-                    v = np.asarray(beats[q].isel(vessel=j).values, dtype=float)[idx]
-                    arrays[q] = np.where(ok, v, np.nan)
-                else:
-                    arrays[q] = np.full(idx.size, np.nan)
-            row[f"n_beats_{vessel}"] = int(np.count_nonzero(ok))
-            row.update(doppler_features(vessel=vessel, **arrays))
-        if ldf is not None:
-            in_ep = (t_ldf >= a) & (t_ldf < b)
-            lf_ = ldf_features(x_ldf[in_ep], fs_ldf, row["map"], bands=ldf_bands)
-            row.update(lf_)
-        if "flux" in beats:  # beat-averaged flux of valid beats supersedes the raw mean
-            row["flux"] = (
-                float(np.nanmean(flux_all[idx])) if np.isfinite(flux_all[idx]).any() else np.nan
-            )
-            with np.errstate(invalid="ignore"):
-                cvc_map = (
-                    float(np.nanmean(map_all[idx][cvc_ok[idx]])) if cvc_ok[idx].any() else np.nan
+        inside = bool(idx.size and idx[0] > 0 and sel[idx[0] - 1])
+        row = {}
+        for feature in active:
+            for vessel in feature.applies_to(vessels):
+                data = EpochData(
+                    label=lab,
+                    start=float(a),
+                    stop=float(b),
+                    index=idx,
+                    columns=columns,
+                    flags=flags,
+                    vessels=vessels,
+                    signals=signals,
+                    first_interval_inside=inside,
+                    results=row,
+                    vessel=vessel,
                 )
-                cvc_flux = (
-                    float(np.nanmean(flux_all[idx][cvc_ok[idx]])) if cvc_ok[idx].any() else np.nan
-                )
-            row["cvc"] = cvc_flux / cvc_map
+                try:
+                    out = dict(feature.func(data, **params[feature.name]))
+                except CardiolabError as err:
+                    out = {"reason": str(err)}
+                reason = out.pop("reason", None)
+                if reason:
+                    flagged.append(
+                        {"feature": feature.name, "epoch": lab, "vessel": vessel, "reason": reason}
+                    )
+                allowed = feature.resolved_outputs([vessel] if vessel else [])
+                extra = sorted(set(out) - set(allowed))
+                if extra:
+                    raise RuntimeError(
+                        f"feature {feature.name!r} returned undeclared outputs {extra}"
+                    )
+                row.update(out)
         rows.append(row)
 
-    names = list(dict.fromkeys(k for r in rows for k in r))
     data = {}
-    for name in names:
-        units, long_name = _meta(name)
-        values = np.array([r.get(name, np.nan) for r in rows], dtype=float)
-        data[name] = ("epoch", values, {"units": units, "long_name": long_name})
-    params = {
-        "hrv_bands": hrv_bands,
-        "hrv_resample_hz": hrv_resample_hz,
-        "hrv_interpolation": "quadratic",
-        "hrv_psd": "welch, hann, segment = half the epoch, 50 % overlap",
-        "brs_lag": brs_lag,
-        "brs_min_beats": brs_min_beats,
-        "brs_min_dsbp": brs_min_dsbp,
-        "brs_min_drr": brs_min_drr,
-        "brs_min_r": brs_min_r,
-        "tf_band": list(tf_band),
-        "tf_min_coherence": tf_min_coherence,
-        "ldf_bands": ldf_bands,
-        "ldf_wavelet": "morlet, omega0 = 2 pi, cone of influence excluded",
-    }
+    for feature in active:
+        for name, meta in feature.resolved_outputs(vessels).items():
+            values = np.array([r.get(name, np.nan) for r in rows], dtype=float)
+            attrs = {"units": meta.units, "long_name": meta.long_name, "feature": feature.name}
+            data[name] = ("epoch", values, attrs)
     out = xr.Dataset(data, coords={"epoch": labels})
-    out.attrs["parameters"] = json.dumps(params)
+    out.attrs["parameters"] = json.dumps(
+        {f.name: params[f.name] for f in active}, default=json_default
+    )
+    out.attrs["flags"] = json.dumps(flagged)
+    out.attrs["skipped"] = json.dumps(skipped)
     return out
 
 
