@@ -362,3 +362,15 @@ def test_beat_table_stroke_volume(stand_test):
     assert ok.sum() > 100
     assert np.corrcoef(truth[ok], bt["sv"].values[ok])[0, 1] > MIN_R
     assert abs(np.median(bt["sv"].values[ok] / truth[ok]) - 1.0) < 0.05
+
+    # the registered feature reads the beat table's sv (valid and abp_valid beats)
+    from cardiolab.features import epoch_features
+
+    feats = epoch_features(bt, None, groups["protocol"], select=["stroke_volume"])
+    for ep in ("supine", "stand"):
+        sel = ok & bt["valid"].values & (bt["epoch"].values == ep)
+        np.testing.assert_allclose(float(feats["sv"].sel(epoch=ep)), truth[sel].mean(), rtol=0.03)
+        rr_true = np.diff(t_true)[np.clip(idx[sel], 0, t_true.size - 2)] * 1000.0
+        co_true = 60.0 * truth[sel].sum() / rr_true.sum()  # L/min, own beat durations
+        np.testing.assert_allclose(float(feats["co"].sel(epoch=ep)), co_true, rtol=0.03)
+    assert feats["sv"].attrs["units"] == "mL" and feats["tpr"].attrs["units"] == "mmHg.min/L"

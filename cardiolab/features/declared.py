@@ -19,6 +19,7 @@ from .cerebral import CARNET_DEFAULTS, cerebral_autoregulation, mean_flow_index
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
 from .microcirculation import BAND_NAMES, LDF_BANDS, ldf_band_power
+from .pulse_contour import MIN_BEATS, stroke_volume_features
 from .registry import Output, Parameter, register_feature
 
 TASK_FORCE = (
@@ -44,6 +45,11 @@ CLAASSEN = (
     "Claassen JAHR et al. (2016). Transfer function analysis of dynamic cerebral "
     "autoregulation: a white paper from the International Cerebral Autoregulation Research "
     "Network. J Cereb Blood Flow Metab 36:665-680; CARNet tfa_car.m (Simpson 2015)"
+)
+WESSELING = (
+    "Wesseling KH et al. (1983). A simple device for the continuous measurement of cardiac "
+    "output. Adv Cardiovasc Phys 5:16-52; Langewouters GJ et al. (1984) J Biomech "
+    "17:425-435 (aortic impedance from age and sex)"
 )
 CZOSNYKA = (
     "Czosnyka M et al. (1996). Monitoring of cerebral autoregulation in head-injured "
@@ -253,6 +259,27 @@ def _baroreflex_transfer(epoch, *, band, min_coherence, lag):
 def _blood_pressure(epoch):
     """Mean and variability of beat-to-beat arterial pressure."""
     return blood_pressure_features(epoch["sbp"], epoch["dbp"], epoch["map"])
+
+
+@register_feature(
+    "stroke_volume",
+    inputs={"sv": "mL", "rr": "ms", "map": "mmHg"},
+    outputs={
+        "sv": Output(
+            "mL", "stroke volume, mean over beats (relative units if uncalibrated pulse contour)"
+        ),
+        "co": Output("L/min", "cardiac output, total stroke volume over total RR time"),
+        "tpr": Output("mmHg.min/L", "total peripheral resistance, mean MAP / cardiac output"),
+        "n_beats_sv": Output("1", "number of beats with stroke volume, NN interval and MAP"),
+    },
+    parameters={
+        "min_beats": Parameter(MIN_BEATS, "beats", "fewest beats for a value", "cardiolab"),
+    },
+    source=WESSELING,
+)
+def _stroke_volume(epoch, *, min_beats):
+    """Stroke volume, cardiac output and total peripheral resistance (pulse contour)."""
+    return stroke_volume_features(epoch["sv"], epoch["rr"], epoch["map"], min_beats=min_beats)
 
 
 _DOPPLER_OUTPUTS = {

@@ -119,6 +119,7 @@ BEAT_INPUTS: dict[str, BeatInput] = {
     "sbp": BeatInput("mmHg", "abp_valid"),
     "dbp": BeatInput("mmHg", "abp_valid"),
     "map": BeatInput("mmHg", "abp_valid"),
+    "sv": BeatInput("mL", "abp_valid"),
     "flux": BeatInput("PU", "ldf_valid"),
     "psv": BeatInput("cm/s", "doppler_valid", per_vessel=True),
     "edv": BeatInput("cm/s", "doppler_valid", per_vessel=True),
