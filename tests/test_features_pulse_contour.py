@@ -374,3 +374,11 @@ def test_beat_table_stroke_volume(stand_test):
         co_true = 60.0 * truth[sel].sum() / rr_true.sum()  # L/min, own beat durations
         np.testing.assert_allclose(float(feats["co"].sel(epoch=ep)), co_true, rtol=0.03)
     assert feats["sv"].attrs["units"] == "mL" and feats["tpr"].attrs["units"] == "mmHg.min/L"
+
+    # no subject attributes anywhere (a session opened alone): the default, flagged
+    alone = xr.DataTree(dataset=xr.Dataset(attrs={"phase": "pre"}))
+    for name in ("ecg", "abp", "protocol"):
+        alone[name] = xr.DataTree(dataset=groups[name])
+    bt0 = beat_table(alone)
+    assert bt0.attrs["subject_defaults"] == "age,sex"
+    assert (bt0["sv"].attrs["age"], bt0["sv"].attrs["sex"]) == (40.0, "M")
