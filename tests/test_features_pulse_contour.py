@@ -234,7 +234,7 @@ def test_three_element_windkessel_independent_model():
     """A model the method was not built from: a three-element Windkessel (Westerhof)
     driven by half-sine ejections of known volume. Pressure = Pc + Z0 Q with
     C dPc/dt = Q - Pc / R. The systolic area then also holds the rise of Pc during
-    ejection, so the uncalibrated level is too high (here x1.9, absorbed by a
+    ejection, so the uncalibrated level is too high (here x1.8, absorbed by a
     calibration) and a fall of SV is underestimated by a few points; beat-to-beat
     tracking stays good. Stated bounds: r > 0.9, level 1.5-2.3 x, change within 8 pp."""
     from scipy.signal import lfilter
