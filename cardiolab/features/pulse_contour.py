@@ -20,8 +20,8 @@ three parameters depend on age and sex:
 
 with Am = 5.62 cm2 (men) or 4.12 cm2 (women), p0 = 76 - 0.89 age (men) or
 72 - 0.89 age (women) and p1 = 57 - 0.44 age (mmHg), the thoracic-aorta values used by
-Modelflow (the same numbers appear in the PhysioNet Cardiac Output Estimation
-toolbox, Sun et al. 2009, estimator 11). ``Z0`` is evaluated at the beat's mean
+Modelflow (the same numbers appear in the Wesseling estimator of the PhysioNet
+cardiac output estimation toolbox of Sun et al. 2009, Crit Care Med 37:72-80). ``Z0`` is evaluated at the beat's mean
 pressure.
 
 The end of ejection is the dicrotic notch found on the waveform by
@@ -537,7 +537,7 @@ def stroke_volume_calibration(sv_reference_ml, sv_uncalibrated, *, min_beats=MIN
     Notes
     -----
     The single-point calibration of Modelflow against thermodilution (Wesseling et
-    al. 1993; Jellema et al. 1999, Clin Sci 97:291-301), here against echo.
+    al. 1993, J Appl Physiol 74:2566: one comparison per patient), here against echo.
     """
     try:
         ref = float(sv_reference_ml)
