@@ -1348,6 +1348,11 @@ class Catalog:
             protocol=proto_name,
             posture=posture,
         )
+        subject_entry = next((x for x in self.model.subjects if x.code == s.subject), None)
+        if subject_entry is not None:  # pulse-contour impedance depends on age and sex
+            attrs.update(
+                {k: v for k in ("sex", "age_band") if (v := getattr(subject_entry, k)) is not None}
+            )
         out = xr.DataTree(dataset=xr.Dataset(attrs=attrs))
         for gname, ds in groups.items():
             out[gname] = xr.DataTree(dataset=ds)

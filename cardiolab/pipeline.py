@@ -155,7 +155,9 @@ def session_results(
     events = json.loads(protocol.attrs.get("events") or "[]")
     signals = {g: session[g].to_dataset(inherit=False) for g in RAW_GROUPS if g in session.children}
     windows = challenge_windows(epochs, challenges)
-    feats = epoch_features(beats, None, protocol_group(epochs + windows), signals=signals)
+    feats = epoch_features(
+        beats, None, protocol_group(epochs + windows), signals=signals, session=dict(session.attrs)
+    )
     if not challenges:
         return feats, None
     responses = challenge_responses(

@@ -224,3 +224,26 @@ def test_bad_arguments(tmp_path):
         simulate_campaign(tmp_path / "x", kind="moon")
     with pytest.raises(CardiolabError, match="does not belong to a spaceflight"):
         simulate_campaign(tmp_path / "y", schedule=["HDT5"], progress=False)
+
+
+def test_stroke_volume_truth_is_realistic(small_campaign):
+    """Per-beat ``sv`` truth: a resting adult's level supine, and a fall on standing
+    (15-35 %) in the 1-g sessions; none in flight, where "stand" is not an orthostatic
+    load. Adding it drew no random number: the seeded quantities above are unchanged."""
+    _, truth = small_campaign
+    checked = 0
+    for subject in ("S01", "S02", "S03"):
+        for session in ("L-30", "R+3", "FD10"):
+            b = truth.beats(subject, session)
+            assert b["sv"].attrs["units"] == "mL"
+            ok = b["abp_valid"].values & np.isfinite(b["sv"].values)
+            sv, ep = b["sv"].values, b["epoch"].values
+            supine, stand = sv[ok & (ep == "supine")].mean(), sv[ok & (ep == "stand")].mean()
+            change = stand / supine - 1.0
+            if session == "FD10":
+                assert abs(change) < 0.10
+            else:
+                assert 40.0 < supine < 110.0
+                assert -0.35 < change < -0.15
+            checked += 1
+    assert checked == 9

@@ -148,6 +148,7 @@ def epoch_features(
     signals: dict | None = None,
     parameters: dict | None = None,
     select: list[str] | None = None,
+    session: dict | None = None,
 ) -> xr.Dataset:
     """Features of every protocol epoch of a session: every registered feature.
 
@@ -179,6 +180,9 @@ def epoch_features(
         ``{feature name: {parameter: value}}`` overriding the declared defaults.
     select : list of str, optional
         Compute only these features (default all registered).
+    session : dict, optional
+        The session's attributes (``phase``, ...), for features that depend on them
+        (pulse-contour stroke volume is not trusted in flight).
 
     Returns
     -------
@@ -249,6 +253,7 @@ def epoch_features(
                     first_interval_inside=inside,
                     results=row,
                     vessel=vessel,
+                    session=dict(session or {}),
                 )
                 try:
                     out = dict(feature.func(data, **params[feature.name]))

@@ -19,6 +19,7 @@ from .cerebral import CARNET_DEFAULTS, cerebral_autoregulation, mean_flow_index
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
 from .microcirculation import BAND_NAMES, LDF_BANDS, ldf_band_power
+from .pulse_contour import MIN_BEATS, pulse_contour_reliable, stroke_volume_features
 from .registry import Output, Parameter, register_feature
 
 TASK_FORCE = (
@@ -44,6 +45,11 @@ CLAASSEN = (
     "Claassen JAHR et al. (2016). Transfer function analysis of dynamic cerebral "
     "autoregulation: a white paper from the International Cerebral Autoregulation Research "
     "Network. J Cereb Blood Flow Metab 36:665-680; CARNet tfa_car.m (Simpson 2015)"
+)
+WESSELING = (
+    "Wesseling KH et al. (1983). A simple device for the continuous measurement of cardiac "
+    "output. Adv Cardiovasc Phys 5:16-52; Langewouters GJ et al. (1984) J Biomech "
+    "17:425-435 (aortic impedance from age and sex)"
 )
 CZOSNYKA = (
     "Czosnyka M et al. (1996). Monitoring of cerebral autoregulation in head-injured "
@@ -253,6 +259,43 @@ def _baroreflex_transfer(epoch, *, band, min_coherence, lag):
 def _blood_pressure(epoch):
     """Mean and variability of beat-to-beat arterial pressure."""
     return blood_pressure_features(epoch["sbp"], epoch["dbp"], epoch["map"])
+
+
+@register_feature(
+    "stroke_volume",
+    inputs={"sv": "mL", "rr": "ms", "map": "mmHg"},
+    outputs={
+        "sv": Output(
+            "mL", "stroke volume, mean over beats (relative units if uncalibrated pulse contour)"
+        ),
+        "co": Output("L/min", "cardiac output, total stroke volume over total RR time"),
+        "tpr": Output("mmHg.min/L", "total peripheral resistance, mean MAP / cardiac output"),
+        "n_beats_sv": Output("1", "number of beats with stroke volume, NN interval and MAP"),
+    },
+    parameters={
+        "min_beats": Parameter(MIN_BEATS, "beats", "fewest beats for a value", "cardiolab"),
+        "in_flight": Parameter(
+            "nan",
+            "1",
+            "in-flight sessions: 'nan' (flagged, no value) or 'keep' (flagged, value kept)",
+            "pulse-contour SV (Modelflow) is known to fail in microgravity: the 1-g "
+            "aortic pressure-area model (Langewouters 1984) no longer holds",
+        ),
+    },
+    source=WESSELING,
+)
+def _stroke_volume(epoch, *, min_beats, in_flight):
+    """Stroke volume, cardiac output and total peripheral resistance (pulse contour)."""
+    if in_flight not in ("nan", "keep"):
+        raise ValueError(f"stroke_volume: in_flight must be 'nan' or 'keep', got {in_flight!r}")
+    out = stroke_volume_features(epoch["sv"], epoch["rr"], epoch["map"], min_beats=min_beats)
+    phase = epoch.session.get("phase")
+    if phase is not None and not pulse_contour_reliable(str(phase)):
+        note = "in flight: pulse-contour stroke volume is not trusted in microgravity"
+        if in_flight == "nan":
+            out.update(sv=np.nan, co=np.nan, tpr=np.nan)
+        out["reason"] = f"{out['reason']}; {note}" if out.get("reason") else note
+    return out
 
 
 _DOPPLER_OUTPUTS = {

@@ -119,6 +119,7 @@ BEAT_INPUTS: dict[str, BeatInput] = {
     "sbp": BeatInput("mmHg", "abp_valid"),
     "dbp": BeatInput("mmHg", "abp_valid"),
     "map": BeatInput("mmHg", "abp_valid"),
+    "sv": BeatInput("mL", "abp_valid"),
     "flux": BeatInput("PU", "ldf_valid"),
     "psv": BeatInput("cm/s", "doppler_valid", per_vessel=True),
     "edv": BeatInput("cm/s", "doppler_valid", per_vessel=True),
@@ -451,7 +452,8 @@ class EpochData:
     (float array, NaN where the beat is not valid for that channel; per-vessel
     variables for :attr:`vessel`); :meth:`signal` gives a raw group's samples in the
     epoch; :attr:`results` holds the outputs of the features computed before, for
-    this epoch (and vessel).
+    this epoch (and vessel); :attr:`session` the session's attributes (``phase``,
+    ``day``, ``sex``, ``age_band``, ... where known).
     """
 
     label: str
@@ -465,6 +467,7 @@ class EpochData:
     first_interval_inside: bool = True
     results: dict = field(default_factory=dict)
     vessel: str | None = None
+    session: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         spec = BEAT_INPUTS.get(name)

@@ -24,6 +24,14 @@ the file's, ``pp`` = ``sbp - dbp``, and ``abp_valid`` requires ``sbp`` and ``dbp
 ``ecg_quality`` is NaN and ``ecg_valid`` True (the device, not cardiolab, chose the
 beats): ``valid`` is ``rr_flag == 0``. ``sv``, ``co`` and ``tpr`` are added where the
 file gives them; ``r_sample`` is absent and ``abp_onset``, ``flux``, ``cvc`` are NaN.
+
+Sessions with a pressure waveform get a beat-to-beat stroke volume ``sv`` by the
+systolic-area pulse-contour method with the age- and sex-based aortic impedance of
+:mod:`cardiolab.features.pulse_contour`: uncalibrated (attribute ``calibrated`` 0),
+so in relative units. Age and sex are the subject's: arguments of :func:`beat_table`,
+else the session node's (or its parent subject node's) ``age`` / ``age_band`` and
+``sex`` attributes, else :data:`~cardiolab.features.pulse_contour.DEFAULT_SUBJECT`,
+named in the attribute ``subject_defaults``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import SignalQualityError
+from ..features.pulse_contour import DEFAULT_SUBJECT, age_from_band, pulse_contour_stroke_volume
 from ..schema import BEAT_FIELDS, BEAT_GROUP, RAW_GROUPS
 from .ecg import QRS_PARAMETERS, classify_rr, detect_r_peaks
 from .quality import ECG_QUALITY, ecg_beat_quality, ecg_window_acceptable
@@ -64,8 +73,20 @@ BEAT_VARIABLES = {
     "pi": ("1", "pulsatility index (Gosling)"),
     "flux": ("PU", "mean laser Doppler flux over the beat"),
     "cvc": ("PU/mmHg", "cutaneous vascular conductance (flux / MAP)"),
-    # beat-to-beat exports only (Finapres Modelflow and the like)
+    # pulse contour from the pressure waveform (uncalibrated); beat-to-beat exports
+    # (Finapres Modelflow and the like) give their own sv, co and tpr
     **{k: BEAT_FIELDS[k] for k in ("sv", "co", "tpr")},
+}
+
+#: Attributes of ``sv`` computed from a pressure waveform (not a device's export).
+SV_PULSE_CONTOUR_ATTRS = {
+    "units": "mL",
+    "long_name": (
+        "stroke volume, relative (uncalibrated pulse contour: systolic area / "
+        "Langewouters aortic impedance from age and sex)"
+    ),
+    "calibrated": 0,
+    "method": "Wesseling et al. 1983 systolic area; Langewouters et al. 1984 Z0",
 }
 
 #: Sessions longer than this are processed in overlapping chunks (s).
@@ -152,6 +173,49 @@ def _per_beat_blocks(func, values, fs, r_times, *, block_s=CHUNK_S, margin_s=4.0
     return pd.concat(parts, ignore_index=True)
 
 
+def _pressure_beats(abp, fs, r_times, *, age, sex):
+    """Pressure beats of :func:`arterial_pressure_beats` plus the pulse-contour ``sv``."""
+    from .pressure import arterial_pressure_beats
+
+    p = arterial_pressure_beats(abp, fs, r_times)
+    sv = pulse_contour_stroke_volume(
+        abp,
+        fs,
+        p["onset"].to_numpy(dtype=float),
+        p["t_notch"].to_numpy(dtype=float),
+        age,
+        sex,
+        dbp=p["dbp"].to_numpy(dtype=float),
+    )
+    return p.assign(sv=sv["sv"])
+
+
+def _subject_of(session, age, sex):
+    """Age (years) and sex for the aortic model: given, from attrs, else the default.
+
+    Returns ``(age, sex, defaults)`` where ``defaults`` names what was defaulted.
+    """
+    nodes = [session] + ([session.parent] if session.parent is not None else [])
+    defaults = []
+    if age is None:
+        for node in nodes:
+            if "age" in node.attrs:
+                age = float(node.attrs["age"])
+            elif node.attrs.get("age_band"):
+                age = age_from_band(node.attrs["age_band"])
+            if age is not None:
+                break
+    if sex is None:
+        sex = next((node.attrs["sex"] for node in nodes if node.attrs.get("sex")), None)
+    if age is None:
+        age = DEFAULT_SUBJECT["age"]
+        defaults.append("age")
+    if sex is None:
+        sex = DEFAULT_SUBJECT["sex"]
+        defaults.append("sex")
+    return age, sex, defaults
+
+
 def _group(session, name):
     return session[name].to_dataset(inherit=False) if name in session.children else None
 
@@ -160,7 +224,13 @@ def _start(ds):
     return float(ds["time"][0]) if ds.sizes.get("time", 0) else 0.0
 
 
-def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
+def beat_table(
+    session: xr.DataTree,
+    *,
+    chunk_s: float = CHUNK_S,
+    age: float | None = None,
+    sex: str | None = None,
+) -> xr.Dataset:
     """One row per heartbeat of a session, with every channel's per-beat values.
 
     Parameters
@@ -173,6 +243,11 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
         from its ECG even where it also holds a ``beats`` group.
     chunk_s : float
         Longest ECG (s) processed in one piece.
+    age : float, optional
+        Subject's age (years) for the pulse-contour stroke volume; default from the
+        session's or its subject node's ``age`` or ``age_band`` attribute.
+    sex : {"M", "F", "X"}, optional
+        Subject's sex, idem (attribute ``sex``).
 
     Returns
     -------
@@ -181,7 +256,10 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
         :data:`BEAT_VARIABLES` (including ``ecg_quality``), ``epoch`` (protocol
         label, "" outside any epoch), ``valid`` (normal beat with ``ecg_valid``),
         ``ecg_valid``, ``abp_valid``, ``doppler_valid``, ``ldf_valid`` (bool); each
-        with ``long_name``, and ``units`` for the numeric ones.
+        with ``long_name``, and ``units`` for the numeric ones. With a pressure
+        waveform, ``sv`` (uncalibrated pulse contour, attrs ``calibrated`` 0,
+        ``age``, ``sex``) and the dataset attribute ``subject_defaults`` (the
+        subject fields that were missing and defaulted, "" when none).
 
     Raises
     ------
@@ -194,7 +272,6 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     """
     from .doppler import doppler_beats
     from .ldf import ldf_beats
-    from .pressure import arterial_pressure_beats
 
     ecg_ds = _group(session, "ecg")
     if ecg_ds is None or "ecg" not in ecg_ds:
@@ -240,12 +317,20 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
     nan = np.full(n, np.nan)
     abp_valid = np.zeros(n, dtype=bool)
     abp_ds = _group(session, "abp")
+    subject = None
     if abp_ds is not None:
         fs_p = float(abp_ds.attrs["sampling_rate"])
+        subject = _subject_of(session, age, sex)
         p = _per_beat_blocks(
-            arterial_pressure_beats, abp_ds["abp"].data, fs_p, t - _start(abp_ds), block_s=chunk_s
+            _pressure_beats,
+            abp_ds["abp"].data,
+            fs_p,
+            t - _start(abp_ds),
+            block_s=chunk_s,
+            age=subject[0],
+            sex=subject[1],
         )
-        for k in ("sbp", "dbp", "map", "pp"):
+        for k in ("sbp", "dbp", "map", "pp", "sv"):
             data[k] = p[k].to_numpy(dtype=float)
         data["abp_onset"] = p["onset"].to_numpy(dtype=float) + _start(abp_ds)
         abp_valid = p["valid"].to_numpy(dtype=bool)
@@ -298,6 +383,9 @@ def beat_table(session: xr.DataTree, *, chunk_s: float = CHUNK_S) -> xr.Dataset:
         ldf_valid=ldf_valid,
     )
     ds.attrs["sampling_rate_ecg"] = fs
+    if subject is not None:
+        ds["sv"].attrs = {**SV_PULSE_CONTOUR_ATTRS, "age": subject[0], "sex": subject[1]}
+        ds.attrs["subject_defaults"] = ",".join(subject[2])
     return ds
 
 

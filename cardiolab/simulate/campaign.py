@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..encoding import variable_length_strings, zarr_encoding
 from ..errors import CardiolabError
+from ..features.pulse_contour import age_from_band
 from ..labels import parse_session_label
 from ..measurements import SESSION_EPOCH
 from .effects import (
@@ -113,10 +114,20 @@ def _one_session(job):
         artefacts,
         store,
         beats_store,
+        age,
+        sex,
     ) = job
     rng = np.random.default_rng(seq)
     groups, beats, realised = simulate_session(
-        targets, duration_s, epochs, traits, rng, rates=rates, artefacts=artefacts
+        targets,
+        duration_s,
+        epochs,
+        traits,
+        rng,
+        rates=rates,
+        artefacts=artefacts,
+        age=age,
+        sex=sex,
     )
     for gname, ds in groups.items():
         ds = variable_length_strings(ds)
@@ -363,6 +374,8 @@ def simulate_campaign(
                     artefacts,
                     str(store),
                     str(beats_store),
+                    age_from_band(meta[subject]["age_band"]),
+                    meta[subject]["sex"],
                 )
             )
 

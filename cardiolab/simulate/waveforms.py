@@ -15,6 +15,7 @@ Everything is vectorised over samples and beats (no per-sample Python loops).
 from __future__ import annotations
 
 import numpy as np
+from scipy.integrate import trapezoid
 
 from ..features.microcirculation import LDF_BANDS  # one definition of the bands
 
@@ -23,6 +24,8 @@ __all__ = [
     "ecg_waveform",
     "pulse_template",
     "pulse_waveform",
+    "pressure_pulse_areas",
+    "TEMPLATE_NOTCH_PHASE",
     "LDF_BANDS",
     "ldf_flux",
 ]
@@ -205,6 +208,63 @@ _TEMPLATE_ARGMAX = {
     k: float(np.linspace(0, 1, 20001)[np.argmax(pulse_template(np.linspace(0, 1, 20001), k))])
     for k in ("pressure", "femoral", "mca")
 }
+
+
+def _notch_and_systolic_integral(n=200001):
+    """Phase of the pressure template's dicrotic notch (its first local minimum after
+    the systolic peak) and the template's integral from the foot to it."""
+    phase = np.linspace(0.0, 1.0, n)
+    shape = pulse_template(phase, "pressure")
+    d = np.diff(shape)
+    minima = np.flatnonzero((d[:-1] < 0) & (d[1:] >= 0)) + 1
+    notch = int(minima[phase[minima] > _TEMPLATE_ARGMAX["pressure"]][0])
+    integral = float(trapezoid(shape[: notch + 1], phase[: notch + 1]))
+    return float(phase[notch]), integral
+
+
+#: Phase (fraction of the beat from its foot) of the end of ejection of the pressure
+#: template: its dicrotic notch (0.283).
+TEMPLATE_NOTCH_PHASE, _TEMPLATE_SYSTOLIC_INTEGRAL = _notch_and_systolic_integral()
+
+
+def pressure_pulse_areas(feet, peak, base, t_end):
+    """Exact systolic area and mean pressure of each beat of :func:`pulse_waveform`.
+
+    Parameters
+    ----------
+    feet : numpy.ndarray
+        Beat onsets (s), as given to :func:`pulse_waveform` with kind ``"pressure"``.
+    peak, base : numpy.ndarray
+        Per-beat systolic pressure and pressure at the foot (mmHg).
+    t_end : float
+        End of the record (s): the last beat, cut by it, gets NaN.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``systolic_area``: integral of the pressure above its value at the foot, from
+        the foot to the dicrotic notch of the template (:data:`TEMPLATE_NOTCH_PHASE`),
+        mmHg.s (the area of the systolic-area pulse-contour method, Wesseling et al.
+        1983); ``map``: mean pressure from foot to next foot (mmHg); ``ejection``:
+        foot-to-notch time (s).
+    """
+    feet = np.asarray(feet, dtype=float)
+    peak = np.asarray(peak, dtype=float)
+    base = np.asarray(base, dtype=float)
+    t_next = np.r_[feet[1:], np.nan]
+    period = t_next - feet
+    base_next = np.r_[base[1:], base[-1]]
+    slope = base_next - base  # baseline change over the beat (mmHg)
+    amp = peak - (base + slope * _TEMPLATE_ARGMAX["pressure"])
+    phi = TEMPLATE_NOTCH_PHASE
+    area = period * (slope * phi * phi / 2.0 + amp * _TEMPLATE_SYSTOLIC_INTEGRAL)
+    mean = base + slope / 2.0 + amp * TEMPLATE_MEAN["pressure"]
+    cut = ~np.isfinite(t_next) | (t_next > t_end)
+    return {
+        "systolic_area": np.where(cut, np.nan, area),
+        "map": np.where(cut, np.nan, mean),
+        "ejection": np.where(cut, np.nan, phi * period),
+    }
 
 
 #: SD of each vasomotion band relative to the mean flux, when not set explicitly
