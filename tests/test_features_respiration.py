@@ -27,7 +27,7 @@ from cardiolab.io.acq import read_acq
 from cardiolab.schema import session_node, signal_group
 from cardiolab.signals.beats import beat_table
 from cardiolab.simulate.beats import beat_series
-from cardiolab.simulate.session import Artefacts, draw_subject_traits, simulate_session
+from cardiolab.simulate.session import draw_subject_traits, simulate_session
 from cardiolab.simulate.waveforms import ecg_waveform
 
 EPOCHS = [("supine", 0.0, 150.0), ("stand", 150.0, 300.0)]

@@ -105,7 +105,10 @@ def bpv_spectrum(
     }
     n = int(np.count_nonzero(np.isfinite(t) & np.isfinite(x)))
     if n < MIN_BPV_BEATS:
-        return {**out, "reason": f"only {n} beats with a systolic pressure ({MIN_BPV_BEATS} needed)"}
+        return {
+            **out,
+            "reason": f"only {n} beats with a systolic pressure ({MIN_BPV_BEATS} needed)",
+        }
     spec = hrv_frequency(t, x, vlf=vlf, lf=lf, hf=hf, **options)
     for band in ("vlf", "lf", "hf", "total_power", "lf_hf"):
         out[f"sbp_{band}"] = spec[band]
