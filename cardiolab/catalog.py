@@ -151,7 +151,7 @@ from .io.registry import file_formats, get_format, option_formats
 from .labels import PHASES, LabelError, parse_session_label
 from .measurements import SESSION_EPOCH, read_measurement_table, table_format
 from .paths import expand_path, is_url
-from .schema import BEAT_FIELDS, protocol_group, validate_session
+from .schema import BEAT_FIELDS, BEAT_GROUP, RAW_GROUPS, protocol_group, validate_session
 from .units import UNIT_FACTORS, conversion_factor, normalise_unit, unit_ratio
 
 __all__ = [
@@ -183,7 +183,7 @@ class ChannelMap(_Model):
     """Where one channel of a file goes in the data model: a waveform group, or a beat
     variable of the ``beats`` group (beat-to-beat exports)."""
 
-    group: Literal["ecg", "abp", "ldf", "doppler", "beats"]
+    group: Literal[(*RAW_GROUPS, BEAT_GROUP)]  # type: ignore[valid-type]
     variable: str | None = Field(default=None, validate_default=True)
     units: str | None = None
     vessel: str | None = Field(default=None, validate_default=True)

@@ -1,7 +1,7 @@
 """On-disk encoding of the data model in zarr: integer samples with a stated resolution.
 
 Signals are stored as int32 counts of a fixed resolution (1 µV, 0.001 mmHg,
-0.001 PU, 0.001 cm/s), far finer than any of these instruments resolves; xarray
+0.001 PU, 0.001 cm/s; respiration, in its recorded unit, as float32), far finer than any of these instruments resolves; xarray
 decodes them back to float on reading, so the rounding error is at most half the
 resolution. Time is stored as it is (float64 seconds): bit-shuffled, a regular time
 axis compresses about 20-fold, and reading it needs no decoding copy (which for a
@@ -22,7 +22,9 @@ from .schema import RAW_GROUPS
 
 __all__ = ["STORAGE_RESOLUTION", "zarr_encoding", "compressor", "variable_length_strings"]
 
-#: Resolution of stored samples, in each group's canonical unit.
+#: Resolution of stored samples, in each group's canonical unit. ``resp`` keeps the unit
+#: it was recorded in (V, L, arbitrary units), so no one resolution fits it: it is
+#: stored as float32 (7 significant digits, far finer than any belt or spirometer).
 STORAGE_RESOLUTION = {"ecg": 1e-3, "abp": 1e-3, "ldf": 1e-3, "doppler": 1e-3}
 
 _FILL = int(np.iinfo(np.int32).min)
@@ -78,7 +80,9 @@ def zarr_encoding(ds: xr.Dataset, group: str | None = None) -> dict:
         if var.dtype.kind in "fiub":
             enc[name] = {"compressors": [compressor()]}
     spec = RAW_GROUPS.get(group) if group else None
-    if spec is not None and spec.variable in ds:
+    if spec is not None and spec.variable in ds and group not in STORAGE_RESOLUTION:
+        enc[spec.variable] = {"dtype": "float32", "compressors": [compressor()]}
+    elif spec is not None and spec.variable in ds:
         enc[spec.variable] = {
             "dtype": "int32",
             "scale_factor": STORAGE_RESOLUTION[group],

@@ -12,6 +12,8 @@ ecg        ``ecg``       mV       one lead; extra leads as dimension ``lead``
 abp        ``abp``       mmHg     continuous finger arterial pressure
 ldf        ``flux``      PU       laser Doppler skin perfusion
 doppler    ``velocity``  cm/s     max-velocity envelope, dims (``vessel``, time)
+resp       ``resp``      any      respiration (belt, spirometer, nasal pressure),
+                                  in the unit it was recorded in (see below)
 protocol   ``start``,    s        dim ``epoch`` (the epoch labels), plus ``label``
            ``stop``
 beats      ``t`` and     s, ...   dim ``beat``; no sampling rate (see below)
@@ -20,6 +22,14 @@ beats      ``t`` and     s, ...   dim ``beat``; no sampling rate (see below)
 =========  ============  =======  ===============================================
 
 Every data variable carries ``units`` and ``long_name``.
+
+Respiration has no one canonical unit: a strain-gauge or piezo belt records volts
+(BIOPAC's RSP100C writes ``Volts``) or arbitrary units, an inductance band arbitrary
+units, a spirometer litres (volume) or litres per second (flow), a nasal cannula
+cmH2O. The respiratory features (rate, RSA, the HF band) use only its timing, so the
+``resp`` group keeps the recorded unit in the table spelling of :mod:`cardiolab.units`
+(``"V"``, ``"1"`` for arbitrary units, ``"L"``, ``"L/s"``, ``"cmH2O"``); an unknown
+unit is still an error, never a guess. Its :attr:`GroupSpec.units` is ``None``.
 
 Beat-level sessions (R-R interval files, beat-to-beat haemodynamic exports) come as
 beats, not waveforms: their ``beats`` group has dim ``beat``, the beat times ``t`` (s
@@ -39,8 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from .errors import SessionFormatError
+from .errors import SessionFormatError, UnitError
 from .labels import PHASES, LabelError, parse_session_label
+from .units import normalise_unit
 
 __all__ = [
     "GroupSpec",
@@ -51,6 +62,7 @@ __all__ = [
     "POSTURES",
     "time_coordinate",
     "signal_group",
+    "group_units",
     "protocol_group",
     "beats_group",
     "session_node",
@@ -66,7 +78,9 @@ class GroupSpec:
 
     name: str
     variable: str
-    units: str
+    #: canonical unit; ``None``: the recorded unit is kept (any unit of
+    #: :mod:`cardiolab.units`, given to :func:`signal_group`)
+    units: str | None
     long_name: str
     #: plausible sampling rates (Hz); outside is an error
     min_rate: float
@@ -80,6 +94,8 @@ RAW_GROUPS: dict[str, GroupSpec] = {
     "doppler": GroupSpec(
         "doppler", "velocity", "cm/s", "Doppler maximum-velocity envelope", 25.0, 2000.0
     ),
+    # belts are sampled from a few Hz (BIOPAC RSP100C at 3.9 Hz) to the ECG's rate
+    "resp": GroupSpec("resp", "resp", None, "respiration", 1.0, 10000.0),
 }
 
 #: The raw group of beat-level sessions (no waveform, no sampling rate).
@@ -143,17 +159,19 @@ def signal_group(
     start: float = 0.0,
     vessels: Iterable[str] | None = None,
     attrs: Mapping | None = None,
+    units: str | None = None,
 ) -> xr.Dataset:
     """Build one raw group of the data model from an array in canonical units.
 
     Parameters
     ----------
     values : array-like (NumPy or dask)
-        Samples in the group's canonical unit (see :data:`RAW_GROUPS`). For
-        ``doppler``, shape ``(n_vessels, n_samples)``; otherwise ``(n_samples,)``.
+        Samples in the group's canonical unit (see :data:`RAW_GROUPS`; for ``resp``,
+        in ``units``). For ``doppler``, shape ``(n_vessels, n_samples)``; otherwise
+        ``(n_samples,)``.
     sampling_rate : float
         Sampling rate (Hz).
-    group : {"ecg", "abp", "ldf", "doppler"}
+    group : {"ecg", "abp", "ldf", "doppler", "resp"}
         Which group.
     start : float
         Time of the first sample (s).
@@ -161,12 +179,23 @@ def signal_group(
         Vessel names for ``doppler`` (e.g. ``["femoral", "mca"]``).
     attrs : mapping, optional
         Extra group attributes (e.g. ``source_file``, ``channel``).
+    units : str, optional
+        The unit of ``values`` for a group that keeps its recorded unit (``resp``:
+        required; written in the spelling of :func:`cardiolab.units.normalise_unit`).
+        For the other groups, omit it or give the canonical unit.
 
     Returns
     -------
     xarray.Dataset
+
+    Raises
+    ------
+    UnitError
+        ``units`` missing or unknown for ``resp``, or not the canonical unit of
+        another group.
     """
     spec = RAW_GROUPS[group]
+    units = group_units(group, units)
     if group == "doppler":
         vessels = list(vessels) if vessels is not None else ["unknown"]
         if getattr(values, "ndim", 1) == 1:
@@ -178,10 +207,48 @@ def signal_group(
         coords = {}
     n = values.shape[-1]
     coords["time"] = time_coordinate(n, sampling_rate, start)
-    var = xr.Variable(dims, values, attrs={"units": spec.units, "long_name": spec.long_name})
+    var = xr.Variable(dims, values, attrs={"units": units, "long_name": spec.long_name})
     ds = xr.Dataset({spec.variable: var}, coords=coords)
     ds.attrs = {"sampling_rate": float(sampling_rate), **dict(attrs or {})}
     return ds
+
+
+def group_units(group: str, units: str | None = None) -> str:
+    """The unit a raw group's variable is stored in.
+
+    Parameters
+    ----------
+    group : str
+        A raw group of :data:`RAW_GROUPS`.
+    units : str, optional
+        The recorded unit, for a group that keeps it (``resp``).
+
+    Returns
+    -------
+    str
+        The group's canonical unit, or for ``resp`` ``units`` in the table spelling
+        (``"Volts"`` -> ``"V"``, ``"a.u."`` -> ``"1"``).
+
+    Raises
+    ------
+    UnitError
+        ``resp`` without a unit or with one unknown to :mod:`cardiolab.units`; a unit
+        other than the canonical one for any other group.
+    """
+    spec = RAW_GROUPS[group]
+    if spec.units is None:
+        if units is None or not str(units).strip():
+            raise UnitError(
+                f"group {group!r} keeps the unit it was recorded in: give its 'units' "
+                "(e.g. 'V', '1' for arbitrary units, 'L', 'L/s')"
+            )
+        return normalise_unit(units)
+    if units is not None and normalise_unit(units) != spec.units:
+        raise UnitError(
+            f"group {group!r} is stored in {spec.units!r}, not {units!r}: convert the "
+            "values first (cardiolab.units.conversion_factor)"
+        )
+    return spec.units
 
 
 def protocol_group(epochs: Iterable) -> xr.Dataset:
@@ -458,7 +525,18 @@ def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
             if group == "doppler" and "vessel" not in var.dims:
                 problems.append("group 'doppler': variable 'velocity' has no 'vessel' dim")
             units = var.attrs.get("units")
-            if units != spec.units:
+            if spec.units is None:
+                try:
+                    known = units is not None and normalise_unit(units) == units
+                except UnitError:
+                    known = False
+                if not known:
+                    problems.append(
+                        f"group {group!r}: field {spec.variable!r} has units {units!r}, "
+                        "expected a unit of cardiolab.units in its table spelling (e.g. "
+                        "'V', '1', 'L', 'L/s')"
+                    )
+            elif units != spec.units:
                 problems.append(
                     f"group {group!r}: field {spec.variable!r} has units {units!r}, "
                     f"expected {spec.units!r}"

@@ -1,9 +1,11 @@
 """The units cardiolab knows, and the one explicit table that converts them.
 
 Each raw group of the session data model has one canonical unit (ECG in mV, arterial
-pressure in mmHg, laser Doppler flux in PU, Doppler velocity in cm/s, time in s).
-Readers convert what a file declares into that unit with :func:`conversion_factor`;
-a unit missing from the table is an error, never a guess. The beat-to-beat variables
+pressure in mmHg, laser Doppler flux in PU, Doppler velocity in cm/s, time in s),
+except respiration, which keeps the unit it was recorded in (a belt's V or arbitrary
+units ``"1"``, a spirometer's L or L/s). Readers convert what a file declares into the
+group's unit with :func:`conversion_factor`; a unit missing from the table is an error,
+never a guess. The beat-to-beat variables
 of a ``beats`` group (:data:`cardiolab.schema.BEAT_FIELDS`) have their own units (RR
 in ms, heart rate in bpm, stroke volume in mL, cardiac output in L/min, peripheral
 resistance in mmHg.min/L); :func:`unit_ratio` converts between two units of one
@@ -40,6 +42,7 @@ CANONICAL_UNITS = {
     "resistance": "mmHg.min/L",
     "length": "mm",
     "area": "mm2",
+    "dimensionless": "1",
 }
 
 #: 1 mmHg.min/L in dyn.s/cm5: 133.322387415 Pa * 60 s / 1e-3 m3 = 7.99934e6 Pa.s/m3, and
@@ -69,6 +72,8 @@ UNIT_FACTORS: dict[str, tuple[str, float]] = {
     "L": ("volume", 1000.0),
     "L/min": ("flow", 1.0),
     "mL/min": ("flow", 1e-3),
+    "L/s": ("flow", 60.0),  # spirometer / pneumotachograph airflow
+    "mL/s": ("flow", 0.06),
     "mmHg.min/L": ("resistance", 1.0),
     "mmHg.s/mL": ("resistance", 1000.0 / 60.0),  # peripheral resistance unit (PRU)
     "dyn.s/cm5": ("resistance", 1.0 / _DYN_PER_MU),
@@ -77,6 +82,7 @@ UNIT_FACTORS: dict[str, tuple[str, float]] = {
     "um": ("length", 1e-3),
     "cm2": ("area", 100.0),
     "mm2": ("area", 1.0),
+    "1": ("dimensionless", 1.0),  # arbitrary units (uncalibrated belts, inductance bands)
 }
 
 # Spellings met in EDF, WFDB and CSV headers, mapped to the table's names. Only
@@ -131,14 +137,24 @@ _ALIASES = {
     "mm^2": "mm2",
     "cm²": "cm2",
     "cm^2": "cm2",
+    "l/s": "L/s",
+    "ml/s": "mL/s",
+    "a.u.": "1",
+    "au": "1",
+    "arbitrary units": "1",
+    "arbitrary unit": "1",
 }
 
-#: Canonical unit of each raw group of the data model.
+#: Quantity of each raw group of the data model; ``None``: the group keeps the unit it
+#: was recorded in (any unit of the table), as respiration does (belts in V or arbitrary
+#: units, spirometers in L or L/s, nasal pressure in cmH2O): see
+#: :data:`cardiolab.schema.RAW_GROUPS`.
 GROUP_QUANTITY = {
     "ecg": "voltage",
     "abp": "pressure",
     "ldf": "perfusion",
     "doppler": "velocity",
+    "resp": None,
 }
 
 
@@ -169,18 +185,24 @@ def conversion_factor(unit: str, quantity: str) -> float:
         The unit a file or catalog declares.
     quantity : str
         ``"voltage"``, ``"pressure"``, ``"perfusion"``, ``"velocity"``, ``"time"``,
-        ``"length"`` or ``"area"``, or the name of a raw group (``"ecg"``, ``"abp"``, ``"ldf"``, ``"doppler"``).
+        ``"length"`` or ``"area"``, or the name of a raw group (``"ecg"``, ``"abp"``,
+        ``"ldf"``, ``"doppler"``, ``"resp"``).
 
     Returns
     -------
     float
         Multiply values in ``unit`` by this to obtain ``CANONICAL_UNITS[quantity]``.
+        For a group that keeps its recorded unit (``GROUP_QUANTITY[group] is None``:
+        ``resp``), 1.0 for any unit of the table: the values stay in ``unit``.
 
     Raises
     ------
     UnitError
         If the unit is unknown, or measures another quantity (mmHg for an ECG).
     """
+    if quantity in GROUP_QUANTITY and GROUP_QUANTITY[quantity] is None:
+        normalise_unit(unit)  # any known unit; an unknown one is an error
+        return 1.0
     quantity = GROUP_QUANTITY.get(quantity, quantity)
     if quantity not in CANONICAL_UNITS:
         raise UnitError(f"unknown quantity {quantity!r}")

@@ -16,7 +16,8 @@ ATTRS = dict(
 
 
 def make_session(seconds=8, seed=0, attrs=True):
-    """ECG 500 Hz (mV), ABP 200 Hz (mmHg), LDF 32 Hz (PU), Doppler 100 Hz (two vessels)."""
+    """ECG 500 Hz (mV), ABP 200 Hz (mmHg), LDF 32 Hz (PU), Doppler 100 Hz (two vessels),
+    respiration 50 Hz (a belt in V)."""
     rng = np.random.default_rng(seed)
     t = np.arange(seconds * 500) / 500
     ecg = 1.2 * np.exp(-0.5 * ((t % 0.9 - 0.3) / 0.01) ** 2) + 0.02 * rng.normal(size=t.size)
@@ -31,11 +32,14 @@ def make_session(seconds=8, seed=0, attrs=True):
             40 + 50 * np.clip(np.sin(2 * np.pi * td / 0.9), 0, None),
         ]
     )
+    tr = np.arange(seconds * 50) / 50
+    resp = 0.2 * np.sin(2 * np.pi * 0.25 * tr) + 0.005 * rng.normal(size=tr.size)
     groups = {
         "ecg": schema.signal_group(ecg, 500.0, "ecg"),
         "abp": schema.signal_group(abp, 200.0, "abp"),
         "ldf": schema.signal_group(flux, 32.0, "ldf"),
         "doppler": schema.signal_group(vel, 100.0, "doppler", vessels=["femoral", "mca"]),
+        "resp": schema.signal_group(resp, 50.0, "resp", units="V"),
         "protocol": schema.protocol_group(
             [("supine", 0.0, seconds / 2), ("stand", seconds / 2, float(seconds))]
         ),
@@ -57,4 +61,5 @@ EDF_CHANNELS = {
     "LDF": {"group": "ldf"},
     "Doppler femoral": {"group": "doppler", "vessel": "femoral"},
     "Doppler mca": {"group": "doppler", "vessel": "mca"},
+    "Resp": {"group": "resp"},
 }

@@ -804,9 +804,9 @@ def test_two_files_giving_one_group_is_an_error(tmp_path):
     assert f"group 'ecg' comes from both {tmp_path / 'other.zarr'} and {csv['ecg']}" in msg
 
 
-def test_edf_session_through_the_catalog(tmp_path):
+def _edf_session_through_the_catalog(tmp_path, channels):
     """An EDF+ file mapped channel by channel opens lazily, with the catalog's protocol."""
-    from sessions import EDF_CHANNELS, make_session
+    from sessions import make_session
 
     (tmp_path / "raw").mkdir()
     cardiolab.io.write_edf(make_session(), tmp_path / "raw" / "S01_R+1.edf")
@@ -816,7 +816,7 @@ def test_edf_session_through_the_catalog(tmp_path):
         {
             "subject": "S01",
             "label": "R+1",
-            "files": [{"path": "raw/S01_R+1.edf", "format": "edf", "channels": EDF_CHANNELS}],
+            "files": [{"path": "raw/S01_R+1.edf", "format": "edf", "channels": channels}],
         }
     ]
     cat = open_catalog(write_yaml(tmp_path, data))
@@ -825,6 +825,22 @@ def test_edf_session_through_the_catalog(tmp_path):
     assert list(node["doppler"].ds["vessel"].values) == ["femoral", "mca"]
     assert list(node["protocol"].ds["epoch"].values) == ["supine", "stand"]
     np.testing.assert_allclose(node["protocol"].ds["stop"].values, [5.0, 10.0])
+    return node
+
+
+def test_edf_session_through_the_catalog(tmp_path):
+    """Every group but respiration (see the test below)."""
+    from sessions import EDF_CHANNELS
+
+    channels = {k: v for k, v in EDF_CHANNELS.items() if v["group"] != "resp"}
+    _edf_session_through_the_catalog(tmp_path, channels)
+
+
+def test_edf_session_with_respiration_through_the_catalog(tmp_path):
+    from sessions import EDF_CHANNELS
+
+    node = _edf_session_through_the_catalog(tmp_path, EDF_CHANNELS)
+    assert node["resp"].ds["resp"].attrs["units"] == "V"
 
 
 def test_opening_computes_nothing(store_campaign):

@@ -218,3 +218,57 @@ def test_per_epoch_autoregulation_matches_carnet(carnet, side, column):
             assert got == pytest.approx(r[band][key], rel=0.01), (band, ours)
         got = float(feats[f"mca_tfa_phase_{band}"][0])
         assert got == pytest.approx(r[band]["phase_deg"], abs=1.0), (band, "phase")
+
+
+def _paced_breathing(rate_hz=0.1, with_resp=True, n=600):
+    """Beats whose RR oscillates at the breathing rate (RSA of +-40 ms), with a belt."""
+    t = np.cumsum(np.full(n, 0.9)) + 0.0
+    rr = 900.0 - 40.0 * np.sin(2 * np.pi * rate_hz * t)  # shorter in inspiration
+    t = np.cumsum(rr) / 1000.0
+    beats = xr.Dataset(
+        {
+            "t": ("beat", t, {"units": "s"}),
+            "rr": ("beat", rr, {"units": "ms"}),
+            "valid": ("beat", np.ones(n, bool)),
+            "r_amplitude": ("beat", 1.0 + 0.1 * np.sin(2 * np.pi * rate_hz * t), {"units": "mV"}),
+        }
+    )
+    proto = schema.protocol_group([("paced", 0.0, float(t[-1]))])
+    signals = {}
+    if with_resp:
+        fs = 25.0
+        ts = np.arange(0, t[-1], 1 / fs)
+        signals["resp"] = schema.signal_group(
+            np.sin(2 * np.pi * rate_hz * ts - np.pi / 2).astype("float32"), fs, "resp", units="V"
+        )
+    return beats, proto, signals
+
+
+def test_hf_band_follows_paced_breathing_at_6_per_minute():
+    beats, proto, signals = _paced_breathing()
+    feats = epoch_features(beats, None, proto, signals=signals)
+    assert float(feats["resp_rate"][0]) == pytest.approx(6.0, abs=0.1)
+    assert (float(feats["hf_lo"][0]), float(feats["hf_hi"][0])) == pytest.approx(
+        (0.05, 0.15), abs=2e-3
+    )
+    fixed = epoch_features(
+        beats,
+        None,
+        proto,
+        signals=signals,
+        parameters={"hrv_frequency": {"hf_follows_breathing": False}},
+    )
+    assert (float(fixed["hf_lo"][0]), float(fixed["hf_hi"][0])) == (0.15, 0.4)
+    # the 0.1 Hz RSA is HF power when the band follows breathing, LF power when it does not
+    assert float(feats["hf_nu"][0]) > 90 and float(fixed["hf_nu"][0]) < 10
+    assert float(feats["rsa_p2t"][0]) == pytest.approx(80.0, rel=0.1)
+    assert json.loads(feats.attrs["skipped"])["ecg_derived_respiration"] == (
+        "not needed: the session has resp"
+    )
+
+
+def test_ecg_derived_respiration_without_a_belt():
+    beats, proto, _ = _paced_breathing(rate_hz=0.25, with_resp=False)
+    feats = epoch_features(beats, None, proto)
+    assert float(feats["edr_rate"][0]) == pytest.approx(15.0, abs=0.3)
+    assert "resp_rate" not in feats

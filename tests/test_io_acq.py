@@ -2,11 +2,12 @@
 
 Every channel of the three files is checked (name, unit, rate, divider, point count,
 storage, first 5 scaled values, last value, mean). Only the ECG channels map to a
-group of the data model (ecg, mV): they are read through :func:`read_acq`; EMG, EDA,
-respiration and the unlabelled input map to no group (EDA in microsiemens is no
-voltage, pressure, perfusion or velocity; EMG and respiration are voltages but not
-ECGs), so their values are checked through :func:`read_acq_channel`, the function
-behind read_acq's lazy reads, and cross-checked against bioread's own full read.
+group of the data model (ecg, mV) and the 4.1 file's respiration belt to ``resp`` (kept
+in its recorded unit, V): they are read through :func:`read_acq`; EMG, EDA and the
+unlabelled input map to no group (EDA in microsiemens is no voltage, pressure,
+perfusion or velocity; EMG is a voltage but no ECG), so their values are checked
+through :func:`read_acq_channel`, the function behind read_acq's lazy reads, and
+cross-checked against bioread's own full read.
 """
 
 import json
@@ -116,6 +117,30 @@ def test_ecg_reads_into_the_ecg_group(acq_dir, expected, name):
     if "protocol" not in node.children:  # 5.0: no segment epoch; the catalog gives one
         node["protocol"] = xr.DataTree(protocol_group([("rest", 0.0, 61.0)]))
     validate_session(with_attrs(node))
+
+
+@pytest.mark.parametrize("name", ["nojournal-4.1.0.acq", "physio-5.0.1-c.acq"])
+def test_respiration_belt_reads_into_the_resp_group(acq_dir, expected, name):
+    """BIOPAC RSP100C at 3.90625 Hz (base rate / 512) beside the EKG at 1 kHz."""
+    path = acq_dir / name
+    want = next(c for c in expected[name]["channels"] if c["name"] == "RESP - RSP100C")
+    node = read_acq(path, {ECG[name]: "ecg", "RESP - RSP100C": "resp"})
+    ds = node["resp"].to_dataset(inherit=False)
+    assert isinstance(ds["resp"].data, da.Array)
+    assert ds["resp"].attrs["units"] == "V"  # kept (no conversion), in the table's spelling
+    assert ds.attrs["source_units"] == want["units"] == "Volts"
+    assert ds.attrs["sampling_rate"] == want["samples_per_second"] == 3.90625
+    assert ds.sizes["time"] == want["point_count"] == 241
+    values = ds["resp"].values
+    np.testing.assert_allclose(values[:5], want["first5"], **EXACT)
+    np.testing.assert_allclose(values[-1], want["last"], **EXACT)
+    np.testing.assert_allclose(values.mean(), want["mean"], **MEAN)
+    if "protocol" not in node.children:
+        node["protocol"] = xr.DataTree(protocol_group([("rest", 0.0, 61.0)]))
+    validate_session(with_attrs(node))
+    # the catalog may name the unit; it must agree with the file's
+    with pytest.raises(UnitError, match=r"'RESP - RSP100C' is in 'Volts' according to the file"):
+        read_acq(path, {"RESP - RSP100C": {"group": "resp", "units": "L"}})
 
 
 def test_by_index_and_registration(acq_dir):

@@ -24,6 +24,7 @@ MAPPINGS = {
         "velocity_femoral": {"group": "doppler", "vessel": "femoral"},
         "velocity_mca": {"group": "doppler", "vessel": "mca"},
     },
+    "resp": {"resp": {"group": "resp"}},
 }
 
 
@@ -43,7 +44,7 @@ def _write(path, columns: dict):
 
 
 def test_round_trip_to_the_last_bit(files, session):
-    assert sorted(files) == ["abp", "doppler", "ecg", "ldf", "protocol"]
+    assert sorted(files) == ["abp", "doppler", "ecg", "ldf", "protocol", "resp"]
     assert files["abp"].read_text().splitlines()[0] == "time [s],abp [mmHg]"
     assert files["doppler"].read_text().splitlines()[0] == (
         "time [s],velocity_femoral [cm/s],velocity_mca [cm/s]"

@@ -300,11 +300,11 @@ BAD = {
         SessionFormatError,
         r"no channel 'ECG'.*'PushSWE', 'Flow', 'EMG', 'Pressure'",
     ),
-    "unknown unit": (
+    "unit of another quantity (flow as pressure)": (
         _real("flow_volume_3blocks.txt"),
         {"Flow": "abp"},
         UnitError,
-        r"'Flow'.*unknown unit 'L/s'",
+        r"'Flow'.*unit 'L/s' measures flow, not pressure",
     ),
     "unit of another quantity": (
         _real(RESP),

@@ -27,6 +27,7 @@ MAPPINGS = {
         "doppler_femoral": {"group": "doppler", "vessel": "femoral"},
         "doppler_mca": {"group": "doppler", "vessel": "mca"},
     },
+    "resp": {"resp": {"group": "resp"}},
 }
 
 
@@ -64,7 +65,13 @@ def _record(directory, name, signals, fs=200.0):
 
 
 def test_round_trip_within_half_a_digital_step(records, session):
-    assert [r.name for r in records] == ["s01_ecg", "s01_abp", "s01_ldf", "s01_doppler"]
+    assert [r.name for r in records] == [
+        "s01_ecg",
+        "s01_abp",
+        "s01_ldf",
+        "s01_doppler",
+        "s01_resp",
+    ]
     parts = {}
     for record, group in zip(records, MAPPINGS, strict=True):
         node = io.read_wfdb(record, MAPPINGS[group], annotations=io.PROTOCOL_EXTENSION)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cardiolab import schema
-from cardiolab.errors import SessionFormatError
+from cardiolab.errors import SessionFormatError, UnitError
 
 
 def make_session(**overrides):
@@ -56,6 +56,36 @@ def test_wrong_units_name_group_and_field():
     ds["abp"].attrs["units"] = "kPa"
     node["abp"] = ds
     with pytest.raises(SessionFormatError, match=r"group 'abp': field 'abp' has units 'kPa'"):
+        schema.validate_session(node)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("Volts", "V"), ("mV", "mV"), ("a.u.", "1"), ("1", "1"), ("l", "L"), ("L/s", "L/s")],
+)
+def test_respiration_keeps_its_recorded_unit(given, stored):
+    node = make_session()
+    node["resp"] = schema.signal_group(np.sin(np.arange(100) / 4.0), 10.0, "resp", units=given)
+    assert node["resp"].ds["resp"].attrs["units"] == stored
+    assert schema.validate_session(node) is node
+
+
+def test_respiration_units_are_required_and_known():
+    with pytest.raises(UnitError, match=r"group 'resp' keeps the unit it was recorded in"):
+        schema.signal_group(np.zeros(10), 10.0, "resp")
+    with pytest.raises(UnitError, match=r"unknown unit 'furlong'"):
+        schema.signal_group(np.zeros(10), 10.0, "resp", units="furlong")
+    with pytest.raises(UnitError, match=r"group 'ecg' is stored in 'mV', not 'V'"):
+        schema.signal_group(np.zeros(1000), 500.0, "ecg", units="V")
+    node = make_session()
+    ds = schema.signal_group(np.zeros(100), 10.0, "resp", units="V")
+    ds["resp"].attrs["units"] = "Volts"  # not the table's spelling
+    node["resp"] = ds
+    with pytest.raises(SessionFormatError, match=r"group 'resp': field 'resp' has units 'Volts'"):
+        schema.validate_session(node)
+    ds["resp"].attrs["units"] = "bananas"
+    node["resp"] = ds
+    with pytest.raises(SessionFormatError, match=r"field 'resp' has units 'bananas'"):
         schema.validate_session(node)
 
 

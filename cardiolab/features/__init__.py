@@ -133,6 +133,9 @@ def _applicable(feature, beats, signals, vessels):
         return "no beats in this session (no ECG and no beat export)"
     if missing:
         return f"no {', '.join(missing)} in this session"
+    present_unless = [n for n in feature.unless if present(n)]
+    if present_unless:
+        return f"not needed: the session has {', '.join(present_unless)}"
     if feature.any_of and not any(present(n) for n in feature.any_of):
         return f"none of {', '.join(feature.any_of)} in this session"
     if not feature.applies_to(vessels):

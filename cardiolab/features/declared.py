@@ -14,13 +14,21 @@ import warnings
 import numpy as np
 
 from ..errors import SignalQualityError
+from .bpv import bpv_spectrum
 from .brs import baroreflex_sequence, baroreflex_transfer
 from .cerebral import CARNET_DEFAULTS, cerebral_autoregulation, mean_flow_index
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
 from .microcirculation import BAND_NAMES, LDF_BANDS, ldf_band_power
 from .pulse_contour import MIN_BEATS, pulse_contour_reliable, stroke_volume_features
-from .registry import Output, Parameter, register_feature
+from .registry import ANY_UNITS, Output, Parameter, register_feature
+from .respiration import (
+    RESP_BAND,
+    ecg_derived_respiration,
+    hf_band_for_breathing,
+    respiration_rate,
+    rsa_amplitude,
+)
 
 TASK_FORCE = (
     "Task Force of the ESC and NASPE (1996). Heart rate variability: standards of "
@@ -104,6 +112,74 @@ def _hrv_time(epoch):
     return hrv_time(epoch["rr"])
 
 
+GROSSMAN = (
+    "Grossman P, van Beek J, Wientjes C (1990). A comparison of three quantification "
+    "methods for estimation of respiratory sinus arrhythmia. Psychophysiology 27:702-714"
+)
+MOODY = (
+    "Moody GB, Mark RG, Zoccola A, Mantero S (1985). Derivation of respiratory signals "
+    "from multi-lead ECGs. Computers in Cardiology 12:113-116"
+)
+PARATI_BPV = (
+    "Parati G, Saul JP, Di Rienzo M, Mancia G (1995). Spectral analysis of blood pressure "
+    "and heart rate variability in evaluating cardiovascular regulation. Hypertension "
+    "25:1276-1286"
+)
+
+
+@register_feature(
+    "respiration",
+    inputs={"resp": ANY_UNITS},
+    outputs={
+        "resp_rate": Output("breaths/min", "breathing rate (dominant spectral peak)"),
+        "resp_rate_breaths": Output("breaths/min", "breathing rate (60 / mean breath duration)"),
+        "n_breaths": Output("1", "number of complete breaths detected"),
+        "rsa_p2t": Output("ms", "respiratory sinus arrhythmia, peak-to-trough mean"),
+        "rsa_p2t_sd": Output("ms", "respiratory sinus arrhythmia, SD over breaths"),
+    },
+    parameters={
+        "band": Parameter(RESP_BAND, "Hz", "band searched for the breathing peak", "Welch 1967"),
+    },
+    source=GROSSMAN + "; Khodadad D et al. (2018) Physiol Meas 39:115008 (breath detection)",
+)
+def _respiration(epoch, *, band):
+    """Breathing rate and RSA from a respiration channel."""
+    t, x, fs = epoch.signal("resp")
+    reasons = []
+    rate = respiration_rate(x, fs, band=tuple(band))
+    out = {k: rate[k] for k in ("resp_rate", "resp_rate_breaths", "n_breaths")}
+    if rate.get("reason"):
+        reasons.append(rate["reason"])
+    if "rr" in epoch.columns and t.size:
+        rsa = rsa_amplitude(epoch["t"], epoch["rr"], x, fs, resp_t0=float(t[0]))
+        out.update(rsa_p2t=rsa["rsa_p2t"], rsa_p2t_sd=rsa["rsa_p2t_sd"])
+        if rsa.get("reason"):
+            reasons.append(f"RSA: {rsa['reason']}")
+    if reasons:
+        out["reason"] = "; ".join(reasons)
+    return out
+
+
+@register_feature(
+    "ecg_derived_respiration",
+    inputs={"t": "s", "r_amplitude": "mV"},
+    unless=("resp",),
+    outputs={"edr_rate": Output("breaths/min", "ECG-derived breathing rate (R amplitude)")},
+    source=MOODY,
+)
+def _ecg_derived_respiration(epoch):
+    """Breathing rate from the R-wave amplitude modulation (no respiration channel)."""
+    amp = np.where(epoch.mask("valid"), epoch["r_amplitude"], np.nan)
+    edr = ecg_derived_respiration(epoch["t"], amp)
+    if edr["edr"].size == 0:
+        return {"reason": f"EDR: {edr['reason']}"}
+    rate = respiration_rate(edr["edr"], edr["fs"])
+    out = {"edr_rate": rate["resp_rate"]}
+    if not np.isfinite(out["edr_rate"]) and rate.get("reason"):
+        out["reason"] = f"EDR: {rate['reason']}"
+    return out
+
+
 _BANDS_SOURCE = "Task Force 1996 (VLF 0.0033-0.04, LF 0.04-0.15, HF 0.15-0.4 Hz)"
 
 
@@ -118,6 +194,8 @@ _BANDS_SOURCE = "Task Force 1996 (VLF 0.0033-0.04, LF 0.04-0.15, HF 0.15-0.4 Hz)
         "lf_hf": Output("1", "HRV LF/HF ratio"),
         "lf_nu": Output("n.u.", "HRV LF power in normalised units, 100 LF / (LF + HF)"),
         "hf_nu": Output("n.u.", "HRV HF power in normalised units, 100 HF / (LF + HF)"),
+        "hf_lo": Output("Hz", "lower edge of the HF band used"),
+        "hf_hi": Output("Hz", "upper edge of the HF band used"),
     },
     parameters={
         "vlf": Parameter(HRV_BANDS["vlf"], "Hz", "very-low-frequency band", _BANDS_SOURCE),
@@ -126,13 +204,34 @@ _BANDS_SOURCE = "Task Force 1996 (VLF 0.0033-0.04, LF 0.04-0.15, HF 0.15-0.4 Hz)
         "resample_hz": Parameter(
             4.0, "Hz", "tachogram resampling rate (quadratic interpolation)", TASK_FORCE
         ),
+        "hf_follows_breathing": Parameter(
+            True,
+            "1",
+            "centre HF on the measured breathing rate (resp channel, else ECG-derived) "
+            "when it lies outside the HF band; LF then ends where HF begins",
+            "Laborde S et al. (2017) Front Psychol 8:213; Quintana DS et al. (2016) "
+            "Transl Psychiatry 6:e803",
+        ),
     },
+    uses=("resp_rate", "edr_rate"),
     source=TASK_FORCE + "; Welch PSD, Hann window of half the epoch, 50 % overlap",
 )
-def _hrv_frequency(epoch, *, vlf, lf, hf, resample_hz):
+def _hrv_frequency(epoch, *, vlf, lf, hf, resample_hz, hf_follows_breathing):
     """Frequency-domain HRV of the NN tachogram."""
-    out = hrv_frequency(epoch["t"], epoch["rr"], resample_hz=resample_hz, vlf=vlf, lf=lf, hf=hf)
-    return {k: out[k] for k in ("vlf", "lf", "hf", "total_power", "lf_hf", "lf_nu", "hf_nu")}
+    band = tuple(hf)
+    if hf_follows_breathing:
+        rate = epoch.results.get("resp_rate", epoch.results.get("edr_rate", np.nan))
+        if rate is not None and np.isfinite(rate):
+            band = hf_band_for_breathing(rate / 60.0, default=band)
+    lf_band = tuple(lf)
+    if band[0] < lf_band[1]:  # slow breathing: LF ends where the moved HF band begins
+        lf_band = (lf_band[0], max(lf_band[0], band[0]))
+    out = hrv_frequency(
+        epoch["t"], epoch["rr"], resample_hz=resample_hz, vlf=vlf, lf=lf_band, hf=band
+    )
+    res = {k: out[k] for k in ("vlf", "lf", "hf", "total_power", "lf_hf", "lf_nu", "hf_nu")}
+    res.update(hf_lo=float(band[0]), hf_hi=float(band[1]))
+    return res
 
 
 _NONLINEAR_SOURCE = (
@@ -241,6 +340,27 @@ def _baroreflex_transfer(epoch, *, band, min_coherence, lag):
         "brs_tf_coherence": tf["coherence"],
         "brs_tf_n_bins": tf["n_bins"],
     }
+
+
+@register_feature(
+    "blood_pressure_variability",
+    inputs={"t": "s", "sbp": "mmHg"},
+    outputs={
+        "sbp_vlf": Output("mmHg2", "SBP very-low-frequency power"),
+        "sbp_lf": Output("mmHg2", "SBP low-frequency power (0.04-0.15 Hz, Mayer waves)"),
+        "sbp_hf": Output("mmHg2", "SBP high-frequency power"),
+        "sbp_total_power": Output("mmHg2", "SBP total power (VLF + LF + HF)"),
+        "sbp_lf_hf": Output("1", "SBP LF/HF ratio"),
+    },
+    source=PARATI_BPV + "; the HRV spectrum's resampling and Welch PSD",
+)
+def _blood_pressure_variability(epoch):
+    """Spectral blood-pressure variability of beat-to-beat SBP."""
+    out = bpv_spectrum(epoch["t"], epoch["sbp"])
+    res = {k: out[k] for k in ("sbp_vlf", "sbp_lf", "sbp_hf", "sbp_total_power", "sbp_lf_hf")}
+    if out.get("reason"):
+        res["reason"] = out["reason"]
+    return res
 
 
 @register_feature(

@@ -101,6 +101,10 @@ def hrv_frequency(
 ) -> dict:
     """Frequency-domain HRV indices from the RR tachogram.
 
+    The estimator reads any beat-to-beat series the same way:
+    :func:`cardiolab.features.bpv.bpv_spectrum` passes systolic pressure (mmHg), whose
+    band powers are then in mmHg².
+
     Parameters
     ----------
     t_s : array-like of float

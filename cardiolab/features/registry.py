@@ -59,6 +59,7 @@ from ..errors import UnitError
 from ..schema import RAW_GROUPS
 
 __all__ = [
+    "ANY_UNITS",
     "BEAT_INPUTS",
     "EpochData",
     "Feature",
@@ -75,6 +76,10 @@ __all__ = [
     "register_feature",
     "resolved_parameters",
 ]
+
+
+#: Declared units of an input whose unit the data model leaves to the device (``resp``).
+ANY_UNITS = "any"
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ BEAT_INPUTS: dict[str, BeatInput] = {
     "sbp": BeatInput("mmHg", "abp_valid"),
     "dbp": BeatInput("mmHg", "abp_valid"),
     "map": BeatInput("mmHg", "abp_valid"),
+    "r_amplitude": BeatInput("mV"),
     "sv": BeatInput("mL", "abp_valid"),
     "flux": BeatInput("PU", "ldf_valid"),
     "psv": BeatInput("cm/s", "doppler_valid", per_vessel=True),
@@ -140,6 +146,7 @@ class Feature:
     parameters: Mapping[str, Parameter]
     source: str
     any_of: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
     per_vessel: bool = False
     vessels: Callable[[str], bool] | None = None
     uses: tuple[str, ...] = ()
@@ -175,8 +182,8 @@ _REGISTRY: dict[str, Feature] = {}
 def _input_units(name: str) -> str | None:
     if name in BEAT_INPUTS:
         return BEAT_INPUTS[name].units
-    if name in RAW_GROUPS:
-        return RAW_GROUPS[name].units
+    if name in RAW_GROUPS:  # a group recorded in any unit (respiration) is "any"
+        return RAW_GROUPS[name].units or ANY_UNITS
     return None
 
 
@@ -188,6 +195,7 @@ def register_feature(
     source: str,
     parameters: Mapping[str, Parameter] | None = None,
     any_of: tuple[str, ...] = (),
+    unless: tuple[str, ...] = (),
     per_vessel: bool = False,
     vessels: Callable[[str], bool] | None = None,
     uses: tuple[str, ...] = (),
@@ -210,6 +218,9 @@ def register_feature(
     any_of : tuple of str
         Optional inputs (beat variables or raw groups, units as in the data model) of
         which the session needs at least one; the function sees the ones present.
+    unless : tuple of str
+        Inputs whose presence makes the feature unnecessary (e.g. ECG-derived
+        respiration ``unless=("resp",)``): skipped, with that reason, in such sessions.
     per_vessel : bool
         Computed once per Doppler vessel (``EpochData.vessel`` set).
     vessels : callable, optional
@@ -246,9 +257,9 @@ def register_feature(
                     f"feature {name!r}: input {inp!r} is in {known!r} in the data model, "
                     f"declared {units!r}"
                 )
-        for inp in any_of:
+        for inp in (*any_of, *unless):
             if _input_units(inp) is None:
-                raise ValueError(f"feature {name!r}: unknown input {inp!r} in any_of")
+                raise ValueError(f"feature {name!r}: unknown input {inp!r} in any_of/unless")
         taken = {o: f.name for f in _REGISTRY.values() for o in f.outputs}
         clash = {o: taken[o] for o in outputs if o in taken}
         if clash:
@@ -266,6 +277,7 @@ def register_feature(
             parameters=dict(parameters or {}),
             source=source,
             any_of=tuple(any_of),
+            unless=tuple(unless),
             per_vessel=per_vessel,
             vessels=vessels,
             uses=tuple(uses),
@@ -538,7 +550,7 @@ def check_input_units(feature: Feature, beats, signals) -> None:
             var = signals[name].get(RAW_GROUPS[name].variable)
         else:
             var = None
-        if var is None or "units" not in var.attrs:
+        if var is None or "units" not in var.attrs or units == ANY_UNITS:
             continue
         if var.attrs["units"] != units:
             raise UnitError(

@@ -20,7 +20,9 @@ quirks stay inside the readers and the rules below are applied once:
   ``beats``, where each channel names a distinct ``variable``;
 - the unit is the file's where it declares one, the mapping's where it does not; both
   given and different, or unknown, is a :class:`~cardiolab.errors.UnitError` naming
-  the file and the channel.
+  the file and the channel;
+- a ``resp`` channel keeps its unit (any unit of :mod:`cardiolab.units`: ``V``,
+  ``1`` for arbitrary units, ``L``, ``L/s``); the others are converted to the group's.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ..schema import (
     session_node,
     signal_group,
 )
-from ..units import conversion_factor, unit_ratio
+from ..units import conversion_factor, normalise_unit, unit_ratio
 
 __all__ = [
     "Channel",
@@ -75,7 +77,8 @@ class Channel:
     name : str
         The channel's name in the file (EDF label, WFDB signal name, CSV column).
     group : str
-        Raw group of the data model (``ecg``, ``abp``, ``ldf``, ``doppler``, ``beats``).
+        Raw group of the data model (``ecg``, ``abp``, ``ldf``, ``doppler``, ``resp``,
+        ``beats``).
     units : str or None
         Unit given by the mapping (the catalog), if any.
     vessel : str or None
@@ -96,8 +99,9 @@ class Channel:
     variable: str | None = None
 
     @property
-    def target_units(self) -> str:
-        """The unit the channel's values are stored in (its group's or variable's)."""
+    def target_units(self) -> str | None:
+        """The unit the channel's values are stored in (its group's or variable's);
+        ``None`` for a group that keeps the recorded unit (``resp``)."""
         if self.group == BEAT_GROUP:
             return BEAT_FIELDS[self.variable][0]
         return RAW_GROUPS[self.group].units
@@ -236,7 +240,8 @@ def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float
     -------
     factor : float
         Multiply the file's values by this to get the group's canonical unit (for a
-        ``beats`` channel: its variable's unit, :attr:`Channel.target_units`).
+        ``beats`` channel: its variable's unit, :attr:`Channel.target_units`; for
+        ``resp``, which keeps the recorded unit, 1.0).
     unit : str
         The unit the values are in (the file's, else the mapping's).
 
@@ -261,7 +266,12 @@ def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float
         if declared and given:
             f_declared = factor(declared)
             f_given = factor(given)
-            if f_declared != f_given:
+            # a group that keeps the recorded unit (resp) converts nothing: the two
+            # units themselves must be the same
+            kept = channel.target_units is None
+            if f_declared != f_given or (
+                kept and normalise_unit(declared) != normalise_unit(given)
+            ):
                 raise UnitError(
                     f"{source}: channel {channel.name!r} is in {declared!r} according to "
                     f"the file but in {given!r} according to the catalog"
@@ -418,6 +428,7 @@ def assemble(signals, source, epochs=None, *, start: float = 0.0) -> xr.DataTree
             ch.group,
             start=start,
             attrs={"source_file": str(source), "channel": ch.name, "source_units": unit},
+            units=unit if ch.target_units is None else None,
         )
     if doppler:
         rates = {float(fs) for _, _, fs, _ in doppler}

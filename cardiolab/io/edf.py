@@ -101,7 +101,13 @@ __all__ = ["read_edf", "write_edf", "EDF_LABELS", "EDF_MAIN_FIELDS", "EDF_SIGNAL
 log = logging.getLogger("cardiolab")
 
 #: signal labels written by :func:`write_edf` (doppler: ``"Doppler <vessel>"``)
-EDF_LABELS = {"ecg": "ECG", "abp": "ABP", "ldf": "LDF", "doppler": "Doppler {vessel}"}
+EDF_LABELS = {
+    "ecg": "ECG",
+    "abp": "ABP",
+    "ldf": "LDF",
+    "doppler": "Doppler {vessel}",
+    "resp": "Resp",
+}
 
 _DMIN, _DMAX = -32768, 32767
 
@@ -598,8 +604,9 @@ def write_edf(node, path) -> Path:
     ----------
     node : xarray.DataTree
         Session node in the data model. Signals are labelled ``ECG``, ``ABP``,
-        ``LDF`` and ``Doppler <vessel>`` (see :data:`EDF_LABELS`), with the groups'
-        canonical units (mV, mmHg, PU, cm/s) as physical dimensions.
+        ``LDF``, ``Doppler <vessel>`` and ``Resp`` (see :data:`EDF_LABELS`), with the
+        groups' canonical units (mV, mmHg, PU, cm/s; respiration its recorded unit)
+        as physical dimensions.
     path : str or pathlib.Path
         The file to create; an existing file is never overwritten.
 

@@ -7,7 +7,9 @@ repaired: ``rr_flag`` (see :data:`~cardiolab.signals.ecg.RR_FLAGS`), ``ecg_valid
 ``abp_valid``, ``doppler_valid`` and ``ldf_valid`` say which values to trust, and
 ``valid`` is a normal beat (RR flag 0) with a trustworthy ECG (``ecg_valid``).
 
-``ecg_quality`` is the per-beat template correlation of
+``r_amplitude`` is the R wave's height above the PR-segment baseline
+(:func:`~cardiolab.signals.ecg.r_wave_amplitude`, mV), the input of ECG-derived
+respiration. ``ecg_quality`` is the per-beat template correlation of
 :func:`~cardiolab.signals.quality.ecg_beat_quality` (Orphanidou et al. 2015), and
 ``ecg_valid`` requires it to reach 0.66 in a 10-s window that passes the same paper's
 RR and correlation rules (:func:`~cardiolab.signals.quality.ecg_window_acceptable`):
@@ -22,7 +24,8 @@ the file's, ``pp`` = ``sbp - dbp``, and ``abp_valid`` requires ``sbp`` and ``dbp
 ``map`` where the file has it) finite and within
 :data:`~cardiolab.signals.pressure.PRESSURE_LIMITS`. There is no waveform to judge, so
 ``ecg_quality`` is NaN and ``ecg_valid`` True (the device, not cardiolab, chose the
-beats): ``valid`` is ``rr_flag == 0``. ``sv``, ``co`` and ``tpr`` are added where the
+beats): ``valid`` is ``rr_flag == 0`` and ``r_amplitude`` is NaN. ``sv``, ``co`` and
+``tpr`` are added where the
 file gives them; ``r_sample`` is absent and ``abp_onset``, ``flux``, ``cvc`` are NaN.
 
 Sessions with a pressure waveform get a beat-to-beat stroke volume ``sv`` by the
@@ -45,7 +48,7 @@ import xarray as xr
 from ..errors import SignalQualityError
 from ..features.pulse_contour import DEFAULT_SUBJECT, age_from_band, pulse_contour_stroke_volume
 from ..schema import BEAT_FIELDS, BEAT_GROUP, RAW_GROUPS
-from .ecg import QRS_PARAMETERS, classify_rr, detect_r_peaks
+from .ecg import QRS_PARAMETERS, classify_rr, detect_r_peaks, r_wave_amplitude
 from .quality import ECG_QUALITY, ecg_beat_quality, ecg_window_acceptable
 
 __all__ = ["beat_table", "detect_r_peaks_chunked", "BEAT_VARIABLES"]
@@ -61,6 +64,7 @@ BEAT_VARIABLES = {
     "rr_flag": ("1", "RR artefact class: 0 normal, 1 ectopic, 2 long, 3 short, 4 missed, 5 extra"),
     "hr": ("bpm", "instantaneous heart rate (raw RR)"),
     "ecg_quality": ("1", "ECG signal quality: beat-to-template correlation (0-1)"),
+    "r_amplitude": ("mV", "R-wave amplitude above the PR-segment baseline"),
     "sbp": ("mmHg", "systolic blood pressure"),
     "dbp": ("mmHg", "diastolic blood pressure (end-diastolic, at the pulse onset)"),
     "map": ("mmHg", "mean arterial pressure (area mean over the beat)"),
@@ -305,6 +309,9 @@ def beat_table(
     ecg_valid = ecg_window_acceptable(t, ecg_quality, exempt=rr_flag == 1)
     with np.errstate(invalid="ignore"):
         ecg_valid &= ecg_quality >= ECG_QUALITY["min_correlation"]
+    r_amplitude = _per_beat_blocks(r_wave_amplitude, ecg.data, fs, peaks / fs, block_s=chunk_s)[
+        "r_amplitude"
+    ].to_numpy(dtype=float)
     data = {
         "t": t,
         "r_sample": peaks,
@@ -313,6 +320,7 @@ def beat_table(
         "rr_flag": rr_flag,
         "hr": 60000.0 / rr,
         "ecg_quality": ecg_quality,
+        "r_amplitude": r_amplitude,
     }
     nan = np.full(n, np.nan)
     abp_valid = np.zeros(n, dtype=bool)
@@ -502,6 +510,7 @@ def _beat_level_table(session: xr.DataTree, beats: xr.Dataset) -> xr.Dataset:
         "rr_flag": rr_flag,
         "hr": 60000.0 / rr,
         "ecg_quality": nan.copy(),
+        "r_amplitude": nan.copy(),
         "sbp": sbp,
         "dbp": dbp,
         "map": map_,

@@ -86,7 +86,22 @@ import xarray as xr
 from ..errors import SignalQualityError
 from ._qrs import find_qrs, live_segments, place_peaks, qrs_energy, refine_peaks
 
-__all__ = ["detect_r_peaks", "classify_rr", "RR_FLAGS", "QRS_PARAMETERS"]
+__all__ = [
+    "detect_r_peaks",
+    "r_wave_amplitude",
+    "classify_rr",
+    "RR_FLAGS",
+    "QRS_PARAMETERS",
+    "R_AMPLITUDE_BASELINE_S",
+    "R_AMPLITUDE_SEARCH_S",
+]
+
+#: Window before the R-peak (s) whose median is the isoelectric (PR-segment) level
+#: that R-wave amplitudes are measured from: after the P wave, before the QRS onset.
+R_AMPLITUDE_BASELINE_S = (-0.100, -0.060)
+
+#: Half-width (s) of the window around the R-peak searched for the R wave's extreme.
+R_AMPLITUDE_SEARCH_S = 0.040
 
 #: Detector parameters (s, Hz, or fractions), see the module docstring for each step
 #: and its source. Tuned (small grids, aggregate MIT-BIH and every noise-stress record
@@ -224,6 +239,59 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
 
 #: Codes of :func:`classify_rr`.
 RR_FLAGS = {0: "normal", 1: "ectopic", 2: "long", 3: "short", 4: "missed", 5: "extra"}
+
+
+def r_wave_amplitude(ecg, fs: float, r_times) -> pd.DataFrame:
+    """R-wave amplitude of each beat, above the PR-segment baseline.
+
+    Parameters
+    ----------
+    ecg : array-like, shape (n_samples,)
+        ECG (mV).
+    fs : float
+        Sampling rate (Hz).
+    r_times : array-like, shape (n_beats,)
+        R-peak times (s from the first sample), as :func:`detect_r_peaks` gives them
+        (``peaks / fs``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column ``r_amplitude`` (mV): the extreme of the ECG within
+        +-:data:`R_AMPLITUDE_SEARCH_S` of the R-peak, in the lead's polarity (that
+        of most detected R-peaks: a maximum for an upright QRS, a minimum, hence a
+        negative amplitude, for an inverted one), minus the median of the ECG over
+        :data:`R_AMPLITUDE_BASELINE_S` before the peak. NaN where these windows leave
+        the record or hold a missing sample. One row per beat (the per-beat
+        extractors' layout, so that long ECGs run block by block).
+
+    Notes
+    -----
+    The lead's polarity, not each beat's detected deflection, decides the sign: the
+    detector may mark the S wave of a few beats of an upright lead (two of 69 beats of
+    the BIOPAC ECG ``acq/nojournal-4.1.0.acq``), whose amplitude would otherwise flip
+    sign. Measuring the R wave from the isoelectric PR segment rather than from zero
+    removes baseline wander, which also follows breathing, so that the amplitude
+    keeps only the QRS modulation used for ECG-derived respiration (Moody et al.
+    1985, Computers in Cardiology 12:113; see
+    :func:`cardiolab.features.respiration.ecg_derived_respiration`).
+    """
+    x = np.asarray(ecg, dtype=float)
+    fs = float(fs)
+    idx = np.rint(np.asarray(r_times, dtype=float) * fs).astype(np.int64)
+    lo, hi = (int(round(s * fs)) for s in R_AMPLITUDE_BASELINE_S)
+    half = max(int(round(R_AMPLITUDE_SEARCH_S * fs)), 1)
+    base_win = idx[:, None] + np.arange(lo, min(hi, -1) + 1)[None, :]
+    qrs_win = idx[:, None] + np.arange(-half, half + 1)[None, :]
+    inside = (base_win[:, 0] >= 0) & (qrs_win[:, -1] < x.size)
+    out = np.full(idx.size, np.nan)
+    if inside.any():
+        base = np.median(x[base_win[inside]], axis=1)
+        qrs = x[qrs_win[inside]] - base[:, None]
+        # the lead's polarity: the sign of most beats' detected R-peak
+        polarity = 1.0 if np.nanmedian(qrs[:, half]) >= 0 else -1.0
+        out[inside] = polarity * np.max(polarity * qrs, axis=1)
+    return pd.DataFrame({"r_amplitude": out})
 
 
 def _qd(values: pd.Series, window: int) -> np.ndarray:

@@ -25,6 +25,8 @@ class BeatSeries:
     dbp: np.ndarray  # target pressure at the beat's foot (mmHg)
     ectopic: np.ndarray  # premature ventricular beat
     epoch: np.ndarray  # index of the protocol epoch (-1 outside any)
+    #: phase (rad) of the respiratory SBP oscillation ``sin(2 pi f t + resp_phase)``
+    resp_phase: float = 0.0
 
 
 def narrowband(t, f_low, f_high, rng, n_components=8):
@@ -142,11 +144,8 @@ def beat_series(
     # Continuous drivers on a 20 Hz grid, evaluated at beat times by interpolation.
     grid = np.arange(0.0, duration_s + 5.0, 0.05)
     mayer = narrowband(grid, 0.08, 0.12, rng) * epoch_profile(grid, epochs, mayer_sd)
-    resp = (
-        resp_sbp_sd
-        * np.sqrt(2)
-        * np.sin(2 * np.pi * resp_rate_hz * grid + rng.uniform(0, 2 * np.pi))
-    )
+    resp_phase = rng.uniform(0, 2 * np.pi)
+    resp = resp_sbp_sd * np.sqrt(2) * np.sin(2 * np.pi * resp_rate_hz * grid + resp_phase)
     dsbp_grid = mayer + resp
     hr_grid = epoch_profile(grid, epochs, hr)
     sbp_grid = epoch_profile(grid, epochs, sbp)
@@ -198,4 +197,11 @@ def beat_series(
             pp = s[cand] - d[cand]
             s[cand] = d[cand] + 0.6 * pp  # poorly filled premature beat
             s[cand + 1] = s[cand + 1] + 0.05 * (s[cand + 1] - d[cand + 1])  # potentiation
-    return BeatSeries(t=t, sbp=s, dbp=d, ectopic=ectopic, epoch=_epoch_index(t, epochs))
+    return BeatSeries(
+        t=t,
+        sbp=s,
+        dbp=d,
+        ectopic=ectopic,
+        epoch=_epoch_index(t, epochs),
+        resp_phase=float(resp_phase),
+    )

@@ -20,10 +20,17 @@ from .beats import beat_series, epoch_profile, narrowband
 from .effects import QUANTITIES
 from .waveforms import ecg_waveform, ldf_flux, pressure_pulse_areas, pulse_waveform
 
-__all__ = ["RATES", "Artefacts", "SubjectTraits", "draw_subject_traits", "simulate_session"]
+__all__ = [
+    "RATES",
+    "Artefacts",
+    "SubjectTraits",
+    "draw_subject_traits",
+    "respiration_belt",
+    "simulate_session",
+]
 
 #: Default sampling rates (Hz) of the demo campaign.
-RATES = {"ecg": 500.0, "abp": 200.0, "ldf": 32.0, "doppler": 100.0}
+RATES = {"ecg": 500.0, "abp": 200.0, "ldf": 32.0, "doppler": 100.0, "resp": 25.0}
 VESSELS = ("femoral", "mca")
 
 
@@ -106,6 +113,52 @@ def _per_beat(values, fs, feet, func):
     return out
 
 
+def respiration_belt(duration_s, fs, rate_hz, phase, motion, artefacts, rng):
+    """A respiratory belt's signal (arbitrary units), in step with the simulated RSA.
+
+    Lung volume is ``-sin(2 pi f t + phase)`` where ``sin(2 pi f t + phase)`` is the
+    respiratory oscillation of systolic pressure in :func:`~.beats.beat_series`: the
+    end of inspiration falls at the pressure trough (intrathoracic pressure lowest), so
+    the RR interval, which follows pressure through the baroreflex, shortens during
+    inspiration and lengthens during expiration, as respiratory sinus arrhythmia does.
+    The breathing frequency is the subject's, constant over the session; each breath's
+    depth varies by about 10 %, the belt drifts slowly, and the session's motion
+    artefacts and the belt's own dropouts are added.
+
+    Parameters
+    ----------
+    duration_s, fs : float
+        Session length (s) and the belt's sampling rate (Hz).
+    rate_hz : float
+        Breathing frequency (Hz).
+    phase : float
+        :attr:`~.beats.BeatSeries.resp_phase` (rad).
+    motion : numpy.ndarray, shape (n, 2)
+        Motion artefact intervals (s), shared with the other channels.
+    artefacts : Artefacts
+    rng : numpy.random.Generator
+        The session's generator: one integer is drawn from it to seed the belt's own
+        stream, after everything else, so no other simulated value changes.
+
+    Returns
+    -------
+    resp : numpy.ndarray
+        Belt signal (arbitrary units, ``"1"``).
+    rate_bpm : float
+        The true breathing rate (breaths/min).
+    """
+    own = np.random.default_rng(rng.integers(2**63))
+    n = int(round(duration_s * fs))
+    t = np.arange(n) / fs
+    depth = 1.0 + 0.1 * narrowband(t, 0.005, 0.03, own)
+    volume = -np.sin(2 * np.pi * rate_hz * t + phase) * depth
+    drift = 0.3 * narrowband(t, 0.002, 0.01, own)
+    resp = volume + drift + own.normal(0.0, 0.03, n)
+    resp = apply_motion(resp, fs, motion, 1.5, own)
+    drop = random_intervals(duration_s, artefacts.dropout_per_hour, (2.0, 6.0), own)
+    return apply_dropout(resp, fs, drop), 60.0 * float(rate_hz)
+
+
 def simulate_session(
     targets,
     duration_s,
@@ -151,12 +204,14 @@ def simulate_session(
     Returns
     -------
     groups : dict of str to xarray.Dataset
-        Raw groups of the data model, including ``protocol``.
+        Raw groups of the data model, including ``protocol`` and ``resp`` (a belt in
+        arbitrary units, :func:`respiration_belt`).
     beats : xarray.Dataset
         Per-beat truth (dim ``beat``).
     realised : pandas.DataFrame
         The values the recorded physiology actually has per epoch (from the clean
-        signals and beat truth), same layout as ``targets``.
+        signals and beat truth), same layout as ``targets``, plus ``resp_rate``
+        (breaths/min).
     """
     rates = {**RATES, **(rates or {})}
     art = artefacts if artefacts is not None else Artefacts()
@@ -351,11 +406,20 @@ def simulate_session(
             for q in ("psv", "ri"):
                 realised.loc[lab, f"{vessel}_{q}"] = float(np.nanmean(d[q][sel]))
 
+    # --- respiration (a belt, arbitrary units) ------------------------------------------
+    # Drawn last, from its own stream, so that every value above is what it was before
+    # the simulator had a respiration channel.
+    resp, resp_rate = respiration_belt(
+        duration_s, rates["resp"], traits.resp_rate_hz, bs.resp_phase, motion, art, rng
+    )
+    realised["resp_rate"] = resp_rate  # breaths/min, every epoch
+
     groups = {
         "ecg": schema.signal_group(ecg.astype(np.float32), fs, "ecg"),
         "abp": schema.signal_group(abp.astype(np.float32), fs_p, "abp"),
         "ldf": schema.signal_group(flux.astype(np.float32), fs_l, "ldf"),
         "doppler": schema.signal_group(vel.astype(np.float32), fs_d, "doppler", vessels=VESSELS),
+        "resp": schema.signal_group(resp.astype(np.float32), rates["resp"], "resp", units="1"),
         "protocol": schema.protocol_group(epochs),
     }
     return groups, beats, realised
