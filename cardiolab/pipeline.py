@@ -115,7 +115,7 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
 
 
 def session_results(
-    beats: xr.Dataset, session: xr.DataTree
+    beats: xr.Dataset, session: xr.DataTree, *, timings: dict | None = None
 ) -> tuple[xr.Dataset, xr.Dataset | None]:
     """Per-epoch features of a session and its challenge responses.
 
@@ -132,6 +132,8 @@ def session_results(
         The session's (reviewed) beat table.
     session : xarray.DataTree
         The session node (raw groups, protocol).
+    timings : dict, optional
+        Accumulates each feature's computing time (s), and ``"challenge responses"``.
 
     Returns
     -------
@@ -156,13 +158,22 @@ def session_results(
     signals = {g: session[g].to_dataset(inherit=False) for g in RAW_GROUPS if g in session.children}
     windows = challenge_windows(epochs, challenges)
     feats = epoch_features(
-        beats, None, protocol_group(epochs + windows), signals=signals, session=dict(session.attrs)
+        beats,
+        None,
+        protocol_group(epochs + windows),
+        signals=signals,
+        session=dict(session.attrs),
+        timings=timings,
     )
     if not challenges:
         return feats, None
+    t0 = time.perf_counter()
     responses = challenge_responses(
         feats, epochs, challenges, beats=beats, events=events, signals=signals
     )
+    if timings is not None:
+        key = "challenge responses"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
     whole = responses.isel(response=np.flatnonzero(responses["window"].values == ""))
     keep = [n for n in whole.data_vars if not n.endswith("_pct") or n[:-4] not in feats]
     rows = whole[keep].drop_vars([c for c in whole.coords if c != "response"])

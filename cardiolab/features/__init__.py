@@ -18,13 +18,14 @@ where they overlap: ``hr``, ``sbp``, ``dbp``, ``map``, ``brs`` (sequence method)
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import xarray as xr
 
 from ..errors import CardiolabError, UnitError
 from .brs import baroreflex_sequence, baroreflex_transfer
-from .cerebral import cerebral_autoregulation, mean_flow_index
+from .cerebral import cerebral_autoregulation, mean_flow_index, transfer_function_spectra
 from .challenges import (
     CHALLENGE_KINDS,
     challenge_responses,
@@ -54,6 +55,7 @@ __all__ = [
     "local_heating_response",
     "orthostatic_tolerance",
     "porh_response",
+    "transfer_function_spectra",
     "HRV_BANDS",
     "LDF_BANDS",
     "baroreflex_sequence",
@@ -152,6 +154,7 @@ def epoch_features(
     parameters: dict | None = None,
     select: list[str] | None = None,
     session: dict | None = None,
+    timings: dict | None = None,
 ) -> xr.Dataset:
     """Features of every protocol epoch of a session: every registered feature.
 
@@ -186,6 +189,9 @@ def epoch_features(
     session : dict, optional
         The session's attributes (``phase``, ...), for features that depend on them
         (pulse-contour stroke volume is not trusted in flight).
+    timings : dict, optional
+        If given, each feature's computing time (s, summed over epochs and vessels) is
+        added to ``timings[feature name]`` (``benchmarks/bench_features.py``).
 
     Returns
     -------
@@ -258,10 +264,15 @@ def epoch_features(
                     vessel=vessel,
                     session=dict(session or {}),
                 )
+                t0 = time.perf_counter()
                 try:
                     out = dict(feature.func(data, **params[feature.name]))
                 except CardiolabError as err:
                     out = {"reason": str(err)}
+                if timings is not None:
+                    timings[feature.name] = (
+                        timings.get(feature.name, 0.0) + time.perf_counter() - t0
+                    )
                 reason = out.pop("reason", None)
                 if reason:
                     flagged.append(

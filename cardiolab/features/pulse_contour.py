@@ -66,6 +66,7 @@ __all__ = [
     "WEISSLER_LVET",
     "age_from_band",
     "aortic_characteristic_impedance",
+    "calibrate_stroke_volume",
     "cardiac_output",
     "ejection_time_weissler",
     "end_of_ejection",
@@ -633,3 +634,73 @@ def pulse_contour_reliable(phase: str) -> bool:
     if phase not in PHASES:
         raise CatalogError(f"phase {phase!r} is not one of {tuple(PHASES)}", field="phase")
     return phase != "in"
+
+
+def calibrate_stroke_volume(table, reference: str = "sv_echo", *, epoch: str = "supine"):
+    """Calibrate a features table's pulse-contour SV, CO and TPR per subject.
+
+    Each subject's factor is its reference stroke volume (e.g. echocardiography, a
+    column of the catalog's measurement tables) over its pulse-contour ``sv`` in the
+    same session and epoch (:func:`stroke_volume_calibration`, single-point as
+    Wesseling et al. 1993), from the earliest session (by phase, then day) where both
+    exist. A reference given for the whole session (epoch ``"session"``) is compared
+    with ``sv`` of ``epoch``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A features table (:func:`cardiolab.pipeline.features_table`) with ``sv``,
+        ``co``, ``tpr`` and the ``reference`` column (mL).
+    reference : str
+        The reference stroke volume column (mL).
+    epoch : str
+        The epoch whose ``sv`` a whole-session reference is compared with.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with ``sv_cal`` (mL), ``co_cal`` (L/min) and ``tpr_cal`` (mmHg.min/L):
+        the subject's values times (TPR: divided by) its factor, NaN for subjects
+        without a usable reference; ``attrs["sv_calibration"]``: per subject the
+        ``session``, ``epoch``, ``factor`` used or the ``reason`` it has none.
+
+    Raises
+    ------
+    KeyError
+        If the table lacks ``sv``, ``co``, ``tpr`` or the reference column.
+    """
+    import pandas as pd
+
+    missing = [c for c in ("sv", "co", "tpr", reference) if c not in table.columns]
+    if missing:
+        raise KeyError(f"features table has no column(s) {missing} to calibrate stroke volume")
+    out = table.copy()
+    order = {"pre": 0, "in": 1, "post": 2}
+    ranked = out.assign(_order=out["phase"].map(order)).sort_values(["_order", "day"])
+    calibration = {}
+    factors = pd.Series(np.nan, index=out.index)
+    for subject, rows in ranked.groupby("subject", sort=False):
+        found = None
+        for session, srows in rows.groupby("session", sort=False):
+            refs = srows[srows[reference].notna()]
+            for _, r in refs.iterrows():
+                at = r["epoch"] if r["epoch"] != "session" else epoch
+                sv = srows.loc[srows["epoch"] == at, "sv"]
+                if len(sv) and np.isfinite(sv.iloc[0]) and sv.iloc[0] > 0:
+                    factor = stroke_volume_calibration(r[reference], [sv.iloc[0]], min_beats=1)
+                    found = (session, at, factor["factor"])
+                    break
+            if found:
+                break
+        if found is None:
+            calibration[subject] = {"reason": f"no session with both {reference} and sv"}
+            continue
+        calibration[subject] = {"session": found[0], "epoch": found[1], "factor": found[2]}
+        factors[out["subject"] == subject] = found[2]
+    out["sv_cal"] = out["sv"] * factors
+    out["co_cal"] = out["co"] * factors
+    out["tpr_cal"] = out["tpr"] / factors
+    units = dict(table.attrs.get("units", {}))
+    units.update(sv_cal="mL", co_cal="L/min", tpr_cal="mmHg.min/L")
+    out.attrs = {**table.attrs, "units": units, "sv_calibration": calibration}
+    return out
