@@ -235,3 +235,16 @@ def test_hrv_nonlinear_parameters_are_used():
     assert wider["sampen"] < base["sampen"]  # more matches at a larger tolerance
     other = hrv_nonlinear(rr, dfa_short=(4, 11), dfa_overlap=False)
     assert other["dfa_alpha1"] != base["dfa_alpha1"]
+
+
+def test_entropies_of_a_long_epoch_are_capped_with_a_reason():
+    from cardiolab.features import hrv_nonlinear
+
+    rr = 800 + 50 * np.random.default_rng(0).standard_normal(400)
+    full = hrv_nonlinear(rr)
+    capped = hrv_nonlinear(rr, entropy_max_beats=300)
+    assert np.isfinite(full["sampen"]) and "reason" not in full
+    assert np.isnan(capped["sampen"]) and np.isnan(capped["apen"])
+    assert "400 NN intervals, more than entropy_max_beats = 300" in capped["reason"]
+    for k in ("sd1", "sd2", "dfa_alpha1"):
+        assert capped[k] == full[k]

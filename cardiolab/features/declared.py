@@ -257,10 +257,16 @@ _NONLINEAR_SOURCE = (
         "dfa_long": Parameter((16, 64), "beats", "alpha2 box sizes", "Peng et al. 1995"),
         "entropy_m": Parameter(2, "beats", "template length", "Richman & Moorman 2000"),
         "entropy_r": Parameter(0.2, "SD", "tolerance, fraction of the NN SD", "Pincus 1991"),
+        "entropy_max_beats": Parameter(
+            5000,
+            "beats",
+            "longest epoch whose entropies are computed (all pairs: O(n^2)); longer: NaN, flagged",
+            "cardiolab: about 1 s per entropy at 5000 beats on one core",
+        ),
     },
     source=_NONLINEAR_SOURCE,
 )
-def _hrv_nonlinear(epoch, *, dfa_short, dfa_long, entropy_m, entropy_r):
+def _hrv_nonlinear(epoch, *, dfa_short, dfa_long, entropy_m, entropy_r, entropy_max_beats):
     """Nonlinear HRV of the NN intervals."""
     return hrv_nonlinear(
         epoch["rr"],
@@ -268,6 +274,7 @@ def _hrv_nonlinear(epoch, *, dfa_short, dfa_long, entropy_m, entropy_r):
         dfa_long=tuple(dfa_long),
         entropy_m=entropy_m,
         entropy_r=entropy_r,
+        entropy_max_beats=entropy_max_beats,
     )
 
 

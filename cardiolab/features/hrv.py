@@ -306,6 +306,7 @@ def hrv_nonlinear(
     dfa_order=1,
     entropy_m=2,
     entropy_r=0.2,
+    entropy_max_beats=None,
 ) -> dict:
     """Nonlinear HRV indices of one epoch: Poincaré plot, DFA, sample and approximate entropy.
 
@@ -328,6 +329,10 @@ def hrv_nonlinear(
     entropy_r : float
         Tolerance as a fraction of the sample SD (``ddof=1``) of the NN intervals
         (default 0.2, i.e. ``r = 0.2 SD``).
+    entropy_max_beats : int, optional
+        Longest series (finite NN intervals) whose entropies are computed; longer
+        ones (a 24-hour epoch) give NaN entropies and a ``reason`` key, since both
+        compare all template pairs. Default: no limit.
 
     Returns
     -------
@@ -382,6 +387,12 @@ def hrv_nonlinear(
     profile = np.cumsum(nn - nn.mean())
     out["dfa_alpha1"] = _dfa_alpha(profile, dfa_short, dfa_overlap, dfa_order)
     out["dfa_alpha2"] = _dfa_alpha(profile, dfa_long, dfa_overlap, dfa_order)
+    if entropy_max_beats is not None and nn.size > entropy_max_beats:
+        out["reason"] = (
+            f"entropies: {nn.size} NN intervals, more than entropy_max_beats = "
+            f"{entropy_max_beats} (all-pairs O(n^2) work); split the epoch or raise the limit"
+        )
+        return out
     r = entropy_r * float(np.std(nn, ddof=1))
     out["sampen"] = _sample_entropy(rr, entropy_m, r)
     out["apen"] = _approximate_entropy(rr, entropy_m, r)
