@@ -15,7 +15,13 @@ from cardiolab.features.cerebral import transfer_function_spectra
 SIDES = [("left", "mcav_l"), ("right", "mcav_r")]
 BANDS = ("vlf", "lf", "hf")
 #: reference key in reference_tfa.json -> our variable
-REF_VARS = {"gain": "gain", "gain_norm": "gain_norm", "phase_deg": "phase", "coh2": "coherence"}
+REF_VARS = {
+    "gain": "gain",
+    "gain_norm": "gain_norm",
+    "gain_pct_per_pct": "gain_pct",
+    "phase_deg": "phase",
+    "coh2": "coherence",
+}
 
 
 @pytest.fixture(scope="module")

@@ -213,7 +213,13 @@ def test_per_epoch_autoregulation_matches_carnet(carnet, side, column):
     r = ref[side]
     assert int(feats["mca_tfa_n_windows"][0]) == r["n_windows"]
     for band in ("vlf", "lf", "hf"):
-        for ours, key in (("gain", "gain"), ("gain_norm", "gain_norm"), ("coherence", "coh2")):
+        pairs = (
+            ("gain", "gain"),
+            ("gain_norm", "gain_norm"),
+            ("gain_pct", "gain_pct_per_pct"),
+            ("coherence", "coh2"),
+        )
+        for ours, key in pairs:
             got = float(feats[f"mca_tfa_{ours}_{band}"][0])
             assert got == pytest.approx(r[band][key], rel=0.01), (band, ours)
         got = float(feats[f"mca_tfa_phase_{band}"][0])

@@ -317,7 +317,8 @@ def cerebral_autoregulation(pressure, velocity, fs=None, **params) -> xr.Dataset
     -------
     xarray.Dataset
         Dim ``band`` (``vlf``, ``lf``, ``hf``; coords ``f_lo``, ``f_hi`` in Hz):
-        ``gain`` (cm/s/mmHg), ``gain_norm`` (%/mmHg), ``phase`` (degree),
+        ``gain`` (cm/s/mmHg), ``gain_norm`` (%/mmHg), ``gain_pct`` (%/%: gain x mean
+        MAP / mean CBFV, CARNet's gain with both signals normalised), ``phase`` (degree),
         ``coherence`` (1, band mean of coh2), ``n_bins`` (bins used for gain); scalars
         ``n_windows`` and ``overlap`` (%). NaN where no bin of a band passes the
         threshold. Attrs ``mean_abp`` (mmHg), ``mean_cbfv`` (cm/s), ``coherence2_threshold``
@@ -375,6 +376,14 @@ def cerebral_autoregulation(pressure, velocity, fs=None, **params) -> xr.Dataset
                 "band",
                 gain_arr / mean_cbfv * 100.0,
                 {"units": "%/mmHg", "long_name": "TFA gain normalised by mean CBFV"},
+            ),
+            "gain_pct": (
+                "band",
+                gain_arr * spec.attrs["mean_abp"] / mean_cbfv,
+                {
+                    "units": "%/%",
+                    "long_name": "TFA gain with CBFV and MAP both in % of their means",
+                },
             ),
             "phase": (
                 "band",

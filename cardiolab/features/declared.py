@@ -538,6 +538,9 @@ def _tfa_outputs():
         out[f"{{vessel}}_tfa_gain_norm_{b}"] = Output(
             "%/mmHg", f"{{vessel}} normalised transfer function gain, {name}"
         )
+        out[f"{{vessel}}_tfa_gain_pct_{b}"] = Output(
+            "%/%", f"{{vessel}} transfer function gain, CBFV and MAP in % of mean, {name}"
+        )
         out[f"{{vessel}}_tfa_phase_{b}"] = Output(
             "degree", f"{{vessel}} MAP-to-CBFV transfer function phase, {name}"
         )
@@ -588,6 +591,7 @@ def _cerebral_autoregulation(epoch, *, resample_hz, tfa, mx_block_s, mx_window_s
             band = res.sel(band=b)
             out[f"{epoch.vessel}_tfa_gain_{b}"] = float(band["gain"])
             out[f"{epoch.vessel}_tfa_gain_norm_{b}"] = float(band["gain_norm"])
+            out[f"{epoch.vessel}_tfa_gain_pct_{b}"] = float(band["gain_pct"])
             out[f"{epoch.vessel}_tfa_phase_{b}"] = float(band["phase"])
             out[f"{epoch.vessel}_tfa_coherence_{b}"] = float(band["coherence"])
         out[f"{epoch.vessel}_tfa_n_windows"] = float(res["n_windows"])
