@@ -323,6 +323,7 @@ class Challenge(_Model):
     occlusion: str | None = None
     maximal: str | None = None
     initial_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    recovery_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     event: str = "presyncope"
 
     @field_validator("challenge")

@@ -50,6 +50,7 @@ __all__ = [
     "process_session",
     "session_features",
     "session_results",
+    "read_results",
     "responses_table",
     "features_table",
     "features_dataset",
@@ -262,7 +263,7 @@ def _ensure_group(path: Path, attrs: dict | None = None) -> None:
 def _write_atomic(derived: Path, subject: str, label: str, groups: dict, attrs) -> None:
     import zarr
 
-    from .encoding import variable_length_strings, zarr_encoding
+    from .encoding import stack_table, variable_length_strings, zarr_encoding
 
     parent = derived / subject
     _ensure_group(derived, {"cardiolab": __version__})
@@ -273,7 +274,8 @@ def _write_atomic(derived: Path, subject: str, label: str, groups: dict, attrs) 
         for name, ds in groups.items():
             if ds is None:
                 continue
-            ds = variable_length_strings(ds)
+            # per-epoch tables: one stacked array, not one small array per feature
+            ds = stack_table(ds) if name in STACKED_GROUPS else variable_length_strings(ds)
             ds.to_zarr(
                 str(tmp), group=name, mode="a", consolidated=False, encoding=zarr_encoding(ds)
             )
@@ -606,17 +608,38 @@ def campaign_status(catalog) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _open_features(
-    derived: Path, subject: str, label: str, group_name: str = "features"
-) -> xr.Dataset | None:
-    group = derived / subject / label
-    if not (group / group_name / "zarr.json").exists():
+#: Groups of a processed session stored as one stacked table (:func:`stack_table`).
+STACKED_GROUPS = ("features", "responses")
+
+
+def read_results(derived, subject: str, label: str, group: str = "features") -> xr.Dataset | None:
+    """A processed session's features or challenge responses from the derived store.
+
+    Parameters
+    ----------
+    derived : str or pathlib.Path
+        The derived store (:attr:`cardiolab.catalog.Catalog.derived_path`).
+    subject, label : str
+        The session.
+    group : {"features", "responses"}
+        Which results.
+
+    Returns
+    -------
+    xarray.Dataset or None
+        One variable per feature (with ``units``, ``long_name``, ``feature``) on dim
+        ``epoch`` (features) or ``response`` (responses), loaded; ``None`` if the
+        session has no such group (not processed, or no challenges).
+    """
+    from .encoding import unstack_table
+
+    path = Path(derived) / subject / label
+    if not (path / group / "zarr.json").exists():
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return xr.open_dataset(
-            str(group), group=group_name, engine="zarr", consolidated=False
-        ).load()
+        with xr.open_dataset(str(path), group=group, engine="zarr", consolidated=False) as ds:
+            return unstack_table(ds.load())
 
 
 def responses_table(catalog) -> pd.DataFrame:
@@ -641,7 +664,7 @@ def responses_table(catalog) -> pd.DataFrame:
     derived = Path(cat.derived_path)
     frames, units = [], {}
     for row in cat.sessions.itertuples():
-        ds = _open_features(derived, row.subject, row.session, "responses")
+        ds = read_results(derived, row.subject, row.session, "responses")
         if ds is None:
             continue
         for v in ds.data_vars:
@@ -702,7 +725,7 @@ def features_table(catalog) -> pd.DataFrame:
     measured_sessions = set(zip(measured["subject"], measured["session"], strict=True))
     frames, units, missing = [], {}, []
     for row in cat.sessions.itertuples():
-        ds = _open_features(derived, row.subject, row.session)
+        ds = read_results(derived, row.subject, row.session)
         if ds is None:
             if (row.subject, row.session) not in measured_sessions:
                 missing.append(f"{row.subject}/{row.session}")

@@ -346,3 +346,31 @@ def test_demo_campaign_declares_the_stand_test(small_campaign, tmp_path):
     sup = table[table["epoch"] == "supine"].set_index(["subject", "session"])["hr"]
     whole = resp[resp["window"] == ""].set_index(["subject", "session"])
     np.testing.assert_allclose(whole["hr_pct"], 100 * whole["hr"] / sup.loc[whole.index].abs())
+
+
+def test_valsalva_ratio_through_the_catalog_declaration():
+    """A 15-s strain (HR up to 100 bpm) then a bradycardia to 50 bpm: ratio 1200/600 = 2."""
+    t = np.arange(0.5, 200.0, 0.8)
+    rr = np.full(t.size, 900.0)
+    rr[(t >= 60) & (t < 75)] = 600.0
+    rr[(t >= 80) & (t < 84)] = 1200.0
+    beats = xr.Dataset(
+        {
+            "t": ("beat", t, {"units": "s"}),
+            "rr": ("beat", rr, {"units": "ms"}),
+            "valid": ("beat", np.ones(t.size, bool)),
+        }
+    )
+    protocol = {
+        "epochs": [
+            {"label": "rest", "start": 0, "stop": 60},
+            {"label": "strain", "start": 60, "stop": 75},
+            {"label": "recovery", "start": 75, "stop": 200},
+        ],
+        "challenges": [
+            {"name": "valsalva", "kind": "valsalva", "baseline": "rest", "challenge": "strain"}
+        ],
+    }
+    feats, _ = session_results(beats, _node(protocol))
+    assert float(feats["valsalva_ratio"].sel(epoch="valsalva")) == pytest.approx(2.0)
+    assert np.isnan(feats["valsalva_ratio"].sel(epoch="rest"))

@@ -405,11 +405,9 @@ def test_pipeline_uses_the_catalog_subject_and_flags_in_flight_sv(small_campaign
     ground = protocol[protocol["phase"] != "in"]
     assert len(flight) and flight[["sv", "co", "tpr"]].isna().all().all()
     assert ground[["sv", "co", "tpr"]].notna().all().all()
-    import xarray as xr
+    from cardiolab.pipeline import read_results
 
-    feats = xr.open_dataset(
-        str(cat.derived_path / "S01" / "FD10"), group="features", engine="zarr", consolidated=False
-    )
+    feats = read_results(cat.derived_path, "S01", "FD10")
     flags = [f for f in json.loads(feats.attrs["flags"]) if f["feature"] == "stroke_volume"]
     assert {f["epoch"] for f in flags} >= {"supine", "stand"}
     assert all("in flight" in f["reason"] for f in flags)

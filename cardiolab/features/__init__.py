@@ -32,6 +32,7 @@ from .challenges import (
     challenge_windows,
     initial_orthostatic_response,
     orthostatic_tolerance,
+    valsalva_ratio,
 )
 from .hemodynamics import blood_pressure_features, doppler_features
 from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
@@ -56,6 +57,7 @@ __all__ = [
     "orthostatic_tolerance",
     "porh_response",
     "transfer_function_spectra",
+    "valsalva_ratio",
     "HRV_BANDS",
     "LDF_BANDS",
     "baroreflex_sequence",
@@ -239,6 +241,9 @@ def epoch_features(
             continue
         check_input_units(feature, beats, signals)
         active.append(feature)
+    # raw groups the active features read: loaded once (not once per epoch and feature)
+    needed = {n for f in active for n in (*f.inputs, *f.any_of) if n in signals}
+    signals = {g: (ds.compute() if g in needed else ds) for g, ds in signals.items()}
 
     rows, flagged = [], []
     for lab, a, b in zip(labels, start, stop, strict=True):

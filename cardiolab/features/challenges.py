@@ -16,7 +16,10 @@ the features of those epochs into responses, and computes the outcomes of each k
 - ``porh``: post-occlusive reactive hyperaemia of the LDF flux
   (:func:`.ldf_challenges.porh_response`), ``local_heating``: the thermal hyperaemia
   landmarks (:func:`.ldf_challenges.local_heating_response`);
-- ``paced_breathing``, ``valsalva``, ``generic``: the feature responses.
+- ``valsalva``: the **Valsalva ratio**, longest RR in the ``recovery_s`` (30 s) after
+  the strain over the shortest RR during it (Levin 1966);
+- ``paced_breathing``, ``generic``: the feature responses (the HRV HF band follows the
+  measured breathing rate, so paced breathing at 6/min is HF power).
 
 Orthostatic tolerance: the time from the challenge start to the first marked event
 named by the challenge's ``event`` (default ``presyncope``; events come from the
@@ -39,6 +42,7 @@ __all__ = [
     "initial_orthostatic_response",
     "orthostatic_tolerance",
     "response_names",
+    "valsalva_ratio",
 ]
 
 #: Kinds of challenge a protocol may declare.
@@ -70,6 +74,7 @@ OUTCOMES = {
     "initial_hr_peak_time": ("s", "initial orthostatic response: time of the HR peak"),
     "tolerance_time": ("s", "orthostatic tolerance: time to presyncope or challenge end"),
     "tolerance_completed": ("1", "orthostatic tolerance: 1 if the challenge was completed"),
+    "valsalva_ratio": ("1", "Valsalva ratio: longest RR after the strain / shortest RR in it"),
     **{f"porh_{k}": v for k, v in PORH_OUTPUTS.items()},
     **{f"heating_{k}": v for k, v in HEATING_OUTPUTS.items()},
 }
@@ -195,6 +200,44 @@ def initial_orthostatic_response(t, map_mmhg, rr_ms, *, change_s, baseline_map, 
     return out
 
 
+def valsalva_ratio(t, rr_ms, *, strain, recovery_s=30.0) -> dict:
+    """Valsalva ratio: longest RR after the strain over the shortest RR during it.
+
+    Parameters
+    ----------
+    t : array-like of float, shape (n_beats,)
+        Beat times (s).
+    rr_ms : array-like of float, shape (n_beats,)
+        NN intervals ending at each beat (ms), NaN where not normal.
+    strain : (float, float)
+        Start and end of the strain (s).
+    recovery_s : float
+        Length of the window after the strain searched for the longest RR (s).
+
+    Returns
+    -------
+    dict
+        ``valsalva_ratio`` (1); NaN and ``reason`` when a window has no NN interval.
+
+    Notes
+    -----
+    Levin AB (1966) A simple test of cardiac function based upon the heart rate
+    changes induced by the Valsalva manoeuvre. Am J Cardiol 18:90-99; the ratio of the
+    consensus on autonomic testing (Assessment: clinical autonomic testing report,
+    American Academy of Neurology 1996, Neurology 46:873-880). Hand-written: a ratio
+    of two extrema of the beat table.
+    """
+    t = np.asarray(t, dtype=float)
+    rr = np.asarray(rr_ms, dtype=float)
+    a, b = strain
+    during = rr[(t >= a) & (t < b)]
+    after = rr[(t >= b) & (t < b + recovery_s)]
+    if not np.isfinite(during).any() or not np.isfinite(after).any():
+        reason = f"Valsalva: no NN interval in the strain or in the {recovery_s:g} s after it"
+        return {"valsalva_ratio": np.nan, "reason": reason}
+    return {"valsalva_ratio": float(np.nanmax(after) / np.nanmin(during))}
+
+
 def orthostatic_tolerance(start_s, stop_s, events, event="presyncope") -> dict:
     """Orthostatic tolerance: time to a marked event, or to the end of the challenge.
 
@@ -306,7 +349,7 @@ def challenge_responses(features, epochs, challenges, *, beats=None, events=(), 
     where = {lab: (float(a), float(b)) for lab, a, b in epochs}
     names = list(features.data_vars)
     position = {str(e): i for i, e in enumerate(features["epoch"].values)}
-    values = {n: np.asarray(features[n].values, dtype=float) for n in names}
+    values = {n: np.asarray(features.variables[n].values, dtype=float) for n in names}
 
     def at(epoch):
         i = position[epoch]
@@ -346,6 +389,13 @@ def challenge_responses(features, epochs, challenges, *, beats=None, events=(), 
                         )
                     if kind in ("porh", "local_heating"):
                         outcome.update(_ldf_outcomes(kind, c, where, signals, beats))
+                    if kind == "valsalva" and beats is not None:
+                        outcome.update(
+                            valsalva_ratio(
+                                beats["t"].values, _nn(beats), strain=where[step],
+                                recovery_s=float(c.get("recovery_s", 30.0)),
+                            )
+                        )  # fmt: skip
                     reason = outcome.pop("reason", None)
                     if reason:
                         flags.append(
@@ -362,7 +412,7 @@ def challenge_responses(features, epochs, challenges, *, beats=None, events=(), 
                 )
     data = {}
     for n in names:
-        attrs = features[n].attrs
+        attrs = features.variables[n].attrs
         long_name = attrs.get("long_name", n)
         data[n] = {
             "units": attrs.get("units", "1"),
@@ -390,6 +440,15 @@ def challenge_responses(features, epochs, challenges, *, beats=None, events=(), 
     return out
 
 
+def _nn(beats):
+    """The beat table's NN intervals (ms): NaN unless both bounding beats are valid."""
+    rr = np.asarray(beats["rr"].values, dtype=float)
+    if "valid" not in beats:
+        return rr
+    valid = np.asarray(beats["valid"].values, bool)
+    return np.where(valid & np.r_[False, valid[:-1]], rr, np.nan)
+
+
 def _initial(beats, change_s, base, challenge):
     t = np.asarray(beats["t"].values, dtype=float)
     valid = np.asarray(beats["valid"].values, bool) if "valid" in beats else np.ones(t.size, bool)
@@ -399,12 +458,10 @@ def _initial(beats, change_s, base, challenge):
         if "map" in beats
         else np.full(t.size, np.nan)
     )
-    rr = np.asarray(beats["rr"].values, dtype=float)
-    rr = np.where(valid & np.r_[False, valid[:-1]], rr, np.nan)
     return initial_orthostatic_response(
         t,
         map_b,
-        rr,
+        _nn(beats),
         change_s=change_s,
         baseline_map=base.get("map", np.nan),
         baseline_hr=base.get("hr", np.nan),
