@@ -50,7 +50,7 @@ __all__ = [
     "process_session",
     "session_features",
     "session_results",
-    "read_results",
+    "read_session_results",
     "responses_table",
     "features_table",
     "features_dataset",
@@ -612,7 +612,9 @@ def campaign_status(catalog) -> pd.DataFrame:
 STACKED_GROUPS = ("features", "responses")
 
 
-def read_results(derived, subject: str, label: str, group: str = "features") -> xr.Dataset | None:
+def read_session_results(
+    derived, subject: str, label: str, group: str = "features"
+) -> xr.Dataset | None:
     """A processed session's features or challenge responses from the derived store.
 
     Parameters
@@ -664,7 +666,7 @@ def responses_table(catalog) -> pd.DataFrame:
     derived = Path(cat.derived_path)
     frames, units = [], {}
     for row in cat.sessions.itertuples():
-        ds = read_results(derived, row.subject, row.session, "responses")
+        ds = read_session_results(derived, row.subject, row.session, "responses")
         if ds is None:
             continue
         for v in ds.data_vars:
@@ -725,7 +727,7 @@ def features_table(catalog) -> pd.DataFrame:
     measured_sessions = set(zip(measured["subject"], measured["session"], strict=True))
     frames, units, missing = [], {}, []
     for row in cat.sessions.itertuples():
-        ds = read_results(derived, row.subject, row.session)
+        ds = read_session_results(derived, row.subject, row.session)
         if ds is None:
             if (row.subject, row.session) not in measured_sessions:
                 missing.append(f"{row.subject}/{row.session}")

@@ -20,7 +20,7 @@ from cardiolab.annotations import (
 )
 from cardiolab.catalog import open_catalog
 from cardiolab.errors import CardiolabError, CatalogError
-from cardiolab.pipeline import features_table, process_campaign, read_results
+from cardiolab.pipeline import features_table, process_campaign, read_session_results
 
 SESSIONS = [("S01", "L-30"), ("S01", "R+6h")]
 
@@ -49,7 +49,7 @@ def camp(processed_base, tmp_path):
 def _stored(catalog, subject="S01", session="L-30", group="beats"):
     derived = open_catalog(catalog).derived_path
     if group != "beats":
-        return read_results(derived, subject, session, group)
+        return read_session_results(derived, subject, session, group)
     with xr.open_dataset(
         derived / subject / session, group=group, engine="zarr", consolidated=False
     ) as ds:

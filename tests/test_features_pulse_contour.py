@@ -405,9 +405,9 @@ def test_pipeline_uses_the_catalog_subject_and_flags_in_flight_sv(small_campaign
     ground = protocol[protocol["phase"] != "in"]
     assert len(flight) and flight[["sv", "co", "tpr"]].isna().all().all()
     assert ground[["sv", "co", "tpr"]].notna().all().all()
-    from cardiolab.pipeline import read_results
+    from cardiolab.pipeline import read_session_results
 
-    feats = read_results(cat.derived_path, "S01", "FD10")
+    feats = read_session_results(cat.derived_path, "S01", "FD10")
     flags = [f for f in json.loads(feats.attrs["flags"]) if f["feature"] == "stroke_volume"]
     assert {f["epoch"] for f in flags} >= {"supine", "stand"}
     assert all("in flight" in f["reason"] for f in flags)

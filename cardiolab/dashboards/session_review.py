@@ -227,7 +227,7 @@ class SessionReview(pn.viewable.Viewer):
         self._points.object = (points * marks).opts(show_legend=True)
 
     def _refresh(self, state):
-        from ..pipeline import read_results
+        from ..pipeline import read_session_results
 
         beats = self._beats
         self._draw_points()
@@ -246,7 +246,7 @@ class SessionReview(pn.viewable.Viewer):
             }
         )
         self._beats_table.value = table
-        feats = read_results(self._cat.derived_path, self.subject, self.session)
+        feats = read_session_results(self._cat.derived_path, self.subject, self.session)
         if feats is not None:
             cols = [c for c in _FEATURE_COLUMNS if c in feats]
             df = feats[cols].to_dataframe().reset_index()
