@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from reference_data import SHARED_DATA
 
-from cardiolab.features import hrv as hrv_module
 from cardiolab.features import hrv_frequency, hrv_nonlinear, hrv_time
 
 nk = pytest.importorskip("neurokit2")
@@ -216,15 +215,30 @@ def test_hrv_nonlinear_nan_robust_and_input_untouched():
     assert all(np.isnan(v) for v in hrv_nonlinear([800.0, np.nan, 810.0]).values())
 
 
-def test_hrv_nonlinear_blocked_entropy_equals_single_block(monkeypatch):
-    """Row-blocking the template distance matrix (long series) changes no count."""
+def test_hrv_nonlinear_entropies_equal_a_dense_all_pairs_count():
+    """The compiled pair counting gives the textbook definitions computed here from the
+    dense Chebyshev distance matrix (Richman & Moorman 2000; Pincus 1991), exactly."""
     rng = np.random.default_rng(8)
     rr = 850.0 + 30.0 * rng.standard_normal(500)
-    whole = hrv_nonlinear(rr)
-    monkeypatch.setattr(hrv_module, "_ENTROPY_BLOCK_ELEMENTS", 1000)
-    blocked = hrv_nonlinear(rr)
-    assert blocked["sampen"] == whole["sampen"]
-    assert blocked["apen"] == whole["apen"]
+    rr[[40, 41, 300]] = np.nan
+    m, r = 2, 0.2 * np.nanstd(rr, ddof=1)
+
+    def windows(k):
+        w = np.lib.stride_tricks.sliding_window_view(rr, k)
+        return w, np.all(np.isfinite(w), axis=1)
+
+    def counts(emb):
+        d = np.max(np.abs(emb[:, None, :] - emb[None, :, :]), axis=2)
+        return np.count_nonzero(d <= r, axis=1)
+
+    long_, ok = windows(m + 1)
+    short = windows(m)[0][: long_.shape[0]][ok]
+    a = counts(long_[ok]).sum() - ok.sum()
+    b = counts(short).sum() - ok.sum()
+    phi = [np.mean(np.log(counts(w[k]) / k.sum())) for w, k in (windows(m), windows(m + 1))]
+    got = hrv_nonlinear(rr)
+    assert got["sampen"] == pytest.approx(-np.log(a / b), rel=1e-12)
+    assert got["apen"] == pytest.approx(phi[0] - phi[1], rel=1e-12)
 
 
 def test_hrv_nonlinear_parameters_are_used():

@@ -258,10 +258,11 @@ _NONLINEAR_SOURCE = (
         "entropy_m": Parameter(2, "beats", "template length", "Richman & Moorman 2000"),
         "entropy_r": Parameter(0.2, "SD", "tolerance, fraction of the NN SD", "Pincus 1991"),
         "entropy_max_beats": Parameter(
-            5000,
+            20000,
             "beats",
             "longest epoch whose entropies are computed (all pairs: O(n^2)); longer: NaN, flagged",
-            "cardiolab: about 1 s per entropy at 5000 beats on one core",
+            "cardiolab: 20000 beats (about 5.5 h at 60 bpm) take about 3 s on one core; a "
+            "24-h epoch (~100000 beats) would take over a minute",
         ),
     },
     source=_NONLINEAR_SOURCE,
