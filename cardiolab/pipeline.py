@@ -175,15 +175,23 @@ def session_results(
     if timings is not None:
         key = "challenge responses"
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-    whole = responses.isel(response=np.flatnonzero(responses["window"].values == ""))
-    keep = [n for n in whole.data_vars if not n.endswith("_pct") or n[:-4] not in feats]
-    rows = whole[keep].drop_vars([c for c in whole.coords if c != "response"])
-    rows = rows.rename(response="epoch")
-    protocol_rows = feats.sel(epoch=labels)
-    for name in rows.data_vars:
-        if name not in protocol_rows:
-            protocol_rows[name] = ("epoch", np.full(len(labels), np.nan), rows[name].attrs)
-    out = xr.concat([protocol_rows, rows], dim="epoch", combine_attrs="override")
+    # the features rows: protocol epochs, then each whole-challenge response (plain
+    # arrays: a few hundred variables through sel/concat cost more than the features)
+    whole = np.flatnonzero(responses["window"].values == "")
+    position = {str(e): i for i, e in enumerate(feats["epoch"].values)}
+    keep = np.asarray([position[lab] for lab in labels], dtype=int)
+    data = {}
+    for name, var in feats.data_vars.items():
+        values = np.asarray(var.values, dtype=float)
+        rows = np.asarray(responses.variables[name].values, dtype=float)[whole]
+        data[name] = ("epoch", np.concatenate([values[keep], rows]), var.attrs)
+    for name, var in responses.data_vars.items():
+        if name in data or (name.endswith("_pct") and name[:-4] in feats):
+            continue
+        rows = np.asarray(var.values, dtype=float)[whole]
+        data[name] = ("epoch", np.concatenate([np.full(keep.size, np.nan), rows]), var.attrs)
+    epoch_labels = labels + [str(r) for r in responses["response"].values[whole]]
+    out = xr.Dataset(data, coords={"epoch": epoch_labels}, attrs=dict(feats.attrs))
     out.attrs["challenges"] = json.dumps(challenges)
     return out, responses
 
