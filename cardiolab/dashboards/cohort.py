@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import textwrap
 
 import pandas as pd
 import panel as pn
@@ -209,7 +210,8 @@ class CohortPage(pn.viewable.Viewer):
         from ..stats.timecourse import fit_time_course
         from ..viz import forest_plot, tau_profile, timeline
 
-        self._about.object = feature_description(self.feature) if self.feature else ""
+        about = feature_description(self.feature) if self.feature else ""
+        self._about.object = textwrap.fill(about, 140)  # a Str pane does not wrap
         self._progress.visible = self._progress.active = True
         self._message.visible = False
         try:
