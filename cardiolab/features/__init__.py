@@ -35,7 +35,7 @@ from .challenges import (
     valsalva_ratio,
 )
 from .hemodynamics import blood_pressure_features, doppler_features
-from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time
+from .hrv import HRV_BANDS, hrv_frequency, hrv_nonlinear, hrv_time, nn_intervals
 from .ldf_challenges import local_heating_response, porh_response
 from .microcirculation import LDF_BANDS, ldf_band_power, ldf_features
 from .registry import (
@@ -69,6 +69,7 @@ __all__ = [
     "hrv_frequency",
     "hrv_nonlinear",
     "hrv_time",
+    "nn_intervals",
     "ldf_band_power",
     "ldf_features",
     "mean_flow_index",
@@ -120,7 +121,7 @@ def _beat_columns(beats, valid):
             var = var.transpose("beat", "vessel")
         cols[name] = np.asarray(var.values, dtype=float)
     if "rr" in cols:
-        cols["rr"] = np.where(valid & np.r_[False, valid[:-1]], cols["rr"], np.nan)
+        cols["rr"] = nn_intervals(cols["rr"], valid)
     return cols
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .hrv import nn_intervals
 from .ldf_challenges import HEATING_OUTPUTS, PORH_OUTPUTS
 
 __all__ = [
@@ -441,12 +442,10 @@ def challenge_responses(features, epochs, challenges, *, beats=None, events=(), 
 
 
 def _nn(beats):
-    """The beat table's NN intervals (ms): NaN unless both bounding beats are valid."""
-    rr = np.asarray(beats["rr"].values, dtype=float)
+    """The beat table's NN intervals (ms) (:func:`.hrv.nn_intervals`)."""
     if "valid" not in beats:
-        return rr
-    valid = np.asarray(beats["valid"].values, bool)
-    return np.where(valid & np.r_[False, valid[:-1]], rr, np.nan)
+        return np.asarray(beats["rr"].values, dtype=float)
+    return nn_intervals(beats["rr"].values, beats["valid"].values)
 
 
 def _initial(beats, change_s, base, challenge):

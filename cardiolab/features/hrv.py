@@ -35,12 +35,33 @@ import numpy as np
 import scipy.interpolate
 import scipy.signal
 
-__all__ = ["hrv_time", "hrv_frequency", "hrv_nonlinear", "HRV_BANDS"]
+__all__ = ["hrv_time", "hrv_frequency", "hrv_nonlinear", "nn_intervals", "HRV_BANDS"]
 
 #: Task Force (1996) frequency bands (Hz).
 HRV_BANDS = {"vlf": (0.0033, 0.04), "lf": (0.04, 0.15), "hf": (0.15, 0.40)}
 
 _NAN_FREQ = {k: np.nan for k in ("vlf", "lf", "hf", "total_power", "lf_hf", "lf_nu", "hf_nu")}
+
+
+def nn_intervals(rr_ms, valid) -> np.ndarray:
+    """NN intervals of a beat table: an RR interval is kept only when both beats that
+    bound it are valid (the interval ending at beat ``i`` needs beats ``i - 1`` and
+    ``i``); others are NaN.
+
+    Parameters
+    ----------
+    rr_ms : array-like of float, shape (n_beats,)
+        RR interval ending at each beat (ms).
+    valid : array-like of bool, shape (n_beats,)
+        The beat table's ``valid``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_beats,)
+        NN intervals (ms), NaN where not normal-to-normal. Inputs are not modified.
+    """
+    valid = np.asarray(valid, dtype=bool)
+    return np.where(valid & np.r_[False, valid[:-1]], np.asarray(rr_ms, dtype=float), np.nan)
 
 
 def hrv_time(rr_ms) -> dict:
