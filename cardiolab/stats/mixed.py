@@ -153,9 +153,15 @@ class MixedResult:
         Everything a reader must know: rows dropped for missing values, boundary
         fits, non-convergence, statsmodels warnings on the chosen fit.
     optimizer : str
-        The scipy optimiser whose fit was kept.
+        The scipy optimiser whose fit was kept (``"zero-variance start"`` for the fit
+        started with every random-effect variance at zero).
+    optimizer_gain : float
+        How much higher the kept fit's log-likelihood is than the first optimiser's (0
+        when the first was kept; NaN when the first gave no finite log-likelihood).
     attempts : list of dict
-        Every optimiser tried: ``method``, ``converged``, ``loglik``, ``warnings``.
+        Every optimiser tried, in order: ``method``, ``converged`` (usable: converged,
+        finite, fixed effects at their optimum), ``loglik``, ``gradient`` (largest
+        fixed-effect score x OLS standard error) and ``warnings``.
     model : statsmodels.regression.mixed_linear_model.MixedLMResults
         The statsmodels results, for anything not exposed here.
     """
@@ -179,6 +185,7 @@ class MixedResult:
     singular: bool
     flags: list = field(default_factory=list)
     optimizer: str = ""
+    optimizer_gain: float = 0.0
     attempts: list = field(default_factory=list)
     random_terms: tuple = ()
     model: object = None
@@ -226,11 +233,19 @@ class MixedResult:
         out["converged"] = self.converged
         return out[_TIDY_COLUMNS]
 
+    def _gain_note(self) -> str:
+        if not self.attempts or self.attempts[0]["method"] == self.optimizer:
+            return ""
+        first = self.attempts[0]["method"]
+        if math.isnan(self.optimizer_gain):
+            return f" ({first} gave no finite log-likelihood)"
+        return f" (log-likelihood {self.optimizer_gain:+.3g} over {first})"
+
     def __repr__(self) -> str:
         lines = [
             f"MixedResult: {self.lme4_formula()}  [{'REML' if self.reml else 'ML'}]",
             f"  {self.n_obs} observations, {self.n_groups} groups ({self.groups}); "
-            f"optimizer {self.optimizer}; {self.status}",
+            f"optimizer {self.optimizer}{self._gain_note()}; {self.status}",
             "  fixed effects (95% Wald CI):",
         ]
         table = self.fixed.to_string(float_format=lambda v: f"{v:.4g}")
@@ -431,24 +446,140 @@ def _check_design(model, formula: str) -> None:
             f"{formula!r}: factor level(s) with no data: {empty}; drop the level or the "
             "unused category (e.g. Series.cat.remove_unused_categories())"
         )
-    _, r, piv = scipy.linalg.qr(exog, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(r))
-    rank = int(np.sum(diag > diag[0] * max(exog.shape) * np.finfo(float).eps))
-    if rank < exog.shape[1]:
-        dropped = [names[j] for j in piv[rank:]]
+    # one constant column is the intercept (or stands for it); any other is a term that
+    # does not vary in the rows used
+    constant = [names[j] for j in range(exog.shape[1]) if np.all(exog[:, j] == exog[0, j])][1:]
+    if constant:
+        raise ModelError(
+            f"{formula!r}: the term(s) {constant} do not vary (one value in every row used): "
+            "they are confounded with the intercept; drop them"
+        )
+    # a column that adds nothing to the columns before it, in the formula's order, so the
+    # message names the term the user added (the covariate), never the intercept
+    dependent, tol = [], max(exog.shape) * np.finfo(float).eps
+    for j in range(1, exog.shape[1]):
+        before = exog[:, :j]
+        coef = np.linalg.lstsq(before, exog[:, j], rcond=None)[0]
+        resid = exog[:, j] - before @ coef
+        if np.linalg.norm(resid) <= 1e3 * tol * max(np.linalg.norm(exog[:, j]), 1e-300):
+            dependent.append(names[j])
+    if dependent:
+        rank = np.linalg.matrix_rank(exog)
         raise ModelError(
             f"{formula!r}: the fixed effects are collinear (design rank {rank} < "
-            f"{exog.shape[1]}); not estimable: {dropped}"
+            f"{exog.shape[1]}); not estimable: {dependent} (each is a combination of the "
+            "terms before it in the formula)"
         )
 
 
-def _fit_once(model, reml: bool, method: str):
+def _check_random_terms(model, formula: str, groups: str) -> None:
+    """Error for a random term that is constant within every group (not identifiable).
+
+    A random slope on a covariate that does not change within any subject (age, sex,
+    a group label) gives each subject one value of the covariate: its per-subject
+    slope cannot be told apart from the subject's random intercept. lme4 fits such a
+    model and reports a singular or non-converged fit; here it is an error before
+    fitting, naming the term.
+    """
+    bad = []
+    labels = np.asarray(model.group_labels)
+    if model.k_re:
+        exog_re = np.asarray(model.exog_re, dtype=float)
+        has_intercept = any(np.all(exog_re[:, j] == 1.0) for j in range(exog_re.shape[1]))
+        for j, name in enumerate(model.data.exog_re_names):
+            col = exog_re[:, j]
+            if np.all(col == 1.0) or not has_intercept:
+                continue
+            if all(np.ptp(col[idx]) == 0 for idx in model.row_indices.values()):
+                bad.append(str(name))
+    for i, name in enumerate(model.exog_vc.names if model.k_vc else []):
+        mats = [np.asarray(m, dtype=float) for m in model.exog_vc.mats[i]]
+        if all(m.shape[0] < 2 or np.all(np.ptp(m, axis=0) == 0) for m in mats):
+            bad.append(str(name))
+    if bad:
+        raise ModelError(
+            f"{formula!r}: random term(s) {bad} are not identifiable: each is constant "
+            f"within every {groups} ({len(labels)} groups), so a per-{groups} slope on it "
+            "cannot be separated from the random intercept; keep it as a fixed effect only"
+        )
+
+
+#: a converged fit is trusted without trying the other optimisers when its scaled
+#: fixed-effect gradient (score x standard error: log-likelihood change per SE) is
+#: below this and no random-effect SD is within ``_NEAR_BOUNDARY`` of zero
+_GRADIENT_TOL = 1e-3
+#: relative SD (random-effect SD / residual SD) below which a fit is "near the
+#: boundary": every optimiser and the zero-variance start are tried
+_NEAR_BOUNDARY = 1e-2
+#: label of the fit started at zero random-effect variance
+_ZERO_START = "zero-variance start"
+
+
+@dataclass
+class _Attempt:
+    """One optimiser run: its result (None if it raised) and what it says about itself."""
+
+    method: str
+    res: object
+    messages: list
+    gradient: float = np.inf
+
+    @property
+    def usable(self) -> bool:
+        """Converged (scipy's test), finite log-likelihood, fixed effects at their optimum."""
+        res = self.res
+        return (
+            res is not None
+            and bool(res.converged)
+            and bool(np.isfinite(res.llf))
+            and self.gradient < _GRADIENT_TOL
+        )
+
+    @property
+    def loglik(self) -> float:
+        return float(self.res.llf) if self.res is not None else np.nan
+
+    def record(self) -> dict:
+        return {
+            "method": self.method,
+            "converged": self.usable,
+            "loglik": self.loglik,
+            "gradient": self.gradient,
+            "warnings": self.messages,
+        }
+
+
+def _fe_gradient(res) -> float:
+    """Largest |d loglik / d beta_j| x sigma / ||x_j||: how far the fixed effects are from
+    their optimum given the variance parameters, in log-likelihood units per (ordinary
+    least-squares) standard error of each coefficient.
+
+    At any optimum it is ~0 (the fixed effects are the GLS solution). statsmodels'
+    L-BFGS can stop on the variance boundary with fixed effects that are not (e.g. an
+    intercept of exactly 0 with a gradient of -9 per unit): this is how that is seen.
+    The OLS standard error is used as the unit, not the fit's own, because the fit's
+    own can be absurd (nearly collinear terms) and would inflate the gradient.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            score = np.asarray(res.model.score(res.params_object, profile_fe=False), float)
+    except (np.linalg.LinAlgError, ValueError, AttributeError):
+        return np.inf
+    exog = np.asarray(res.model.exog, dtype=float)
+    norm = np.linalg.norm(exog, axis=0)
+    unit = math.sqrt(max(float(res.scale), 0.0)) / np.where(norm > 0, norm, np.inf)
+    scaled = np.abs(score[: res.model.k_fe]) * unit
+    return float(np.max(scaled)) if scaled.size and np.all(np.isfinite(scaled)) else np.inf
+
+
+def _fit_once(model, reml: bool, method: str, start=None, label: str | None = None) -> _Attempt:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = model.fit(reml=reml, method=[method])
+            res = model.fit(reml=reml, method=[method], start_params=start)
         except (np.linalg.LinAlgError, ValueError, OverflowError) as err:
-            return None, [f"{type(err).__name__}: {err}"], False
+            return _Attempt(label or method, None, [f"{type(err).__name__}: {err}"])
     # statsmodels' model warnings (ConvergenceWarning, HessianInversionWarning, ...) are
     # UserWarnings; numerical RuntimeWarnings of intermediate iterates and library
     # deprecation notices say nothing about the fit returned
@@ -460,20 +591,70 @@ def _fit_once(model, reml: bool, method: str):
         if text.startswith((_SM_BOUNDARY, _SM_TRANSIENT)) or text in messages:
             continue
         messages.append(text)
-    return res, messages, bool(messages)
+    return _Attempt(label or method, res, messages, _fe_gradient(res))
 
 
-def _usable(res) -> bool:
-    return res is not None and bool(res.converged) and bool(np.isfinite(res.llf))
+def _relative_sds(res) -> np.ndarray:
+    """Random-effect and variance-component SDs divided by the residual SD."""
+    scale = float(res.scale)
+    parts = []
+    if res.model.k_re:
+        parts.append(np.diag(np.asarray(res.cov_re, dtype=float)))
+    if res.model.k_vc:
+        parts.append(np.atleast_1d(np.asarray(res.vcomp, dtype=float)))
+    if not parts or not scale > 0:
+        return np.array([])
+    return np.sqrt(np.clip(np.concatenate(parts), 0, None) / scale)
 
 
-def _better(res, best) -> bool:
-    """Converged beats not converged; then a higher log-likelihood (by > 1e-6)."""
-    if _usable(res) != _usable(best):
-        return _usable(res)
-    llf = float(res.llf) if np.isfinite(res.llf) else -np.inf
-    best_llf = float(best.llf) if np.isfinite(best.llf) else -np.inf
-    return llf > best_llf + 1e-6
+def _trusted(attempt: _Attempt) -> bool:
+    """A fit needing no second opinion: usable, no warning, away from the boundary."""
+    if not attempt.usable or attempt.messages:
+        return False
+    sds = _relative_sds(attempt.res)
+    return not (sds.size and np.min(sds) < _NEAR_BOUNDARY)
+
+
+def _zero_variance_start(model):
+    """Start values with every random-effect variance at zero and OLS fixed effects.
+
+    statsmodels optimises the Cholesky factor of the random-effect covariance, whose
+    gradient vanishes at zero: a fit started there stays on the boundary and gives the
+    best boundary fit (the profiled likelihood with the variances at zero), which is the
+    optimum when the data support no group variance.
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
+    exog = np.asarray(model.exog, dtype=float)
+    fe = np.linalg.lstsq(exog, np.asarray(model.endog, dtype=float), rcond=None)[0]
+    return MixedLMParams.from_components(
+        fe_params=fe,
+        cov_re=np.zeros((model.k_re, model.k_re)),
+        vcomp=np.zeros(model.k_vc),
+    )
+
+
+def _best_fit(model, reml: bool, methods: Sequence[str]) -> tuple[_Attempt, list[_Attempt]]:
+    """The highest-likelihood fit over the optimisers (see :func:`fit_mixed`, Notes).
+
+    Returns the chosen attempt and every attempt in the order tried.
+    """
+    attempts = [_fit_once(model, reml, methods[0])]
+    if not _trusted(attempts[0]):
+        attempts += [_fit_once(model, reml, m) for m in methods[1:]]
+        if model.k_re or model.k_vc:
+            attempts.append(
+                _fit_once(model, reml, methods[0], _zero_variance_start(model), _ZERO_START)
+            )
+    usable = [a for a in attempts if a.usable]
+    if usable:  # highest likelihood; ties (1e-6) go to the earlier optimiser
+        top = max(a.loglik for a in usable)
+        return next(a for a in usable if a.loglik >= top - 1e-6), attempts
+    ran = [a for a in attempts if a.res is not None]
+    if not ran:
+        return None, attempts
+    finite = [a for a in ran if np.isfinite(a.loglik)]
+    return (max(finite, key=lambda a: a.loglik) if finite else ran[0]), attempts
 
 
 def _vc_labels(model, groups: str, vc: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -569,11 +750,10 @@ def fit_mixed(
     """Fit a linear mixed-effects model and report its state honestly.
 
     The model is statsmodels ``MixedLM`` (``smf.mixedlm``). The data are checked
-    first (columns, missing values, groups, variance, estimable fixed effects), then
-    the optimisers of ``methods`` are tried in turn: the first fit that converges
-    without a convergence warning is kept; if none does, the converged fit with the
-    highest log-likelihood is kept and the warnings go to ``.flags``; if no optimiser
-    converges, the best fit is returned with ``converged=False``.
+    first (columns, missing values, groups, variance, estimable fixed effects,
+    identifiable random terms), then fitted in four named steps (check the data ->
+    build the model -> fit -> build the result) so that the fit kept is the
+    highest-likelihood one (Notes).
 
     Parameters
     ----------
@@ -610,6 +790,19 @@ def fit_mixed(
 
     Notes
     -----
+    statsmodels' optimisers can stop on the variance boundary with a fit they call
+    converged whose fixed effects are not at their optimum (e.g. an intercept of
+    exactly 0 and a log-likelihood up to ~1 below the optimum). The first optimiser's
+    fit is kept only when it converged without a warning, its fixed-effect gradient
+    (score x OLS standard error, in log-likelihood units) is below 1e-3 and no random-effect SD is
+    within 1 % of the residual SD of zero. Otherwise every optimiser of ``methods``
+    is run, plus a start with every random-effect variance at zero (the best boundary
+    fit), and the usable fit with the highest log-likelihood is kept (ties within
+    1e-6 go to the earlier one); ``.optimizer`` names it and ``.optimizer_gain`` says
+    by how much it beat the first. Over 100 data sets of pure noise in 3 groups (the
+    case that exposes the problem) every fit is at the best log-likelihood of all
+    optimisers (tests).
+
     Rows with a missing value in any column the model uses are dropped, with a
     warning logged and a flag stating how many. Boundary ("singular") fits follow
     lme4's ``isSingular`` rule (:data:`SINGULAR_TOL`); they are returned with
@@ -629,23 +822,37 @@ def fit_mixed(
     >>> bool(abs(fit.fixed.loc["day", "estimate"] - 0.8) < 0.3)
     True
     """
+    vc = dict(vc_formula) if vc_formula else None
+    frame, flags = _model_frame(data, formula, groups, re_formula, vc)
+    model = _build_model(frame, formula, groups, re_formula, vc)
+    chosen, attempts = _best_fit(model, reml, list(methods))
+    if chosen is None:
+        raise ModelError(
+            f"{formula!r}: every optimiser failed: "
+            + "; ".join(f"{a.method}: {a.messages}" for a in attempts)
+        )
+    return _build_result(
+        model, chosen, attempts, flags, formula=formula, groups=groups,
+        re_formula=re_formula, vc=vc, reml=reml,
+    )  # fmt: skip
+
+
+def _model_frame(data, formula, groups, re_formula, vc) -> tuple[pd.DataFrame, list]:
+    """Step 1 of :func:`fit_mixed`: check the data, keep the model's complete rows."""
     if not isinstance(data, pd.DataFrame):
         raise ModelError(f"fit_mixed needs a pandas DataFrame, got {type(data).__name__}")
     if not isinstance(formula, str) or "~" not in formula:
         raise ModelError(f"formula must be a string 'response ~ terms', got {formula!r}")
     if not isinstance(groups, str):
         raise ModelError(f"groups must be the name of a column, got {groups!r}")
-    vc = dict(vc_formula) if vc_formula else None
     formulas = [formula] + ([re_formula] if re_formula else []) + list((vc or {}).values())
     used = _used_columns(data, formulas, groups)
-    response_names = sorted(_formula_names(formula.split("~", 1)[0]))
-    for name in response_names:
+    for name in sorted(_formula_names(formula.split("~", 1)[0])):
         column = data[name]
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             raise ModelError(f"response {name!r} is not numeric (dtype {column.dtype})")
         if column.isna().all():
             raise ModelError(f"response {name!r} is all NaN ({len(column)} rows)")
-
     flags = []
     frame = data[used]
     missing = frame.isna().any(axis=1)
@@ -664,8 +871,11 @@ def fit_mixed(
             f"{formula!r}: a mixed model needs at least 2 groups of {groups!r}; "
             f"{n_groups} left ({len(frame)} rows with complete data)"
         )
-    frame = frame.reset_index(drop=True)
+    return frame.reset_index(drop=True), flags
 
+
+def _build_model(frame, formula, groups, re_formula, vc):
+    """Step 2 of :func:`fit_mixed`: the statsmodels model, its design checked."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -687,41 +897,82 @@ def fit_mixed(
             f"{endog[0]:.6g}): nothing to model"
         )
     _check_design(model, formula)
+    _check_random_terms(model, formula, groups)
+    return model
 
-    attempts, best, best_messages, chosen = [], None, [], ""
-    for method in methods:
-        res, messages, trouble = _fit_once(model, reml, method)
-        attempts.append(
-            {
-                "method": method,
-                "converged": _usable(res),
-                "loglik": float(res.llf) if res is not None else np.nan,
-                "warnings": messages,
-            }
+
+#: a standard error this many times the scale the data give a coefficient is flagged
+_SE_RATIO = 1e3
+
+
+def _quality_flags(model, res, fixed: pd.DataFrame, singular: bool) -> list[str]:
+    """Sentences for absurd standard errors and a Hessian that is not negative definite.
+
+    The scale of a coefficient is what the data allow it to be: the response's SD over
+    the SD of the term's column (the response's SD and mean for a constant column). A
+    standard error ``_SE_RATIO`` times above it means the data do not determine the
+    coefficient. The Hessian test uses statsmodels' analytic ``MixedLM.hessian`` of the
+    log-likelihood at the estimate; on the boundary it is skipped (the boundary flag
+    says why the curvature vanishes there).
+    """
+    flags = []
+    exog = np.asarray(model.exog, dtype=float)
+    y = np.asarray(model.endog, dtype=float)
+    sd_y = float(np.std(y)) or abs(float(np.mean(y))) or 1.0
+    wild = []
+    for j, term in enumerate(fixed.index):
+        sd_x = float(np.std(exog[:, j]))
+        scale = sd_y / sd_x if sd_x > 0 else sd_y + abs(float(np.mean(y)))
+        se = float(fixed["se"].iloc[j])
+        if np.isfinite(se) and se > _SE_RATIO * scale:
+            wild.append(f"{term} (SE {se:.3g} vs a scale of {scale:.3g})")
+    if wild:
+        flags.append(
+            f"standard error(s) more than {_SE_RATIO:.0f} times the scale of the data for "
+            f"{', '.join(wild)}: these coefficients are not determined by the data "
+            "(nearly collinear terms or too few groups); do not interpret them"
         )
-        if res is None:
-            continue
-        if best is None or _better(res, best):
-            best, best_messages, chosen = res, messages, method
-        if _usable(res) and not trouble:
-            break
-    if best is None:
-        raise ModelError(
-            f"{formula!r}: every optimiser failed: "
-            + "; ".join(f"{a['method']}: {a['warnings']}" for a in attempts)
-        )
-    converged = _usable(best)
+    if not singular:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                hess, _ = model.hessian(res.params_object)
+            eig = np.linalg.eigvalsh(-(np.asarray(hess) + np.asarray(hess).T) / 2)
+            bad = not np.all(np.isfinite(eig)) or eig.min() <= 1e-10 * max(abs(eig.max()), 1e-300)
+        except (np.linalg.LinAlgError, ValueError):
+            bad = True
+        if bad:
+            flags.append(
+                "the log-likelihood is not curved downwards in every direction at the "
+                "estimate (Hessian not positive definite): it is not a proper maximum, the "
+                "standard errors are unreliable, and the model is probably richer than "
+                "the data support"
+            )
+    return flags
+
+
+def _build_result(model, chosen, attempts, flags, *, formula, groups, re_formula, vc, reml):
+    """Step 4 of :func:`fit_mixed`: the tables, the flags and the fit statistics."""
+    best, first = chosen.res, attempts[0]
+    converged = chosen.usable
+    flags = list(flags)
     if not converged:
         flags.append(
-            f"the fit did not converge (optimisers tried: {[a['method'] for a in attempts]}); "
+            f"the fit did not converge (optimisers tried: {[a.method for a in attempts]}); "
             "estimates are unreliable"
         )
-    elif chosen != methods[0]:
-        log.info("fit_mixed %s: optimiser %s used (earlier ones failed)", formula, chosen)
+        log.warning("fit_mixed %s: the fit did not converge", formula)
+    gain = chosen.loglik - first.loglik if np.isfinite(first.loglik) else np.nan
+    if chosen is not first:
+        log.info(
+            "fit_mixed %s: %s kept (log-likelihood %+.3g over %s)",
+            formula, chosen.method, gain, first.method,
+        )  # fmt: skip
     random, random_terms, singular, why = _random_tables(best, groups, vc)
+    messages = chosen.messages
     if singular:  # consequences of the boundary, explained by its own flag below
-        best_messages = [m for m in best_messages if not m.startswith(_SM_AT_BOUNDARY)]
-    flags += [f"statsmodels ({chosen}): {m}" for m in best_messages]
+        messages = [m for m in messages if not m.startswith(_SM_AT_BOUNDARY)]
+    flags += [f"statsmodels ({chosen.method}): {m}" for m in messages]
     if singular and converged:
         flags.append(
             "boundary (singular) fit: " + "; ".join(why) + ". The random-effect structure "
@@ -746,6 +997,8 @@ def fit_mixed(
     no_se = list(fixed.index[~np.isfinite(fixed["se"])])
     if no_se:
         flags.append(f"no standard error (NaN) for {no_se}: the information matrix is singular")
+    if converged:
+        flags += _quality_flags(model, best, fixed, singular)
     sd_names = [
         f"{g} {v1}" if pd.isna(v2) else f"{g} cor({v1},{v2})"
         for g, v1, v2 in random[["grp", "var1", "var2"]].itertuples(index=False)
@@ -764,8 +1017,6 @@ def fit_mixed(
         k = model.k_fe + model.k_re2 + model.k_vc + 1
         aic = -2.0 * float(best.llf) + 2.0 * k
         bic = -2.0 * float(best.llf) + k * math.log(model.nobs)
-    if not converged:
-        log.warning("fit_mixed %s: the fit did not converge", formula)
     return MixedResult(
         formula=formula,
         re_formula=re_formula,
@@ -785,8 +1036,9 @@ def fit_mixed(
         converged=converged,
         singular=bool(singular),
         flags=flags,
-        optimizer=chosen,
-        attempts=attempts,
+        optimizer=chosen.method,
+        optimizer_gain=float(gain) if chosen is not first else 0.0,
+        attempts=[a.record() for a in attempts],
         random_terms=tuple(random_terms),
         model=best,
     )
