@@ -148,7 +148,7 @@ from .errors import CatalogError, SessionFormatError, UnitError
 from .features.challenges import CHALLENGE_KINDS, response_names
 from .io.csv_export import DECIMAL_MARKS, SEPARATORS
 from .io.registry import file_formats, get_format, option_formats
-from .labels import PHASES, LabelError, parse_session_label
+from .labels import LabelError, parse_session_label, schedule_order
 from .measurements import SESSION_EPOCH, read_measurement_table, table_format
 from .paths import expand_path, is_url
 from .schema import BEAT_FIELDS, BEAT_GROUP, RAW_GROUPS, protocol_group, validate_session
@@ -1010,11 +1010,7 @@ class Catalog:
             Boolean; rows are subject codes (catalog order), columns session labels
             ordered by phase (pre, in, post), then day.
         """
-        labels = {}
-        for s in self.model.sessions:
-            parsed = parse_session_label(s.label)
-            labels[s.label] = (PHASES.index(parsed.phase), parsed.day, s.label)
-        columns = sorted(labels, key=labels.__getitem__)
+        columns = schedule_order([s.label for s in self.model.sessions])
         codes = [s.code for s in self.model.subjects]
         present = {(s.subject, s.label) for s in self.model.sessions}
         data = np.array([[(c, lab) in present for lab in columns] for c in codes], dtype=bool)

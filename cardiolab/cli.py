@@ -142,20 +142,17 @@ def _cmd_process(args) -> int:
 
 
 def _fit(catalog, scheduler, workers, quiet, features=None) -> int:
-    import os
-
     from .catalog import open_catalog
     from .pipeline import features_table
     from .stats.results import fit_all, results_summary
 
     cat = open_catalog(catalog)
     table = features_table(cat)
-    if scheduler:
-        os.environ["CARDIOLAB_SCHEDULER"] = scheduler
     results = fit_all(
         table,
         features=features,
         client="sync" if workers == 0 else None,
+        scheduler=scheduler,
         workers=workers or None,
         store=cat.derived_path,
         progress=not quiet,

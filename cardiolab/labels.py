@@ -17,7 +17,8 @@ Bed-rest (head-down tilt) schedules use ``BDC-9`` (baseline data collection, pre
 spaceflight labels.
 
 The day is in days relative to the phase anchor: launch (or the start of bed rest)
-for ``pre`` and ``in``, landing (or the end of bed rest) for ``post``.
+for ``pre`` and ``in``, landing (or the end of bed rest) for ``post``. Sessions run in
+schedule order, :func:`schedule_order`: phase (pre, in, post), then day, then label.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "SessionLabel",
     "parse_session_label",
     "format_session_label",
+    "schedule_order",
 ]
 
 PHASES = ("pre", "in", "post")
@@ -189,3 +191,71 @@ def format_session_label(phase: str, day: float, kind: str = "spaceflight") -> s
     if day < 0:
         raise LabelError(f"in-phase day must be >= 0, got {day}")
     return f"{_PREFIX[(phase, schedule)]}{_format_number(day)}"
+
+
+def _schedule_key(label: str, phase, day, where: str) -> tuple:
+    """Sort key of a session: phase rank, then day (a missing day last), then label."""
+    if phase not in PHASES:
+        raise LabelError(f"{where}: unknown phase {phase!r}: expected one of {PHASES}")
+    day = float(day)
+    missing = math.isnan(day)
+    return (PHASES.index(phase), missing, 0.0 if missing else day, label)
+
+
+def schedule_order(sessions) -> list[str]:
+    """Session labels in schedule order: by phase (pre < in < post), then day, then label.
+
+    Parameters
+    ----------
+    sessions : iterable of str, or pandas.DataFrame
+        Session labels (``"L-30"``, ``"FD12"``, ``"R+6h"``...), each parsed with
+        :func:`parse_session_label` for its phase and day; or a table with columns
+        ``session``, ``phase`` and ``day`` (days from the phase anchor), one row or more
+        per session (a features table, a campaign status table): each session's phase
+        and day are those of its first row with a value, as the table says (its labels
+        are not parsed).
+
+    Returns
+    -------
+    list of str
+        Every session label once (as given), in schedule order. A session whose day is
+        missing (NaN) comes last in its phase; labels of the same phase and day in
+        alphabetical order.
+
+    Raises
+    ------
+    LabelError
+        A label no schedule knows; a string instead of a list of labels; a table
+        without a ``session``, ``phase`` or ``day`` column, or with an unknown phase
+        (the session is named).
+
+    Examples
+    --------
+    >>> schedule_order(["R+3", "FD12", "L-30", "R+6h", "L-60", "R+3"])
+    ['L-60', 'L-30', 'FD12', 'R+6h', 'R+3']
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"session": ["R+1", "pre1", "R+1", "FD5"],
+    ...                       "phase": ["post", "pre", "post", "in"],
+    ...                       "day": [1, -10, 1, 5]})
+    >>> schedule_order(table)
+    ['pre1', 'FD5', 'R+1']
+    """
+    if isinstance(sessions, str):
+        raise LabelError(
+            f"schedule_order needs a list of session labels, not the string {sessions!r}"
+        )
+    if hasattr(sessions, "columns"):  # a table: phase and day as it gives them
+        missing = [c for c in ("session", "phase", "day") if c not in sessions.columns]
+        if missing:
+            raise LabelError(f"schedule_order: the table has no column(s) {missing}")
+        first = sessions.groupby("session", sort=False)[["phase", "day"]].first()
+        keys = {
+            str(label): _schedule_key(str(label), phase, day, f"session {label!r}")
+            for label, phase, day in zip(first.index, first["phase"], first["day"], strict=True)
+        }
+    else:
+        keys = {}
+        for label in sessions:
+            parsed = parse_session_label(label)
+            keys[str(label)] = _schedule_key(str(label), parsed.phase, parsed.day, repr(label))
+    return sorted(keys, key=keys.__getitem__)

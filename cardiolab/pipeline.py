@@ -24,11 +24,9 @@ recomputed from its stored beats, without recomputing the beats.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -45,7 +43,6 @@ from .paths import atomic_directory
 __all__ = [
     "Report",
     "campaign_status",
-    "dask_client",
     "process_campaign",
     "process_session",
     "session_features",
@@ -398,56 +395,10 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
     return out
 
 
-def _client(client, scheduler, workers):
-    """An existing client, one connected to ``scheduler``, or a new LocalCluster.
-
-    Returns the client and whether the caller owns it (and must close it); use
-    :func:`dask_client` to have that done.
-    """
-    if client is not None:
-        return client, False
-    from distributed import Client, LocalCluster
-
-    address = scheduler or os.environ.get("CARDIOLAB_SCHEDULER")
-    if address:
-        return Client(address), True
-    n = workers or os.cpu_count() or 1
-    if log.getEffectiveLevel() > logging.INFO:
-        # the cluster's start/stop chatter only when cardiolab itself logs at INFO
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            # no dashboard; its HTTP server (health, metrics) on loopback, any port
-            dashboard_address="127.0.0.1:0",
-            # worker processes log nothing below CRITICAL: what fails in a task reaches
-            # the failure report or the caller, and at shutdown a worker's heartbeat to
-            # the closing scheduler logged a traceback on busy machines
-            silence_logs=logging.CRITICAL,
-        )
-    return Client(cluster), True
-
-
-@contextlib.contextmanager
-def dask_client(client=None, scheduler: str | None = None, workers: int | None = None):
-    """A dask client for the duration of a ``with`` block.
-
-    ``client`` if given (left open); else one connected to ``scheduler`` or
-    ``$CARDIOLAB_SCHEDULER``; else a new ``LocalCluster`` of ``workers`` single-threaded
-    processes (default: the machine's cores). What this opened is closed on exit.
-    """
-    dask, own = _client(client, scheduler, workers)
-    try:
-        yield dask
-    finally:
-        if own:
-            cluster = getattr(dask, "cluster", None)
-            dask.close()
-            if cluster is not None:
-                cluster.close()
+def _process_task(options: dict, session: tuple[str, str]) -> dict:
+    """One task of :func:`process_campaign`: ``session`` is (subject, label)."""
+    subject, label = session
+    return process_session(options["catalog_path"], subject, label, force=options["force"])
 
 
 def process_campaign(
@@ -486,38 +437,28 @@ def process_campaign(
     -------
     Report
     """
-    from tqdm.auto import tqdm
-
     from .catalog import Catalog, open_catalog
+    from .parallel import run_tasks
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-    path = str(cat.path)
     todo = (
         list(sessions)
         if sessions is not None
         else list(zip(cat.sessions["subject"], cat.sessions["session"], strict=True))
     )
     t0 = time.perf_counter()
-    results = []
-    bar = tqdm(total=len(todo), desc="processing sessions", unit="session", disable=not progress)
-    if client == "sync":
-        n_workers = 1
-        for subject, label in todo:
-            results.append(process_session(path, subject, label, force=force))
-            bar.update()
-    else:
-        from distributed import as_completed
-
-        with dask_client(client, scheduler, workers) as dask:
-            n_workers = len(dask.scheduler_info().get("workers", {})) or 1
-            futures = [
-                dask.submit(process_session, path, s, lab, force=force, pure=False)
-                for s, lab in todo
-            ]
-            for fut in as_completed(futures):
-                results.append(fut.result())
-                bar.update()
-    bar.close()
+    run = run_tasks(
+        _process_task,
+        todo,
+        shared={"catalog_path": str(cat.path), "force": force},
+        client=client,
+        scheduler=scheduler,
+        workers=workers,
+        progress=progress,
+        desc="processing sessions",
+        unit="session",
+    )
+    results, n_workers = run.results, run.n_workers
     order = {key: i for i, key in enumerate(todo)}
     table = pd.DataFrame(results)
     table["_order"] = [

@@ -14,6 +14,7 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
+from ..labels import schedule_order
 from .app import holoviews_pane
 
 log = logging.getLogger("cardiolab")
@@ -23,27 +24,16 @@ __all__ = ["CampaignPage", "status_matrix"]
 _SYMBOLS = {"processed": "✔ processed", "failed": "✖ failed", "not processed": "· not processed"}
 
 
-def _schedule_order(status: pd.DataFrame) -> list[str]:
-    """Session labels in schedule order: pre, in, post, then by day."""
-    return list(dict.fromkeys(status.sort_values(["phase", "day"], key=_phase_key)["session"]))
-
-
 def status_matrix(status: pd.DataFrame) -> pd.DataFrame:
     """Subjects x sessions table of status (sessions in schedule order)."""
-    order = _schedule_order(status)
+    order = schedule_order(status)
     matrix = status.pivot(index="subject", columns="session", values="status")
     return matrix.reindex(columns=order).fillna("")
 
 
-def _phase_key(col):
-    if col.name == "phase":
-        return col.map({"pre": 0, "in": 1, "post": 2})
-    return col
-
-
 def quality_heatmap(status: pd.DataFrame):
     """HoloViews HeatMap of the valid-beat fraction per subject x session."""
-    order = _schedule_order(status)
+    order = schedule_order(status)
     data = status.assign(valid_percent=100 * status["valid_fraction"])
     return hv.HeatMap(
         data,

@@ -56,7 +56,7 @@ import re
 import numpy as np
 
 from ..errors import CatalogError, SessionFormatError, UnitError
-from ..labels import PHASES
+from ..labels import PHASES, schedule_order
 
 __all__ = [
     "BLOOD_DENSITY",
@@ -642,8 +642,8 @@ def calibrate_stroke_volume(table, reference: str = "sv_echo", *, epoch: str = "
     Each subject's factor is its reference stroke volume (e.g. echocardiography, a
     column of the catalog's measurement tables) over its pulse-contour ``sv`` in the
     same session and epoch (:func:`stroke_volume_calibration`, single-point as
-    Wesseling et al. 1993), from the earliest session (by phase, then day) where both
-    exist. A reference given for the whole session (epoch ``"session"``) is compared
+    Wesseling et al. 1993), from the earliest session
+    (:func:`cardiolab.labels.schedule_order`) where both exist. A reference given for the whole session (epoch ``"session"``) is compared
     with ``sv`` of ``epoch``.
 
     Parameters
@@ -675,8 +675,9 @@ def calibrate_stroke_volume(table, reference: str = "sv_echo", *, epoch: str = "
     if missing:
         raise KeyError(f"features table has no column(s) {missing} to calibrate stroke volume")
     out = table.copy()
-    order = {"pre": 0, "in": 1, "post": 2}
-    ranked = out.assign(_order=out["phase"].map(order)).sort_values(["_order", "day"])
+    position = {label: i for i, label in enumerate(schedule_order(out))}
+    rank = out["session"].astype(str).map(position).to_numpy(dtype=float)
+    ranked = out.iloc[np.argsort(rank, kind="stable")]
     calibration = {}
     factors = pd.Series(np.nan, index=out.index)
     for subject, rows in ranked.groupby("subject", sort=False):

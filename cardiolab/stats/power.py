@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import ModelError
+from ..parallel import run_tasks
 
 log = logging.getLogger("cardiolab")
 
@@ -150,7 +151,11 @@ def _one(
         return np.nan
 
 
-def _batch(design, effect, test, alpha, adjust, n, seeds):
+def _batch(setting: tuple, task: tuple) -> tuple[int, list[float]]:
+    """One task of :func:`power_curve`: ``task`` is (n_subjects, seeds) and ``setting``
+    (design, effect, test, alpha, adjust); returns (n_subjects, one outcome per seed)."""
+    design, effect, test, alpha, adjust = setting
+    n, seeds = task
     return n, [_one(design, effect, test, alpha, adjust, n, s) for s in seeds]
 
 
@@ -218,7 +223,6 @@ def power_curve(
     >>> pc.n_for(0.8)  # doctest: +SKIP
     """
     from statsmodels.stats.proportion import proportion_confint
-    from tqdm.auto import tqdm
 
     if design is None:
         design = StudyDesign()
@@ -250,26 +254,19 @@ def power_curve(
         seeds = ss.spawn(n_sim)
         tasks += [(n, seeds[i : i + chunk]) for i in range(0, n_sim, chunk)]
     outcomes: dict[int, list[float]] = {n: [] for n in sizes}
-    bar = tqdm(total=len(sizes) * n_sim, desc="power simulations", disable=not progress)
-    if client == "sync":
-        for n, seeds in tasks:
-            outcomes[n] += _batch(design, effect, test, alpha, adjust, n, seeds)[1]
-            bar.update(len(seeds))
-    else:
-        from distributed import as_completed
-
-        from ..pipeline import dask_client
-
-        with dask_client(client, None, workers) as dask:
-            futures = [
-                dask.submit(_batch, design, effect, test, alpha, adjust, n, seeds, pure=False)
-                for n, seeds in tasks
-            ]
-            for fut in as_completed(futures):
-                n, res = fut.result()
-                outcomes[n] += res
-                bar.update(len(res))
-    bar.close()
+    run = run_tasks(
+        _batch,
+        tasks,
+        shared=(design, effect, test, alpha, adjust),
+        client=client,
+        workers=workers,
+        progress=progress,
+        desc="power simulations",
+        unit="simulation",
+        size=lambda task: len(task[1]),
+    )
+    for n, res in run.results:
+        outcomes[n] += res
     rows = []
     for n in sizes:
         arr = np.asarray(outcomes[n], dtype=float)

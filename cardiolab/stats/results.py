@@ -25,6 +25,7 @@ import xarray as xr
 from .. import __version__
 from ..encoding import variable_length_strings
 from ..errors import CardiolabError, ModelError
+from ..parallel import run_tasks
 from ..paths import atomic_directory
 
 log = logging.getLogger("cardiolab")
@@ -188,8 +189,9 @@ def fit_feature(table: pd.DataFrame, feature: str, epoch: str) -> pd.DataFrame:
     return out[RESULT_COLUMNS]
 
 
-def _fit_many(table: pd.DataFrame, jobs: list[tuple[str, str]]) -> list[pd.DataFrame]:
-    return [fit_feature(table, f, e) for f, e in jobs]
+def _fit_job(table: pd.DataFrame, job: tuple[str, str]) -> pd.DataFrame:
+    """One task of :func:`fit_all`: ``job`` is (feature, epoch)."""
+    return fit_feature(table, *job)
 
 
 def fit_all(
@@ -199,6 +201,7 @@ def fit_all(
     *,
     epochs: list[str] | None = None,
     store=None,
+    scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -214,8 +217,9 @@ def fit_all(
         Features to model (default: every numeric feature column except the counts:
         :data:`SKIPPED_FEATURES` and every ``n_<what>`` column).
     client : distributed.Client or "sync", optional
-        Where to run. ``None`` starts a ``LocalCluster`` sized to the machine (or
-        connects to ``$CARDIOLAB_SCHEDULER``); ``"sync"`` fits in this process.
+        Where to run (:func:`cardiolab.parallel.run_tasks`). ``None`` starts a
+        ``LocalCluster`` sized to the machine (or connects to ``scheduler`` /
+        ``$CARDIOLAB_SCHEDULER``); ``"sync"`` fits in this process.
     epochs : list of str, optional
         Epochs to model (default: all in the table). A feature is modelled in the
         epochs where it has a value: a feature x epoch with no value at all (a
@@ -226,6 +230,8 @@ def fit_all(
         fitted.
     store : str or pathlib.Path, optional
         A derived store (folder): the table is written there as group ``stats``.
+    scheduler : str, optional
+        Address of an existing dask scheduler.
     workers : int, optional
         Workers of the LocalCluster.
     progress : bool
@@ -248,8 +254,6 @@ def fit_all(
     >>> results = fit_all(features_table("data_catalog.yaml"))  # doctest: +SKIP
     >>> results.query("model == 'time_course' and term == 'tau_r'")  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
-
     missing = [c for c in _ID_COLUMNS if c not in table.columns]
     if missing:
         raise ModelError(f"features table: missing column(s) {missing}")
@@ -268,29 +272,19 @@ def fit_all(
     having = {f: set(feature_epochs(table, f)) for f in features}
     jobs = [(f, e) for f in features for e in epochs if named or e in having[f]]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="fitting features", unit="model", disable=not progress)
-    frames = []
-    if client == "sync":
-        for job in jobs:
-            frames.extend(_fit_many(table, [job]))
-            bar.update()
-    else:
-        from distributed import as_completed
-
-        from ..pipeline import dask_client
-
-        with dask_client(client, None, workers) as dask:
-            n = max(1, len(dask.scheduler_info().get("workers", {})))
-            # a few jobs per task: enough tasks to balance, few enough to keep overhead low
-            size = max(1, len(jobs) // (8 * n))
-            batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-            remote = dask.scatter(table, broadcast=True)
-            futures = [dask.submit(_fit_many, remote, b, pure=False) for b in batches]
-            for fut in as_completed(futures):
-                done = fut.result()
-                frames.extend(done)
-                bar.update(len(done))
-    bar.close()
+    # a few jobs per dask task: enough tasks to balance, few enough to keep overhead low
+    frames = run_tasks(
+        _fit_job,
+        jobs,
+        shared=table,
+        client=client,
+        scheduler=scheduler,
+        workers=workers,
+        progress=progress,
+        desc="fitting features",
+        unit="model",
+        batches_per_worker=8,
+    ).results
     order = {job: i for i, job in enumerate(jobs)}
     frames.sort(key=lambda f: order[(f["feature"].iat[0], f["epoch"].iat[0])])
     results = (

@@ -1,0 +1,233 @@
+"""Where cardiolab's batch work runs: this process or a dask cluster, one progress bar.
+
+Processing a campaign (:func:`cardiolab.pipeline.process_campaign`), fitting every
+feature's models (:func:`cardiolab.stats.fit_all`) and simulating power
+(:func:`cardiolab.stats.power_curve`) all run many independent tasks. They run them
+through :func:`run_tasks`: in this process, one task after the other
+(``client="sync"``), or on dask, where a shared input (a features table) is sent to
+the workers once and results are gathered as they complete
+(``distributed.as_completed``), with one ``tqdm`` progress bar either way.
+:func:`dask_client` gives the client: an existing one, one connected to a scheduler
+(``scheduler=`` or ``$CARDIOLAB_SCHEDULER``), or a ``distributed.LocalCluster`` sized to
+the machine.
+
+This module sits below the pipeline and the stats in the package's flow: it imports
+neither, so both can use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+log = logging.getLogger("cardiolab")
+
+__all__ = ["SYNC", "TaskRun", "dask_client", "run_tasks"]
+
+#: The ``client`` value that runs the tasks in this process, one after the other.
+SYNC = "sync"
+
+
+def _client(client, scheduler, workers):
+    """An existing client, one connected to ``scheduler``, or a new LocalCluster.
+
+    Returns the client and whether the caller owns it (and must close it); use
+    :func:`dask_client` to have that done.
+    """
+    if client is not None:
+        return client, False
+    from distributed import Client, LocalCluster
+
+    address = scheduler or os.environ.get("CARDIOLAB_SCHEDULER")
+    if address:
+        return Client(address), True
+    n = workers or os.cpu_count() or 1
+    if log.getEffectiveLevel() > logging.INFO:
+        # the cluster's start/stop chatter only when cardiolab itself logs at INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            # no dashboard; its HTTP server (health, metrics) on loopback, any port
+            dashboard_address="127.0.0.1:0",
+            # worker processes log nothing below CRITICAL: what fails in a task reaches
+            # the failure report or the caller, and at shutdown a worker's heartbeat to
+            # the closing scheduler logged a traceback on busy machines
+            silence_logs=logging.CRITICAL,
+        )
+    return Client(cluster), True
+
+
+@contextlib.contextmanager
+def dask_client(client=None, scheduler: str | None = None, workers: int | None = None):
+    """A dask client for the duration of a ``with`` block.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Used as is and left open.
+    scheduler : str, optional
+        Without ``client``: the address of an existing dask scheduler to connect to
+        (default: ``$CARDIOLAB_SCHEDULER`` if set).
+    workers : int, optional
+        Without ``client`` or scheduler: the workers of a new ``LocalCluster``, each a
+        single-threaded process (default: the machine's cores).
+
+    Yields
+    ------
+    distributed.Client
+        What this opened (a client, a cluster) is closed when the block ends.
+
+    Examples
+    --------
+    >>> with dask_client(workers=2) as client:  # doctest: +SKIP
+    ...     client.submit(sum, [1, 2]).result()
+    3
+    """
+    dask, own = _client(client, scheduler, workers)
+    try:
+        yield dask
+    finally:
+        if own:
+            cluster = getattr(dask, "cluster", None)
+            dask.close()
+            if cluster is not None:
+                cluster.close()
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """What :func:`run_tasks` did.
+
+    Attributes
+    ----------
+    results : list
+        One result per task, in the order the tasks completed (on dask, not the order
+        they were given; in this process, the same).
+    n_workers : int
+        Workers that ran them (1 in this process).
+    seconds : float
+        Wall-clock time (s), the cluster's start and stop included.
+    """
+
+    results: list
+    n_workers: int
+    seconds: float
+
+
+def _run_batch(function, shared, batch: list) -> list:
+    """Several tasks in one dask task (fewer round trips for short tasks)."""
+    return [function(shared, task) for task in batch]
+
+
+def _batches(tasks: list, batches_per_worker: int | None, n_workers: int) -> list[list]:
+    if not batches_per_worker:
+        return [[task] for task in tasks]
+    size = max(1, len(tasks) // (batches_per_worker * n_workers))
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+
+def run_tasks(
+    function: Callable,
+    tasks: Iterable,
+    *,
+    shared=None,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+    unit: str = "task",
+    size: Callable | None = None,
+    batches_per_worker: int | None = None,
+) -> TaskRun:
+    """Run ``function(shared, task)`` for every task, here or on dask, with a progress bar.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(shared, task) -> result``; on dask it must be picklable (a
+        module-level function, or a ``functools.partial`` of one).
+    tasks : iterable
+        One item per call.
+    shared : object, optional
+        The input every task needs (a features table): on dask, scattered to every
+        worker once (``Client.scatter(..., broadcast=True)``) instead of being sent
+        with each task.
+    client : distributed.Client or "sync", optional
+        ``"sync"`` (:data:`SYNC`): in this process, one task after the other. A
+        client: on its cluster. ``None``: on a cluster of :func:`dask_client`
+        (``scheduler``, ``$CARDIOLAB_SCHEDULER``, or a ``LocalCluster`` of
+        ``workers`` processes), closed at the end.
+    scheduler : str, optional
+        Address of an existing dask scheduler (with ``client=None``).
+    workers : int, optional
+        Workers of the LocalCluster (default: the machine's cores).
+    progress : bool
+        Show a ``tqdm`` progress bar.
+    desc, unit : str
+        The bar's label and unit (``"processing sessions"``, ``"session"``).
+    size : callable, optional
+        ``size(task)``: how many units a task counts for on the bar (default 1).
+    batches_per_worker : int, optional
+        On dask, group consecutive tasks into about this many dask tasks per worker
+        (each runs its group in turn), for many short tasks whose scheduling would
+        cost more than their work. Default: one dask task per task.
+
+    Returns
+    -------
+    TaskRun
+        ``.results`` in completion order (callers that need the given order sort
+        them), ``.n_workers``, ``.seconds``.
+
+    Raises
+    ------
+    Exception
+        The first exception a task raised (on dask, re-raised here); a caller that
+        wants a batch to go on past a failing task catches it inside ``function``.
+
+    Examples
+    --------
+    >>> from operator import add
+    >>> run = run_tasks(add, [1, 2, 3], shared=10, client="sync", progress=False)
+    >>> sorted(run.results), run.n_workers
+    ([11, 12, 13], 1)
+    """
+    from tqdm.auto import tqdm
+
+    tasks = list(tasks)
+    weigh = size if size is not None else (lambda task: 1)
+    t0 = time.perf_counter()
+    results: list = []
+    bar = tqdm(total=sum(weigh(task) for task in tasks), desc=desc, unit=unit, disable=not progress)
+    try:
+        if isinstance(client, str) and client == SYNC:
+            n_workers = 1
+            for task in tasks:
+                results.append(function(shared, task))
+                bar.update(weigh(task))
+        else:
+            from distributed import as_completed
+
+            with dask_client(client, scheduler, workers) as dask:
+                n_workers = len(dask.scheduler_info().get("workers", {})) or 1
+                remote = dask.scatter([shared], broadcast=True)[0] if shared is not None else None
+                batches = _batches(tasks, batches_per_worker, n_workers)
+                futures = {
+                    dask.submit(_run_batch, function, remote, batch, pure=False): batch
+                    for batch in batches
+                }
+                for future in as_completed(futures):
+                    results.extend(future.result())
+                    bar.update(sum(weigh(task) for task in futures[future]))
+    finally:
+        bar.close()
+    return TaskRun(results, n_workers, time.perf_counter() - t0)
