@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import statsmodels.formula.api as smf
 from statsmodels.stats.multitest import multipletests
 
@@ -85,9 +86,28 @@ def test_sleepstudy_random_slope_reml_matches_lme4(sleepstudy, lme4):
     assert fit.random["vcov"].iloc[3] == pytest.approx(fit.residual_sd**2, rel=1e-12)
     # REML: no AIC/BIC (documented choice), no ICC with random slopes
     assert np.isnan(fit.aic) and np.isnan(fit.bic) and np.isnan(fit.icc)
-    # the 95 % Wald CI is estimate +- 1.96 SE
-    row = fit.fixed.loc["Days"]
+    # lmerTest's summary (Satterthwaite): Days 10.467 (SE 1.546, df 17.0, t 6.771,
+    # p 3.26e-06), (Intercept) 251.405 (SE 6.825, df 17.0, t 36.838); issue 12
+    assert fit.inference == "Satterthwaite t"
+    days, icpt = fit.fixed.loc["Days"], fit.fixed.loc["Intercept"]
+    assert days["estimate"] == pytest.approx(10.467, abs=5e-4)
+    assert days["se"] == pytest.approx(1.546, abs=5e-4)
+    assert days["df"] == pytest.approx(17.0, abs=0.1)
+    assert days["t"] == pytest.approx(6.771, abs=5e-4)
+    assert f"{days['p']:.3g}" == "3.26e-06"
+    assert icpt["estimate"] == pytest.approx(251.405, abs=5e-4)
+    assert icpt["se"] == pytest.approx(6.825, abs=5e-4)
+    assert icpt["df"] == pytest.approx(17.0, abs=0.1)
+    assert icpt["t"] == pytest.approx(36.838, abs=5e-4)
+    # the 95 % CI is estimate +- t(0.975, df) SE
+    q = scipy.stats.t.ppf(0.975, days["df"])
+    assert days["ci_high"] - days["estimate"] == pytest.approx(q * days["se"], rel=1e-9)
+    # Wald z on request: estimate +- 1.96 SE, df inf, same estimates
+    wald = fit_mixed(sleepstudy, "Reaction ~ Days", "Subject", re_formula="~Days", inference="wald")
+    row = wald.fixed.loc["Days"]
+    assert wald.inference == "Wald z" and np.isinf(row["df"])
     assert row["ci_high"] - row["estimate"] == pytest.approx(1.959964 * row["se"], rel=1e-5)
+    assert row["p"] < days["p"]  # z is more confident than t(17)
     text = repr(fit)
     assert "Reaction ~ Days + (1 + Days | Subject)" in text and "converged" in text
     assert "Subject (Intercept)" in text and "NOT" not in text
@@ -519,7 +539,7 @@ def test_phase_contrasts_missing_values_flagged():
     n_nan = int(table.loc[table.index[:3], "epoch"].eq("stand").sum())
     assert res.model.n_obs == 60 - n_nan
     if n_nan:
-        assert any(f"dropped {n_nan} of 60 rows" in f for f in res.flags)
+        assert any(f"dropped {n_nan} row(s) with a missing hr" in f for f in res.flags)
 
 
 @pytest.mark.parametrize(
@@ -534,7 +554,7 @@ def test_phase_contrasts_missing_values_flagged():
         (lambda t: t[t["subject"] == "S01"], {}, "1 subject"),
         (lambda t: t.assign(hr=70.0), {}, "zero variance"),
         (lambda t: t.assign(hr=np.nan), {}, "all NaN"),
-        (lambda t: t.assign(sex=np.nan), {"covariates": ["sex"]}, "both 'hr' and the covariates"),
+        (lambda t: t.assign(sex=np.nan), {"covariates": ["sex"]}, r"no row has all of.*'sex'"),
         (lambda t: t.drop(columns="phase"), {}, r"lacks column\(s\) \['phase'\]"),
     ],
 )

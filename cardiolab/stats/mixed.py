@@ -27,7 +27,6 @@ the 95 % CIs of the within-subject contrasts covered the true change).
 from __future__ import annotations
 
 import ast
-import difflib
 import io
 import keyword
 import logging
@@ -44,9 +43,12 @@ import scipy.stats
 import statsmodels.formula.api as smf
 
 from ..errors import ModelError
-from ..labels import PHASES
+from ..labels import schedule_order
+from .satterthwaite import satterthwaite_parts
+from .table import check_features_table
 
 __all__ = [
+    "INFERENCE",
     "OPTIMIZERS",
     "SINGULAR_TOL",
     "MixedResult",
@@ -60,6 +62,9 @@ log = logging.getLogger("cardiolab")
 
 #: optimisers tried in turn by :func:`fit_mixed` (scipy.optimize names)
 OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm", "cg")
+
+#: inference methods for fixed effects and contrasts: their names in the output
+INFERENCE = {"satterthwaite": "Satterthwaite t", "wald": "Wald z"}
 
 #: lme4's ``isSingular`` tolerance: a random-effect standard deviation below this
 #: fraction of the residual SD (a diagonal element of the relative Cholesky factor)
@@ -86,7 +91,7 @@ _FORMULA_NAMES = {
 }  # fmt: skip
 
 _CONTRAST_COLUMNS = [
-    "phase", "day", "n", "estimate", "se", "ci_low", "ci_high",
+    "phase", "day", "n", "estimate", "se", "df", "ci_low", "ci_high",
     "percent", "percent_low", "percent_high", "p", "p_holm",
 ]  # fmt: skip
 _TIDY_COLUMNS = [
@@ -189,6 +194,8 @@ class MixedResult:
     attempts: list = field(default_factory=list)
     random_terms: tuple = ()
     model: object = None
+    inference: str = INFERENCE["satterthwaite"]
+    _satterthwaite: object = field(default=None, repr=False)
 
     @property
     def response(self) -> str:
@@ -232,6 +239,30 @@ class MixedResult:
         out.insert(0, "feature", self.response)
         out["converged"] = self.converged
         return out[_TIDY_COLUMNS]
+
+    def test(self, L, alpha: float = 0.05) -> pd.DataFrame:
+        """Tests of linear combinations ``L beta`` of the fixed effects.
+
+        Parameters
+        ----------
+        L : array_like, shape (k, p) or (p,)
+            Contrast rows over the ``p`` fixed effects (``fixed.index`` order).
+        alpha : float
+            ``1 - alpha`` is the confidence level of the intervals.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per contrast: ``estimate``, ``se`` (response units), ``df``
+            (Satterthwaite degrees of freedom; ``inf`` for Wald z), ``t``, ``p``
+            (two-sided), ``ci_low``, ``ci_high``.
+
+        Raises
+        ------
+        ModelError
+            ``L`` of the wrong shape (both shapes named).
+        """
+        return _contrast_test(self.model, self._satterthwaite, L, alpha)
 
     def _gain_note(self) -> str:
         if not self.attempts or self.attempts[0]["method"] == self.optimizer:
@@ -312,6 +343,7 @@ class PhaseContrasts:
     model: MixedResult
     converged: bool
     flags: list = field(default_factory=list)
+    inference: str = INFERENCE["satterthwaite"]
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per timepoint (``term``), change from the pre-flight mean.
@@ -746,6 +778,7 @@ def fit_mixed(
     *,
     vc_formula: Mapping[str, str] | None = None,
     methods: Sequence[str] = OPTIMIZERS,
+    inference: str = "satterthwaite",
 ) -> MixedResult:
     """Fit a linear mixed-effects model and report its state honestly.
 
@@ -822,6 +855,8 @@ def fit_mixed(
     >>> bool(abs(fit.fixed.loc["day", "estimate"] - 0.8) < 0.3)
     True
     """
+    if inference not in INFERENCE:
+        raise ModelError(f"inference must be one of {list(INFERENCE)}, not {inference!r}")
     vc = dict(vc_formula) if vc_formula else None
     frame, flags = _model_frame(data, formula, groups, re_formula, vc)
     model = _build_model(frame, formula, groups, re_formula, vc)
@@ -833,7 +868,7 @@ def fit_mixed(
         )
     return _build_result(
         model, chosen, attempts, flags, formula=formula, groups=groups,
-        re_formula=re_formula, vc=vc, reml=reml,
+        re_formula=re_formula, vc=vc, reml=reml, inference=inference,
     )  # fmt: skip
 
 
@@ -901,6 +936,33 @@ def _build_model(frame, formula, groups, re_formula, vc):
     return model
 
 
+def _contrast_test(res, parts, L, alpha: float) -> pd.DataFrame:
+    """``L beta`` tested: Satterthwaite t from ``parts`` when given, else Wald z."""
+    if parts is not None:
+        return parts.test(L, alpha=alpha)
+    k = int(res.model.k_fe)
+    arr = np.atleast_2d(np.asarray(L, dtype=float))
+    if arr.ndim != 2 or arr.shape[1] != k:
+        raise ModelError(f"contrast matrix of shape {arr.shape}; expected (k, {k})")
+    cov = np.asarray(res.cov_params(), dtype=float)[:k, :k]
+    estimate = arr @ np.asarray(res.fe_params, dtype=float)
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.einsum("ij,jk,ik->i", arr, cov, arr))
+        t = estimate / se
+    q = scipy.stats.norm.ppf(1 - alpha / 2)
+    return pd.DataFrame(
+        {
+            "estimate": estimate,
+            "se": se,
+            "df": np.inf,
+            "t": t,
+            "p": 2 * scipy.stats.norm.sf(np.abs(t)),
+            "ci_low": estimate - q * se,
+            "ci_high": estimate + q * se,
+        }
+    )
+
+
 #: a standard error this many times the scale the data give a coefficient is flagged
 _SE_RATIO = 1e3
 
@@ -951,7 +1013,9 @@ def _quality_flags(model, res, fixed: pd.DataFrame, singular: bool) -> list[str]
     return flags
 
 
-def _build_result(model, chosen, attempts, flags, *, formula, groups, re_formula, vc, reml):
+def _build_result(
+    model, chosen, attempts, flags, *, formula, groups, re_formula, vc, reml, inference
+):
     """Step 4 of :func:`fit_mixed`: the tables, the flags and the fit statistics."""
     best, first = chosen.res, attempts[0]
     converged = chosen.usable
@@ -981,19 +1045,24 @@ def _build_result(model, chosen, attempts, flags, *, formula, groups, re_formula
         log.warning("fit_mixed %s: %s", formula, flags[-1])
 
     fe_names = list(model.exog_names)
+    parts = None
+    if inference == "satterthwaite" and converged:
+        try:
+            parts = satterthwaite_parts(best)
+        except ModelError as err:
+            flags.append(f"no Satterthwaite degrees of freedom ({err}); Wald z used")
+        else:
+            flags += [
+                f"Satterthwaite df: {n}" for n in parts.notes if "held fixed" not in n
+            ]  # boundary parameters held fixed are explained by the boundary flag
+    elif inference == "satterthwaite":
+        flags.append("the fit did not converge: Wald z inference, not Satterthwaite")
+    method = INFERENCE["satterthwaite"] if parts is not None else INFERENCE["wald"]
     with warnings.catch_warnings():  # sqrt of a negative variance: NaN, flagged below
         warnings.simplefilter("ignore", RuntimeWarning)
-        ci = best.conf_int(alpha=0.05)
-        fixed = pd.DataFrame(
-            {
-                "estimate": np.asarray(best.fe_params, dtype=float),
-                "se": np.asarray(best.bse_fe, dtype=float),
-                "ci_low": ci.iloc[: len(fe_names), 0].to_numpy(dtype=float),
-                "ci_high": ci.iloc[: len(fe_names), 1].to_numpy(dtype=float),
-                "p": np.asarray(best.pvalues, dtype=float)[: len(fe_names)],
-            },
-            index=pd.Index(fe_names, name="term"),
-        )
+        fixed = _contrast_test(best, parts, np.eye(len(fe_names)), 0.05)
+    fixed.index = pd.Index(fe_names, name="term")
+    fixed = fixed[["estimate", "se", "df", "t", "ci_low", "ci_high", "p"]]
     no_se = list(fixed.index[~np.isfinite(fixed["se"])])
     if no_se:
         flags.append(f"no standard error (NaN) for {no_se}: the information matrix is singular")
@@ -1041,6 +1110,8 @@ def _build_result(model, chosen, attempts, flags, *, formula, groups, re_formula
         attempts=[a.record() for a in attempts],
         random_terms=tuple(random_terms),
         model=best,
+        inference=method,
+        _satterthwaite=parts,
     )
 
 
@@ -1082,13 +1153,11 @@ def holm_adjust(p) -> np.ndarray:
     return out
 
 
-def _schedule_order(rows: pd.DataFrame) -> list[str]:
-    """Session labels ordered by phase (pre < in < post), then day, then label."""
-    first = rows.groupby("session", sort=False)[["phase", "day"]].first()
-    rank = first["phase"].map({p: i for i, p in enumerate(PHASES)})
-    order = pd.DataFrame({"rank": rank, "day": first["day"].astype(float)})
-    order = order.assign(label=order.index.astype(str))
-    return order.sort_values(["rank", "day", "label"]).index.astype(str).tolist()
+def _quantile(df, alpha: float = 0.05) -> np.ndarray:
+    """Two-sided ``1 - alpha`` quantile of Student's t with ``df`` (normal for inf)."""
+    df = np.asarray(df, dtype=float)
+    return np.where(np.isinf(df), scipy.stats.norm.ppf(1 - alpha / 2),
+                    scipy.stats.t.ppf(1 - alpha / 2, np.where(np.isinf(df), 1.0, df)))  # fmt: skip
 
 
 def _quote(name: str) -> str:
@@ -1102,6 +1171,8 @@ def phase_contrasts(
     levels: Sequence[str] | None = None,
     covariates: Sequence[str] | None = None,
     random_slope: bool = False,
+    *,
+    inference: str = "satterthwaite",
 ) -> PhaseContrasts:
     """Change of a feature at each in-flight and post-flight session vs pre-flight.
 
@@ -1175,109 +1246,105 @@ def phase_contrasts(
     >>> bool(res.table.loc["R+0", "ci_low"] < 10 < res.table.loc["R+0", "ci_high"])
     True
     """
-    if not isinstance(table, pd.DataFrame):
-        raise ModelError(f"phase_contrasts needs the features table, got {type(table).__name__}")
-    required = ["subject", "session", "phase", "day", "epoch"]
-    absent = [c for c in required if c not in table.columns]
-    if absent:
-        raise ModelError(f"features table lacks column(s) {absent} (needs {required})")
-    if feature not in table.columns:
-        candidates = [
-            str(c)
-            for c in table.columns
-            if c not in required and pd.api.types.is_numeric_dtype(table[c])
-        ]
-        close = difflib.get_close_matches(str(feature), candidates, n=5, cutoff=0.5)
-        hint = f"close names: {close}" if close else f"features: {candidates}"
-        raise ModelError(f"feature {feature!r} is not in the features table; {hint}")
-    covariates = list(covariates or [])
-    absent = [c for c in covariates if c not in table.columns]
-    if absent:
+    if inference not in INFERENCE:
         raise ModelError(
-            f"covariate column(s) {absent} not in the features table; merge them in "
-            "first (e.g. table.merge(subjects[['subject', 'sex']], on='subject'))"
+            f"phase_contrasts({feature!r}): inference must be one of {list(INFERENCE)}, "
+            f"not {inference!r}"
         )
-    epochs = table["epoch"].astype(str)
-    if epoch not in set(epochs):
-        raise ModelError(
-            f"epoch {epoch!r} absent from the features table (feature {feature!r}); "
-            f"epochs: {sorted(set(epochs))}"
+    checked = check_features_table(
+        table, feature, epoch, covariates=covariates or (), require_pre=True, require_change=True
+    )
+    covariates = [str(c) for c in covariates or ()]
+    rows = checked.rows
+    levels, pre, contrasted = _contrast_levels(rows, levels, feature, epoch)
+    rows = rows.loc[rows["session"].isin(levels)]
+    fit = _contrast_model(rows, feature, levels, covariates, random_slope, inference)
+    table_, baseline, baseline_se = _contrast_table(fit, rows, levels, pre, contrasted)
+    flags = list(checked.flags) + list(fit.flags)
+    own = []
+    subjects_at = rows.groupby("session")["subject"].nunique()
+    single = [v for v in levels if int(subjects_at.get(v, 0)) == 1]
+    if single:
+        own.append(
+            f"timepoint(s) {single} measured in a single subject: their means rest on "
+            "the random-intercept model, not on a cohort"
         )
-    rows = table.loc[epochs == epoch, required + [feature] + covariates]
-    rows = rows.assign(session=rows["session"].astype(str), phase=rows["phase"].astype(str))
-    bad_phase = sorted(set(rows["phase"]) - set(PHASES))
-    if bad_phase:
-        raise ModelError(f"unknown phase(s) {bad_phase} in the features table (expected {PHASES})")
-    values = pd.to_numeric(rows[feature], errors="coerce")
-    if values.isna().all():
-        raise ModelError(f"feature {feature!r} is all NaN in epoch {epoch!r}")
-    # rows the model will use: the feature and every covariate present
-    observed = rows.loc[values.notna() & rows[covariates].notna().all(axis=1)]
-    if observed.empty:
-        raise ModelError(
-            f"no row of epoch {epoch!r} has both {feature!r} and the covariates {covariates}"
+    if abs(baseline) < 2 * baseline_se:
+        own.append(
+            f"pre-flight mean {baseline:.3g} is within 2 SE of zero: percent changes are "
+            "not meaningful"
         )
+    for f in own:
+        log.warning("phase_contrasts %s/%s: %s", feature, epoch, f)
+    return PhaseContrasts(
+        table=table_,
+        baseline=baseline,
+        baseline_se=baseline_se,
+        pre_sessions=pre,
+        feature=str(feature),
+        epoch=str(epoch),
+        units=checked.units,
+        model=fit,
+        converged=fit.converged,
+        flags=flags + own,
+        inference=fit.inference,
+    )
 
+
+def _contrast_levels(rows, levels, feature, epoch) -> tuple[list, list, list]:
+    """Step 2 of :func:`phase_contrasts`: the timepoints, the pre-flight ones, the others."""
     if levels is None:
-        levels = _schedule_order(observed)
+        levels = schedule_order(rows)
     else:
         levels = [str(v) for v in levels]
         dup = sorted({v for v in levels if levels.count(v) > 1})
         if dup:
-            raise ModelError(f"levels for {feature!r} repeat {dup}")
-        empty = [v for v in levels if v not in set(observed["session"])]
+            raise ModelError(f"{feature!r} in epoch {epoch!r}: levels repeat {dup}")
+        empty = [v for v in levels if v not in set(rows["session"])]
         if empty:
             raise ModelError(
-                f"requested level(s) {empty} have no {feature!r} data in epoch {epoch!r}; "
-                f"sessions with data: {_schedule_order(observed)}"
+                f"{feature!r} in epoch {epoch!r}: requested level(s) {empty} have no "
+                f"{feature!r} data; sessions with data: {schedule_order(rows)}"
             )
         left_out = sorted(set(rows["session"]) - set(levels))
         if left_out:
             log.info(
                 "phase_contrasts %s/%s: sessions not in levels left out: %s",
-                feature,
-                epoch,
-                left_out,
-            )
-    rows = rows.loc[rows["session"].isin(levels)]
-    observed = observed.loc[observed["session"].isin(levels)]
-    phase_of = observed.groupby("session")["phase"].first()
-    day_of = observed.groupby("session")["day"].first().astype(float)
+                feature, epoch, left_out,
+            )  # fmt: skip
+    phase_of = rows.groupby("session")["phase"].first()
     pre = [v for v in levels if phase_of[v] == "pre"]
     if not pre:
         raise ModelError(
-            f"no pre-flight session for {feature!r} in epoch {epoch!r} (timepoints "
-            f"{levels}): the contrasts need a baseline"
+            f"{feature!r} in epoch {epoch!r}: no pre-flight session among the timepoints "
+            f"{levels}: the contrasts need a baseline"
         )
     contrasted = [v for v in levels if phase_of[v] != "pre"]
     if not contrasted:
         raise ModelError(
-            f"no in-flight or post-flight session for {feature!r} in epoch {epoch!r}: "
-            "nothing to contrast with the baseline"
+            f"{feature!r} in epoch {epoch!r}: no in-flight or post-flight session among "
+            f"the timepoints {levels}: nothing to contrast with the baseline"
         )
-    n_subjects = observed["subject"].nunique()
-    if n_subjects < 2:
+    if rows.loc[rows["session"].isin(levels), "subject"].nunique() < 2:
         raise ModelError(
-            f"{feature!r} in epoch {epoch!r}: {n_subjects} subject with data; phase "
-            "contrasts need at least 2"
+            f"{feature!r} in epoch {epoch!r}: 1 subject with data at the timepoints "
+            f"{levels}; phase contrasts need at least 2"
         )
-    v = pd.to_numeric(observed[feature], errors="coerce").to_numpy(dtype=float)
-    if np.ptp(v) == 0:
-        raise ModelError(
-            f"feature {feature!r} has zero variance in epoch {epoch!r} (all values "
-            f"{v[0]:.6g}): nothing to contrast"
-        )
+    return levels, pre, contrasted
 
-    data = rows.assign(
-        **{feature: pd.to_numeric(rows[feature], errors="coerce")},
-        timepoint=pd.Categorical(rows["session"], categories=levels),
-    )
+
+def _contrast_model(rows, feature, levels, covariates, random_slope, inference) -> MixedResult:
+    """Step 3 of :func:`phase_contrasts`: one fixed mean per timepoint, random intercept."""
+    data = rows.assign(timepoint=pd.Categorical(rows["session"], categories=levels))
     terms = " + ".join(_quote(c) for c in covariates)
     formula = f"{_quote(feature)} ~ 0 + timepoint" + (f" + {terms}" if terms else "")
     vc = {"phase": "0 + C(phase)"} if random_slope else None
-    fit = fit_mixed(data, formula, groups="subject", vc_formula=vc)
+    return fit_mixed(data, formula, groups="subject", vc_formula=vc, inference=inference)
 
-    res = fit.model
+
+def _contrast_table(fit, rows, levels, pre, contrasted) -> tuple[pd.DataFrame, float, float]:
+    """Step 4 of :func:`phase_contrasts`: the contrasts, in units and percent, and the
+    pre-flight mean with its SE."""
     names = list(fit.fixed.index)
     index = {name: j for j, name in enumerate(names)}
     k = len(names)
@@ -1285,7 +1352,7 @@ def phase_contrasts(
     for v in pre:
         pre_vec[index[f"timepoint[{v}]"]] = 1.0 / len(pre)
     baseline_vec = pre_vec.copy()
-    exog = np.asarray(res.model.exog, dtype=float)
+    exog = np.asarray(fit.model.model.exog, dtype=float)
     for j, name in enumerate(names):
         if not name.startswith("timepoint["):
             baseline_vec[j] = exog[:, j].mean()
@@ -1293,78 +1360,37 @@ def phase_contrasts(
     for i, v in enumerate(contrasted):
         contrast[i, index[f"timepoint[{v}]"]] = 1.0
         contrast[i] -= pre_vec
-    test = res.t_test(contrast)
-    estimate = np.asarray(test.effect, dtype=float).ravel()
-    se = np.asarray(test.sd, dtype=float).ravel()
-    ci = np.asarray(test.conf_int(alpha=0.05), dtype=float)
-    p = np.asarray(test.pvalue, dtype=float).ravel()
-    p_holm = holm_adjust(p)
-
-    base_test = res.t_test(baseline_vec[None, :])
-    baseline = float(np.asarray(base_test.effect).ravel()[0])
-    baseline_se = float(np.asarray(base_test.sd).ravel()[0])
-    # delta method for 100 * d / b from the joint covariance of (d, b)
-    cov_fe = np.asarray(res.cov_params(), dtype=float)[:k, :k]
-    joint = np.vstack([contrast, baseline_vec])
-    cov = joint @ cov_fe @ joint.T
-    var_b, cov_db = cov[-1, -1], cov[:-1, -1]
-    var_d = np.diag(cov)[:-1]
+    test = fit.test(np.vstack([contrast, baseline_vec]))
+    change, base = test.iloc[:-1], test.iloc[-1]
+    estimate = change["estimate"].to_numpy(dtype=float)
+    baseline, baseline_se = float(base["estimate"]), float(base["se"])
+    # percent change 100 d / b: delta method on the ratio, from the joint covariance of
+    # (d, b); its gradient in beta is (c / b - d beta_b / b^2), a contrast of its own
+    # whose degrees of freedom the inference method gives
     ratio = estimate / baseline
-    se_ratio = np.sqrt(
-        np.clip(
-            var_d / baseline**2
-            + estimate**2 * var_b / baseline**4
-            - 2 * estimate * cov_db / baseline**3,
-            0,
-            None,
-        )
-    )
-    z = scipy.stats.norm.ppf(0.975)
-
-    n = observed.groupby("session").size()
+    gradient = contrast / baseline - np.outer(ratio, baseline_vec) / baseline
+    percent = fit.test(gradient)
+    q = _quantile(percent["df"].to_numpy(dtype=float))
+    se_ratio = percent["se"].to_numpy(dtype=float)
+    phase_of = rows.groupby("session")["phase"].first()
+    day_of = rows.groupby("session")["day"].first().astype(float)
+    n = rows.groupby("session").size()
     out = pd.DataFrame(
         {
             "phase": [phase_of[v] for v in contrasted],
             "day": [float(day_of[v]) for v in contrasted],
             "n": [int(n.get(v, 0)) for v in contrasted],
             "estimate": estimate,
-            "se": se,
-            "ci_low": ci[:, 0],
-            "ci_high": ci[:, 1],
+            "se": change["se"].to_numpy(dtype=float),
+            "df": change["df"].to_numpy(dtype=float),
+            "ci_low": change["ci_low"].to_numpy(dtype=float),
+            "ci_high": change["ci_high"].to_numpy(dtype=float),
             "percent": 100 * ratio,
-            "percent_low": 100 * (ratio - z * se_ratio),
-            "percent_high": 100 * (ratio + z * se_ratio),
-            "p": p,
-            "p_holm": p_holm,
+            "percent_low": 100 * (ratio - q * se_ratio),
+            "percent_high": 100 * (ratio + q * se_ratio),
+            "p": change["p"].to_numpy(dtype=float),
+            "p_holm": holm_adjust(change["p"].to_numpy(dtype=float)),
         },
         index=pd.Index(contrasted, name="timepoint"),
     )[_CONTRAST_COLUMNS]
-
-    flags = list(fit.flags)
-    subjects_at = observed.groupby("session")["subject"].nunique()
-    single = [v for v in levels if int(subjects_at.get(v, 0)) == 1]
-    if single:
-        flags.append(
-            f"timepoint(s) {single} measured in a single subject: their means rest on "
-            "the random-intercept model, not on a cohort"
-        )
-    if abs(baseline) < 2 * baseline_se:
-        flags.append(
-            f"pre-flight mean {baseline:.3g} is within 2 SE of zero: percent changes are "
-            "not meaningful"
-        )
-    units = dict(table.attrs.get("units", {}) or {}).get(feature, "")
-    for f in flags[len(fit.flags) :]:
-        log.warning("phase_contrasts %s/%s: %s", feature, epoch, f)
-    return PhaseContrasts(
-        table=out,
-        baseline=baseline,
-        baseline_se=baseline_se,
-        pre_sessions=pre,
-        feature=str(feature),
-        epoch=str(epoch),
-        units=str(units),
-        model=fit,
-        converged=fit.converged,
-        flags=flags,
-    )
+    return out, baseline, baseline_se
