@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from statsmodels.regression.mixed_linear_model import MixedLMParams
 
 from cardiolab.errors import ModelError
 from cardiolab.stats.design import simulate_feature_table
@@ -26,8 +27,10 @@ from cardiolab.stats.satterthwaite import (
 
 
 def _fit(data, formula, groups, reml=True, **kwargs):
-    """statsmodels MixedLM fit; BFGS with a tight gradient tolerance (gtol) where asked."""
-    fit_kw = {k: kwargs.pop(k) for k in ("method", "gtol") if k in kwargs}
+    """statsmodels MixedLM fit; optimiser options (method, gtol, start, maxiter) passed on."""
+    fit_kw = {
+        k: kwargs.pop(k) for k in ("method", "gtol", "start_params", "maxiter") if k in kwargs
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels' boundary / convergence chatter
         model = smf.mixedlm(formula, data, groups=data[groups], **kwargs)
@@ -319,5 +322,47 @@ def test_boundary_variance_component_is_held_fixed(phase_table):
     L[0, [names.index("C(session)[FD5]"), names.index("C(session)[R+1]")]] = [1.0, -1.0]
     L[1, :] = 1.0 / len(names)
     out = parts.test(L)
-    np.testing.assert_allclose(out["df"], [63.0, 7.0], rtol=1e-3)
+    np.testing.assert_allclose(out["df"], [63.0, 7.0], rtol=1e-4)
     assert any("var(phase) estimated at ~0" in n for n in out.attrs["notes"])
+
+
+# --------------------------------------------------------------------------------------
+# 5. fits that are not at a maximum: stated fallbacks, never a crash
+
+
+def _unfitted(sleepstudy, cov_re, re_formula=None):
+    """statsmodels results at given (not fitted) variance parameters: zero iterations."""
+    start = MixedLMParams.from_components(
+        fe_params=np.array([250.0, 10.0]), cov_re=np.asarray(cov_re, dtype=float)
+    )
+    return _fit(
+        sleepstudy, "Reaction ~ Days", "Subject", re_formula=re_formula,
+        start_params=start, method="bfgs", maxiter=0,
+    )  # fmt: skip
+
+
+def test_not_at_a_maximum_falls_back_to_expected_information(sleepstudy):
+    """Subject variance ~14 times its REML value: the observed information is not PD.
+
+    The expected information is used and said so. For ``Days`` (a within-subject
+    slope, balanced: 18 subjects x 10 days) the expected-information df do not depend
+    on where they are evaluated: ``Var(slope) = sigma^2 / S_xx`` involves ``sigma^2``
+    only, whose expected-information variance is ``2 sigma^4 / nu`` with the
+    within-subject error df ``nu = 18 * 9 - 1 = 161`` (ANOVA), hence ``df = 161``.
+    """
+    fit = _unfitted(sleepstudy, [[10.0]])
+    assert not fit.converged
+    parts = satterthwaite_parts(fit)
+    assert parts.information_kind == "expected"
+    table = parts.test(np.eye(2))
+    assert table.attrs["information"] == "expected"
+    assert any("expected information used" in n for n in table.attrs["notes"])
+    assert np.all(np.isfinite(table.to_numpy()))
+    assert table["df"].iloc[1] == pytest.approx(161.0, rel=1e-9)
+
+
+def test_perfectly_correlated_random_effects_are_noted(sleepstudy):
+    fit = _unfitted(sleepstudy, [[1.0, np.sqrt(0.05)], [np.sqrt(0.05), 0.05]], "~Days")
+    table = satterthwaite_fixed(fit)
+    assert np.all(np.isfinite(table.to_numpy()))
+    assert any("perfectly correlated" in n for n in table.attrs["notes"])
