@@ -44,7 +44,7 @@ import statsmodels.formula.api as smf
 
 from ..errors import ModelError
 from ..labels import schedule_order
-from .satterthwaite import satterthwaite_parts
+from .satterthwaite import BOUNDARY_TOL, satterthwaite_parts
 from .table import check_features_table
 
 __all__ = [
@@ -68,8 +68,8 @@ INFERENCE = {"satterthwaite": "Satterthwaite t", "wald": "Wald z"}
 
 #: lme4's ``isSingular`` tolerance: a random-effect standard deviation below this
 #: fraction of the residual SD (a diagonal element of the relative Cholesky factor)
-#: counts as estimated at zero
-SINGULAR_TOL = 1e-4
+#: counts as estimated at zero; one value with the Satterthwaite boundary rule
+SINGULAR_TOL = BOUNDARY_TOL
 
 #: statsmodels' own boundary warning uses an absolute threshold (variance < 0.01 in
 #: the data's units), meaningless for features such as a resistive index; we replace
@@ -1048,7 +1048,7 @@ def _build_result(
     parts = None
     if inference == "satterthwaite" and converged:
         try:
-            parts = satterthwaite_parts(best)
+            parts = satterthwaite_parts(best, boundary_tol=SINGULAR_TOL)
         except ModelError as err:
             flags.append(f"no Satterthwaite degrees of freedom ({err}); Wald z used")
         else:

@@ -77,7 +77,7 @@ COLUMNS = ["estimate", "se", "df", "t", "p", "ci_low", "ci_high"]
 
 #: default tolerance for a variance "estimated at zero": a random-effect or
 #: variance-component SD below this fraction of the residual SD (lme4's ``isSingular``
-#: rule, the same value as ``cardiolab.stats.mixed.SINGULAR_TOL``)
+#: rule; ``cardiolab.stats.mixed.SINGULAR_TOL`` is this value)
 BOUNDARY_TOL = 1e-4
 
 
