@@ -335,6 +335,26 @@ def test_absurd_standard_error_is_flagged():
     assert not any("standard error" in f for f in clean.flags)
 
 
+def test_hessian_not_negative_definite_is_flagged_in_words(sleepstudy, monkeypatch):
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    original = MixedLM.hessian
+
+    def bent(self, params):  # the log-likelihood curving upwards along one parameter
+        hess, singular = original(self, params)
+        hess = np.array(hess)
+        hess[-1, -1] = abs(hess[-1, -1])
+        return hess, singular
+
+    fit = fit_mixed(sleepstudy, "Reaction ~ Days", "Subject")
+    assert not any("Hessian" in f for f in fit.flags)
+    monkeypatch.setattr(MixedLM, "hessian", bent)
+    fit = fit_mixed(sleepstudy, "Reaction ~ Days", "Subject")
+    hessian = [f for f in fit.flags if "Hessian" in f]
+    assert len(hessian) == 1  # one sentence, not statsmodels' warning as well
+    assert "not a proper maximum" in hessian[0] and "standard errors are unreliable" in hessian[0]
+
+
 def test_formula_helpers_and_quoted_columns_are_not_taken_for_columns(sleepstudy):
     data = sleepstudy.rename(columns={"Days": "days of restriction"})
     fit = fit_mixed(data, 'np.log(Reaction) ~ Q("days of restriction")', "Subject")

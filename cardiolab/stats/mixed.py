@@ -1048,6 +1048,8 @@ def _build_result(
     messages = chosen.messages
     if singular:  # consequences of the boundary, explained by its own flag below
         messages = [m for m in messages if not m.startswith(_SM_AT_BOUNDARY)]
+    elif converged:  # the Hessian is tested below (_quality_flags), in words
+        messages = [m for m in messages if not m.startswith(_SM_AT_BOUNDARY[0])]
     flags += [f"statsmodels ({chosen.method}): {m}" for m in messages]
     if singular and converged:
         flags.append(
