@@ -1,7 +1,10 @@
 """The ``cardiolab`` command line: demo, info, validate, process, fit, serve, passwd.
 
-Errors that a user can cause (a bad catalog, a missing file) are printed as one
-clear message, without a traceback, and the command exits with status 2.
+Errors that a user can cause (a bad catalog, a missing file, a feature the table does
+not have) are printed as one clear message, without a traceback, and the command exits
+with status 2. A run that goes through but achieves nothing exits with status 1:
+``process`` when a session failed, ``fit`` (and ``demo``'s fit step) when no model could
+be fitted, after its summary has said why for each.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def _cmd_demo(args) -> int:
 
     path = Path(expand_path(args.path)) if args.path else default_demo_dir()
     catalog = path / CATALOG_NAME
+    status = 0  # 1 when the models were fitted and none could be
     if catalog.exists() and (path / STORE_NAME).exists() and not args.force:
         print(f"demo campaign already at {path} (use --force to generate it again)")
     else:
@@ -52,18 +56,23 @@ def _cmd_demo(args) -> int:
 
         t0 = time.perf_counter()
         print("processing the demo campaign (beats and features) ...")
-        report = process_campaign(catalog, workers=args.workers, progress=not args.quiet)
+        report = process_campaign(
+            catalog,
+            client="sync" if args.workers == 0 else None,
+            workers=args.workers or None,
+            progress=not args.quiet,
+        )
         _print_report(report)
         if not args.no_fit:
             print("fitting the models of every feature (contrasts and time courses) ...")
-            _fit(catalog, None, args.workers, args.quiet)
+            status = _fit(catalog, None, args.workers, args.quiet, command="demo")
     print(f"catalog: {catalog}")
     print(f"store:   {path / STORE_NAME}")
     print(f"truth:   {path / 'truth'}")
     if args.no_process or args.no_serve:
         print(f"next:    cardiolab serve {catalog}")
-        return 0
-    return _serve(catalog, "127.0.0.1", args.port, None, None, show=False)
+        return status
+    return _serve(catalog, "127.0.0.1", args.port, None, None, show=False) or status
 
 
 def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -> int:
@@ -141,7 +150,8 @@ def _cmd_process(args) -> int:
     return 0 if len(report.failures) == 0 else 1
 
 
-def _fit(catalog, scheduler, workers, quiet, features=None) -> int:
+def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "fit") -> int:
+    """Fit every feature's models, store and summarise them; 1 if none could be fitted."""
     from .catalog import open_catalog
     from .pipeline import features_table
     from .stats.results import fit_all, results_summary
@@ -159,6 +169,20 @@ def _fit(catalog, scheduler, workers, quiet, features=None) -> int:
     )
     print(results_summary(results))
     print(f"results: {cat.derived_path}/stats (cardiolab.stats.read_results)")
+    if results.empty:
+        print(
+            f"cardiolab {command}: nothing to fit: no feature of the table"
+            f"{' named by --features' if features else ''} has a value in any epoch",
+            file=sys.stderr,
+        )
+        return 1
+    if (results["error"].astype(str) != "").all():
+        n = len(results.groupby(["feature", "epoch", "model"], sort=False))
+        print(
+            f"cardiolab {command}: nothing could be fitted: none of the {n} models (reasons above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -240,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-serve", action="store_true", help="stop before serving the dashboard")
     demo.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
     demo.add_argument("--no-fit", action="store_true", help="process but do not fit the models")
-    demo.add_argument("--workers", type=int, default=None, help="dask workers (default: cores)")
+    demo.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="dask workers (default: cores; 0 runs in this process)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     proc = sub.add_parser("process", help="beats and features of every session (dask)")

@@ -24,14 +24,76 @@ def test_demo_info_validate(tmp_path, capsys):
     assert "10 processed, 0 unchanged (cached), 0 failed" in capsys.readouterr().out
     assert main(["process", str(path / "data_catalog.yaml"), "--workers", "0", "--quiet"]) == 0
     assert "0 processed, 10 unchanged (cached), 0 failed" in capsys.readouterr().out
-    # one subject: no mixed model can be fitted; each failure is recorded, not raised
+    # one subject: no mixed model can be fitted; each failure is recorded, not raised,
+    # named in the summary with its reason, and the command says it fitted nothing
     cat = str(path / "data_catalog.yaml")
-    assert main(["fit", cat, "--workers", "0", "--quiet", "--features", "hr"]) == 0
-    assert "1 features, 6 models" in capsys.readouterr().out
+    assert main(["fit", cat, "--workers", "0", "--quiet", "--features", "hr"]) == 1
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "1 features, 6 models" in out and "6 could not be fitted" in out
+    assert "nothing could be fitted: none of the 6 models" in captured.err
     from cardiolab.stats import read_results
 
     results = read_results(path / "derived.zarr")
     assert len(results) == 6 and results["error"].str.contains("subject").all()
+    failed = out.split("could not be fitted:\n", 1)[1]
+    for row in results.itertuples():
+        assert f"hr/{row.epoch}" in failed and row.model in failed
+    assert "1 subject" in failed
+    # the demo's fit step says so too (sessions already processed: cached)
+    demo = ["demo", "--path", str(path), "--quiet", "--no-serve", "--workers", "0"]
+    assert main(demo) == 1
+    captured = capsys.readouterr()
+    assert "0 processed, 10 unchanged (cached)" in captured.out
+    assert "cardiolab demo: nothing could be fitted" in captured.err
+
+
+def test_fit_exit_status_and_bad_input(tmp_path, monkeypatch, capsys):
+    """``cardiolab fit`` exits 0 when models were fitted, 1 when there was nothing to
+    fit, 2 with one clear line (no traceback) for a feature or a column the table does
+    not have."""
+    import cardiolab.pipeline
+    from cardiolab.stats.design import simulate_feature_table
+
+    path = tmp_path / "demo"
+    assert main(["demo", "--path", str(path), "--subjects", "1", "--quiet", "--no-process"]) == 0
+    cat = str(path / "data_catalog.yaml")
+    table = simulate_feature_table(
+        ["L-30", "L-10", "R+0", "R+3", "R+10"],
+        5,
+        pre=62.0,
+        A=0.0,
+        D=8.0,
+        tau_r=3.0,
+        tau_a=5.0,
+        between_sd=5.0,
+        residual_sd=2.0,
+        feature="hr",
+        units="bpm",
+        seed=2,
+    )
+    tables = {"now": table}
+    monkeypatch.setattr(cardiolab.pipeline, "features_table", lambda catalog: tables["now"])
+    capsys.readouterr()
+    assert main(["fit", cat, "--workers", "0", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "1 features, 2 models" in captured.out and "0 could not be fitted" in captured.out
+    assert "nothing" not in captured.err
+
+    tables["now"] = table.drop(columns="hr").assign(n_beats=300)  # only a count column
+    assert main(["fit", cat, "--workers", "0", "--quiet"]) == 1
+    assert "nothing to fit" in capsys.readouterr().err
+
+    tables["now"] = table
+    assert main(["fit", cat, "--workers", "0", "--quiet", "--features", "hrr"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cardiolab fit: error: features table: no feature ['hrr']")
+    assert "close names: ['hr']" in err and "Traceback" not in err
+
+    tables["now"] = table.drop(columns="day")
+    assert main(["fit", cat, "--workers", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "missing column(s) ['day']" in err and "Traceback" not in err
 
 
 def test_serve_refuses_the_network_without_a_login(tmp_path, capsys):

@@ -10,7 +10,14 @@ from scipy import stats
 from cardiolab.errors import ModelError
 from cardiolab.stats.design import simulate_feature_table
 from cardiolab.stats.power import StudyDesign, power_curve
-from cardiolab.stats.results import fit_all, fit_feature, read_results, results_summary
+from cardiolab.stats.results import (
+    RESULT_COLUMNS,
+    SUMMARY_FLAGS_CHARS,
+    fit_all,
+    fit_feature,
+    read_results,
+    results_summary,
+)
 
 # Two pre-flight sessions and one at landing; tau_r long so that R+0 carries all of D.
 SCHEDULE = ["L-30", "L-10", "R+0"]
@@ -144,3 +151,83 @@ def test_fit_all_on_a_two_worker_cluster(two_features):
     np.testing.assert_allclose(
         results["estimate"].values, sync["estimate"].values, rtol=1e-6, equal_nan=True
     )
+
+
+def _model_rows(feature, epoch, model, *, error="", flags="", converged=True, terms=("a", "b")):
+    """Rows of one model in a fit_all table, as fit_feature writes them."""
+    return [
+        {
+            "feature": feature,
+            "epoch": epoch,
+            "model": model,
+            "term": "" if error else term,
+            "estimate": np.nan if error else 1.0,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "p": np.nan,
+            "p_holm": np.nan,
+            "converged": False if error else converged,
+            "flags": flags,
+            "error": error,
+            "units": "1",
+        }
+        for term in (terms[:1] if error else terms)
+    ]
+
+
+def test_summary_names_every_failed_and_flagged_model():
+    one = "'{f}' in epoch '{e}': 1 subject with data; phase contrasts need at least 2"
+    long_flags = "; ".join(f"flag number {i} of a time course that says a lot" for i in range(9))
+    rows = []
+    for f, e in (("hr", "supine"), ("hr", "stand"), ("sbp", "stand-supine")):
+        rows += _model_rows(f, e, "contrast", error=one.format(f=f, e=e))
+    rows += _model_rows("hr", "stand-supine", "time_course", error="hr (stand-supine): no variance")
+    rows += _model_rows("hr", "supine", "time_course", flags="tau_r estimate 0.1 d is on a bound")
+    rows += _model_rows("brs", "supine", "time_course", flags=long_flags)
+    rows += _model_rows("brs", "supine", "contrast", converged=False)  # flagged without text
+    rows += _model_rows("brs", "stand", "contrast")  # fitted, no flag
+    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    results.attrs["seconds"] = 1.5
+    text = results_summary(results)
+    lines = text.splitlines()
+    assert lines[0] == "3 features, 8 models in 1.5 s; 4 could not be fitted, 3 flagged"
+    failed = text.split("could not be fitted:\n")[1].split("flagged:\n")[0].splitlines()
+    # the three contrasts differ only by their feature and epoch: one reason, all named
+    assert failed == [
+        "  3 models: '<feature>' in epoch '<epoch>': 1 subject with data; phase contrasts need "
+        "at least 2",
+        "    contrast: hr/supine, hr/stand, sbp/stand-supine",
+        "  hr/stand-supine time_course: hr (stand-supine): no variance",
+    ]
+    flagged = text.split("flagged:\n")[1].splitlines()
+    assert flagged[0] == "  hr/supine time_course: tau_r estimate 0.1 d is on a bound"
+    assert flagged[1].startswith("  brs/supine time_course: flag number 0 of a time course")
+    # cut after a whole flag, at most SUMMARY_FLAGS_CHARS of flag text, the rest counted
+    shown = flagged[1].split("time_course: ", 1)[1]
+    assert len(shown) <= SUMMARY_FLAGS_CHARS
+    kept = shown.count("flag number")
+    assert shown.endswith(f"that says a lot; … (+{9 - kept} more)") and kept >= 3
+    assert flagged[2] == "  brs/supine contrast: did not converge"
+    assert "brs/stand " not in text
+
+
+def test_summary_of_a_fit_all_lists_its_failures_and_flags(two_features):
+    table = two_features.copy()
+    table["flat"] = 1.0  # no variance: cannot be fitted
+    lone = table["subject"] == table["subject"].iloc[0]
+    table["lone"] = np.where(lone, table["hr"], np.nan)  # one subject: cannot be fitted
+    results = fit_all(table, features=["hr", "brs", "flat", "lone"], client="sync", progress=False)
+    text = results_summary(results)
+    models = results.groupby(["feature", "epoch", "model"], sort=False).first().reset_index()
+    failed = models[models["error"] != ""]
+    flagged = models[(models["error"] == "") & ((models["flags"] != "") | ~models["converged"])]
+    assert set(failed["feature"]) == {"flat", "lone"} and len(failed) == 4
+    assert f"{len(failed)} could not be fitted, {len(flagged)} flagged" in text.splitlines()[0]
+    failed_text = text.split("could not be fitted:\n")[1].split("flagged:\n")[0]
+    for row in failed.itertuples():
+        assert f"{row.feature}/{row.epoch}" in failed_text and row.model in failed_text
+    assert "1 subject" in failed_text and "variance" in failed_text
+    if len(flagged):
+        flagged_text = text.split("flagged:\n")[1]
+        for row in flagged.itertuples():
+            assert f"{row.feature}/{row.epoch}" in flagged_text

@@ -676,3 +676,77 @@ def test_timeline_says_bed_rest_days_for_a_bed_rest_schedule(features):
         "Head-down tilt day (d)",
         "Days after bed rest (d)",
     ]
+
+
+# --------------------------------------------------------------------------------------
+# dashboards: the models' flags, the schedule order
+# --------------------------------------------------------------------------------------
+
+
+def _shown_text(pane) -> tuple[str, str]:
+    """The HTML a pane sends to the browser, and the text the browser shows of it."""
+    import html
+    import re
+
+    sent = html.unescape(pane.get_root().text)  # Panel escapes the HTML for transport
+    return sent, html.unescape(re.sub(r"<[^>]+>", "", sent))
+
+
+def test_cohort_page_shows_every_flag_of_its_models_as_written(monkeypatch):
+    """Every flag of the contrasts and of the time course is in the Cohort page's flags
+    pane, word for word; text quoting the data (here a subject name with HTML, Markdown
+    and TeX in it) shows as written, never as markup."""
+    import dataclasses
+
+    import cardiolab.stats.mixed as mixed
+    from cardiolab.dashboards.cohort import CohortPage
+
+    hostile = "subject <img src=x onerror=alert(1)> at R+0: *SE* [1e6](javascript:x) $$x$$"
+    real = mixed.phase_contrasts
+
+    def with_a_hostile_flag(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, flags=[*result.flags, hostile])
+
+    monkeypatch.setattr(mixed, "phase_contrasts", with_a_hostile_flag)
+    table = _features_table(n_subjects=4, seed=3)
+    page = CohortPage(table=table, feature="hr", epoch="supine")
+    flags = [("phase contrasts", f) for f in page._contrast_result.flags]
+    flags += [("time course", f) for f in page._time_course.flags]
+    assert page._flags.visible and hostile in page._contrast_result.flags
+    sent, shown = _shown_text(page._flags)
+    assert "<img" not in sent and "<em>" not in sent and "<a " not in sent
+    assert f"{len(flags)} flag{'s' if len(flags) > 1 else ''}" in shown
+    for what, flag in flags:
+        assert f"{what}: {' '.join(flag.split())}" in shown
+    assert page._flags.disable_math
+    # the flags are no longer mixed into the summary above them
+    assert hostile not in _shown_text(page._summary)[1]
+
+    # both models unfittable: both reasons shown (the second no longer replaces the first)
+    monkeypatch.setattr(mixed, "phase_contrasts", real)
+    page.param.feature.objects = [*page.param.feature.objects, "flat"]
+    page._table = table.assign(flat=1.0)
+    page.feature = "flat"
+    assert page._message.visible and not page._flags.visible
+    shown = _shown_text(page._message)[1]
+    assert "phase contrasts: " in shown and "time course: " in shown and "flat" in shown
+
+
+def test_campaign_page_orders_sessions_by_schedule():
+    from cardiolab.dashboards.campaign import status_matrix
+    from cardiolab.labels import parse_session_label
+
+    labels = ["R+30", "FD5", "L-30", "R+6h", "R+0", "L-180", "FD15"]
+    parsed = [parse_session_label(lab) for lab in labels]
+    status = pd.DataFrame(
+        {
+            "subject": ["S01"] * len(labels),
+            "session": labels,
+            "phase": [p.phase for p in parsed],
+            "day": [float(p.day) for p in parsed],
+            "status": "processed",
+        }
+    )
+    matrix = status_matrix(status)
+    assert list(matrix.columns) == ["L-180", "L-30", "FD5", "FD15", "R+0", "R+6h", "R+30"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .auth import AuthError, HashedAuthProvider, is_loopback, load_credentials
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["PAGES", "app_pages", "holoviews_pane", "serve", "warm_up"]
+__all__ = ["PAGES", "app_pages", "escape_markdown", "holoviews_pane", "serve", "warm_up"]
 
 #: URL slug -> title of each page.
 PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
@@ -57,6 +58,38 @@ def holoviews_pane(obj=None, **params) -> pn.pane.HoloViews:
     import holoviews as hv
 
     return pn.pane.HoloViews(obj, renderer=hv.renderer("bokeh").instance(webgl=False), **params)
+
+
+#: ASCII punctuation: the characters CommonMark lets a backslash escape.
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def escape_markdown(text) -> str:
+    """Text from the data (a model's flags, an error, a name) to show as written in a
+    Markdown pane.
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark 0.31, section
+    2.4 "Backslash escapes"), and runs of whitespace, newlines included, become one
+    space: the text renders as one plain paragraph, with no HTML tag, entity, link,
+    emphasis, list or heading of its own. Show it in a pane with ``disable_math=True``
+    (``$$`` would otherwise be typeset by MathJax in the browser).
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+        Markdown source.
+
+    Examples
+    --------
+    >>> print(escape_markdown("tau_r at <b>0.1</b> d"))
+    tau\\_r at \\<b\\>0\\.1\\<\\/b\\> d
+    """
+    return _PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def _nav(current: str, catalog_name: str) -> pn.pane.HTML:

@@ -24,7 +24,7 @@ import panel as pn
 import param
 
 from ..errors import CardiolabError
-from .app import holoviews_pane
+from .app import escape_markdown, holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
@@ -116,6 +116,13 @@ def feature_description(column: str) -> str:
     return f"{column}: {out.long_name} ({out.units}); feature {feature.name}, {feature.source}"
 
 
+def _model_lines(items) -> str:
+    """Markdown list of ``(model, text)`` pairs (a flag, an error), the text escaped
+    (:func:`~cardiolab.dashboards.app.escape_markdown`): it quotes the data (feature,
+    subject and session names) and must show as written, never as markup."""
+    return "\n".join(f"- {model}: {escape_markdown(text)}" for model, text in items)
+
+
 class CohortPage(pn.viewable.Viewer):
     """The cohort page of the dashboard (also usable inline in a notebook).
 
@@ -146,7 +153,11 @@ class CohortPage(pn.viewable.Viewer):
         self.param.feature.objects = feats
         self.param.epoch.objects = epochs
         self._message = pn.pane.Alert(
-            "", alert_type="light", visible=False, sizing_mode="stretch_width"
+            "", alert_type="light", visible=False, sizing_mode="stretch_width", disable_math=True
+        )
+        # the models' flags (not converged, boundary, tau at an edge...), one per line
+        self._flags = pn.pane.Alert(
+            "", alert_type="warning", visible=False, sizing_mode="stretch_width", disable_math=True
         )
         self._progress = pn.indicators.Progress(active=False, visible=False, width=200)
         self._timeline = holoviews_pane(None, sizing_mode="stretch_width")
@@ -158,7 +169,7 @@ class CohortPage(pn.viewable.Viewer):
         self._params = pn.widgets.Tabulator(
             pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
         )
-        self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._summary = pn.pane.Markdown("", sizing_mode="stretch_width", disable_math=True)
         self._csv = pn.widgets.FileDownload(
             callback=self._csv_bytes,
             filename="contrasts.csv",
@@ -215,16 +226,20 @@ class CohortPage(pn.viewable.Viewer):
         self._progress.visible = self._progress.active = True
         self._message.visible = False
         try:
+            errors = []
             try:
                 contrasts = phase_contrasts(self._table, self.feature, epoch=self.epoch)
             except CardiolabError as err:
                 contrasts = None
-                self._say(f"phase contrasts: {err}", "warning")
+                errors.append(("phase contrasts", str(err)))
             try:
                 tc = fit_time_course(self._table, self.feature, epoch=self.epoch)
             except CardiolabError as err:
                 tc = None
-                self._say(f"time course: {err}", "warning")
+                errors.append(("time course", str(err)))
+            if errors:
+                self._say(_model_lines(errors), "warning")
+            self._show_flags(contrasts, tc)
             self._contrast_result, self._time_course = contrasts, tc
             self._timeline.object = timeline(
                 tc, table=self._table, feature=self.feature, epoch=self.epoch
@@ -243,11 +258,27 @@ class CohortPage(pn.viewable.Viewer):
         finally:
             self._progress.visible = self._progress.active = False
 
+    def _show_flags(self, contrasts, tc) -> None:
+        """The models' flags under the summary, escaped (they quote the data)."""
+        flags = [
+            (what, flag)
+            for what, result in (("phase contrasts", contrasts), ("time course", tc))
+            if result is not None
+            for flag in result.flags
+        ]
+        self._flags.object = (
+            f"**{len(flags)} flag{'s' if len(flags) > 1 else ''}**: read the estimates "
+            f"with them in mind\n\n{_model_lines(flags)}"
+            if flags
+            else ""
+        )
+        self._flags.visible = bool(flags)
+
     def _describe(self, contrasts, tc) -> str:
-        lines = [f"### {self.feature} ({self.epoch})"]
+        lines = [f"### {escape_markdown(self.feature)} ({escape_markdown(self.epoch)})"]
         if tc is not None:
             p = tc.params
-            units = tc.units
+            units = escape_markdown(tc.units)
             lines.append(
                 f"Change at landing **D = {p.loc['D', 'estimate']:.3g} {units}** "
                 f"[{p.loc['D', 'ci_low']:.3g}, {p.loc['D', 'ci_high']:.3g}]; recovery time "
@@ -255,10 +286,6 @@ class CohortPage(pn.viewable.Viewer):
                 f"[{p.loc['tau_r', 'ci_low']:.3g}, {p.loc['tau_r', 'ci_high']:.3g}]"
                 f"{' (open-ended)' if bool(p.loc['tau_r', 'ci_open']) else ''}."
             )
-            if tc.flags:
-                lines.append("Flags: " + "; ".join(tc.flags))
-        if contrasts is not None and contrasts.flags:
-            lines.append("Contrast flags: " + "; ".join(contrasts.flags))
         return "\n\n".join(lines)
 
     def _say(self, text, kind):
@@ -295,6 +322,7 @@ class CohortPage(pn.viewable.Viewer):
             self._about,
             self._message,
             self._summary,
+            self._flags,
             self._timeline,
             pn.Row(self._forest, self._profile),
             pn.Tabs(("Phase contrasts", self._contrasts), ("Time course", self._params)),

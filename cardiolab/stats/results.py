@@ -13,7 +13,10 @@ so that a batch never stops on one feature. The table is written to the derived 
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +36,8 @@ log = logging.getLogger("cardiolab")
 __all__ = [
     "RESULT_COLUMNS",
     "SKIPPED_FEATURES",
+    "SUMMARY_ERROR_CHARS",
+    "SUMMARY_FLAGS_CHARS",
     "feature_columns",
     "feature_epochs",
     "fit_all",
@@ -262,7 +267,14 @@ def fit_all(
     features = all_features if features is None else list(features)
     unknown = [f for f in features if f not in table.columns]
     if unknown:
-        raise ModelError(f"features table: no feature {unknown} (it has {all_features})")
+        close = sorted({c for f in unknown for c in difflib.get_close_matches(f, all_features)})
+        has = (
+            f"it has {all_features}"
+            if len(all_features) <= 20
+            else f"it has {len(all_features)} features"
+        )
+        hint = f"; close names: {close}" if close else ""
+        raise ModelError(f"features table: no feature {unknown} ({has}{hint})")
     present = list(dict.fromkeys(table["epoch"].astype(str)))
     epochs = present if epochs is None else list(epochs)
     absent = [e for e in epochs if e not in present]
@@ -337,39 +349,144 @@ def read_results(store) -> pd.DataFrame:
     return table[[c for c in RESULT_COLUMNS if c in table]]
 
 
+#: Longest error message and flag text :func:`results_summary` prints on one line
+#: (characters); the full text is in the results table's ``error`` and ``flags``.
+SUMMARY_ERROR_CHARS = 300
+SUMMARY_FLAGS_CHARS = 240
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line (whitespace collapsed), cut to at most ``limit`` characters:
+    after its last whole ``"; "``-separated part (flags are joined so) if that keeps
+    half of it, else at a word; the cut says how many parts it left out
+    (``… (+2 more)``)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    room = limit - len(" … (+99 more)")
+    end = text.rfind("; ", 0, room)
+    if end > room // 2:
+        head, rest = text[:end] + ";", text[end + 2 :]
+        more = rest.count("; ") + 1
+    else:
+        head = text[:room].rsplit(" ", 1)[0]
+        more = text[len(head) :].count("; ")
+    return f"{head} … (+{more} more)" if more else f"{head} …"
+
+
+def _named(text: str, name: str, placeholder: str) -> str:
+    """``text`` with ``name`` as a whole word (not part of a longer name) replaced."""
+    return re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", placeholder, text)
+
+
+def _reason_lines(models: pd.DataFrame, column: str, limit: int) -> list[str]:
+    """One line per model and its reason; models whose reasons differ only by their
+    feature and epoch names as one group: the shared reason, then every model named."""
+    texts = [" ".join(str(t).split()) for t in models[column]]
+    keys = [
+        _named(_named(t, e, "<epoch>"), f, "<feature>")
+        for t, f, e in zip(texts, models["feature"], models["epoch"], strict=True)
+    ]
+    lines = []
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):  # grouped by the whole reason, shown cut
+        groups.setdefault(key, []).append(i)
+    for key, members in groups.items():
+        rows = models.iloc[members]
+        if len(members) == 1:
+            row = rows.iloc[0]
+            text = _one_line(texts[members[0]], limit)
+            lines.append(f"  {row['feature']}/{row['epoch']} {row['model']}: {text}")
+            continue
+        lines.append(f"  {len(members)} models: {_one_line(key, limit)}")
+        named = "; ".join(
+            f"{model}: "
+            + ", ".join(f"{f}/{e}" for f, e in zip(g["feature"], g["epoch"], strict=True))
+            for model, g in rows.groupby("model", sort=False)
+        )
+        lines += textwrap.wrap(named, 100, initial_indent="    ", subsequent_indent="    ")
+    return lines
+
+
 def results_summary(results: pd.DataFrame, *, epoch: str = "supine") -> str:
     """A short text summary of a :func:`fit_all` table, for the command line.
 
-    One line of counts (features, models, time, failures, flags), then per feature
-    of ``epoch``, and of the ``session`` epoch of the measurements
-    (:data:`cardiolab.measurements.SESSION_EPOCH`), the time-course estimates of
-    ``D`` (change at landing) and ``tau_r`` (recovery time constant, days) with their
-    95% CIs.
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        A :func:`fit_all` table (or :func:`read_results`).
+    epoch : str
+        The epoch whose time-course estimates are listed.
+
+    Returns
+    -------
+    str
+        One line of counts: features, models, time, how many could not be fitted and
+        how many are flagged (every model with a non-empty ``flags``, or not
+        converged). Then every model that could not be fitted with its reason, one line
+        each (``feature/epoch model: error``); models whose messages differ only by
+        their feature and epoch names are one group (``12 models: '<feature>' in
+        epoch '<epoch>': 1 subject with data...``) followed by all their names. Then,
+        the same way, every flagged model with its flags. Messages longer than
+        :data:`SUMMARY_ERROR_CHARS` (flags: :data:`SUMMARY_FLAGS_CHARS`) characters are
+        cut, preferably after a whole ``;``-separated part, saying how many parts
+        follow (``… (+2 more)``); the full text is in the table. Last, per feature of ``epoch``, and of the ``session`` epoch of the
+        measurements (:data:`cardiolab.measurements.SESSION_EPOCH`), the time-course
+        estimates of ``D`` (change at landing) and ``tau_r`` (recovery time constant,
+        days) with their 95% CIs.
+
+    Examples
+    --------
+    >>> print(results_summary(fit_all(table, client="sync")))  # doctest: +SKIP
+    2 features, 8 models in 0.1 s; 4 could not be fitted, 1 flagged
+    could not be fitted:
+      4 models: '<feature>' in epoch '<epoch>': 1 subject with data; ...
+        contrast: hr/supine, hr/stand, sbp/supine, sbp/stand
+    flagged:
+      hr/supine time_course: tau_r estimate 0.1 d is on a bound of (0.1, 400)
+    ...
     """
     from ..measurements import SESSION_EPOCH
 
     groups = ["feature", "epoch", "model"]
-    failed = results[results["error"].astype(str) != ""]
-    flagged = results[(results["error"].astype(str) == "") & ~results["converged"].astype(bool)]
+    text = results.assign(
+        error=results["error"].fillna("").astype(str),
+        flags=results["flags"].fillna("").astype(str),
+        converged=results["converged"].fillna(False).astype(bool),
+    )
+    models = (
+        text.groupby(groups, sort=False)
+        .agg(error=("error", "first"), flags=("flags", "first"), converged=("converged", "all"))
+        .reset_index()
+    )
+    failed = models[models["error"] != ""]
+    flagged = models[(models["error"] == "") & ((models["flags"] != "") | ~models["converged"])]
+    flagged = flagged.assign(flags=[f if f else "did not converge" for f in flagged["flags"]])
     lines = [
-        f"{results['feature'].nunique()} features, {results.groupby(groups).ngroups} models "
+        f"{results['feature'].nunique()} features, {len(models)} models "
         f"in {results.attrs.get('seconds', float('nan')):.1f} s; "
-        f"{failed.groupby(groups).ngroups} could not be fitted, "
-        f"{flagged.groupby(groups).ngroups} flagged (not converged or on a boundary)",
+        f"{len(failed)} could not be fitted, {len(flagged)} flagged",
     ]
+    if len(failed):
+        lines.append("could not be fitted:")
+        lines += _reason_lines(failed, "error", SUMMARY_ERROR_CHARS)
+    if len(flagged):
+        lines.append("flagged:")
+        lines += _reason_lines(flagged, "flags", SUMMARY_FLAGS_CHARS)
     for shown in dict.fromkeys([epoch, SESSION_EPOCH]):
         tc = results[(results["model"] == "time_course") & (results["epoch"] == shown)]
-        if not len(tc):
-            continue
-        lines.append(f"time course, {shown}: D (change at landing) and tau_r (days), 95% CI")
+        rows_shown = []
         for feature, rows in tc.groupby("feature", sort=False):
             terms = rows.set_index("term")
             if "D" not in terms.index or "tau_r" not in terms.index:
                 continue
             d, tr = terms.loc["D"], terms.loc["tau_r"]
-            lines.append(
+            rows_shown.append(
                 f"  {feature:<24} D {d['estimate']:9.3g} [{d['ci_low']:.3g}, {d['ci_high']:.3g}]"
                 f" {rows['units'].iat[0]:<8} tau_r {tr['estimate']:6.3g} "
                 f"[{tr['ci_low']:.3g}, {tr['ci_high']:.3g}]"
             )
+        if rows_shown:
+            lines.append(f"time course, {shown}: D (change at landing) and tau_r (days), 95% CI")
+            lines += rows_shown
     return "\n".join(lines)
