@@ -1370,6 +1370,7 @@ def _edge_flags(prob: _Problem, ivals: _Intervals, alpha: float, units: str) -> 
             )
             if c["ci_low"] <= 0.0 <= c["ci_high"]:
                 text += f" ({coef_text} includes 0: no clear {words} change)"
+                coef_text = f"the interval of {coef}"
         elif low_edge:
             head = (
                 f"{name} = {est:.3g} d is at the lower end of its search range {span}"
