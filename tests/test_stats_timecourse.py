@@ -6,6 +6,7 @@ the optimum. Supine heart rate of SCIENCE.md: pre 62 bpm, A +3 bpm (tau_a 4 d), 
 (tau_r 3 d), between-subject SD 12 % of pre, residual SD 2 bpm.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -402,6 +403,18 @@ def test_curve_and_tidy_frame(fits):
     assert "tau_r" in repr(tc) and "bpm" in repr(tc)
     assert isinstance(tc, TimeCourse) and tc.n_obs == 120 and tc.n_groups == 12
     assert tc.units == "bpm" and tc.feature == "hr" and tc.epoch == "supine"
+
+
+def test_time_course_is_a_frozen_dataclass(fits):
+    tc = fits[1]
+    assert dataclasses.is_dataclass(tc)
+    public = [f.name for f in dataclasses.fields(tc) if not f.name.startswith("_")]
+    assert public[:4] == ["params", "half_life", "profile", "data"] and "flags" in public
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tc.converged = False
+    # the band's draws are made once: two curves are the same numbers
+    pd.testing.assert_frame_equal(tc.curve(n=20), tc.curve(n=20), check_exact=True)
+    assert repr(tc).startswith("TimeCourse(hr, supine: b0 ")
 
 
 def test_missing_values_are_dropped_with_a_flag_and_input_untouched():

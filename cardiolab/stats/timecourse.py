@@ -527,8 +527,10 @@ class TimeCourse:
     converged : bool
         The optimiser and statsmodels' ML and REML fits converged.
     flags : list of str
-        Everything a reader of the numbers should know (dropped rows, bounds hit,
-        open intervals, non-convergence).
+        Everything a reader of the numbers should know, in sentences: dropped rows,
+        a phase without data, non-convergence, a time constant at an end of its
+        search range (what the schedule cannot resolve, and what it means for
+        ``A``/``D``), a random-effect SD at 0.
     loglik : float
         Maximised (ML) log-likelihood.
     n_obs, n_groups : int
@@ -544,6 +546,12 @@ class TimeCourse:
     model : statsmodels MixedLMResults or None
         statsmodels' ML fit of the linear mixed model at the fitted time constants
         (None where it failed, flagged).
+
+    Notes
+    -----
+    Frozen: the attributes cannot be rebound (the tables they hold are pandas
+    objects, not copied: treat them as read-only). The draws behind :meth:`curve`
+    are made once, on first use.
     """
 
     params: pd.DataFrame
