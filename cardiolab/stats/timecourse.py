@@ -20,7 +20,9 @@ of that linear mixed model with the fixed effects and the residual variance prof
 out, minimised jointly over ``(log tau_a, log tau_r)`` and the relative random-effect
 SDs on the log scale (a 9-point-per-axis grid of time constants, then L-BFGS-B from
 the 3 best grid points; a profile that meets a clearly higher likelihood restarts
-the fit from there).
+the fit from there). A relative SD that ends near 0 (below 0.01) is tried again from
+a few positive values, at the optimum and at every profile point: on the log scale
+the criterion is flat near 0 and a search that lands on the bound stays there.
 
 The deviance is computed from per-subject cross-product matrices, in closed form
 (Bates et al. 2015, *J. Stat. Softw.* 67(1), eqs. 34 and 41: the profiled deviance of
@@ -67,16 +69,20 @@ Intervals (95 % by default):
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import interpolate, optimize, stats
 
 from ..errors import ModelError
+from .table import check_features_table
 
 __all__ = ["TimeCourse", "fit_time_course", "RECOVERY_MARGIN"]
 
@@ -85,10 +91,12 @@ log = logging.getLogger("cardiolab")
 #: Default recovery margin: within 5 % of |b0| of the pre-flight level.
 RECOVERY_MARGIN = 0.05
 
-_PHASES = ("pre", "in", "post")
 _RANDOM_TERMS = ("intercept", "A", "D")
 _N_DRAWS = 1000
 _BOUND_TOL = 1e-3  # log-tau distance from a bound that counts as "on the bound"
+#: a relative random-effect SD (theta) below which the search tries :data:`_THETA_GRID`
+_THETA_RESTART = 1e-2
+_THETA_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -279,6 +287,35 @@ class _Problem:
         )
         return res.x, float(res.fun), bool(res.success)
 
+    def minimise_off_boundary(self, fun, x0, bounds, thetas):
+        """:meth:`minimise`, started again off the boundary where a theta ends near 0.
+
+        On the log scale the deviance is flat in a relative SD near zero (its
+        derivative vanishes like ``theta^2``), so a search whose step lands on the
+        lower bound of a theta stays there even where a clearly positive SD fits
+        better (seen on the demo campaign: a subject SD stuck at 1e-5 of the residual
+        SD, up to 20 log-likelihood units below statsmodels' fit at the same time
+        constants). Where a theta (positions ``thetas`` of the vector) ends below
+        :data:`_THETA_RESTART`, those thetas are set in turn to each value of
+        :data:`_THETA_GRID`, the rest held; where one lowers the deviance the search
+        runs again from there (L-BFGS-B only descends, so the result is better than
+        the first). Fits whose SD truly is 0 are left as they are.
+        """
+        x, f, ok = self.minimise(fun, x0, bounds)
+        low = [i for i in thetas if x[i] < math.log(_THETA_RESTART)]
+        if not low:
+            return x, f, ok
+        trial, best, f_best = np.array(x, float), None, f
+        for value in np.log(_THETA_GRID):
+            trial[low] = value
+            dev = float(fun(trial))
+            if dev < f_best - 1e-9:
+                best, f_best = value, dev
+        if best is None:
+            return x, f, ok
+        trial[low] = best
+        return self.minimise(fun, trial, bounds)
+
     def fit(self, start=None):
         """ML optimum over ``v = (log taus, log theta)``: coarse grid, then L-BFGS-B.
 
@@ -292,8 +329,9 @@ class _Problem:
 
         full = self.deviance_v
 
+        thetas = range(self.m, self.m + self.q)
         if start is not None:
-            x, f, ok = self.minimise(full, start, bounds)
+            x, f, ok = self.minimise_off_boundary(full, start, bounds, thetas)
             return self._polish(full, x, f, ok, bounds)
         # theta at a middle time constant, then a coarse grid of time constants
         mid = [min(max(math.log(5.0), lo), hi)] * self.m
@@ -306,7 +344,7 @@ class _Problem:
         devs = np.array([self.deviance(c, np.exp(th0)) for c in cand])
         best = None
         for i in np.argsort(devs)[:3]:
-            x, f, ok = self.minimise(full, np.r_[cand[i], th0], bounds)
+            x, f, ok = self.minimise_off_boundary(full, np.r_[cand[i], th0], bounds, thetas)
             if best is None or f < best[1] - 1e-9:
                 best = (x, f, ok)
         return self._polish(full, *best, bounds)
@@ -332,6 +370,7 @@ class _Problem:
         free_idx = [i for i in range(self.m + self.q) if i != k]
         bounds_all = [(lo, hi)] * self.m + self.theta_bounds()
         bounds = [bounds_all[i] for i in free_idx]
+        thetas = [j for j, i in enumerate(free_idx) if i >= self.m]
 
         def at(x, warm):
             def fun(w):
@@ -340,7 +379,7 @@ class _Problem:
                 v[free_idx] = w
                 return self.deviance_v(v)
 
-            w, f, _ = self.minimise(fun, warm, bounds)
+            w, f, _ = self.minimise_off_boundary(fun, warm, bounds, thetas)
             v = np.empty(self.m + self.q)
             v[k] = x
             v[free_idx] = w
@@ -445,6 +484,24 @@ def _solve_zeta(zeta, est, step, target, floor=None, max_expand=40):
 # --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _ProfileState:
+    """What a :class:`TimeCourse`'s methods need of its fit (private).
+
+    ``problem`` the :class:`_Problem`; ``v_hat`` the optimum ``(log taus, log
+    thetas)`` and ``dev_min`` its ML deviance; ``traces`` per time constant its
+    profile ``(log tau, deviance, conditional beta, conditional variances)``;
+    ``cuts`` per fixed effect the cut of its interval.
+    """
+
+    problem: _Problem
+    v_hat: np.ndarray
+    dev_min: float
+    traces: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    cuts: dict[str, float]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class TimeCourse:
     """An adaptation/recovery time course fitted by :func:`fit_time_course`.
 
@@ -470,8 +527,10 @@ class TimeCourse:
     converged : bool
         The optimiser and statsmodels' ML and REML fits converged.
     flags : list of str
-        Everything a reader of the numbers should know (dropped rows, bounds hit,
-        open intervals, non-convergence).
+        Everything a reader of the numbers should know, in sentences: dropped rows,
+        a phase without data, non-convergence, a time constant at an end of its
+        search range (what the schedule cannot resolve, and what it means for
+        ``A``/``D``), a random-effect SD at 0.
     loglik : float
         Maximised (ML) log-likelihood.
     n_obs, n_groups : int
@@ -487,16 +546,32 @@ class TimeCourse:
     model : statsmodels MixedLMResults or None
         statsmodels' ML fit of the linear mixed model at the fitted time constants
         (None where it failed, flagged).
+
+    Notes
+    -----
+    Frozen: the attributes cannot be rebound (the tables they hold are pandas
+    objects, not copied: treat them as read-only). The draws behind :meth:`curve`
+    are made once, on first use.
     """
 
-    def __init__(self, **kw):
-        self._problem = kw.pop("problem")
-        self._opt = kw.pop("opt")
-        self._traces = kw.pop("traces")
-        self._cuts = kw.pop("cuts")
-        self._draws = None
-        for key, value in kw.items():
-            setattr(self, key, value)
+    params: pd.DataFrame
+    half_life: pd.Series
+    profile: dict[str, pd.DataFrame]
+    data: pd.DataFrame
+    feature: str
+    epoch: str
+    units: str
+    converged: bool
+    flags: list[str]
+    loglik: float
+    n_obs: int
+    n_groups: int
+    alpha: float
+    margin: float | str | None
+    random: tuple[str, ...]
+    tau_bounds: tuple[float, float]
+    model: Any
+    _state: _ProfileState = field(repr=False)
 
     # derived quantities ---------------------------------------------------------------
     def _margin(self, margin):
@@ -513,15 +588,19 @@ class TimeCourse:
                 frac = float(text[:-1]) / 100.0
             except ValueError:
                 raise ModelError(
-                    f"{self.feature} ({self.epoch}): margin {margin!r}: give a number in "
+                    f"{self.feature!r} in epoch {self.epoch!r}: margin {margin!r}: give a number in "
                     f"{self.units or 'the feature units'} or a percentage of b0 such as '5%'"
                 ) from None
             if not frac > 0:
-                raise ModelError(f"{self.feature} ({self.epoch}): recovery margin must be > 0")
+                raise ModelError(
+                    f"{self.feature!r} in epoch {self.epoch!r}: recovery margin must be > 0"
+                )
             return frac * b0, frac
         value = float(margin)
         if not value > 0:
-            raise ModelError(f"{self.feature} ({self.epoch}): recovery margin must be > 0")
+            raise ModelError(
+                f"{self.feature!r} in epoch {self.epoch!r}: recovery margin must be > 0"
+            )
         return value, None
 
     @staticmethod
@@ -566,7 +645,7 @@ class TimeCourse:
         >>> round(tc.recovery_day(margin=1.0))  # 3 ln(8 / 1) = 6.2 d in truth
         6
         """
-        if "tau_r" not in self._problem.taus:
+        if "tau_r" not in self._state.problem.taus:
             nan = math.nan
             if ci:
                 return pd.Series(
@@ -578,10 +657,11 @@ class TimeCourse:
         est = self._recovery(D, tau_r, m)
         if not ci:
             return est
-        prob = self._problem
+        state = self._state
+        prob = state.problem
         j = prob.cols.index("D")
         x, d, half, b0 = _trace_band(
-            self._traces["tau_r"], j, prob.n, self._opt[1], self._cuts["D"]
+            state.traces["tau_r"], j, prob.n, state.dev_min, state.cuts["D"]
         )
         margins = frac * np.abs(b0) if frac is not None else np.full(x.size, m)
         lo_d, hi_d = d - half, d + half
@@ -599,11 +679,10 @@ class TimeCourse:
             high = math.inf  # recovery may never come within the time-constant bounds
         return pd.Series({"estimate": est, "ci_low": low, "ci_high": high}, name="recovery_day")
 
-    def _draw(self):
-        """Draws of (log taus, beta) for the curve band (cached on the object)."""
-        if self._draws is not None:
-            return self._draws
-        prob, (v_hat, _) = self._problem, self._opt
+    @functools.cached_property
+    def _draws(self):
+        """Draws of (log taus, beta) for the curve band (computed once per result)."""
+        prob, v_hat = self._state.problem, self._state.v_hat
         rng = np.random.default_rng(20160915)
         z_crit = stats.norm.ppf(1 - self.alpha / 2)
         lo_b, hi_b = prob.log_bounds
@@ -624,8 +703,7 @@ class TimeCourse:
                 continue
             chol = np.linalg.cholesky(cov + 1e-12 * np.eye(prob.p))
             betas[i] = b + chol @ rng.standard_normal(prob.p)
-        self._draws = (log_tau, betas)
-        return self._draws
+        return log_tau, betas
 
     def curve(self, n: int = 200) -> pd.DataFrame:
         """The population curve with its pointwise band.
@@ -655,7 +733,7 @@ class TimeCourse:
         >>> c.groupby("phase", sort=False).size().to_dict()
         {'pre': 50, 'in': 50, 'post': 50}
         """
-        prob = self._problem
+        prob = self._state.problem
         data = self.data
         p = self.params
         frames = []
@@ -672,7 +750,7 @@ class TimeCourse:
                 }
             )
         )
-        log_tau, betas = self._draw()
+        log_tau, betas = self._draws
         q = [self.alpha / 2, 1 - self.alpha / 2]
         for phase, col, tau_name in (("in", "A", "tau_a"), ("post", "D", "tau_r")):
             if col not in prob.cols:
@@ -762,48 +840,6 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _prepare(table, feature, epoch):
-    """Rows of one feature and epoch: (data, flags, units); raises ModelError."""
-    where = f"{feature} ({epoch})"
-    if not isinstance(table, pd.DataFrame):
-        raise ModelError(f"{where}: the features table must be a pandas DataFrame")
-    need = ["subject", "session", "phase", "day", "epoch", feature]
-    missing = [c for c in need if c not in table.columns]
-    if missing:
-        raise ModelError(f"{where}: the features table has no column {missing}")
-    rows = table.loc[table["epoch"] == epoch, need[:4] + [feature]]
-    if rows.empty:
-        epochs = sorted(map(str, table["epoch"].unique()))
-        raise ModelError(f"{where}: no rows for epoch {epoch!r}; epochs present: {epochs}")
-    bad = sorted(set(map(str, rows["phase"].unique())) - set(_PHASES))
-    if bad:
-        raise ModelError(f"{where}: unknown phase {bad}; expected {_PHASES}")
-    data = rows.rename(columns={feature: "value"}).reset_index(drop=True)
-    data["value"] = pd.to_numeric(data["value"], errors="coerce").astype(float)
-    data["day"] = pd.to_numeric(data["day"], errors="coerce").astype(float)
-    flags = []
-    nan = ~np.isfinite(data["value"].to_numpy()) | ~np.isfinite(data["day"].to_numpy())
-    if nan.any():
-        dropped = data.loc[nan, ["subject", "session"]].astype(str).agg(" ".join, axis=1)
-        flags.append(
-            f"dropped {int(nan.sum())} row(s) with a missing {feature} or day: "
-            + ", ".join(dropped.tolist()[:10])
-            + (" ..." if nan.sum() > 10 else "")
-        )
-        data = data.loc[~nan].reset_index(drop=True)
-    n_subjects = data["subject"].nunique()
-    if n_subjects < 2:
-        raise ModelError(f"{where}: {n_subjects} subject(s) with data; a time course needs >= 2")
-    if not (data["phase"] == "pre").any():
-        raise ModelError(f"{where}: no pre-flight data; the time course is relative to it")
-    if float(np.ptp(data["value"].to_numpy())) == 0.0:
-        raise ModelError(f"{where}: no variance (every value is {data['value'].iloc[0]!r})")
-    units = ""
-    if isinstance(table.attrs.get("units"), dict):
-        units = str(table.attrs["units"].get(feature, ""))
-    return data, flags, units
-
-
 def fit_time_course(
     table: pd.DataFrame,
     feature: str,
@@ -853,12 +889,18 @@ def fit_time_course(
     Raises
     ------
     ModelError
-        Naming the feature and epoch: a missing column or epoch, fewer than 2
-        subjects, no pre-flight data, no variance, neither in-flight nor post-flight
-        data, fewer than 2 distinct days in a phase whose time constant is fitted, an
-        unknown random term or bad bounds. Rows with a missing value are dropped
-        (flagged); a fit that does not converge, or a time constant on a bound, is
-        flagged, not raised.
+        Starting ``"'<feature>' in epoch '<epoch>': "``: every refusal of
+        :func:`cardiolab.stats.table.check_features_table` (a missing column or
+        epoch, an unknown phase, a feature that is not numeric or all NaN, fewer
+        than 2 subjects, no variance, no pre-flight row, neither in-flight nor
+        post-flight rows), fewer than 2 distinct days in a phase whose time constant
+        is fitted, an unknown random term, bad bounds or alpha. Rows with a missing
+        value are dropped (flagged); a fit that does not converge is flagged, not
+        raised, and so is a time constant whose estimate or interval meets an end of
+        ``tau_bounds``: a sentence saying what the schedule cannot resolve (e.g.
+        ``"tau_r = 0.1 d is at the lower end of its search range [0.1, 200] d: the
+        recovery may be faster than the schedule can resolve (post-flight sessions
+        at days 0, 1, 3, ... after landing); ..."``).
 
     Examples
     --------
@@ -880,12 +922,51 @@ def fit_time_course(
 
 
 def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -> TimeCourse:
-    """Body of :func:`fit_time_course` (its arguments, defaults applied there)."""
-    from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    """Body of :func:`fit_time_course` (its arguments, defaults applied there).
 
-    where = f"{feature} ({epoch})"
-    data, flags, units = _prepare(table, feature, epoch)
+    The named steps: check the table and options (:func:`_check`) -> build the design
+    (:func:`_design`) -> fit (:func:`_fit`: the ML optimum, the time-constant profiles,
+    statsmodels at the optimum) -> intervals (:func:`_intervals`) -> the result
+    (:func:`_result`).
+    """
+    checked = _check(table, feature, epoch, random, tau_bounds, alpha)
+    prob = _design(checked)
+    opt = _fit(prob, alpha, checked.where)
+    ivals = _intervals(prob, opt, alpha)
+    return _result(checked, prob, opt, ivals, margin, alpha)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The checked input of a time-course fit (:func:`_check`)."""
+
+    data: pd.DataFrame  # subject, session, phase, day, value (the feature), sorted as given
+    flags: list[str]
+    units: str
+    feature: str
+    epoch: str
+    where: str  # "'hr' in epoch 'supine'": the start of every message
+    random: tuple[str, ...]
+    tau_bounds: tuple[float, float]
+    fit_a: bool
+    fit_d: bool
+
+
+def _check(table, feature, epoch, random, tau_bounds, alpha) -> _Checked:
+    """Check the options and the features table for a time course.
+
+    The rows of the feature in the epoch come from
+    :func:`cardiolab.stats.table.check_features_table` (2 subjects, a pre-flight and
+    an in- or post-flight row); here the model's own needs are added: at least 2
+    distinct days in a phase whose time constant is fitted, a random slope only on a
+    phase with data. A phase without data is left out of the model (flagged).
+
+    Raises
+    ------
+    ModelError
+        Starting with the feature and the epoch (see :func:`fit_time_course`).
+    """
+    where = f"{feature!r} in epoch {epoch!r}"
     random = tuple(random)
     unknown = [r for r in random if r not in _RANDOM_TERMS]
     if unknown or "intercept" not in random:
@@ -898,6 +979,10 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
     if not 0 < alpha < 1:
         raise ModelError(f"{where}: alpha must be in (0, 1), got {alpha!r}")
 
+    rows = check_features_table(table, feature, epoch, require_pre=True, require_change=True)
+    data = rows.rows[["subject", "session", "phase", "day", feature]]
+    data = data.rename(columns={feature: "value"})
+    flags = list(rows.flags)
     fit = {}
     for phase, name, col in (("in", "in-flight", "A"), ("post", "post-flight", "D")):
         days = np.unique(data.loc[data["phase"] == phase, "day"])
@@ -913,30 +998,86 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
                 "or use phase contrasts"
             )
         fit[col] = True
-    if not (fit["A"] or fit["D"]):
-        raise ModelError(f"{where}: neither in-flight nor post-flight data: nothing to fit")
     for term in ("A", "D"):
         if term in random and not fit[term]:
             raise ModelError(f"{where}: random slope on {term!r} needs that phase's data")
+    return _Checked(
+        data=data,
+        flags=flags,
+        units=rows.units,
+        feature=feature,
+        epoch=epoch,
+        where=where,
+        random=random,
+        tau_bounds=(lo_b, hi_b),
+        fit_a=fit["A"],
+        fit_d=fit["D"],
+    )
 
-    subjects, codes = np.unique(data["subject"].astype(str).to_numpy(), return_inverse=True)
-    prob = _Problem(
+
+def _design(checked: _Checked) -> _Problem:
+    """The model's design and profiled deviance on the checked rows (:class:`_Problem`).
+
+    Subjects are coded in sorted order of their labels (as strings); the time
+    constants are searched on the log scale within ``tau_bounds``.
+    """
+    data = checked.data
+    _, codes = np.unique(data["subject"].astype(str).to_numpy(), return_inverse=True)
+    lo_b, hi_b = checked.tau_bounds
+    return _Problem(
         data["value"].to_numpy(),
         data["phase"].to_numpy(),
         data["day"].to_numpy(),
         codes,
-        fit_a=fit["A"],
-        fit_d=fit["D"],
-        random=random,
+        fit_a=checked.fit_a,
+        fit_d=checked.fit_d,
+        random=checked.random,
         log_bounds=(math.log(lo_b), math.log(hi_b)),
     )
-    cut = float(stats.chi2.ppf(1 - alpha, 1))
-    z = math.sqrt(cut)
-    zeta_stop = max(z + 1.3, math.sqrt(stats.chi2.ppf(0.999, 1)))
 
-    # --- ML optimum and time-constant profiles --------------------------------------
-    # A profile that meets a clearly higher likelihood (> 0.01 in deviance) restarts
-    # the optimisation from there, once.
+
+@dataclass(frozen=True)
+class _Optimum:
+    """The fitted model (:func:`_fit`).
+
+    ``v_hat`` the ML optimum ``(log taus, log thetas)``, ``dev_min`` its deviance,
+    ``walks`` per time constant its profile points ``(log tau, deviance, v)``,
+    ``beta``/``cov`` the fixed effects and their covariance at the optimum, ``ml``
+    and ``reml`` statsmodels' fits at the optimal time constants (None where they
+    failed).
+    """
+
+    v_hat: np.ndarray
+    dev_min: float
+    walks: list[list[tuple[float, float, np.ndarray]]]
+    beta: np.ndarray
+    cov: np.ndarray
+    ml: Any
+    reml: Any
+    converged: bool
+    flags: list[str]
+
+    def log_tau(self, m: int) -> np.ndarray:
+        return self.v_hat[:m]
+
+    def theta(self, m: int) -> np.ndarray:
+        return np.exp(self.v_hat[m:])
+
+
+def _fit(prob: _Problem, alpha: float, where: str) -> _Optimum:
+    """The ML optimum, the time-constant profiles, and statsmodels at the optimum.
+
+    The optimum over ``(log taus, log thetas)`` is :meth:`_Problem.fit`; each time
+    constant's profile is walked from it (:meth:`_Problem.profile_tau`) far enough
+    past the ``1 - alpha`` cut for the intervals. A profile that meets a clearly
+    higher likelihood (> 0.01 in deviance) restarts the optimisation from there,
+    once. statsmodels ``MixedLM`` is then fitted at the optimal time constants by ML
+    (its log-likelihood must equal the profile's maximum) and by REML on the
+    linearised design (:func:`_statsmodels_fits`).
+    """
+    z = math.sqrt(float(stats.chi2.ppf(1 - alpha, 1)))
+    zeta_stop = max(z + 1.3, math.sqrt(stats.chi2.ppf(0.999, 1)))
+    flags = []
     start = None
     for attempt in range(2):
         v_hat, dev_min, opt_ok = prob.fit(start)
@@ -953,15 +1094,138 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
         flags.append("the optimiser over the time constants did not report convergence")
     log_tau_hat, theta_hat = v_hat[: prob.m], np.exp(v_hat[prob.m :])
     _, beta_hat, cov_hat, _ = prob.solve(log_tau_hat, theta_hat)
-    for name, lt in zip(prob.taus, log_tau_hat, strict=True):
-        if lt - prob.log_bounds[0] < _BOUND_TOL or prob.log_bounds[1] - lt < _BOUND_TOL:
-            flags.append(f"{name} estimate {math.exp(lt):.4g} d is on a bound of {tau_bounds}")
 
-    rows, profiles, traces = {}, {}, []
-    for k, (name, walk) in enumerate(zip(prob.taus, walks, strict=True)):
+    ml, rl, sm_flags = _statsmodels_fits(prob, log_tau_hat, theta_hat, beta_hat)
+    flags += sm_flags
+    converged = bool(opt_ok and ml is not None and ml.converged and rl is not None and rl.converged)
+    if not converged:
+        flags.append("the fit did not converge")
+    loglik = -0.5 * dev_min
+    if ml is not None and abs(ml.llf - loglik) > 1e-3 * max(1.0, abs(loglik)):
+        flags.append(
+            f"statsmodels ML log-likelihood {ml.llf:.4f} differs from the profile's "
+            f"maximum {loglik:.4f}"
+        )
+    return _Optimum(
+        v_hat=v_hat,
+        dev_min=dev_min,
+        walks=walks,
+        beta=beta_hat,
+        cov=cov_hat,
+        ml=ml,
+        reml=rl,
+        converged=converged,
+        flags=flags,
+    )
+
+
+def _statsmodels_fits(prob: _Problem, log_tau, theta, beta):
+    """statsmodels ``MixedLM`` at the time constants ``exp(log_tau)``: (ML, REML, flags).
+
+    ML on the design (the fit's likelihood, started at ``beta`` and ``theta``), REML
+    on the design linearised in the time constants (the SDs, see
+    :meth:`_Problem.reml_design`). A fit that fails is None (flagged); statsmodels'
+    convergence warnings are flags, except its boundary warning (the SDs at 0 are
+    flagged by :func:`_sd_intervals`, scale-free).
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    X = prob.design(log_tau)
+    Z = X[:, prob.zidx]
+    fits, flags = {}, []
+    for reml, exog in ((False, X), (True, prob.reml_design(log_tau))):
+        k = exog.shape[1]
+        free = MixedLMParams.from_components(np.ones(k), np.eye(prob.q)) if prob.q > 1 else None
+        start = MixedLMParams.from_components(
+            np.r_[beta, np.zeros(k - prob.p)], np.diag(np.maximum(theta, 1e-3) ** 2)
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                # one model per criterion: results evaluate llf lazily on their model
+                model = MixedLM(prob.y, exog, prob.groups, exog_re=Z)
+                res = model.fit(reml=reml, method="lbfgs", start_params=start, free=free)
+                res.llf  # noqa: B018 (evaluate now)
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                res = None
+                flags.append(f"statsmodels MixedLM {'REML' if reml else 'ML'} fit failed: {exc}")
+        fits[reml] = res
+        for w in caught:
+            if issubclass(w.category, ConvergenceWarning) and "boundary" not in str(w.message):
+                flags.append(f"MixedLM {'REML' if reml else 'ML'}: {w.message}")
+    return fits[False], fits[True], flags
+
+
+@dataclass(frozen=True)
+class _Intervals:
+    """The parameters' estimates and intervals (:func:`_intervals`).
+
+    ``rows`` maps a parameter to its ``params`` row; ``edges`` a time constant to
+    whether its interval reaches (lower, upper) end of the search range;
+    ``coef_open`` a fixed effect to whether its interval is open at a time-constant
+    bound; ``profiles`` the tables of :attr:`TimeCourse.profile`; ``traces`` and
+    ``cuts`` as in :class:`_ProfileState`.
+    """
+
+    rows: dict[str, dict]
+    edges: dict[str, tuple[bool, bool]]
+    coef_open: dict[str, bool]
+    profiles: dict[str, pd.DataFrame]
+    traces: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    cuts: dict[str, float]
+    flags: list[str]
+
+
+def _intervals(prob: _Problem, opt: _Optimum, alpha: float) -> _Intervals:
+    """Estimates and ``1 - alpha`` intervals of every parameter (see the module notes).
+
+    Time constants by profile likelihood (:func:`_tau_intervals`); ``b0``, ``A``,
+    ``D`` by profile likelihood along the time-constant profiles
+    (:func:`_coefficient_intervals`); the SDs by REML profiles at the fitted time
+    constants (:func:`_sd_intervals`).
+    """
+    cut = float(stats.chi2.ppf(1 - alpha, 1))
+    rows, edges, profiles, traces = _tau_intervals(prob, opt, math.sqrt(cut))
+    coef_rows, coef_open, cuts = _coefficient_intervals(prob, opt, traces, cut, alpha)
+    sd_rows, flags = _sd_intervals(prob, opt, math.sqrt(cut))
+    return _Intervals(
+        rows={**rows, **coef_rows, **sd_rows},
+        edges=edges,
+        coef_open=coef_open,
+        profiles=profiles,
+        traces=dict(zip(prob.taus, traces, strict=True)),
+        cuts=cuts,
+        flags=flags,
+    )
+
+
+def _tau_intervals(prob: _Problem, opt: _Optimum, z: float):
+    """Profile-likelihood intervals of the time constants.
+
+    The interval is where the signed root ``zeta`` of the likelihood ratio is within
+    ``+-z``, its ends interpolated linearly in ``zeta`` between profile points
+    (:func:`_crossing`); a side the profile does not close within the bounds is open
+    (``ci_low`` = the lower bound, ``ci_high`` = inf).
+
+    Returns
+    -------
+    rows : dict
+        ``tau_a``/``tau_r`` -> params row.
+    edges : dict
+        ``tau_a``/``tau_r`` -> (lower side open, upper side open).
+    profiles : dict
+        ``tau_a``/``tau_r`` -> the profile table of :attr:`TimeCourse.profile`.
+    traces : list
+        Per time constant ``(log tau, deviance, conditional beta, conditional
+        variances)`` at its profile points.
+    """
+    log_tau_hat = opt.log_tau(prob.m)
+    rows, edges, profiles, traces = {}, {}, {}, []
+    for k, (name, walk) in enumerate(zip(prob.taus, opt.walks, strict=True)):
         taus = np.array([r[0] for r in walk])
         devs = np.array([r[1] for r in walk])
-        lr = np.maximum(devs - dev_min, 0.0)
+        lr = np.maximum(devs - opt.dev_min, 0.0)
         zeta = np.sign(taus - log_tau_hat[k]) * np.sqrt(lr)
         solved = [prob.solve(r[2][: prob.m], np.exp(r[2][prob.m :])) for r in walk]
         cond = np.array([r[1] for r in solved])
@@ -983,92 +1247,67 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
             se=math.nan,
             ci_method="profile likelihood",
         )
-        if lo_open or hi_open:
-            sides = " and ".join(s for s, o in (("below", lo_open), ("above", hi_open)) if o)
-            flags.append(
-                f"{name}: the profile likelihood does not reach the {100 * (1 - alpha):g} % cut "
-                f"{sides} within {tau_bounds} d: open interval (the schedule cannot bound it)"
-            )
+        edges[name] = (lo_open, hi_open)
+    return rows, edges, profiles, traces
 
-    # --- statsmodels MixedLM at the optimal time constants ------------------------
-    # ML on the design (the fit's likelihood); REML on the design linearised in the
-    # time constants (the SDs, see reml_design)
-    X = prob.design(log_tau_hat)
-    Z = X[:, prob.zidx]
-    sm_fits = {}
-    for reml, exog in ((False, X), (True, prob.reml_design(log_tau_hat))):
-        k = exog.shape[1]
-        free = MixedLMParams.from_components(np.ones(k), np.eye(prob.q)) if prob.q > 1 else None
-        start = MixedLMParams.from_components(
-            np.r_[beta_hat, np.zeros(k - prob.p)], np.diag(np.maximum(theta_hat, 1e-3) ** 2)
-        )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                # one model per criterion: results evaluate llf lazily on their model
-                model = MixedLM(prob.y, exog, prob.groups, exog_re=Z)
-                res = model.fit(reml=reml, method="lbfgs", start_params=start, free=free)
-                res.llf  # noqa: B018 (evaluate now)
-            except (np.linalg.LinAlgError, ValueError) as exc:
-                res = None
-                flags.append(f"statsmodels MixedLM {'REML' if reml else 'ML'} fit failed: {exc}")
-        sm_fits[reml] = res
-        for w in caught:
-            if issubclass(w.category, ConvergenceWarning) and "boundary" not in str(w.message):
-                flags.append(f"MixedLM {'REML' if reml else 'ML'}: {w.message}")
-    ml, rl = sm_fits[False], sm_fits[True]
-    converged = bool(opt_ok and ml is not None and ml.converged and rl is not None and rl.converged)
-    if not converged:
-        flags.append("the fit did not converge")
-    loglik = -0.5 * dev_min
-    if ml is not None and abs(ml.llf - loglik) > 1e-3 * max(1.0, abs(loglik)):
-        flags.append(
-            f"statsmodels ML log-likelihood {ml.llf:.4f} differs from the profile's "
-            f"maximum {loglik:.4f}"
-        )
-    se = np.asarray(ml.bse_fe, float) if ml is not None else np.sqrt(np.diag(cov_hat))
 
-    # --- b0, A, D: profile likelihood along the time-constant profiles ---------------
-    # A coefficient that a random effect varies between subjects (b0 always) is
-    # informed by n_groups subjects only: its cut is F(1, n_groups - 1) (= t^2), a
-    # small-sample correction of chi2_1 (12 subjects: 4.84 instead of 3.84).
+def _coefficient_intervals(prob: _Problem, opt: _Optimum, traces, cut: float, alpha: float):
+    """Intervals of ``b0``, ``A``, ``D``: profile likelihood along the tau profiles.
+
+    A coefficient that a random effect varies between subjects (``b0`` always) is
+    informed by ``n_groups`` subjects only: its cut is ``F(1, n_groups - 1)``
+    (= t^2), a small-sample correction of ``chi2_1`` (12 subjects: 4.84 instead of
+    3.84). The ``se`` column is statsmodels' Wald SE at the fitted time constants.
+
+    Returns
+    -------
+    rows : dict
+        Coefficient -> params row.
+    open : dict
+        Coefficient -> its interval is still moving at its own time constant's bound
+        (:func:`_beta_interval`).
+    cuts : dict
+        Coefficient -> the cut used.
+    """
+    se = np.asarray(opt.ml.bse_fe, float) if opt.ml is not None else np.sqrt(np.diag(opt.cov))
     cut_between = float(stats.f.ppf(1 - alpha, 1, prob.n_groups - 1))
     cuts = {col: cut_between if j in prob.zidx else cut for j, col in enumerate(prob.cols)}
+    rows, is_open = {}, {}
     for j, col in enumerate(prob.cols):
-        between = j in prob.zidx
         own = {"A": "tau_a", "D": "tau_r"}.get(col)
-        lo, hi, is_open = _beta_interval(
+        lo, hi, is_open[col] = _beta_interval(
             traces,
             j,
             prob.n,
-            dev_min,
+            opt.dev_min,
             cuts[col],
             prob.log_bounds,
             own=prob.taus.index(own) if own else None,
         )
-        if is_open:
-            flags.append(
-                f"{col}: the interval reaches a time-constant bound {tau_bounds} d inside the "
-                "cut; it holds only within those bounds"
-            )
         method = "profile likelihood over the tau profiles"
-        if between:
+        if j in prob.zidx:
             method += f", F(1, {prob.n_groups - 1}) cut"
         rows[col] = dict(
-            estimate=beta_hat[j], ci_low=lo, ci_high=hi, ci_open=is_open, se=se[j], ci_method=method
+            estimate=opt.beta[j],
+            ci_low=lo,
+            ci_high=hi,
+            ci_open=is_open[col],
+            se=se[j],
+            ci_method=method,
         )
-    nan_row = dict(
-        estimate=math.nan,
-        ci_low=math.nan,
-        ci_high=math.nan,
-        ci_open=False,
-        se=math.nan,
-        ci_method="not estimated",
-    )
+    return rows, is_open, cuts
 
-    # --- SDs: REML at the optimal time constants ----------------------------------
-    # REML on the design linearised in the time constants (reml_design), so that
-    # the 2 time constants count as fixed effects in the residual degrees of freedom
+
+def _sd_intervals(prob: _Problem, opt: _Optimum, z: float):
+    """The SDs: REML at the optimal time constants, with REML profile intervals.
+
+    REML on the design linearised in the time constants (:meth:`_Problem.reml_design`),
+    so that the time constants count as fixed effects in the residual degrees of
+    freedom. Estimates are statsmodels' REML fit (this module's REML where it
+    failed); a random-effect SD below 1e-3 of the residual SD is flagged as on the
+    boundary. Returns ``(rows, flags)``.
+    """
+    log_tau_hat, theta_hat = opt.log_tau(prob.m), opt.theta(prob.m)
     X_r = prob.reml_design(log_tau_hat)
     log_th_r, dev_r, _ = prob.minimise(
         lambda t: prob.deviance(log_tau_hat, np.exp(t), reml=True, X=X_r),
@@ -1077,11 +1316,13 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
     )
     th_r = np.exp(log_th_r)
     sigma_r = math.sqrt(prob.solve(log_tau_hat, th_r, reml=True, X=X_r)[3])
-    if rl is not None:
-        sigma_sm = math.sqrt(rl.scale)
-        sd_sm = np.sqrt(np.maximum(np.diag(np.asarray(rl.cov_re, float)), 0.0))
+    if opt.reml is not None:
+        sigma_sm = math.sqrt(opt.reml.scale)
+        sd_sm = np.sqrt(np.maximum(np.diag(np.asarray(opt.reml.cov_re, float)), 0.0))
     else:
         sigma_sm, sd_sm = sigma_r, th_r * sigma_r
+    method = "REML profile (linearised in the taus) at the fitted taus"
+    rows, flags = {}, []
     sd_names = ["subject_sd"] + [f"{prob.cols[i]}_sd" for i in prob.zidx[1:]]
     for i, name in enumerate(sd_names):
         (lo, _), (hi, hi_open) = prob.profile_sd(i, log_tau_hat, th_r, sigma_r, dev_r, z, X=X_r)
@@ -1091,7 +1332,7 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
             ci_high=hi,
             ci_open=hi_open,
             se=math.nan,
-            ci_method="REML profile (linearised in the taus) at the fitted taus",
+            ci_method=method,
         )
         if sd_sm[i] < 1e-3 * sigma_sm:
             flags.append(f"{name} estimated at 0 (boundary of the parameter space)")
@@ -1099,17 +1340,147 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
         "residual", log_tau_hat, th_r, sigma_r, dev_r, z, X=X_r
     )
     rows["residual_sd"] = dict(
-        estimate=sigma_sm,
-        ci_low=lo,
-        ci_high=hi,
-        ci_open=hi_open,
-        se=math.nan,
-        ci_method="REML profile (linearised in the taus) at the fitted taus",
+        estimate=sigma_sm, ci_low=lo, ci_high=hi, ci_open=hi_open, se=math.nan, ci_method=method
     )
+    return rows, flags
 
-    order = ["b0", "A", "tau_a", "D", "tau_r", "subject_sd", "residual_sd"]
-    order += [n for n in ("A_sd", "D_sd") if n in rows]
-    params = pd.DataFrame({name: rows.get(name, nan_row) for name in order}).T
+
+#: per time constant: its coefficient, phase, the phase in words, the process
+_TAU_WORDS = {
+    "tau_a": ("A", "in", "in-flight", "adaptation", "launch"),
+    "tau_r": ("D", "post", "post-flight", "recovery", "landing"),
+}
+
+
+def _days_text(days: np.ndarray, first: bool = True, n: int = 3) -> str:
+    shown = days[:n] if first else days[-n:]
+    text = ", ".join(f"{d:g}" for d in shown)
+    if days.size > n:
+        text = text + ", ..." if first else "..., " + text
+    return text
+
+
+def _edge_flags(prob: _Problem, ivals: _Intervals, alpha: float, units: str) -> list[str]:
+    """A sentence for each time constant whose estimate or interval meets a bound.
+
+    A time constant is at an end of its search range ``tau_bounds`` when its
+    estimate is within :data:`_BOUND_TOL` (in log tau) of a bound, or its interval
+    is open on that side (the profile does not reach the cut within the range) or
+    ends within :data:`_BOUND_TOL` of the bound. The sentence says what the
+    schedule cannot resolve and what it means for the time constant and its
+    coefficient (``A`` for ``tau_a``, ``D`` for ``tau_r``):
+
+    * lower end: the process may be faster than the first sessions of its phase can
+      resolve; the time constant is only bounded above;
+    * upper end: it may be slower than the last session can follow; the time
+      constant (and for ``tau_r`` the half-life) is only bounded below;
+    * both ends: the time constant is not identified (and, where the coefficient's
+      interval includes 0, there is no clear change in that phase);
+    * a coefficient whose interval is still moving at that bound
+      (:func:`_beta_interval`) holds only within the search range; otherwise it is
+      bounded nonetheless.
+
+    Example (8 subjects, the demo schedule, a recovery ten times faster than R+1)::
+
+        tau_r = 0.1 d is at the lower end of its search range [0.1, 200] d: the
+        recovery may be faster than the schedule can resolve (post-flight sessions
+        at days 0, 1, 3, ... after landing); tau_r is only known to be below 0.459 d;
+        D = 8.52 [7.03, 10] bpm is bounded nonetheless
+    """
+    lo_b, hi_b = prob.log_bounds
+    span = f"[{math.exp(lo_b):g}, {math.exp(hi_b):g}] d"
+    level = f"{100 * (1 - alpha):g} %"
+    u = f" {units}" if units not in ("", "1") else ""
+    flags = []
+    for name in prob.taus:
+        coef, phase, words, process, anchor = _TAU_WORDS[name]
+        row, c = ivals.rows[name], ivals.rows[coef]
+        est, lo, hi = row["estimate"], row["ci_low"], row["ci_high"]
+        lo_open, hi_open = ivals.edges[name]
+        at_low = math.log(est) - lo_b < _BOUND_TOL
+        at_high = hi_b - math.log(est) < _BOUND_TOL
+        low_edge = at_low or lo_open or math.log(lo) - lo_b < _BOUND_TOL
+        high_edge = at_high or hi_open or hi_b - math.log(hi) < _BOUND_TOL
+        if not (low_edge or high_edge):
+            continue
+        days = np.unique(prob.day[prob.phase == phase])
+        interval = f"[{lo:.3g}, {hi:.3g}] d"
+        coef_text = f"{coef} = {c['estimate']:.3g} [{c['ci_low']:.3g}, {c['ci_high']:.3g}]{u}"
+        if low_edge and high_edge:
+            text = (
+                f"{name} = {est:.3g} d {interval} is not identified: its {level} interval "
+                f"spans the whole search range {span}; the {words} sessions (days "
+                f"{_days_text(days, n=6)}) show no {process} time course"
+            )
+            if c["ci_low"] <= 0.0 <= c["ci_high"]:
+                text += f" ({coef_text} includes 0: no clear {words} change)"
+                coef_text = f"the interval of {coef}"
+        elif low_edge:
+            head = (
+                f"{name} = {est:.3g} d is at the lower end of its search range {span}"
+                if at_low
+                else f"the {level} interval of {name} = {est:.3g} d {interval} reaches the "
+                f"lower end of its search range {span}"
+            )
+            text = (
+                f"{head}: the {process} may be faster than the schedule can resolve "
+                f"({words} sessions at days {_days_text(days)} after {anchor}); {name} is "
+                f"only known to be below {hi:.3g} d"
+            )
+        else:
+            head = (
+                f"{name} = {est:.3g} d is at the upper end of its search range {span}"
+                if at_high
+                else f"the {level} interval of {name} = {est:.3g} d {interval} reaches the "
+                f"upper end of its search range {span}"
+            )
+            text = (
+                f"{head}: the {process} may be slower than the schedule can follow (last "
+                f"{words} session at day {days[-1]:g} after {anchor}); {name} is only known "
+                f"to be above {lo:.3g} d"
+            )
+            if name == "tau_r" and math.isinf(hi):
+                text += f" (the half-life above {lo * math.log(2.0):.3g} d)"
+        if low_edge and high_edge:
+            text += f"; treat {name} as unidentified"
+        if ivals.coef_open[coef]:
+            text += f"; {coef_text} holds only for {name} within {span}"
+            if coef == "A" and high_edge:
+                text += " (the in-flight plateau, extrapolated beyond the last session)"
+        elif not (low_edge and high_edge):
+            text += f"; {coef_text} is bounded nonetheless"
+        flags.append(text)
+    return flags
+
+
+_PARAM_ORDER = ("b0", "A", "tau_a", "D", "tau_r", "subject_sd", "residual_sd", "A_sd", "D_sd")
+_NAN_ROW = dict(
+    estimate=math.nan,
+    ci_low=math.nan,
+    ci_high=math.nan,
+    ci_open=False,
+    se=math.nan,
+    ci_method="not estimated",
+)
+
+
+def _result(
+    checked: _Checked,
+    prob: _Problem,
+    opt: _Optimum,
+    ivals: _Intervals,
+    margin,
+    alpha: float,
+) -> TimeCourse:
+    """The :class:`TimeCourse`: the params table, the half-life, the flags.
+
+    Parameters of a phase without data are NaN rows; ``A_sd``/``D_sd`` appear only
+    when fitted. The flags are the data's, the fit's, the time constants at an end
+    of their search range (:func:`_edge_flags`) and the SDs on the boundary, in that
+    order; each is also logged (INFO).
+    """
+    order = [n for n in _PARAM_ORDER if n not in ("A_sd", "D_sd") or n in ivals.rows]
+    params = pd.DataFrame({name: ivals.rows.get(name, _NAN_ROW) for name in order}).T
     params = params.astype(
         {
             "estimate": float,
@@ -1122,42 +1493,40 @@ def _fit_time_course(table, feature, epoch, random, tau_bounds, margin, alpha) -
     )
     params.index.name = "parameter"
     empty = pd.DataFrame({"tau": [], "loglik": [], "lr": [], "zeta": []}, dtype=float)
-    profiles = {name: profiles.get(name, empty) for name in ("tau_a", "tau_r")}
-
-    ln2 = math.log(2.0)
+    profiles = {name: ivals.profiles.get(name, empty) for name in ("tau_a", "tau_r")}
     tr = params.loc["tau_r"]
     half_life = pd.Series(
-        {
-            "estimate": tr["estimate"] * ln2,
-            "ci_low": tr["ci_low"] * ln2,
-            "ci_high": tr["ci_high"] * ln2,
-        },
+        {name: tr[name] * math.log(2.0) for name in ("estimate", "ci_low", "ci_high")},
         name="half_life",
     )
+    flags = checked.flags + opt.flags + _edge_flags(prob, ivals, alpha, checked.units) + ivals.flags
     for msg in flags:
-        log.info("fit_time_course %s: %s", where, msg)
+        log.info("fit_time_course %s: %s", checked.where, msg)
     result = TimeCourse(
-        problem=prob,
-        opt=(v_hat, dev_min),
-        traces=dict(zip(prob.taus, traces, strict=True)),
-        cuts=cuts,
         params=params,
         half_life=half_life,
         profile=profiles,
-        data=data[["subject", "session", "phase", "day", "value"]].copy(),
-        feature=feature,
-        epoch=epoch,
-        units=units,
-        converged=converged,
+        data=checked.data.copy(),
+        feature=checked.feature,
+        epoch=checked.epoch,
+        units=checked.units,
+        converged=opt.converged,
         flags=flags,
-        loglik=float(loglik),
+        loglik=float(-0.5 * opt.dev_min),
         n_obs=int(prob.n),
         n_groups=int(prob.n_groups),
         alpha=float(alpha),
         margin=margin,
-        random=random,
-        tau_bounds=(lo_b, hi_b),
-        model=ml,
+        random=checked.random,
+        tau_bounds=checked.tau_bounds,
+        model=opt.ml,
+        _state=_ProfileState(
+            problem=prob,
+            v_hat=opt.v_hat,
+            dev_min=opt.dev_min,
+            traces=ivals.traces,
+            cuts=ivals.cuts,
+        ),
     )
     if margin is not None:
         result._margin(margin)  # validate now rather than at the first recovery_day()
