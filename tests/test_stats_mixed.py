@@ -24,7 +24,10 @@ from cardiolab.stats.mixed import (
     phase_contrasts,
 )
 
-TIDY = ["feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "p", "converged"]
+TIDY = [
+    "feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "df", "ci_method",
+    "p", "converged",
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------

@@ -395,9 +395,14 @@ def test_curve_and_tidy_frame(fits):
         "estimate",
         "ci_low",
         "ci_high",
+        "df",
+        "ci_method",
         "p",
         "converged",
     ]
+    methods = frame.set_index("term")["ci_method"]
+    assert methods["tau_r"] == methods["half_life"] == tc.params.loc["tau_r", "ci_method"]
+    assert frame["df"].isna().all()
     assert (frame["model"] == "time_course").all() and frame["p"].isna().all()
     assert {"b0", "A", "tau_a", "D", "tau_r", "half_life", "recovery_day"} <= set(frame["term"])
     assert "tau_r" in repr(tc) and "bpm" in repr(tc)

@@ -97,7 +97,8 @@ _CONTRAST_COLUMNS = [
     "percent", "percent_low", "percent_high", "p", "p_holm",
 ]  # fmt: skip
 _TIDY_COLUMNS = [
-    "feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "p", "converged",
+    "feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "df", "ci_method",
+    "p", "converged",
 ]  # fmt: skip
 
 
@@ -224,19 +225,22 @@ class MixedResult:
         """Tidy table: one row per fixed effect, then one per random-effect SD/correlation.
 
         Columns ``feature`` (the response), ``epoch`` (None), ``model`` (``"mixed"``),
-        ``term``, ``estimate``, ``ci_low``, ``ci_high``, ``p`` (NaN for random
+        ``term``, ``estimate``, ``ci_low``, ``ci_high``, ``df``, ``ci_method``
+        (:attr:`inference`; NaN and "" for random effects), ``p`` (NaN for random
         effects), ``converged``.
         """
         fixed = self.fixed.reset_index()
         fixed = fixed.assign(term=fixed["term"].astype(str))[
-            ["term", "estimate", "ci_low", "ci_high", "p"]
-        ]
+            ["term", "estimate", "ci_low", "ci_high", "df", "p"]
+        ].assign(ci_method=self.inference)
         random = pd.DataFrame(
             {
                 "term": [f"sd {k}" if " cor(" not in k else k for k in self.random_sd.index],
                 "estimate": self.random_sd.to_numpy(dtype=float),
                 "ci_low": np.nan,
                 "ci_high": np.nan,
+                "df": np.nan,
+                "ci_method": "",
                 "p": np.nan,
             }
         )
@@ -360,8 +364,8 @@ class PhaseContrasts:
         """Tidy table: one row per timepoint (``term``), change from the pre-flight mean.
 
         Columns ``feature``, ``epoch``, ``model`` (``"contrast"``), ``term``,
-        ``estimate``, ``ci_low``, ``ci_high`` (feature units), ``p`` (raw),
-        ``converged``.
+        ``estimate``, ``ci_low``, ``ci_high`` (feature units), ``df``, ``ci_method``
+        (:attr:`inference`), ``p`` (raw), ``converged``.
         """
         t = self.table
         out = pd.DataFrame(
@@ -373,6 +377,8 @@ class PhaseContrasts:
                 "estimate": t["estimate"].to_numpy(),
                 "ci_low": t["ci_low"].to_numpy(),
                 "ci_high": t["ci_high"].to_numpy(),
+                "df": t["df"].to_numpy(),
+                "ci_method": self.inference,
                 "p": t["p"].to_numpy(),
                 "converged": self.converged,
             }

@@ -5,7 +5,10 @@ phase contrasts (:func:`~cardiolab.stats.mixed.phase_contrasts`) and the
 adaptation/recovery time course (:func:`~cardiolab.stats.timecourse.fit_time_course`)
 as one dask task, and gathers one tidy table: ``feature``, ``epoch``, ``model``
 (``contrast`` / ``time_course``), ``term``, ``estimate``, ``ci_low``, ``ci_high``,
-``p``, ``p_holm``, ``converged``, ``flags``, ``units``. A model that cannot be fitted
+``df`` (Satterthwaite degrees of freedom of a contrast), ``ci_method`` (how the
+interval was made: ``Satterthwaite t`` for contrasts by default, ``profile
+likelihood``... for the time course), ``p``, ``p_holm``, ``converged``, ``flags``,
+``units``. A model that cannot be fitted
 (too few subjects, no variance, ...) is a row with ``model`` set and ``error`` filled,
 so that a batch never stops on one feature. The table is written to the derived store
 (group ``stats``, written aside then renamed) and read back by :func:`read_results`.
@@ -56,6 +59,8 @@ RESULT_COLUMNS = [
     "estimate",
     "ci_low",
     "ci_high",
+    "df",
+    "ci_method",
     "p",
     "p_holm",
     "converged",
@@ -132,6 +137,8 @@ def _error_row(feature, epoch, model, err, units) -> dict:
         "estimate": np.nan,
         "ci_low": np.nan,
         "ci_high": np.nan,
+        "df": np.nan,
+        "ci_method": "",
         "p": np.nan,
         "p_holm": np.nan,
         "converged": False,
@@ -313,7 +320,7 @@ def write_results(results: pd.DataFrame, store) -> Path:
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     ds = xr.Dataset.from_dataframe(results.reset_index(drop=True).rename_axis("row"))
-    for col in ("feature", "epoch", "model", "term", "flags", "error", "units"):
+    for col in ("feature", "epoch", "model", "term", "ci_method", "flags", "error", "units"):
         ds[col] = ds[col].astype(str)
     ds["converged"] = ds["converged"].astype(bool)
     ds.attrs.update(

@@ -780,10 +780,12 @@ class TimeCourse:
         return pd.concat(frames, ignore_index=True)
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy table: feature, epoch, model, term, estimate, ci_low, ci_high, p, converged.
+        """Tidy table: feature, epoch, model, term, estimate, ci_low, ci_high, df, ci_method,
+        p, converged.
 
         Terms are the rows of :attr:`params` plus ``half_life`` and ``recovery_day``
-        (default margin); ``p`` is NaN (no test is made).
+        (default margin); ``df`` and ``p`` are NaN (no test is made); ``ci_method``
+        from :attr:`params`.
         """
         rows = self.params[["estimate", "ci_low", "ci_high"]].copy()
         rows.loc["half_life"] = self.half_life[["estimate", "ci_low", "ci_high"]].to_numpy()
@@ -794,11 +796,19 @@ class TimeCourse:
         out.insert(0, "model", "time_course")
         out.insert(0, "epoch", self.epoch)
         out.insert(0, "feature", self.feature)
+        out["df"] = np.nan
+        methods = self.params["ci_method"].to_dict()
+        methods["half_life"] = methods.get("tau_r", "")
+        methods["recovery_day"] = "profile likelihood (tau_r, D)"
+        out["ci_method"] = out["term"].map(methods).fillna("").astype(str)
         out["p"] = np.nan
         out["converged"] = bool(self.converged)
         return out[
-            ["feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "p", "converged"]
-        ]
+            [
+                "feature", "epoch", "model", "term", "estimate", "ci_low", "ci_high", "df",
+                "ci_method", "p", "converged",
+            ]
+        ]  # fmt: skip
 
     def __repr__(self) -> str:
         def fmt(name, unit):
