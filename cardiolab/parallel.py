@@ -219,7 +219,14 @@ def run_tasks(
 
             with dask_client(client, scheduler, workers) as dask:
                 n_workers = len(dask.scheduler_info().get("workers", {})) or 1
-                remote = dask.scatter([shared], broadcast=True)[0] if shared is not None else None
+                # a key of its own each run (hash=False): with the content's hash, a run
+                # right after another on the same input reused the key the first run was
+                # releasing, and its tasks were cancelled ("lost dependencies")
+                remote = (
+                    dask.scatter([shared], broadcast=True, hash=False)[0]
+                    if shared is not None
+                    else None
+                )
                 batches = _batches(tasks, batches_per_worker, n_workers)
                 futures = {
                     dask.submit(_run_batch, function, remote, batch, pure=False): batch

@@ -49,7 +49,9 @@ def test_sync_raises_the_first_failing_task():
 def test_dask_runs_every_task_once_on_the_workers():
     tasks = list(range(40))
     with dask_client(workers=2) as client:
-        for batches in (None, 2):  # one dask task per task, then 2 batches per worker
+        # one dask task per task, or 2 batches per worker; runs back to back on the same
+        # input (each run's copy of it on the workers is its own)
+        for batches in (None, 2, None, 2, None, 2):
             run = run_tasks(
                 _scaled,
                 tasks,

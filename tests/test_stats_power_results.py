@@ -153,6 +153,9 @@ def test_fit_all_on_a_two_worker_cluster(two_features):
     )
 
 
+TC_TERMS = ("b0", "D", "tau_r")
+
+
 def _model_rows(feature, epoch, model, *, error="", flags="", converged=True, terms=("a", "b")):
     """Rows of one model in a fit_all table, as fit_feature writes them."""
     return [
@@ -182,7 +185,10 @@ def test_summary_names_every_failed_and_flagged_model():
     for f, e in (("hr", "supine"), ("hr", "stand"), ("sbp", "stand-supine")):
         rows += _model_rows(f, e, "contrast", error=one.format(f=f, e=e))
     rows += _model_rows("hr", "stand-supine", "time_course", error="hr (stand-supine): no variance")
-    rows += _model_rows("hr", "supine", "time_course", flags="tau_r estimate 0.1 d is on a bound")
+    rows += _model_rows(
+        "hr", "supine", "time_course", flags="tau_r estimate 0.1 d is on a bound", terms=TC_TERMS
+    )
+    rows += _model_rows("sbp", "supine", "time_course", terms=TC_TERMS)  # fitted, no flag
     rows += _model_rows("brs", "supine", "time_course", flags=long_flags)
     rows += _model_rows("brs", "supine", "contrast", converged=False)  # flagged without text
     rows += _model_rows("brs", "stand", "contrast")  # fitted, no flag
@@ -190,7 +196,7 @@ def test_summary_names_every_failed_and_flagged_model():
     results.attrs["seconds"] = 1.5
     text = results_summary(results)
     lines = text.splitlines()
-    assert lines[0] == "3 features, 8 models in 1.5 s; 4 could not be fitted, 3 flagged"
+    assert lines[0] == "3 features, 9 models in 1.5 s; 4 could not be fitted, 3 flagged"
     failed = text.split("could not be fitted:\n")[1].split("flagged:\n")[0].splitlines()
     # the three contrasts differ only by their feature and epoch: one reason, all named
     assert failed == [
@@ -208,7 +214,11 @@ def test_summary_names_every_failed_and_flagged_model():
     kept = shown.count("flag number")
     assert shown.endswith(f"that says a lot; … (+{9 - kept} more)") and kept >= 3
     assert flagged[2] == "  brs/supine contrast: did not converge"
-    assert "brs/stand " not in text
+    assert "brs/stand " not in text and "sbp/supine" not in text.split("time course")[0]
+    # the time-course estimates of the epoch, marked where the model has flags
+    estimates = text.split("time course, supine: ")[1].splitlines()[1:]
+    assert [line.split()[0] for line in estimates] == ["hr", "sbp"]
+    assert estimates[0].endswith("(flagged)") and not estimates[1].endswith("(flagged)")
 
 
 def test_summary_of_a_fit_all_lists_its_failures_and_flags(two_features):

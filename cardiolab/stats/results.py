@@ -440,7 +440,7 @@ def results_summary(results: pd.DataFrame, *, epoch: str = "supine") -> str:
         follow (``… (+2 more)``); the full text is in the table. Last, per feature of ``epoch``, and of the ``session`` epoch of the
         measurements (:data:`cardiolab.measurements.SESSION_EPOCH`), the time-course
         estimates of ``D`` (change at landing) and ``tau_r`` (recovery time constant,
-        days) with their 95% CIs.
+        days) with their 95% CIs, ``(flagged)`` where the time course has flags.
 
     Examples
     --------
@@ -480,6 +480,9 @@ def results_summary(results: pd.DataFrame, *, epoch: str = "supine") -> str:
     if len(flagged):
         lines.append("flagged:")
         lines += _reason_lines(flagged, "flags", SUMMARY_FLAGS_CHARS)
+    flagged_keys = {
+        (f, e) for f, e, m in flagged[groups].itertuples(index=False) if m == "time_course"
+    }
     for shown in dict.fromkeys([epoch, SESSION_EPOCH]):
         tc = results[(results["model"] == "time_course") & (results["epoch"] == shown)]
         rows_shown = []
@@ -488,10 +491,11 @@ def results_summary(results: pd.DataFrame, *, epoch: str = "supine") -> str:
             if "D" not in terms.index or "tau_r" not in terms.index:
                 continue
             d, tr = terms.loc["D"], terms.loc["tau_r"]
+            mark = "  (flagged)" if (feature, shown) in flagged_keys else ""
             rows_shown.append(
                 f"  {feature:<24} D {d['estimate']:9.3g} [{d['ci_low']:.3g}, {d['ci_high']:.3g}]"
                 f" {rows['units'].iat[0]:<8} tau_r {tr['estimate']:6.3g} "
-                f"[{tr['ci_low']:.3g}, {tr['ci_high']:.3g}]"
+                f"[{tr['ci_low']:.3g}, {tr['ci_high']:.3g}]{mark}"
             )
         if rows_shown:
             lines.append(f"time course, {shown}: D (change at landing) and tau_r (days), 95% CI")
