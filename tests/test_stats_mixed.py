@@ -358,6 +358,14 @@ def test_hessian_not_negative_definite_is_flagged_in_words(sleepstudy, monkeypat
     assert "not a proper maximum" in hessian[0] and "standard errors are unreliable" in hessian[0]
 
 
+def test_html_repr_escapes_text_from_the_data(sleepstudy):
+    name = "<img src=x onerror=alert(1)>"
+    data = sleepstudy.rename(columns={"Reaction": name})
+    data.loc[3, name] = np.nan  # a flag naming the column
+    page = fit_mixed(data, f"Q({name!r}) ~ Days", "Subject")._repr_html_()
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
 def test_formula_helpers_and_quoted_columns_are_not_taken_for_columns(sleepstudy):
     data = sleepstudy.rename(columns={"Days": "days of restriction"})
     fit = fit_mixed(data, 'np.log(Reaction) ~ Q("days of restriction")', "Subject")

@@ -29,6 +29,7 @@ coverage of the contrasts' 95 % intervals with 4, 6 and 12 subjects, z against t
 from __future__ import annotations
 
 import ast
+import html
 import io
 import keyword
 import logging
@@ -304,9 +305,10 @@ class MixedResult:
 
     def _repr_html_(self) -> str:
         head = self.__repr__().split("\n", 2)[:2]
-        flags = "".join(f"<li>{f}</li>" for f in self.flags)
+        # formula, column names and flags come from the data: escaped, never markup
+        flags = "".join(f"<li>{html.escape(f)}</li>" for f in self.flags)
         return (
-            f"<p><b>{head[0]}</b><br>{head[1].strip()}</p>"
+            f"<p><b>{html.escape(head[0])}</b><br>{html.escape(head[1].strip())}</p>"
             f"{self.fixed.to_html(float_format=lambda v: f'{v:.4g}')}"
             f"{self.random.to_html(float_format=lambda v: f'{v:.4g}', index=False)}"
             + (f"<ul>{flags}</ul>" if flags else "")
