@@ -80,6 +80,18 @@ def test_power_curve_is_reproducible_and_checks_its_input():
         power_curve({"shedule": SCHEDULE}, 4.0, n_subjects=[4], n_sim=5, client="sync")
     with pytest.raises(ModelError, match="test must be"):
         power_curve(None, 4.0, n_subjects=[4], n_sim=5, test="anova", client="sync")
+    with pytest.raises(ModelError, match="inference must be one of"):
+        power_curve(None, 4.0, n_subjects=[4], n_sim=5, inference="kr", client="sync")
+
+
+def test_power_curve_uses_satterthwaite_by_default_and_wald_on_request():
+    # 3 subjects: the Satterthwaite t test is more conservative than z, never less
+    kw = dict(n_subjects=[3], n_sim=40, seed=2, adjust="none", client="sync", progress=False)
+    t = power_curve(None, 2.5, **kw)
+    z = power_curve(None, 2.5, inference="wald", **kw)
+    assert t.inference == "Satterthwaite t" and z.inference == "Wald z"
+    assert t.dataset.attrs["inference"] == "Satterthwaite t" and "Satterthwaite" in repr(t)
+    assert t.table["power"].iloc[0] < z.table["power"].iloc[0]  # 0.225 vs 0.35 here
 
 
 @pytest.fixture(scope="module")

@@ -542,6 +542,9 @@ def test_forest_plot_points_are_the_contrasts(contrasts):
     assert points.index.tolist() == [str(t) for t in tab.index]  # schedule order
     np.testing.assert_allclose(points["change"], tab["estimate"], rtol=0, atol=0)
     np.testing.assert_allclose(points["p_holm"], tab["p_holm"], rtol=0, atol=0)
+    np.testing.assert_allclose(points["df"], tab["df"], rtol=0, atol=0)  # hover shows df
+    assert plot.opts.get().kwargs["title"].endswith(f"95% CI, {contrasts.inference}")
+    assert contrasts.inference == "Satterthwaite t"  # the default
     (bars,) = _elements(plot, hv.ErrorBars)
     est = bars.dimension_values("change")
     np.testing.assert_allclose(est - bars.dimension_values("minus"), tab["ci_low"], atol=1e-12)
@@ -722,6 +725,10 @@ def test_cohort_page_shows_every_flag_of_its_models_as_written(monkeypatch):
     assert page._flags.disable_math
     # the flags are no longer mixed into the summary above them
     assert hostile not in _shown_text(page._summary)[1]
+    # the summary names the contrasts' inference method
+    assert (
+        "Phase contrasts: 95 % CIs and p values by Satterthwaite t" in _shown_text(page._summary)[1]
+    )
 
     # both models unfittable: both reasons shown (the second no longer replaces the first)
     monkeypatch.setattr(mixed, "phase_contrasts", real)

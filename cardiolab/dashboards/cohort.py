@@ -286,6 +286,16 @@ class CohortPage(pn.viewable.Viewer):
                 f"[{p.loc['tau_r', 'ci_low']:.3g}, {p.loc['tau_r', 'ci_high']:.3g}]"
                 f"{' (open-ended)' if bool(p.loc['tau_r', 'ci_open']) else ''}."
             )
+        if contrasts is not None:
+            lines.append(
+                f"Phase contrasts: 95 % CIs and p values by **{contrasts.inference}**"
+                + (
+                    " (Satterthwaite degrees of freedom, as lmerTest reports them)"
+                    if "Satterthwaite" in contrasts.inference
+                    else ""
+                )
+                + "; time course: profile-likelihood intervals."
+            )
         return "\n\n".join(lines)
 
     def _say(self, text, kind):

@@ -21,6 +21,7 @@ import xarray as xr
 
 from ..errors import ModelError
 from ..parallel import run_tasks
+from .mixed import INFERENCE
 
 log = logging.getLogger("cardiolab")
 
@@ -71,6 +72,7 @@ class PowerCurve:
     n_sim: int
     seed: int
     attrs: dict = field(default_factory=dict)
+    inference: str = "Satterthwaite t"
 
     @property
     def dataset(self) -> xr.Dataset:
@@ -88,6 +90,7 @@ class PowerCurve:
         ds["n_subjects"].attrs.update(long_name="number of subjects", units="1")
         ds.attrs.update(
             test=self.test,
+            inference=self.inference,
             alpha=self.alpha,
             n_sim=self.n_sim,
             seed=self.seed,
@@ -105,13 +108,21 @@ class PowerCurve:
         n80 = self.n_for(0.8)
         effect = ", ".join(f"{k}={v:g}" for k, v in self.effect.items())
         return (
-            f"<PowerCurve {self.test} ({effect}), alpha {self.alpha}, {self.n_sim} simulations "
+            f"<PowerCurve {self.test} ({effect}; {self.inference}), alpha {self.alpha}, "
+            f"{self.n_sim} simulations "
             f"per size: 80% power at n = {n80 if n80 is not None else '> ' + str(self.table['n_subjects'].max())}>"
         )
 
 
 def _one(
-    design: StudyDesign, effect: dict, test: str, alpha: float, adjust: str, n: int, seed_seq
+    design: StudyDesign,
+    effect: dict,
+    test: str,
+    alpha: float,
+    adjust: str,
+    inference: str,
+    n: int,
+    seed_seq,
 ) -> float:
     """One simulated campaign: 1.0 success, 0.0 failure, NaN not fittable."""
     from .design import simulate_feature_table
@@ -137,7 +148,7 @@ def _one(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if test == "contrast":
-                res = phase_contrasts(table, "y")
+                res = phase_contrasts(table, "y", inference=inference)
                 post = res.table[res.table["phase"] == "post"]
                 if not len(post):
                     raise ModelError("the schedule has no post-flight session")
@@ -153,10 +164,10 @@ def _one(
 
 def _batch(setting: tuple, task: tuple) -> tuple[int, list[float]]:
     """One task of :func:`power_curve`: ``task`` is (n_subjects, seeds) and ``setting``
-    (design, effect, test, alpha, adjust); returns (n_subjects, one outcome per seed)."""
-    design, effect, test, alpha, adjust = setting
+    (design, effect, test, alpha, adjust, inference); returns (n_subjects, one outcome
+    per seed)."""
     n, seeds = task
-    return n, [_one(design, effect, test, alpha, adjust, n, s) for s in seeds]
+    return n, [_one(*setting, n, s) for s in seeds]
 
 
 def power_curve(
@@ -169,6 +180,7 @@ def power_curve(
     test: str = "contrast",
     alpha: float = 0.05,
     adjust: str = "holm",
+    inference: str = "satterthwaite",
     client=None,
     workers: int | None = None,
     progress: bool = True,
@@ -201,6 +213,10 @@ def power_curve(
         Significance level.
     adjust : {"holm", "none"}
         Multiplicity adjustment of the contrast test.
+    inference : {"satterthwaite", "wald"}, default "satterthwaite"
+        The contrast test: Student t with Satterthwaite degrees of freedom (as
+        lmerTest; the default of :func:`~cardiolab.stats.mixed.phase_contrasts`) or
+        Wald z. Named in ``.inference``.
     client : distributed.Client or "sync", optional
         ``None``: a LocalCluster sized to the machine; ``"sync"``: this process.
     workers : int, optional
@@ -240,6 +256,10 @@ def power_curve(
         raise ModelError(f"power_curve: test must be 'contrast' or 'tau_r', not {test!r}")
     if adjust not in ("holm", "none"):
         raise ModelError(f"power_curve: adjust must be 'holm' or 'none', not {adjust!r}")
+    if inference not in INFERENCE:
+        raise ModelError(
+            f"power_curve: inference must be one of {list(INFERENCE)}, not {inference!r}"
+        )
     sizes = sorted({int(n) for n in n_subjects})
     if not sizes or sizes[0] < 2:
         raise ModelError("power_curve: n_subjects must be >= 2 (a mixed model needs two subjects)")
@@ -257,7 +277,7 @@ def power_curve(
     run = run_tasks(
         _batch,
         tasks,
-        shared=(design, effect, test, alpha, adjust),
+        shared=(design, effect, test, alpha, adjust, inference),
         client=client,
         workers=workers,
         progress=progress,
@@ -293,4 +313,6 @@ def power_curve(
             "power_curve: %d simulated campaigns could not be fitted (counted apart)",
             int(table["n_failed"].sum()),
         )
-    return PowerCurve(table, design, effect, test, alpha, n_sim, seed)
+    return PowerCurve(
+        table, design, effect, test, alpha, n_sim, seed, inference=INFERENCE[inference]
+    )

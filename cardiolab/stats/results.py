@@ -33,6 +33,7 @@ from ..encoding import variable_length_strings
 from ..errors import CardiolabError, ModelError
 from ..parallel import run_tasks
 from ..paths import atomic_directory
+from .table import ID_COLUMNS
 
 log = logging.getLogger("cardiolab")
 
@@ -79,8 +80,6 @@ def _is_count(column: str) -> bool:
     return column in SKIPPED_FEATURES or column.startswith("n_")
 
 
-_ID_COLUMNS = ("subject", "session", "phase", "day", "epoch")
-
 #: The derived-store group holding the results.
 STATS_GROUP = "stats"
 
@@ -102,7 +101,7 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
     return [
         c
         for c in table.columns
-        if c not in _ID_COLUMNS and not _is_count(c) and pd.api.types.is_numeric_dtype(table[c])
+        if c not in ID_COLUMNS and not _is_count(c) and pd.api.types.is_numeric_dtype(table[c])
     ]
 
 
@@ -266,9 +265,9 @@ def fit_all(
     >>> results = fit_all(features_table("data_catalog.yaml"))  # doctest: +SKIP
     >>> results.query("model == 'time_course' and term == 'tau_r'")  # doctest: +SKIP
     """
-    missing = [c for c in _ID_COLUMNS if c not in table.columns]
+    missing = [c for c in ID_COLUMNS if c not in table.columns]
     if missing:
-        raise ModelError(f"features table: missing column(s) {missing}")
+        raise ModelError(f"features table: missing column(s) {missing} (needs {list(ID_COLUMNS)})")
     all_features = feature_columns(table)
     named = features is not None and epochs is not None
     features = all_features if features is None else list(features)

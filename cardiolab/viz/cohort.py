@@ -156,14 +156,16 @@ def forest_plot(contrasts, *, percent: bool = False, width: int = 600, height: i
             "n": tab["n"].to_numpy(),
             "p": tab["p"].to_numpy(dtype=float),
             "p_holm": tab["p_holm"].to_numpy(dtype=float),
+            "df": tab["df"].to_numpy(dtype=float) if "df" in tab else np.inf,
         }
     )
-    hover = ["phase", "ci_low", "ci_high", "n", "p", "p_holm"]
+    hover = ["phase", "ci_low", "ci_high", "n", "df", "p", "p_holm"]
     tooltips = [
         ("timepoint", "@timepoint"),
         ("change", "@change{0.[000]}"),
         ("95% CI", "@ci_low{0.[000]} to @ci_high{0.[000]}"),
         ("n", "@n"),
+        ("df", "@df{0.[0]}"),
         ("p", "@p{0.[0000]}"),
         ("p (Holm)", "@p_holm{0.[0000]}"),
     ]
@@ -190,7 +192,7 @@ def forest_plot(contrasts, *, percent: bool = False, width: int = 600, height: i
     u = f" {contrasts.units}" if contrasts.units else ""
     title = (
         f"{contrasts.feature} ({contrasts.epoch}): change from pre-flight mean "
-        f"{contrasts.baseline:.4g}{u}"
+        f"{contrasts.baseline:.4g}{u}; 95% CI, {getattr(contrasts, 'inference', 'Wald z')}"
     )
     return hv.Overlay(layers).opts(
         backend="bokeh",
