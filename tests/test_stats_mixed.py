@@ -320,6 +320,9 @@ def test_boundary_stop_is_replaced_by_the_optimum_and_says_so():
     first = fit.attempts[0]
     assert first["method"] == "lbfgs" and not first["converged"] and first["gradient"] > 0.5
     assert fit.optimizer != "lbfgs"
+    # the start at (nearly) zero variance is usable and reaches the same optimum
+    zero = next(a for a in fit.attempts if a["method"] == "zero-variance start")
+    assert zero["converged"] and zero["loglik"] == pytest.approx(fit.loglik, abs=1e-6)
     assert fit.optimizer_gain == pytest.approx(fit.loglik - first["loglik"], abs=1e-9)
     assert fit.optimizer_gain > 0.5
     assert fit.optimizer in repr(fit) and "log-likelihood" in repr(fit)

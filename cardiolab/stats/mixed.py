@@ -667,13 +667,18 @@ def _trusted(attempt: _Attempt) -> bool:
     return not (sds.size and np.min(sds) < _NEAR_BOUNDARY)
 
 
-def _zero_variance_start(model):
-    """Start values with every random-effect variance at zero and OLS fixed effects.
+#: relative variance (random-effect variance / residual variance) of the boundary start
+_ZERO_START_VARIANCE = 1e-8
 
-    statsmodels optimises the Cholesky factor of the random-effect covariance, whose
-    gradient vanishes at zero: a fit started there stays on the boundary and gives the
-    best boundary fit (the profiled likelihood with the variances at zero), which is the
-    optimum when the data support no group variance.
+
+def _zero_variance_start(model):
+    """Start values with every random-effect variance at ~zero and OLS fixed effects.
+
+    The start is a profiled one at the boundary: relative variances of
+    ``_ZERO_START_VARIANCE`` (statsmodels' likelihood is infinite at exactly zero,
+    a known statsmodels problem, and the gradient in its Cholesky parameters vanishes
+    there). From it the optimiser either stays on the boundary, giving the best
+    boundary fit, or climbs to an interior optimum the other starts missed.
     """
     from statsmodels.regression.mixed_linear_model import MixedLMParams
 
@@ -681,8 +686,8 @@ def _zero_variance_start(model):
     fe = np.linalg.lstsq(exog, np.asarray(model.endog, dtype=float), rcond=None)[0]
     return MixedLMParams.from_components(
         fe_params=fe,
-        cov_re=np.zeros((model.k_re, model.k_re)),
-        vcomp=np.zeros(model.k_vc),
+        cov_re=_ZERO_START_VARIANCE * np.eye(model.k_re),
+        vcomp=np.full(model.k_vc, _ZERO_START_VARIANCE),
     )
 
 
