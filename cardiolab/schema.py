@@ -60,6 +60,9 @@ __all__ = [
     "BEAT_FIELDS",
     "SESSION_ATTRS",
     "POSTURES",
+    "MAX_SAMPLES",
+    "check_sampling_rate",
+    "check_n_samples",
     "time_coordinate",
     "signal_group",
     "group_units",
@@ -128,6 +131,80 @@ SESSION_ATTRS = {
 POSTURES = ("supine", "seated", "standing")
 
 
+#: Most samples one raw group may hold: 2**31 - 1. The ``time`` coordinate of a file's
+#: group is built in memory (float64, 8 bytes a sample), so this caps it at 16 GiB;
+#: it is 24.8 days at 1 kHz and 2.5 days at 10 kHz, longer than any one session of the
+#: campaigns cardiolab serves (a 7-day Holter ECG at 1 kHz is 6.0e8 samples). A header
+#: claiming more (5e8 Hz for 1.2e11 samples: a 894 GiB time coordinate) is refused
+#: before anything is allocated.
+MAX_SAMPLES = 2**31 - 1
+
+
+def check_sampling_rate(rate, *, source, field: str, group: str | None = None) -> float:
+    """A sampling rate read from a file or given by a user, checked.
+
+    Parameters
+    ----------
+    rate : float or str
+        The rate (Hz).
+    source : str or pathlib.Path
+        The file (or session) it comes from, for the message.
+    field : str
+        The header field or attribute that gave it (e.g. ``"record duration"``).
+    group : str, optional
+        A raw group of :data:`RAW_GROUPS`: the rate must then lie in its plausible
+        range (:attr:`GroupSpec.min_rate` to :attr:`GroupSpec.max_rate`).
+
+    Returns
+    -------
+    float
+        The rate (Hz).
+
+    Raises
+    ------
+    SessionFormatError
+        Not a number, not finite, <= 0, or outside the group's plausible range; the
+        message names ``source`` and ``field``.
+    """
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(rate, bool) or not (np.isfinite(value) and value > 0):
+        raise SessionFormatError(
+            f"{source}: {field} gives a sampling rate of {rate!r} Hz; it must be a finite "
+            "number of Hz > 0"
+        )
+    spec = RAW_GROUPS.get(group) if group else None
+    if spec is not None and not spec.min_rate <= value <= spec.max_rate:
+        raise SessionFormatError(
+            f"{source}: {field} gives a sampling rate of {value:g} Hz for group {group!r}, "
+            f"outside its plausible range {spec.min_rate:g}-{spec.max_rate:g} Hz"
+        )
+    return value
+
+
+def check_n_samples(n_samples, *, source, field: str) -> int:
+    """A number of samples read from a file's header, checked against :data:`MAX_SAMPLES`.
+
+    Raises
+    ------
+    SessionFormatError
+        Negative, or more than :data:`MAX_SAMPLES` (the message names ``source``,
+        ``field`` and the limit).
+    """
+    n = int(n_samples)
+    if n < 0:
+        raise SessionFormatError(f"{source}: {field} gives {n} samples (negative)")
+    if n > MAX_SAMPLES:
+        raise SessionFormatError(
+            f"{source}: {field} gives {n:.4g} samples, more than cardiolab reads into one "
+            f"group ({MAX_SAMPLES:.4g}: a {8 * MAX_SAMPLES / 2**30:.0f} GiB time "
+            "coordinate); a damaged header, or a recording to split into sessions"
+        )
+    return n
+
+
 def time_coordinate(n_samples: int, sampling_rate: float, start: float = 0.0) -> xr.DataArray:
     """Time coordinate of a regularly sampled group.
 
@@ -144,7 +221,17 @@ def time_coordinate(n_samples: int, sampling_rate: float, start: float = 0.0) ->
     -------
     xarray.DataArray
         ``time`` in s, with ``units`` and ``long_name``.
+
+    Raises
+    ------
+    SessionFormatError
+        A rate that is not a finite number > 0, or more than :data:`MAX_SAMPLES`
+        samples (checked before anything is allocated).
     """
+    sampling_rate = check_sampling_rate(
+        sampling_rate, source="time coordinate", field="sampling_rate"
+    )
+    n_samples = check_n_samples(n_samples, source="time coordinate", field="n_samples")
     values = start + np.arange(int(n_samples), dtype=np.float64) / float(sampling_rate)
     return xr.DataArray(
         values, dims="time", attrs={"units": "s", "long_name": "time from session start"}
@@ -193,8 +280,20 @@ def signal_group(
     UnitError
         ``units`` missing or unknown for ``resp``, or not the canonical unit of
         another group.
+    SessionFormatError
+        A sampling rate that is not a finite number inside the group's plausible range
+        (:attr:`GroupSpec.min_rate`-:attr:`GroupSpec.max_rate`), or more samples than
+        :data:`MAX_SAMPLES`; the message names ``attrs["source_file"]`` and channel.
     """
     spec = RAW_GROUPS[group]
+    extra = dict(attrs or {})
+    source = extra.get("source_file", f"group {group!r}")
+    channel = extra.get("channel")
+    what = f"channel {channel!r}" if channel is not None else f"group {group!r}"
+    sampling_rate = check_sampling_rate(
+        sampling_rate, source=source, field=f"{what}: sampling_rate", group=group
+    )
+    check_n_samples(values.shape[-1], source=source, field=f"{what}: number of samples")
     units = group_units(group, units)
     if group == "doppler":
         vessels = list(vessels) if vessels is not None else ["unknown"]
@@ -380,6 +479,12 @@ def _check_time(group: str, ds: xr.Dataset, problems: list[str]) -> None:
     except (TypeError, ValueError):
         problems.append(f"group {group!r}: attribute 'sampling_rate' is not a number: {rate!r}")
         return
+    if not (np.isfinite(rate) and rate > 0):
+        problems.append(
+            f"group {group!r}: attribute 'sampling_rate' is {rate!r}; it must be a finite "
+            "number of Hz > 0"
+        )
+        return
     spec = RAW_GROUPS.get(group)
     if spec and not (spec.min_rate <= rate <= spec.max_rate):
         problems.append(
@@ -391,7 +496,12 @@ def _check_time(group: str, ds: xr.Dataset, problems: list[str]) -> None:
         # Only the first and last samples: O(1) even where time is lazy (no index).
         expected = (n - 1) / rate
         span = float(t[-1]) - float(t[0])
-        if not np.isclose(span, expected, rtol=1e-6, atol=0.5 / rate):
+        if not np.isfinite(span):
+            problems.append(
+                f"group {group!r}: field 'time' is missing (NaN) at its first or last "
+                "sample: its array or chunks are not in the store"
+            )
+        elif not np.isclose(span, expected, rtol=1e-6, atol=0.5 / rate):
             problems.append(
                 f"group {group!r}: 'time' spans {span:.6g} s for {n} samples, but "
                 f"sampling_rate {rate:g} Hz implies {expected:.6g} s"
