@@ -145,7 +145,7 @@ def session_results(
         challenge step and window, and the outcomes; ``None`` without challenges.
     """
     from .features import challenge_responses, challenge_windows, epoch_features
-    from .schema import RAW_GROUPS, protocol_group
+    from .schema import RAW_GROUPS, protocol_group, recording_end
 
     protocol = session["protocol"].to_dataset(inherit=False)
     labels = [str(v) for v in protocol["label"].values]
@@ -162,6 +162,7 @@ def session_results(
         signals=signals,
         session=dict(session.attrs),
         timings=timings,
+        recording_end=recording_end(session),
     )
     if not challenges:
         return feats, None

@@ -70,6 +70,7 @@ __all__ = [
     "beats_group",
     "session_node",
     "validate_session",
+    "recording_end",
     "validate_campaign",
     "iter_sessions",
 ]
@@ -281,8 +282,7 @@ def signal_group(
         ``units`` missing or unknown for ``resp``, or not the canonical unit of
         another group.
     SessionFormatError
-        A sampling rate that is not a finite number inside the group's plausible range
-        (:attr:`GroupSpec.min_rate`-:attr:`GroupSpec.max_rate`), or more samples than
+        A sampling rate that is not a finite number > 0, or more samples than
         :data:`MAX_SAMPLES`; the message names ``attrs["source_file"]`` and channel.
     """
     spec = RAW_GROUPS[group]
@@ -290,8 +290,10 @@ def signal_group(
     source = extra.get("source_file", f"group {group!r}")
     channel = extra.get("channel")
     what = f"channel {channel!r}" if channel is not None else f"group {group!r}"
+    # the plausible range of the group is validate_session's to check (a reader may
+    # map a channel to a group it then fails), not a reason to refuse reading
     sampling_rate = check_sampling_rate(
-        sampling_rate, source=source, field=f"{what}: sampling_rate", group=group
+        sampling_rate, source=source, field=f"{what}: sampling_rate"
     )
     check_n_samples(values.shape[-1], source=source, field=f"{what}: number of samples")
     units = group_units(group, units)
@@ -694,6 +696,41 @@ def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
             violations=[f"{where}: {p}" for p in problems],
         )
     return node
+
+
+def recording_end(node: xr.DataTree) -> float | None:
+    """When a session's recording ends (s from the session start).
+
+    The latest end of its raw groups: a waveform group ends one sample period after
+    its last sample (``time[-1] + 1 / sampling_rate``), a ``beats`` group at its last
+    beat. Only the last element of each ``time`` (or ``t``) is read, so a lazy session
+    stays lazy.
+
+    Parameters
+    ----------
+    node : xarray.DataTree
+        A session node.
+
+    Returns
+    -------
+    float or None
+        The end (s); ``None`` when the session has no group with samples.
+    """
+    ends = []
+    for group in (*RAW_GROUPS, BEAT_GROUP):
+        if group not in node.children:
+            continue
+        ds = node[group].to_dataset(inherit=False)
+        if group == BEAT_GROUP:
+            if "t" in ds.variables and ds["t"].size:
+                ends.append(float(np.nanmax(np.asarray(ds["t"].values, dtype=float))))
+            continue
+        if "time" not in ds.variables or not ds["time"].size:
+            continue
+        rate = float(ds.attrs.get("sampling_rate", np.inf))
+        ends.append(float(ds["time"][-1]) + (1.0 / rate if rate > 0 else 0.0))
+    ends = [e for e in ends if np.isfinite(e)]
+    return max(ends) if ends else None
 
 
 def iter_sessions(tree: xr.DataTree):

@@ -71,6 +71,7 @@ from bioread import file_revisions
 from bioread.reader import Reader
 
 from ..errors import SessionFormatError
+from ..schema import check_sampling_rate
 from .channels import (
     assemble,
     file_token,
@@ -328,7 +329,9 @@ def read_acq_header(path) -> AcqHeader:
             f"{path}: the file ends inside its headers or is damaged ({size} bytes): its marker "
             "header is not readable"
         )
-    base_rate = float(datafile.samples_per_second)
+    base_rate = check_sampling_rate(
+        datafile.samples_per_second, source=path, field="header field 'samples per second'"
+    )
     duration = max(c.point_count * c.frequency_divider for c in chans) / base_rate
     markers = tuple(
         AcqMarker(

@@ -123,6 +123,7 @@ import scipy.io
 import xarray as xr
 
 from ..errors import SessionFormatError, UnitError
+from ..schema import check_sampling_rate
 from ..units import conversion_factor
 from .channels import (
     Channel,
@@ -653,8 +654,7 @@ def _open_mat(path: Path) -> _Export:
                 raise SessionFormatError(
                     f"{where}: 'dataend' is {z:g}, past the end of 'data' ({n_data} samples)"
                 )
-            if not rate[j, b] > 0:
-                raise SessionFormatError(f"{where}: 'samplerate' is {rate[j, b]:g}, not > 0")
+            check_sampling_rate(rate[j, b], source=where, field="variable 'samplerate'")
             if offset[j, b] != 0:
                 raise SessionFormatError(
                     f"{where}: 'firstsampleoffset' is {offset[j, b]:g}; exports whose "
