@@ -871,7 +871,7 @@ class Catalog:
             if not root.is_absolute():
                 root = self.path.parent / root
             roots.append(Path(os.path.normpath(root)))
-        return roots
+        return list(dict.fromkeys(roots))
 
     def outside_roots(self, path) -> Path | None:
         """The local path ``path`` (a resolved catalog path; ``file://`` URLs count as

@@ -7,13 +7,18 @@ command line can print it without a traceback.
 
 from __future__ import annotations
 
+import errno
+import os
+
 __all__ = [
     "CardiolabError",
     "CatalogError",
     "ModelError",
     "SessionFormatError",
     "SignalQualityError",
+    "StorageError",
     "UnitError",
+    "storage_error",
 ]
 
 
@@ -72,3 +77,63 @@ class ModelError(CardiolabError):
     with a message that names the feature, the epoch and what is missing; a fit that
     runs but does not converge is *not* an error: it is flagged in its result.
     """
+
+
+class StorageError(CardiolabError):
+    """Reading or writing a store failed in the operating system (a full disk, a
+    permission, a lost network mount): the message names the path and what was being
+    done.
+
+    Attributes
+    ----------
+    path : str
+        The file or folder at fault (the one the system named, else the store or group
+        being written).
+    stage : str
+        What was being done (``"write"``, ``"lock"``...).
+    errno : int or None
+        The system's error number (``errno.ENOSPC`` for a full disk).
+    """
+
+    def __init__(self, message: str, *, path, stage: str = "", errno: int | None = None):
+        self.path = str(path)
+        self.stage = stage
+        self.errno = errno
+        super().__init__(message)
+
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space there or point the catalog's 'derived' elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free space or point 'derived' elsewhere",
+    errno.EACCES: "no permission to write there",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def storage_error(err: OSError, path, stage: str) -> StorageError:
+    """A :class:`StorageError` for an operating-system error met in a stage.
+
+    Parameters
+    ----------
+    err : OSError
+        The error (``OSError(errno.ENOSPC, ...)`` for a full disk).
+    path : str or os.PathLike
+        The store or group being read or written, named when the system did not name
+        a file (``os.write`` on a full disk names none).
+    stage : str
+        What was being done (for the message and :attr:`StorageError.stage`).
+
+    Returns
+    -------
+    StorageError
+        Message ``"<path>: <stage>: <system message> (<ERRNO>): <advice>"``.
+    """
+    where = err.filename if err.filename is not None else path
+    code = err.errno
+    name = errno.errorcode.get(code, "") if code is not None else ""
+    text = err.strerror or (os.strerror(code) if code is not None else str(err))
+    advice = _ADVICE.get(code)
+    message = f"{os.fspath(where)}: {stage}: {text}" + (f" ({name})" if name else "")
+    if advice:
+        message += f": {advice}"
+    return StorageError(message, path=where, stage=stage, errno=code)

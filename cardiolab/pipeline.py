@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .errors import CardiolabError
+from .errors import CardiolabError, storage_error
 from .paths import atomic_directory
 
 __all__ = [
@@ -324,6 +324,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         "review_events": 0,
         "seconds": 0.0,
     }
+    derived = None
     try:
         cat = open_catalog(catalog_path)
         derived = cat.derived_path
@@ -369,6 +370,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         beats.attrs.update(subject=subject, session=label)
+        out["stage"] = "lock"  # the lock creates the session's trail in the derived store
         with session_lock(derived, subject, label):  # reviewer flags apply to new beats too
             out["stage"] = "review"
             beats = apply_review(beats, read_trail(derived, subject, label))
@@ -388,6 +390,12 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             review_events=provenance["review_events"],
         )
     except Exception as err:  # a failing session is reported, the others go on
+        if isinstance(err, OSError):
+            # a full disk, a permission: name the path and the stage, not only the errno
+            where = catalog_path if derived is None else derived
+            if out["stage"] in ("lock", "review", "write") and isinstance(where, Path):
+                where = where / subject / label
+            err = storage_error(err, where, out["stage"])
         kind = "" if isinstance(err, CardiolabError) else f"{type(err).__name__}: "
         out["error"] = f"{kind}{err}"
         log.warning("%s %s failed at %s: %s", subject, label, out["stage"], out["error"])
