@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 __all__ = [
     "CardiolabError",
@@ -19,6 +20,8 @@ __all__ = [
     "StorageError",
     "UnitError",
     "storage_error",
+    "file_text",
+    "file_names",
 ]
 
 
@@ -137,3 +140,49 @@ def storage_error(err: OSError, path, stage: str) -> StorageError:
     if advice:
         message += f": {advice}"
     return StorageError(message, path=where, stage=stage, errno=code)
+
+
+# --- what a message may show of a file's contents -------------------------------------
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_LABEL = re.compile(r"[\w .,+\-()\[\]/%#*°µ'<>&~]{1,40}")
+
+
+def file_text(value) -> str:
+    """How a message shows a value read from a file: a number as it is written,
+    anything else by its length only.
+
+    A catalog may point a reader at any file in its data roots, and messages reach the
+    Campaign page and logs, so they never repeat a file's text (its first line could be
+    a password entry or a key). Numbers (a sampling interval, a count) are shown.
+
+    Examples
+    --------
+    >>> file_text(" 0.01 ")
+    "'0.01'"
+    >>> file_text("root:x:0:0:root:/root:/bin/bash")
+    'a text of 31 characters (not shown)'
+    """
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    text = text.strip()
+    if text == "":
+        return "an empty text"
+    if _NUMBER.fullmatch(text) and len(text) <= 32:
+        return repr(text)
+    return f"a text of {len(text)} characters (not shown)"
+
+
+def file_names(names) -> str:
+    """How a message lists the channel or column names a file declares: the names
+    when every one reads as a channel label (at most 40 letters, digits, spaces and
+    ``_.,+-()[]/%#*°µ'<>&~``), else only how many there are.
+
+    A line of a file that is not the format (``root:x:0:0:...``, ``KEY=...``) read as
+    names is thus never shown; a file whose names are labels is listed, which is what
+    a user mapping its channels needs.
+    """
+    names = [str(n) for n in names]
+    if all(_LABEL.fullmatch(n) for n in names):
+        return repr(names)
+    plural = "s" if len(names) != 1 else ""
+    return f"{len(names)} name{plural}, not shown: not all read as channel labels"

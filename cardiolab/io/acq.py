@@ -70,7 +70,7 @@ import numpy as np
 from bioread import file_revisions
 from bioread.reader import Reader
 
-from ..errors import SessionFormatError
+from ..errors import SessionFormatError, file_names
 from ..schema import check_sampling_rate
 from .channels import (
     assemble,
@@ -371,7 +371,7 @@ def read_acq_channel(path, index: int) -> np.ndarray:
     if not 0 <= index < len(header.channels):
         raise SessionFormatError(
             f"{path}: no channel at index {index} (the file has {len(header.channels)}: "
-            f"{header.labels})"
+            f"{file_names(header.labels)})"
         )
     ch = header.channels[index]
     try:
