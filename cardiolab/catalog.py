@@ -1418,7 +1418,7 @@ class Catalog:
         out = xr.DataTree(dataset=xr.Dataset(attrs=attrs))
         for gname, ds in groups.items():
             out[gname] = xr.DataTree(dataset=ds)
-        return validate_session(out, name=where)
+        return validate_session(out, name=where, sources=origin)
 
     def open_session(self, subject: str, label: str, *, indexes: bool = True) -> xr.DataTree:
         """Open one session as a lazy (dask-backed) node of the data model.

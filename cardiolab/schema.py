@@ -552,7 +552,9 @@ def _check_beats(ds: xr.Dataset, problems: list[str]) -> None:
             )
 
 
-def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
+def validate_session(
+    node: xr.DataTree, name: str | None = None, sources: Mapping[str, str] | None = None
+) -> xr.DataTree:
     """Check a session node against the data model.
 
     All violations are collected and raised together. No waveform sample is read:
@@ -567,6 +569,9 @@ def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
     name : str, optional
         How to name the session in messages (defaults to ``session S01/L-30`` from
         its attributes, or its path).
+    sources : mapping of str to str, optional
+        The file (or store) each group was read from, named in its violations
+        (default: the group's ``source_file`` attribute, where it has one).
 
     Returns
     -------
@@ -690,6 +695,7 @@ def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
         problems.append("no 'protocol' group (epochs with label/start/stop)")
 
     if problems:
+        problems = _with_sources(node, problems, sources)
         lines = "\n".join(f"  - {p}" for p in problems)
         raise SessionFormatError(
             f"{where} does not follow the cardiolab data model:\n{lines}",
@@ -731,6 +737,23 @@ def recording_end(node: xr.DataTree) -> float | None:
         ends.append(float(ds["time"][-1]) + (1.0 / rate if rate > 0 else 0.0))
     ends = [e for e in ends if np.isfinite(e)]
     return max(ends) if ends else None
+
+
+def _with_sources(node, problems: list[str], sources) -> list[str]:
+    """``problems`` with each group named with the file it was read from."""
+    known = dict(sources or {})
+    for group, child in node.children.items():
+        if group not in known and child.attrs.get("source_file"):
+            known[group] = str(child.attrs["source_file"])
+    out = []
+    for p in problems:
+        for group, source in known.items():
+            prefix = f"group {group!r}"
+            if p.startswith(prefix + ":") or p.startswith(prefix + " "):
+                p = f"{prefix} (from {source}){p[len(prefix) :]}"
+                break
+        out.append(p)
+    return out
 
 
 def iter_sessions(tree: xr.DataTree):

@@ -277,6 +277,12 @@ def read_acq_header(path) -> AcqHeader:
         f.seek(0)
         try:
             reader = Reader.read_headers(f)
+        except ZeroDivisionError:
+            # bioread divides 1000 by the graph header's dSampleTime (ms per sample)
+            raise SessionFormatError(
+                f"{path}: header field 'dSampleTime' (ms per sample) is 0: "
+                "no sampling rate"
+            ) from None
         except Exception as err:  # bioread raises what its parsing meets
             raise SessionFormatError(
                 f"{path}: AcqKnowledge headers not readable ({type(err).__name__}: {err}); "
@@ -330,7 +336,9 @@ def read_acq_header(path) -> AcqHeader:
             "header is not readable"
         )
     base_rate = check_sampling_rate(
-        datafile.samples_per_second, source=path, field="header field 'samples per second'"
+        datafile.samples_per_second,
+        source=path,
+        field="header field 'dSampleTime' (1000 / ms per sample)",
     )
     duration = max(c.point_count * c.frequency_divider for c in chans) / base_rate
     markers = tuple(
