@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import struct
 import warnings
@@ -149,12 +150,15 @@ def test_wfdb_rate(case, originals, tmp_path):
 
 
 def test_wfdb_absurd_header_is_refused_before_allocating(originals, tmp_path):
-    """5e8 Hz for 1.2e11 samples: the issue's 894 GiB time coordinate."""
+    """5e8 Hz for 1.2e11 samples (the issue's 894 GiB time coordinate), with a signal
+    file of the size the header implies (sparse: no disk used): refused before the
+    time coordinate is built."""
     record = _wfdb(originals, tmp_path, "rec_ecg 1 500000000 120000000000")
+    os.truncate(tmp_path / "rec_ecg.dat", 120_000_000_000 * 2)  # format 16: 2 bytes
     with pytest.raises(SessionFormatError) as err:
         read_session(record, "wfdb", channels={"ecg": {"group": "ecg"}})
-    assert "rec_ecg" in str(err.value)
-    assert "number of samples" in str(err.value) or "frames" in str(err.value)
+    assert str(record) in str(err.value)
+    assert "channel 'ecg': number of samples gives 1.2e+11 samples" in str(err.value)
 
 
 # --- CSV ------------------------------------------------------------------------------
