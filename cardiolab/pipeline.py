@@ -392,9 +392,10 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
     except Exception as err:  # a failing session is reported, the others go on
         if isinstance(err, OSError):
             # a full disk, a permission: name the path and the stage, not only the errno
-            where = catalog_path if derived is None else derived
-            if out["stage"] in ("lock", "review", "write") and isinstance(where, Path):
-                where = where / subject / label
+            # (the stages that write the derived store, else the session's raw input)
+            where = f"{catalog_path} (session {subject} {label})"
+            if out["stage"] in ("lock", "review", "write") and isinstance(derived, Path):
+                where = derived / subject / label
             err = storage_error(err, where, out["stage"])
         kind = "" if isinstance(err, CardiolabError) else f"{type(err).__name__}: "
         out["error"] = f"{kind}{err}"
