@@ -98,8 +98,8 @@ class StorageError(CardiolabError):
         The system's error number (``errno.ENOSPC`` for a full disk).
     """
 
-    def __init__(self, message: str, *, path, stage: str = "", errno: int | None = None):
-        self.path = str(path)
+    def __init__(self, message: str, *, path=None, stage: str = "", errno: int | None = None):
+        self.path = None if path is None else str(path)
         self.stage = stage
         self.errno = errno
         super().__init__(message)

@@ -708,8 +708,9 @@ def recording_end(node: xr.DataTree) -> float | None:
     """When a session's recording ends (s from the session start).
 
     The latest end of its raw groups: a waveform group ends one sample period after
-    its last sample (``time[-1] + 1 / sampling_rate``), a ``beats`` group at its last
-    beat. Only the last element of each ``time`` (or ``t``) is read, so a lazy session
+    its last sample (``time[-1] + 1 / sampling_rate``), a ``beats`` group one median
+    beat interval after its last beat (when the next beat was due: a beat export
+    stops at a beat, not when the recording did). Only the last element of each ``time`` (or ``t``) is read, so a lazy session
     stays lazy.
 
     Parameters
@@ -728,8 +729,12 @@ def recording_end(node: xr.DataTree) -> float | None:
             continue
         ds = node[group].to_dataset(inherit=False)
         if group == BEAT_GROUP:
-            if "t" in ds.variables and ds["t"].size:
-                ends.append(float(np.nanmax(np.asarray(ds["t"].values, dtype=float))))
+            t = np.asarray(ds["t"].values, dtype=float) if "t" in ds.variables else []
+            t = t[np.isfinite(t)] if len(t) else t
+            if len(t):
+                # the next beat was due one (median) interval after the last one
+                step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+                ends.append(float(t.max()) + step)
             continue
         if "time" not in ds.variables or not ds["time"].size:
             continue
