@@ -10,6 +10,11 @@ Zarr stores written by :func:`write_campaign_zarr` hold samples as int32 counts 
 and time as int32 sample indices: a round trip returns each sample rounded to that
 resolution (within 0.0005) and the time coordinate exactly. netCDF files written by
 :func:`write_campaign_netcdf` keep float64 as is.
+
+A damaged store is an error, never data: a session whose arrays lack chunks (zarr would
+read them as the fill value, zeros) is refused on opening (:func:`check_zarr_chunks`),
+and a chunk that cannot be decoded is reported, when it is read, with the store, array
+and chunk.
 """
 
 from __future__ import annotations
@@ -148,14 +153,13 @@ def check_zarr_chunks(path, group: str, *, storage_options=None) -> None:
         )
 
 
-def _checked_getitem(path: str, group: str, storage_options, array, key, **kwargs):
-    """Read one block of a native store's array; name the store, array and chunk of a
-    chunk that cannot be read or decoded (a damaged copy: "error during blosc
-    decompression")."""
-    from dask.array.chunk import getitem
-
+def _checked_getitem(path: str, group: str, storage_options, array, key, **_):
+    """Read one block of a native store's array (dask's ``from_array(getitem=...)``;
+    the options dask may pass, ``asarray`` and ``lock``, do not apply); name the store,
+    array and chunk of a chunk that cannot be read or decoded (a damaged copy: "error
+    during blosc decompression")."""
     try:
-        return np.asarray(getitem(array, key))
+        return np.asarray(array[key])
     except Exception as err:
         where = _failing_chunk(path, group, storage_options, np.shape(array), key)
         raise SessionFormatError(
@@ -166,7 +170,8 @@ def _checked_getitem(path: str, group: str, storage_options, array, key, **kwarg
 
 def _failing_chunk(path, group, storage_options, shape, key) -> str:
     """Which array and chunk of ``group`` the block ``key`` (slices) fails on."""
-    starts = tuple((k.start or 0) if isinstance(k, slice) else int(k) for k in np.atleast_1d(key))
+    key = key if isinstance(key, tuple) else (key,)
+    starts = tuple((k.start or 0) if isinstance(k, slice) else int(k) for k in key)
     try:
         arrays = _zarr_arrays(path, group, dict(storage_options or ()))
     except Exception:
@@ -267,7 +272,10 @@ def read_zarr_session(
     Raises
     ------
     SessionFormatError
-        No such store, or no such group (the message lists the store's sessions).
+        No such store, or no such group (the message lists the store's sessions);
+        chunks missing from the store (:func:`check_zarr_chunks`, checked on opening);
+        a chunk that cannot be read or decoded (raised when it is computed, naming the
+        store, array and chunk).
     """
     node = _read_session(path, group, "zarr", storage_options, indexes)
     check_zarr_chunks(path, str(group).strip("/"), storage_options=storage_options)
