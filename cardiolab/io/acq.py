@@ -280,8 +280,7 @@ def read_acq_header(path) -> AcqHeader:
         except ZeroDivisionError:
             # bioread divides 1000 by the graph header's dSampleTime (ms per sample)
             raise SessionFormatError(
-                f"{path}: header field 'dSampleTime' (ms per sample) is 0: "
-                "no sampling rate"
+                f"{path}: header field 'dSampleTime' (ms per sample) is 0: no sampling rate"
             ) from None
         except Exception as err:  # bioread raises what its parsing meets
             raise SessionFormatError(
