@@ -126,6 +126,15 @@ def test_edf_absurd_rate_is_refused_by_validation(originals, tmp_path):
     assert "sampling_rate 5e+08 Hz outside the plausible range" in str(err.value)
 
 
+def test_edf_duplicate_label_is_named_with_both_indices(shared_data):
+    """A real EDF+C whose signals 0 and 2 share a label (MNE-Python's test data)."""
+    path = shared_data / "real_world" / "duplicate_channel_labels.edf"
+    with pytest.raises(SessionFormatError) as err:
+        read_session(path, "edf", channels={"EEG F1-Ref": {"group": "ecg", "units": "uV"}})
+    assert str(path) in str(err.value)
+    assert "channel label 'EEG F1-Ref' appears 2 times, at signal indices [0, 2]" in str(err.value)
+
+
 # --- WFDB -----------------------------------------------------------------------------
 
 
