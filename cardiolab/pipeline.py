@@ -155,6 +155,7 @@ def session_results(
     events = json.loads(protocol.attrs.get("events") or "[]")
     signals = {g: session[g].to_dataset(inherit=False) for g in RAW_GROUPS if g in session.children}
     windows = challenge_windows(epochs, challenges)
+    end = recording_end(session)
     feats = epoch_features(
         beats,
         None,
@@ -162,13 +163,13 @@ def session_results(
         signals=signals,
         session=dict(session.attrs),
         timings=timings,
-        recording_end=recording_end(session),
+        recording_end=end,
     )
     if not challenges:
         return feats, None
     t0 = time.perf_counter()
     responses = challenge_responses(
-        feats, epochs, challenges, beats=beats, events=events, signals=signals
+        feats, epochs, challenges, beats=beats, events=events, signals=signals, recording_end=end
     )
     if timings is not None:
         key = "challenge responses"

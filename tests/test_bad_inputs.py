@@ -607,6 +607,24 @@ def test_response_to_an_epoch_after_the_recording_is_nan_not_negative():
     assert np.isnan(responses["n_beats"].values).all()
 
 
+@pytest.mark.parametrize("stand", [(10.0, 40.0), (30.0, 60.0)], ids=["cut short", "after the end"])
+def test_tolerance_is_unknown_when_the_recording_stops_first(stand):
+    """Not "completed": the 20 s recording stops before the stand ends, no event."""
+    from cardiolab.pipeline import session_results
+    from cardiolab.signals.beats import beat_table
+
+    challenge = {"name": "st", "kind": "orthostatic", "baseline": "supine", "challenge": "stand"}
+    session = _epochs_session([("supine", 0.0, 10.0), ("stand", *stand)], [challenge])
+    _, responses = session_results(beat_table(session), session)
+    assert np.isnan(responses["tolerance_time"].values).all()
+    assert np.isnan(responses["tolerance_completed"].values).all()
+    reasons = [f["reason"] for f in json.loads(responses.attrs["flags"])]
+    assert (
+        f"tolerance unknown: the recording ends at 20 s, before the challenge ends "
+        f"({stand[1]:g} s), with no 'presyncope' event"
+    ) in reasons
+
+
 # --- a full disk ----------------------------------------------------------------------
 
 
