@@ -54,6 +54,20 @@ strings and handed to the readers as they are; their existence is **not** checke
 when the catalog is opened (only local files and the local native store are), so a
 missing remote file is reported when its session is opened.
 
+Every local path (``files[].path``, ``store``, ``derived``, ``measurements[].path``;
+``file://`` URLs too) must resolve inside the catalog's **data roots**: the catalog's
+folder, its ``data_root``, and the folders listed under ``data_roots`` (relative ones
+to the catalog's folder)::
+
+    data_roots: [/mnt/holter, ../shared/raw]   # other folders the catalog may read
+
+A path outside them (``../../../../etc/passwd``, ``/etc/passwd``) is a
+:class:`~cardiolab.errors.CatalogError` naming the entry and field, so that a catalog
+cannot make cardiolab read (and show in its messages) files its owner did not put in
+reach. Paths are compared after ``..`` is resolved, not after symbolic links are
+followed: a link inside a data root (a data disk linked into the campaign folder) is
+the folder owner's choice and is followed.
+
 Protocols
 ---------
 A session's protocol is its ``protocol``, else ``default_protocol``, else the only
@@ -542,6 +556,7 @@ class CatalogModel(_Model):
     version: Literal[1]
     campaign: Campaign
     data_root: str | None = None
+    data_roots: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     derived: str = Field(min_length=1)
     store: str | None = None
     protocols: dict[str, Protocol] = Field(default_factory=dict)
@@ -844,10 +859,60 @@ class Catalog:
             return f"{self.root}/{p.as_posix()}"
         return Path(os.path.normpath(self.root / p))
 
+    @property
+    def data_roots(self) -> list[Path]:
+        """The local folders the catalog's paths may lie in: its own folder, its
+        ``data_root`` (when local) and every folder of ``data_roots``."""
+        roots = [self.path.parent]
+        if isinstance(self.root, Path):
+            roots.append(self.root)
+        for text in self.model.data_roots:
+            root = Path(expand_path(text))
+            if not root.is_absolute():
+                root = self.path.parent / root
+            roots.append(Path(os.path.normpath(root)))
+        return list(dict.fromkeys(roots))
+
+    def outside_roots(self, path) -> Path | None:
+        """The local path ``path`` (a resolved catalog path; ``file://`` URLs count as
+        local) when it lies outside every one of :attr:`data_roots`, else ``None``."""
+        text = str(path)
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        elif is_url(text):
+            return None
+        local = Path(os.path.normpath(os.path.abspath(text)))
+        for root in self.data_roots:
+            root = Path(os.path.normpath(os.path.abspath(root)))
+            if local == root or root in local.parents:
+                return None
+        return local
+
+    def _check_roots(self, faults) -> None:
+        m = self.model
+        paths = [(None, "derived", m.derived), (None, "store", m.store)]
+        for i, s in enumerate(m.sessions):
+            entry = f"sessions[{i}] ({s.subject} {s.label})"
+            paths += [(entry, f"files[{j}].path", f.path) for j, f in enumerate(s.files or [])]
+        paths += [(None, f"measurements[{k}].path", t.path) for k, t in enumerate(m.measurements)]
+        roots = ", ".join(str(r) for r in self.data_roots)
+        for entry, field, text in paths:
+            if text is None:
+                continue
+            outside = self.outside_roots(self.resolve(text))
+            if outside is not None:
+                faults.add(
+                    f"{outside} is outside the catalog's data roots ({roots}); list its "
+                    "folder under 'data_roots' to read it",
+                    entry,
+                    field,
+                )
+
     # -- checks across entries -------------------------------------------------------------
     def _check(self, check_files: bool) -> None:
         m = self.model
         faults = _Faults(self.path)
+        self._check_roots(faults)
         for key in ("data_root", "derived", "store"):
             for var in _unset_variables(getattr(m, key)):
                 faults.add(
@@ -1353,7 +1418,7 @@ class Catalog:
         out = xr.DataTree(dataset=xr.Dataset(attrs=attrs))
         for gname, ds in groups.items():
             out[gname] = xr.DataTree(dataset=ds)
-        return validate_session(out, name=where)
+        return validate_session(out, name=where, sources=origin)
 
     def open_session(self, subject: str, label: str, *, indexes: bool = True) -> xr.DataTree:
         """Open one session as a lazy (dask-backed) node of the data model.

@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .errors import CardiolabError
+from .errors import CardiolabError, storage_error
 from .paths import atomic_directory
 
 __all__ = [
@@ -145,7 +145,7 @@ def session_results(
         challenge step and window, and the outcomes; ``None`` without challenges.
     """
     from .features import challenge_responses, challenge_windows, epoch_features
-    from .schema import RAW_GROUPS, protocol_group
+    from .schema import RAW_GROUPS, protocol_group, recording_end
 
     protocol = session["protocol"].to_dataset(inherit=False)
     labels = [str(v) for v in protocol["label"].values]
@@ -155,6 +155,7 @@ def session_results(
     events = json.loads(protocol.attrs.get("events") or "[]")
     signals = {g: session[g].to_dataset(inherit=False) for g in RAW_GROUPS if g in session.children}
     windows = challenge_windows(epochs, challenges)
+    end = recording_end(session)
     feats = epoch_features(
         beats,
         None,
@@ -162,12 +163,13 @@ def session_results(
         signals=signals,
         session=dict(session.attrs),
         timings=timings,
+        recording_end=end,
     )
     if not challenges:
         return feats, None
     t0 = time.perf_counter()
     responses = challenge_responses(
-        feats, epochs, challenges, beats=beats, events=events, signals=signals
+        feats, epochs, challenges, beats=beats, events=events, signals=signals, recording_end=end
     )
     if timings is not None:
         key = "challenge responses"
@@ -323,6 +325,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         "review_events": 0,
         "seconds": 0.0,
     }
+    derived = None
     try:
         cat = open_catalog(catalog_path)
         derived = cat.derived_path
@@ -368,6 +371,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         beats.attrs.update(subject=subject, session=label)
+        out["stage"] = "lock"  # the lock creates the session's trail in the derived store
         with session_lock(derived, subject, label):  # reviewer flags apply to new beats too
             out["stage"] = "review"
             beats = apply_review(beats, read_trail(derived, subject, label))
@@ -387,6 +391,13 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             review_events=provenance["review_events"],
         )
     except Exception as err:  # a failing session is reported, the others go on
+        if isinstance(err, OSError):
+            # a full disk, a permission: name the path and the stage, not only the errno
+            # (the stages that write the derived store, else the session's raw input)
+            where = f"{catalog_path} (session {subject} {label})"
+            if out["stage"] in ("lock", "review", "write") and isinstance(derived, Path):
+                where = derived / subject / label
+            err = storage_error(err, where, out["stage"])
         kind = "" if isinstance(err, CardiolabError) else f"{type(err).__name__}: "
         out["error"] = f"{kind}{err}"
         log.warning("%s %s failed at %s: %s", subject, label, out["stage"], out["error"])

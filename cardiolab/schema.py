@@ -60,6 +60,9 @@ __all__ = [
     "BEAT_FIELDS",
     "SESSION_ATTRS",
     "POSTURES",
+    "MAX_SAMPLES",
+    "check_sampling_rate",
+    "check_n_samples",
     "time_coordinate",
     "signal_group",
     "group_units",
@@ -67,6 +70,7 @@ __all__ = [
     "beats_group",
     "session_node",
     "validate_session",
+    "recording_end",
     "validate_campaign",
     "iter_sessions",
 ]
@@ -128,6 +132,80 @@ SESSION_ATTRS = {
 POSTURES = ("supine", "seated", "standing")
 
 
+#: Most samples one raw group may hold: 2**31 - 1. The ``time`` coordinate of a file's
+#: group is built in memory (float64, 8 bytes a sample), so this caps it at 16 GiB;
+#: it is 24.8 days at 1 kHz and 2.5 days at 10 kHz, longer than any one session of the
+#: campaigns cardiolab serves (a 7-day Holter ECG at 1 kHz is 6.0e8 samples). A header
+#: claiming more (5e8 Hz for 1.2e11 samples: a 894 GiB time coordinate) is refused
+#: before anything is allocated.
+MAX_SAMPLES = 2**31 - 1
+
+
+def check_sampling_rate(rate, *, source, field: str, group: str | None = None) -> float:
+    """A sampling rate read from a file or given by a user, checked.
+
+    Parameters
+    ----------
+    rate : float or str
+        The rate (Hz).
+    source : str or pathlib.Path
+        The file (or session) it comes from, for the message.
+    field : str
+        The header field or attribute that gave it (e.g. ``"record duration"``).
+    group : str, optional
+        A raw group of :data:`RAW_GROUPS`: the rate must then lie in its plausible
+        range (:attr:`GroupSpec.min_rate` to :attr:`GroupSpec.max_rate`).
+
+    Returns
+    -------
+    float
+        The rate (Hz).
+
+    Raises
+    ------
+    SessionFormatError
+        Not a number, not finite, <= 0, or outside the group's plausible range; the
+        message names ``source`` and ``field``.
+    """
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(rate, bool) or not (np.isfinite(value) and value > 0):
+        raise SessionFormatError(
+            f"{source}: {field} gives a sampling rate of {rate!r} Hz; it must be a finite "
+            "number of Hz > 0"
+        )
+    spec = RAW_GROUPS.get(group) if group else None
+    if spec is not None and not spec.min_rate <= value <= spec.max_rate:
+        raise SessionFormatError(
+            f"{source}: {field} gives a sampling rate of {value:g} Hz for group {group!r}, "
+            f"outside its plausible range {spec.min_rate:g}-{spec.max_rate:g} Hz"
+        )
+    return value
+
+
+def check_n_samples(n_samples, *, source, field: str) -> int:
+    """A number of samples read from a file's header, checked against :data:`MAX_SAMPLES`.
+
+    Raises
+    ------
+    SessionFormatError
+        Negative, or more than :data:`MAX_SAMPLES` (the message names ``source``,
+        ``field`` and the limit).
+    """
+    n = int(n_samples)
+    if n < 0:
+        raise SessionFormatError(f"{source}: {field} gives {n} samples (negative)")
+    if n > MAX_SAMPLES:
+        raise SessionFormatError(
+            f"{source}: {field} gives {n:.4g} samples, more than cardiolab reads into one "
+            f"group ({MAX_SAMPLES:.4g}: a {8 * MAX_SAMPLES / 2**30:.0f} GiB time "
+            "coordinate); a damaged header, or a recording to split into sessions"
+        )
+    return n
+
+
 def time_coordinate(n_samples: int, sampling_rate: float, start: float = 0.0) -> xr.DataArray:
     """Time coordinate of a regularly sampled group.
 
@@ -144,7 +222,17 @@ def time_coordinate(n_samples: int, sampling_rate: float, start: float = 0.0) ->
     -------
     xarray.DataArray
         ``time`` in s, with ``units`` and ``long_name``.
+
+    Raises
+    ------
+    SessionFormatError
+        A rate that is not a finite number > 0, or more than :data:`MAX_SAMPLES`
+        samples (checked before anything is allocated).
     """
+    sampling_rate = check_sampling_rate(
+        sampling_rate, source="time coordinate", field="sampling_rate"
+    )
+    n_samples = check_n_samples(n_samples, source="time coordinate", field="n_samples")
     values = start + np.arange(int(n_samples), dtype=np.float64) / float(sampling_rate)
     return xr.DataArray(
         values, dims="time", attrs={"units": "s", "long_name": "time from session start"}
@@ -193,8 +281,21 @@ def signal_group(
     UnitError
         ``units`` missing or unknown for ``resp``, or not the canonical unit of
         another group.
+    SessionFormatError
+        A sampling rate that is not a finite number > 0, or more samples than
+        :data:`MAX_SAMPLES`; the message names ``attrs["source_file"]`` and channel.
     """
     spec = RAW_GROUPS[group]
+    extra = dict(attrs or {})
+    source = extra.get("source_file", f"group {group!r}")
+    channel = extra.get("channel")
+    what = f"channel {channel!r}" if channel is not None else f"group {group!r}"
+    # the plausible range of the group is validate_session's to check (a reader may
+    # map a channel to a group it then fails), not a reason to refuse reading
+    sampling_rate = check_sampling_rate(
+        sampling_rate, source=source, field=f"{what}: sampling_rate"
+    )
+    check_n_samples(values.shape[-1], source=source, field=f"{what}: number of samples")
     units = group_units(group, units)
     if group == "doppler":
         vessels = list(vessels) if vessels is not None else ["unknown"]
@@ -380,6 +481,12 @@ def _check_time(group: str, ds: xr.Dataset, problems: list[str]) -> None:
     except (TypeError, ValueError):
         problems.append(f"group {group!r}: attribute 'sampling_rate' is not a number: {rate!r}")
         return
+    if not (np.isfinite(rate) and rate > 0):
+        problems.append(
+            f"group {group!r}: attribute 'sampling_rate' is {rate!r}; it must be a finite "
+            "number of Hz > 0"
+        )
+        return
     spec = RAW_GROUPS.get(group)
     if spec and not (spec.min_rate <= rate <= spec.max_rate):
         problems.append(
@@ -391,7 +498,12 @@ def _check_time(group: str, ds: xr.Dataset, problems: list[str]) -> None:
         # Only the first and last samples: O(1) even where time is lazy (no index).
         expected = (n - 1) / rate
         span = float(t[-1]) - float(t[0])
-        if not np.isclose(span, expected, rtol=1e-6, atol=0.5 / rate):
+        if not np.isfinite(span):
+            problems.append(
+                f"group {group!r}: field 'time' is missing (NaN) at its first or last "
+                "sample: its array or chunks are not in the store"
+            )
+        elif not np.isclose(span, expected, rtol=1e-6, atol=0.5 / rate):
             problems.append(
                 f"group {group!r}: 'time' spans {span:.6g} s for {n} samples, but "
                 f"sampling_rate {rate:g} Hz implies {expected:.6g} s"
@@ -440,7 +552,9 @@ def _check_beats(ds: xr.Dataset, problems: list[str]) -> None:
             )
 
 
-def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
+def validate_session(
+    node: xr.DataTree, name: str | None = None, sources: Mapping[str, str] | None = None
+) -> xr.DataTree:
     """Check a session node against the data model.
 
     All violations are collected and raised together. No waveform sample is read:
@@ -455,6 +569,9 @@ def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
     name : str, optional
         How to name the session in messages (defaults to ``session S01/L-30`` from
         its attributes, or its path).
+    sources : mapping of str to str, optional
+        The file (or store) each group was read from, named in its violations
+        (default: the group's ``source_file`` attribute, where it has one).
 
     Returns
     -------
@@ -578,12 +695,70 @@ def validate_session(node: xr.DataTree, name: str | None = None) -> xr.DataTree:
         problems.append("no 'protocol' group (epochs with label/start/stop)")
 
     if problems:
+        problems = _with_sources(node, problems, sources)
         lines = "\n".join(f"  - {p}" for p in problems)
         raise SessionFormatError(
             f"{where} does not follow the cardiolab data model:\n{lines}",
             violations=[f"{where}: {p}" for p in problems],
         )
     return node
+
+
+def recording_end(node: xr.DataTree) -> float | None:
+    """When a session's recording ends (s from the session start).
+
+    The latest end of its raw groups: a waveform group ends one sample period after
+    its last sample (``time[-1] + 1 / sampling_rate``), a ``beats`` group one median
+    beat interval after its last beat (when the next beat was due: a beat export
+    stops at a beat, not when the recording did). Only the last element of each ``time`` (or ``t``) is read, so a lazy session
+    stays lazy.
+
+    Parameters
+    ----------
+    node : xarray.DataTree
+        A session node.
+
+    Returns
+    -------
+    float or None
+        The end (s); ``None`` when the session has no group with samples.
+    """
+    ends = []
+    for group in (*RAW_GROUPS, BEAT_GROUP):
+        if group not in node.children:
+            continue
+        ds = node[group].to_dataset(inherit=False)
+        if group == BEAT_GROUP:
+            t = np.asarray(ds["t"].values, dtype=float) if "t" in ds.variables else []
+            t = t[np.isfinite(t)] if len(t) else t
+            if len(t):
+                # the next beat was due one (median) interval after the last one
+                step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+                ends.append(float(t.max()) + step)
+            continue
+        if "time" not in ds.variables or not ds["time"].size:
+            continue
+        rate = float(ds.attrs.get("sampling_rate", np.inf))
+        ends.append(float(ds["time"][-1]) + (1.0 / rate if rate > 0 else 0.0))
+    ends = [e for e in ends if np.isfinite(e)]
+    return max(ends) if ends else None
+
+
+def _with_sources(node, problems: list[str], sources) -> list[str]:
+    """``problems`` with each group named with the file it was read from."""
+    known = dict(sources or {})
+    for group, child in node.children.items():
+        if group not in known and child.attrs.get("source_file"):
+            known[group] = str(child.attrs["source_file"])
+    out = []
+    for p in problems:
+        for group, source in known.items():
+            prefix = f"group {group!r}"
+            if p.startswith(prefix + ":") or p.startswith(prefix + " "):
+                p = f"{prefix} (from {source}){p[len(prefix) :]}"
+                break
+        out.append(p)
+    return out
 
 
 def iter_sessions(tree: xr.DataTree):

@@ -710,6 +710,7 @@ def test_file_protocol_is_kept_without_a_catalog_protocol(store_campaign, tmp_pa
     data = yaml.safe_load(store_campaign.read_text())
     data["protocols"] = {}
     data["store"] = str(store_campaign.parent / "store.zarr")
+    data["data_roots"] = [str(store_campaign.parent)]  # the store lies in another folder
     cat = open_catalog(write_yaml(tmp_path, data))
     node = cat.open_session("S02", "L-60")
     assert node.attrs["protocol"] == "file-protocol"
@@ -860,6 +861,7 @@ def test_opening_computes_nothing(store_campaign):
 def test_session_missing_from_the_store(store_campaign, tmp_path):
     data = yaml.safe_load(store_campaign.read_text())
     data["store"] = str(store_campaign.parent / "store.zarr")
+    data["data_roots"] = [str(store_campaign.parent)]
     data["sessions"].append({"subject": "S02", "label": "R+30"})
     cat = open_catalog(write_yaml(tmp_path, data))
     with pytest.raises(SessionFormatError) as info:

@@ -283,7 +283,7 @@ GENERIC_BAD = {
         SBP,
         {"separator": ";"},
         SessionFormatError,
-        r"line 2, column 'SBP': '120,5' is not a number \(a decimal comma",
+        r"line 2, column 'SBP': a text of 5 characters \(not shown\) is not a number \(a decimal comma",
     ),
     "wrong separator": (
         "time;SBP\n1;120\n",
@@ -304,7 +304,7 @@ GENERIC_BAD = {
         SBP,
         {},
         SessionFormatError,
-        r"line 2, column 'SBP': 'high' is not a number",
+        r"line 2, column 'SBP': a text of 4 characters \(not shown\) is not a number",
     ),
 }
 

@@ -425,8 +425,8 @@ BAD_INPUT = {
         {"ecg": {"group": "ecg", "units": "mV"}},
         {},
         SessionFormatError,
-        r"the last line has 2 of the 3 fields of the first \('0.49,49', no line break after "
-        r"it\): the file is cut mid-line \(truncated\)",
+        r"the last line has 2 of the 3 fields of the first \(no line break after it; line "
+        r"not shown\): the file is cut mid-line \(truncated\)",
     ),
     "unknown channel": (
         "time,ecg\n0,1\n0.01,2\n",

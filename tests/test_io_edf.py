@@ -821,7 +821,7 @@ def _bad_base(tmp_path) -> bytes:
             lambda raw: _patch(raw, SPR, "2OO", signal=1),
             None,
             "signal 'BP'",
-            f"'{SPR}' reads '2OO'",
+            f"'{SPR}' reads a text of 3 characters (not shown)",
         ),
         (
             lambda raw: _patch(raw, "duration of a data record", "0"),
@@ -838,13 +838,13 @@ def _bad_base(tmp_path) -> bytes:
         (
             lambda raw: _patch(raw, "duration of a data record", "one"),
             None,
-            "reads 'one', which is not a number",
+            "reads a text of 3 characters \\(not shown\\), which is not a number",
             "'duration of a data record'",
         ),
         (
             lambda raw: _patch(raw, "number of data records", "many"),
             None,
-            "reads 'many', which is not a number",
+            "reads a text of 4 characters \\(not shown\\), which is not a number",
             "'number of data records'",
         ),
         (
@@ -876,7 +876,7 @@ def _bad_base(tmp_path) -> bytes:
         (
             lambda raw: _patch(raw, "physical maximum", "abc", signal=0),
             None,
-            "signal 'ECG': header field 'physical maximum' reads 'abc'",
+            "signal 'ECG': header field 'physical maximum' reads a text of 3 characters",
             "which is not a number",
         ),
         (

@@ -349,7 +349,7 @@ BAD = {
         _written("x.mat", b"Interval=\t0.01 s\r\n"),
         {"ECG": "ecg"},
         SessionFormatError,
-        "not a MATLAB .mat file",
+        "not a MATLAB level-5 .mat file",
     ),
     "time format": (
         _patched(b"StartOfBlock", b"TimeOfDay"),
@@ -361,7 +361,7 @@ BAD = {
         _patched(b"Interval=\t0.01 s", b"Interval=\tfast"),
         {"Flow": "ecg"},
         SessionFormatError,
-        "header field 'Interval' reads 'fast'",
+        "header field 'Interval' reads a text of 4 characters",
     ),
     "rows missing": (
         _patched(b"0.01\t-0.07769377\t-0.0008645448\r\n", b""),

@@ -118,7 +118,7 @@ HRM_BAD = {
     "several columns": (
         lambda s: s.replace("[HRData]\r\n1589\r\n", "[HRData]\r\n1589\t0\r\n"),
         SessionFormatError,
-        r"\[HRData\] lines have several columns \(SMode='000000000'",
+        r"\[HRData\] lines have several columns \(SMode '000000000'",
     ),
     "zero interval": (
         lambda s: s.replace("[HRData]\r\n1589\r\n783\r\n", "[HRData]\r\n1589\r\n0\r\n"),
@@ -149,7 +149,12 @@ TEXT_BAD = {
         SessionFormatError,
         r"line 3 .*'-790' is not a positive",
     ),
-    "not a number": ("800\nabc\n", {}, SessionFormatError, r"line 2 .*'abc' is not an R-R"),
+    "not a number": (
+        "800\nabc\n",
+        {},
+        SessionFormatError,
+        r"line 2 .*a text of 3 characters \(not shown\) is not an R-R",
+    ),
     "two columns": ("0.8 800\n", {}, SessionFormatError, r"line 1 .* has 2 fields"),
     "unit not convertible": ("800\n", {"unit": "mmHg"}, UnitError, r"option 'unit'.*pressure"),
     "unknown unit": ("800\n", {"unit": "beats"}, UnitError, r"option 'unit'.*unknown unit"),

@@ -158,6 +158,7 @@ def epoch_features(
     select: list[str] | None = None,
     session: dict | None = None,
     timings: dict | None = None,
+    recording_end: float | None = None,
 ) -> xr.Dataset:
     """Features of every protocol epoch of a session: every registered feature.
 
@@ -195,6 +196,12 @@ def epoch_features(
     timings : dict, optional
         If given, each feature's computing time (s, summed over epochs and vessels) is
         added to ``timings[feature name]`` (``benchmarks/bench_features.py``).
+    recording_end : float, optional
+        When the recording ends (s; :func:`cardiolab.schema.recording_end`). An epoch
+        that starts at or after it gets NaN for every feature and the flag "starts
+        after the recording ends"; one that ends after it is clipped to it and flagged
+        with the seconds (and share) of the epoch that are missing. Flags of the whole
+        epoch have ``feature`` ``"*"``.
 
     Returns
     -------
@@ -248,6 +255,30 @@ def epoch_features(
 
     rows, flagged = [], []
     for lab, a, b in zip(labels, start, stop, strict=True):
+        if recording_end is not None and a >= recording_end:
+            flagged.append(
+                {
+                    "feature": "*",
+                    "epoch": lab,
+                    "vessel": None,
+                    "reason": f"epoch {lab!r} starts at {a:g} s, after the recording ends "
+                    f"({recording_end:g} s): no data",
+                }
+            )
+            rows.append({})
+            continue
+        if recording_end is not None and b > recording_end:
+            flagged.append(
+                {
+                    "feature": "*",
+                    "epoch": lab,
+                    "vessel": None,
+                    "reason": f"epoch {lab!r} ({a:g}-{b:g} s) is cut short: the recording "
+                    f"ends at {recording_end:g} s, {b - recording_end:g} s "
+                    f"({100 * (b - recording_end) / (b - a):.0f} %) of the epoch are missing",
+                }
+            )
+            b = recording_end
         # beats carry their protocol epoch; other windows (challenge sub-windows) by time
         by_label = ep_all is not None and lab in beat_epochs
         sel = ep_all == lab if by_label else (t_all >= a) & (t_all < b)

@@ -239,7 +239,9 @@ def valsalva_ratio(t, rr_ms, *, strain, recovery_s=30.0) -> dict:
     return {"valsalva_ratio": float(np.nanmax(after) / np.nanmin(during))}
 
 
-def orthostatic_tolerance(start_s, stop_s, events, event="presyncope") -> dict:
+def orthostatic_tolerance(
+    start_s, stop_s, events, event="presyncope", *, recording_end: float | None = None
+) -> dict:
     """Orthostatic tolerance: time to a marked event, or to the end of the challenge.
 
     Parameters
@@ -251,18 +253,29 @@ def orthostatic_tolerance(start_s, stop_s, events, event="presyncope") -> dict:
         Marked events ``{"label": str, "time": float}`` (s from the session start).
     event : str
         The label that ends the challenge early (default ``presyncope``).
+    recording_end : float, optional
+        When the recording ends (s). A recording that stops before the challenge ends,
+        with no such event before it, leaves the tolerance unknown (censored): NaN and
+        a ``reason``, never "completed".
 
     Returns
     -------
     dict
         ``tolerance_time`` (s), ``tolerance_completed`` (1 if no such event came within
-        the challenge, else 0).
+        the challenge, else 0); with ``reason`` where they are NaN.
     """
     times = sorted(
         float(e["time"]) for e in events if e["label"] == event and start_s <= e["time"] < stop_s
     )
     if times:
         return {"tolerance_time": times[0] - start_s, "tolerance_completed": 0.0}
+    if recording_end is not None and recording_end < stop_s:
+        return {
+            "tolerance_time": np.nan,
+            "tolerance_completed": np.nan,
+            "reason": f"tolerance unknown: the recording ends at {recording_end:g} s, before "
+            f"the challenge ends ({stop_s:g} s), with no {event!r} event",
+        }
     return {"tolerance_time": float(stop_s - start_s), "tolerance_completed": 1.0}
 
 
@@ -312,7 +325,9 @@ def _ldf_outcomes(kind, challenge, where, signals, beats):
     return out
 
 
-def challenge_responses(features, epochs, challenges, *, beats=None, events=(), signals=None):
+def challenge_responses(
+    features, epochs, challenges, *, beats=None, events=(), signals=None, recording_end=None
+):
     """Responses of every feature to every challenge, with each kind's outcomes.
 
     Parameters
@@ -331,6 +346,9 @@ def challenge_responses(features, epochs, challenges, *, beats=None, events=(), 
         Marked events ``{"label", "time"}`` of the session.
     signals : dict of str to xarray.Dataset, optional
         Raw groups (``ldf`` for PORH and local heating).
+    recording_end : float, optional
+        When the recording ends (s; :func:`cardiolab.schema.recording_end`), for the
+        tolerance outcome of a challenge the recording does not cover to its end.
 
     Returns
     -------
@@ -386,6 +404,7 @@ def challenge_responses(features, epochs, challenges, *, beats=None, events=(), 
                                 where[step][1],
                                 events,
                                 c.get("event", "presyncope"),
+                                recording_end=recording_end,
                             )
                         )
                     if kind in ("porh", "local_heating"):

@@ -70,7 +70,8 @@ import numpy as np
 from bioread import file_revisions
 from bioread.reader import Reader
 
-from ..errors import SessionFormatError
+from ..errors import SessionFormatError, file_names
+from ..schema import check_sampling_rate
 from .channels import (
     assemble,
     file_token,
@@ -276,6 +277,11 @@ def read_acq_header(path) -> AcqHeader:
         f.seek(0)
         try:
             reader = Reader.read_headers(f)
+        except ZeroDivisionError:
+            # bioread divides 1000 by the graph header's dSampleTime (ms per sample)
+            raise SessionFormatError(
+                f"{path}: header field 'dSampleTime' (ms per sample) is 0: no sampling rate"
+            ) from None
         except Exception as err:  # bioread raises what its parsing meets
             raise SessionFormatError(
                 f"{path}: AcqKnowledge headers not readable ({type(err).__name__}: {err}); "
@@ -328,7 +334,11 @@ def read_acq_header(path) -> AcqHeader:
             f"{path}: the file ends inside its headers or is damaged ({size} bytes): its marker "
             "header is not readable"
         )
-    base_rate = float(datafile.samples_per_second)
+    base_rate = check_sampling_rate(
+        datafile.samples_per_second,
+        source=path,
+        field="header field 'dSampleTime' (1000 / ms per sample)",
+    )
     duration = max(c.point_count * c.frequency_divider for c in chans) / base_rate
     markers = tuple(
         AcqMarker(
@@ -368,7 +378,7 @@ def read_acq_channel(path, index: int) -> np.ndarray:
     if not 0 <= index < len(header.channels):
         raise SessionFormatError(
             f"{path}: no channel at index {index} (the file has {len(header.channels)}: "
-            f"{header.labels})"
+            f"{file_names(header.labels)})"
         )
     ch = header.channels[index]
     try:

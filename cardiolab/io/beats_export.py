@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import SessionFormatError, UnitError
+from ..errors import SessionFormatError, UnitError, file_names, file_text
 from ..schema import BEAT_GROUP, beats_group, session_node
 from ..units import unit_ratio
 from .channels import Channel, locate_channel, missing_channel, parse_channels, unit_factor
@@ -120,7 +120,8 @@ def _numbers(path, texts: pd.Series, decimal: str, column: str, lines) -> np.nda
         if decimal == "." and re.fullmatch(r"[-+]?\d*,\d+", texts.iloc[i].strip()):
             hint = " (a decimal comma: give decimal: ',' and the file's separator)"
         raise SessionFormatError(
-            f"{path}: line {lines[i]}, column {column!r}: {texts.iloc[i]!r} is not a number{hint}"
+            f"{path}: line {lines[i]}, column {column!r}: {file_text(texts.iloc[i])} is not a "
+            f"number{hint}"
         )
     return values
 
@@ -133,7 +134,8 @@ def _times(path, texts: pd.Series, factor: float, decimal: str, column: str, lin
         if not clock.all():
             i = int(np.flatnonzero(~clock.to_numpy())[0])
             raise SessionFormatError(
-                f"{path}: line {lines[i]}, column {column!r}: {texts.iloc[i]!r} is not a "
+                f"{path}: line {lines[i]}, column {column!r}: {file_text(texts.iloc[i])} is "
+                "not a "
                 "time of day hh:mm:ss,mmm like the rows before"
             )
         frac = parts[3].fillna("0")
@@ -303,7 +305,7 @@ def read_beats(
         if not beatscope:
             raise SessionFormatError(
                 f"{path}: a beat CSV needs a channel mapping {{column: {{'group': 'beats', "
-                f"'variable': ..., 'units': ...}}}} (its columns: {header})"
+                f"'variable': ..., 'units': ...}}}} (its columns: {file_names(header)})"
             )
         channels = {
             col: {"group": BEAT_GROUP, "variable": var}
@@ -324,7 +326,7 @@ def read_beats(
     if len(time_hits) != 1:
         if not time_hits:
             raise SessionFormatError(
-                f"{path}: no time column {time_column!r} (the file has: {header}); give time_column"
+                f"{path}: no time column {time_column!r} (the file has: {file_names(header)}); give time_column"
             )
         raise SessionFormatError(
             f"{path}: time column {time_column!r} appears {len(time_hits)} times"

@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from ..errors import SessionFormatError, UnitError
+from ..errors import SessionFormatError, UnitError, file_names
 from ..schema import (
     BEAT_FIELDS,
     BEAT_GROUP,
@@ -292,7 +292,9 @@ def unit_factor(channel: Channel, file_units: str | None, source) -> tuple[float
 
 def missing_channel(source, name: str, available) -> SessionFormatError:
     """The error for a mapped channel the file does not have, listing those it has."""
-    return SessionFormatError(f"{source}: no channel {name!r} (the file has: {list(available)})")
+    return SessionFormatError(
+        f"{source}: no channel {name!r} (the file has: {file_names(available)})"
+    )
 
 
 def locate_channel(channel: Channel, labels, source) -> int:
@@ -334,7 +336,7 @@ def locate_channel(channel: Channel, labels, source) -> int:
         if channel.index >= len(labels):
             raise SessionFormatError(
                 f"{source}: channel {channel.name!r}: index {channel.index} is past the "
-                f"file's last signal (it has {len(labels)}: {labels})"
+                f"file's last signal (it has {len(labels)}: {file_names(labels)})"
             )
         found = labels[channel.index]
         if found != channel.name:

@@ -84,7 +84,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import CardiolabError, SessionFormatError, UnitError
+from ..errors import CardiolabError, SessionFormatError, UnitError, file_names
 from ..schema import protocol_group
 from ..units import conversion_factor, normalise_unit
 from .channels import (
@@ -386,7 +386,7 @@ def _check_last_line(path, layout: _Layout) -> bool:
         raise SessionFormatError(
             f"{path}: the last line has {len(last)} of the {layout.n_fields} fields of the "
             f"first{'' if len(last) < layout.n_fields else ', the last one empty'} "
-            f"({lines[-1][:60]!r}{'' if ends_cleanly else ', no line break after it'}): "
+            f"({'' if ends_cleanly else 'no line break after it; '}line not shown): "
             "the file is cut mid-line (truncated)"
         )
     if not ends_cleanly:
@@ -547,7 +547,7 @@ def _time_position(path, layout: _Layout, time_column, rate) -> int | None:
             header, _ = _find_column(path, labels, str(time_column))
         except SessionFormatError:
             raise SessionFormatError(
-                f"{path}: no time column {time_column!r} (the file's columns: {labels})"
+                f"{path}: no time column {time_column!r} (the file's columns: {file_names(labels)})"
             ) from None
         return labels.index(header)
     hits = [
@@ -561,7 +561,7 @@ def _time_position(path, layout: _Layout, time_column, rate) -> int | None:
         return hits[0]
     if rate is None:
         raise SessionFormatError(
-            f"{path}: no time column 'time' (the file's columns: {labels}); give "
+            f"{path}: no time column 'time' (the file's columns: {file_names(labels)}); give "
             "time_column, or sampling_rate for a file without one"
         )
     return None

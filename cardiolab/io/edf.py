@@ -84,7 +84,7 @@ from pathlib import Path
 import edfio
 import numpy as np
 
-from ..errors import CardiolabError, SessionFormatError
+from ..errors import CardiolabError, SessionFormatError, file_text
 from .channels import (
     GROUP_VARIABLES,
     assemble,
@@ -209,7 +209,7 @@ def _number(path, raw: bytes, field: str, kind=int, signal: str | None = None):
     if value is None or (kind is Decimal and not value.is_finite()):
         where = f"signal {signal!r}: " if signal is not None else ""
         raise SessionFormatError(
-            f"{path}: {where}header field {field!r} reads {text!r}, which is not a number"
+            f"{path}: {where}header field {field!r} reads {file_text(text)}, which is not a number"
         )
     return value
 
@@ -231,7 +231,7 @@ def _read_header(path: Path) -> _Header:
         else:
             raise SessionFormatError(
                 f"{path}: not an EDF or BDF file: its header field 'version' (bytes 0-7) "
-                f"reads {version!r}, not '0' (EDF) or '\\xffBIOSEMI' (BDF)"
+                "is neither '0' (EDF) nor '\\xffBIOSEMI' (BDF)"
             )
         if len(main) < 256:
             raise SessionFormatError(

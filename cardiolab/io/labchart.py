@@ -122,7 +122,8 @@ import pandas as pd
 import scipy.io
 import xarray as xr
 
-from ..errors import SessionFormatError, UnitError
+from ..errors import SessionFormatError, UnitError, file_text
+from ..schema import check_sampling_rate
 from ..units import conversion_factor
 from .channels import (
     Channel,
@@ -385,7 +386,7 @@ def _open_text(path: Path) -> _Export:
                 j = int(mark) - 1
                 if not 0 <= j < len(names):
                     raise SessionFormatError(
-                        f"{where}: comment {raw.strip()!r} at row {row} names channel "
+                        f"{where}: a comment at row {row} names channel "
                         f"{mark}, but the block has {len(names)} channels"
                     )
                 channel = names[j]
@@ -405,7 +406,7 @@ def _scan_text(path: Path) -> list[_TextBlock]:
         if not lead.lstrip(b"\xef\xbb\xbf").startswith(b"Interval="):
             raise SessionFormatError(
                 f"{path}: not a LabChart text export with headers: its first line does "
-                f"not start with 'Interval=' (it reads {lead.splitlines()[0][:40]!r}); "
+                "not start with 'Interval='; "
                 "export with 'Include header' ticked"
             )
         f.seek(0)
@@ -417,7 +418,7 @@ def _scan_text(path: Path) -> list[_TextBlock]:
                 if buf:
                     raise SessionFormatError(
                         f"{path}: the last line (line {line_no + 1}) has no line end: "
-                        f"the file is cut short (it reads {buf[:60]!r})"
+                        "the file is cut short"
                     )
                 break
             cut = buf.rfind(b"\n") + 1
@@ -481,7 +482,7 @@ def _scan_lines(path, buf: bytes, offset: int, line_no: int, blocks: list) -> in
                 blocks.append(_TextBlock(line=line_no + h + 1))
             elif not blocks or blocks[-1].n:
                 raise SessionFormatError(
-                    f"{path}: header line {line_no + h + 1} ({text[:40]!r}) inside a "
+                    f"{path}: header line {line_no + h + 1} ({file_text(key)}=...) inside a "
                     "block's rows or before any 'Interval='; a block's header starts "
                     "with 'Interval='"
                 )
@@ -501,7 +502,7 @@ def _interval(where, fields) -> float:
         seconds = float("nan")
     if not seconds > 0 or not np.isfinite(seconds):
         raise SessionFormatError(
-            f"{where}: header field 'Interval' reads {text!r}, not a sampling interval "
+            f"{where}: header field 'Interval' reads {file_text(text)}, not a sampling interval "
             "> 0 with a unit of time ('0.01 s')"
         )
     return seconds
@@ -518,7 +519,7 @@ def _excel_serial(where, fields, n_blocks: int) -> float:
         return float(fields[0])
     except ValueError:
         raise SessionFormatError(
-            f"{where}: header field 'ExcelDateTime' reads {fields[0]!r}, not a serial day"
+            f"{where}: header field 'ExcelDateTime' reads {file_text(fields[0])}, not a serial day"
         ) from None
 
 
@@ -536,7 +537,7 @@ def _row(where, line: bytes, n_fields: int, which: str) -> float:
         return float(values[0])
     except ValueError:
         raise SessionFormatError(
-            f"{where}: the {which} row's time reads {values[0]!r}, not a number"
+            f"{where}: the {which} row's time reads {file_text(values[0])}, not a number"
         ) from None
 
 
@@ -593,8 +594,10 @@ def _open_mat(path: Path) -> _Export:
             f"{path}: a MATLAB v7.3 (HDF5) file; LabChart writes level-5 MAT files, "
             "re-export it from LabChart"
         ) from None
-    except (scipy.io.matlab.MatReadError, ValueError, TypeError, OSError) as err:
-        raise SessionFormatError(f"{path}: not a MATLAB .mat file ({err})") from None
+    except Exception as err:  # scipy's parser meets arbitrary bytes: any error
+        raise SessionFormatError(
+            f"{path}: not a MATLAB level-5 .mat file ({type(err).__name__}: {err})"
+        ) from None
     missing = [v for v in _MAT_REQUIRED if v not in names]
     if missing:
         raise SessionFormatError(
@@ -653,8 +656,7 @@ def _open_mat(path: Path) -> _Export:
                 raise SessionFormatError(
                     f"{where}: 'dataend' is {z:g}, past the end of 'data' ({n_data} samples)"
                 )
-            if not rate[j, b] > 0:
-                raise SessionFormatError(f"{where}: 'samplerate' is {rate[j, b]:g}, not > 0")
+            check_sampling_rate(rate[j, b], source=where, field="variable 'samplerate'")
             if offset[j, b] != 0:
                 raise SessionFormatError(
                     f"{where}: 'firstsampleoffset' is {offset[j, b]:g}; exports whose "

@@ -10,15 +10,23 @@ Zarr stores written by :func:`write_campaign_zarr` hold samples as int32 counts 
 and time as int32 sample indices: a round trip returns each sample rounded to that
 resolution (within 0.0005) and the time coordinate exactly. netCDF files written by
 :func:`write_campaign_netcdf` keep float64 as is.
+
+A damaged store is an error, never data: a session whose arrays lack chunks (zarr would
+read them as the fill value, zeros) is refused on opening (:func:`check_zarr_chunks`),
+and a chunk that cannot be decoded is reported, when it is read, with the store, array
+and chunk.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
+import zarr
 
 from ..encoding import variable_length_strings, zarr_encoding
 from ..errors import CardiolabError, SessionFormatError
@@ -39,6 +47,7 @@ __all__ = [
     "write_campaign_zarr",
     "write_campaign_netcdf",
     "store_engine",
+    "check_zarr_chunks",
 ]
 
 log = logging.getLogger("cardiolab")
@@ -69,9 +78,117 @@ def _open(
         kwargs["group"] = group
     if storage_options and engine == "zarr":
         kwargs["storage_options"] = dict(storage_options)
+    if engine == "zarr":
+        # every chunk read names the store, array and chunk it fails on
+        kwargs["from_array_kwargs"] = {
+            "getitem": functools.partial(
+                _checked_getitem, str(path), group or "", _plain_options(storage_options)
+            )
+        }
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
         return xr.open_datatree(path, engine=engine, **kwargs)
+
+
+def _plain_options(storage_options):
+    return tuple(sorted((storage_options or {}).items())) or None
+
+
+def _zarr_arrays(path, group: str, storage_options) -> list[tuple[str, zarr.Array]]:
+    """Every array below ``group``, as the store's root metadata lists them (its
+    consolidated metadata where it has one: what xarray reads), not as its listing."""
+    options = dict(storage_options) if storage_options else None
+    store = str(path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
+        if options and is_url(store):
+            root = zarr.open_group(store, mode="r", storage_options=options)
+        else:
+            root = zarr.open_group(store, mode="r")
+        node = root[group] if group else root
+        members = node.members(max_depth=None)
+    return sorted((name, a) for name, a in members if isinstance(a, zarr.Array))
+
+
+def check_zarr_chunks(path, group: str, *, storage_options=None) -> None:
+    """Check that every chunk of every array of a session group is in a zarr store.
+
+    zarr reads an absent chunk as the array's fill value (0 for cardiolab's int32
+    samples, NaN for float64 times), so a store that lost chunks (a copy cut short, a
+    deleted folder) would read as a recording padded with zeros. This compares, for each
+    array the store's metadata lists, the chunks present in the store's listing
+    (:attr:`zarr.Array.nchunks_initialized`) with those its shape needs
+    (:attr:`zarr.Array.nchunks`); no chunk is read. :func:`write_campaign_zarr` writes
+    every chunk (``write_empty_chunks=True``), so an absent chunk is always a loss.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The zarr store (folder or fsspec URL).
+    group : str
+        The session group, ``"<subject>/<session>"``.
+    storage_options : dict, optional
+        fsspec options for URLs.
+
+    Raises
+    ------
+    SessionFormatError
+        Naming the store, each array with chunks missing, and how many.
+    """
+    try:
+        arrays = _zarr_arrays(path, group, storage_options)
+    except Exception as err:  # zarr and fsspec raise their own kinds
+        raise SessionFormatError(f"{path}: cannot list session group {group!r} ({err})") from None
+    missing = []
+    for name, arr in arrays:
+        if arr.nchunks_initialized < arr.nchunks:
+            missing.append(
+                f"array '{group}/{name}' has {arr.nchunks_initialized} of its {arr.nchunks} chunks"
+            )
+    if missing:
+        raise SessionFormatError(
+            f"{path}: chunks missing from the zarr store (zarr would read them as zeros "
+            "or NaN): " + "; ".join(missing),
+            violations=[f"{path}: {m}" for m in missing],
+        )
+
+
+def _checked_getitem(path: str, group: str, storage_options, array, key, **_):
+    """Read one block of a native store's array (dask's ``from_array(getitem=...)``;
+    the options dask may pass, ``asarray`` and ``lock``, do not apply); name the store,
+    array and chunk of a chunk that cannot be read or decoded (a damaged copy: "error
+    during blosc decompression")."""
+    try:
+        return np.asarray(array[key])
+    except Exception as err:
+        where = _failing_chunk(path, group, storage_options, np.shape(array), key)
+        raise SessionFormatError(
+            f"{path}: {where} cannot be read ({type(err).__name__}: {err}); the store is "
+            "damaged: copy it again from its source"
+        ) from None
+
+
+def _failing_chunk(path, group, storage_options, shape, key) -> str:
+    """Which array and chunk of ``group`` the block ``key`` (slices) fails on."""
+    key = key if isinstance(key, tuple) else (key,)
+    starts = tuple((k.start or 0) if isinstance(k, slice) else int(k) for k in key)
+    try:
+        arrays = _zarr_arrays(path, group, dict(storage_options or ()))
+    except Exception:
+        arrays = []
+    for name, arr in arrays:
+        if arr.shape != tuple(shape) or len(starts) != arr.ndim:
+            continue
+        index = tuple(s // c for s, c in zip(starts, arr.chunks, strict=True))
+        sel = tuple(
+            slice(i * c, min((i + 1) * c, n))
+            for i, c, n in zip(index, arr.chunks, arr.shape, strict=True)
+        )
+        try:
+            arr[sel]
+        except Exception:
+            return f"array '{f'{group}/{name}'.strip('/')}', chunk {'.'.join(map(str, index))}"
+    return f"a chunk of session group {group!r} at {starts}"
 
 
 def open_campaign_store(path, *, storage_options=None) -> xr.DataTree:
@@ -155,9 +272,14 @@ def read_zarr_session(
     Raises
     ------
     SessionFormatError
-        No such store, or no such group (the message lists the store's sessions).
+        No such store, or no such group (the message lists the store's sessions);
+        chunks missing from the store (:func:`check_zarr_chunks`, checked on opening);
+        a chunk that cannot be read or decoded (raised when it is computed, naming the
+        store, array and chunk).
     """
-    return _read_session(path, group, "zarr", storage_options, indexes)
+    node = _read_session(path, group, "zarr", storage_options, indexes)
+    check_zarr_chunks(path, str(group).strip("/"), storage_options=storage_options)
+    return node
 
 
 def read_netcdf_session(
@@ -238,6 +360,9 @@ def write_campaign_zarr(tree: xr.DataTree, path, *, overwrite: bool = False):
             mode="w" if overwrite else "w-",
             encoding=_encoding(tree),
             consolidated=True,
+            # every chunk is written, all-zero ones too: an absent chunk is a loss
+            # (check_zarr_chunks)
+            write_empty_chunks=True,
         )
     except FileExistsError:
         raise CardiolabError(f"{path} exists; pass overwrite=True to replace it") from None

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..errors import SessionFormatError, UnitError
+from ..errors import SessionFormatError, UnitError, file_text
 from ..schema import BEAT_GROUP, beats_group, session_node
 from ..units import unit_ratio
 from .registry import FileFormat, FormatOption, register_format, single_file, time_unit
@@ -74,21 +74,23 @@ def _intervals(path, lines, first_line: int, where: str) -> np.ndarray:
             fields = re.split(r"[\s,;]+", t)
             if len(fields) > 1:
                 raise SessionFormatError(
-                    f"{path}: line {number} ({where}) has {len(fields)} fields {t!r}; "
+                    f"{path}: line {number} ({where}) has {len(fields)} fields; "
                     "format 'rr' reads one R-R interval per line"
                 ) from None
             try:
                 float(t)
             except ValueError:
                 raise SessionFormatError(
-                    f"{path}: line {number} ({where}): {t!r} is not an R-R interval (a number)"
+                    f"{path}: line {number} ({where}): {file_text(t)} is not an R-R interval "
+                    "(a number)"
                 ) from None
         raise  # pragma: no cover - every line parsed on its own
     bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
     if bad.size:
         number, t = numbered[int(bad[0])]
         raise SessionFormatError(
-            f"{path}: line {number} ({where}): R-R interval {t!r} is not a positive number "
+            f"{path}: line {number} ({where}): R-R interval {file_text(t)} is not a positive "
+            "number "
             f"({bad.size} such line(s))"
         )
     return values
@@ -114,7 +116,7 @@ def _hrm_length(path, text: str) -> float:
     m = _LENGTH.match(text.strip())
     if not m:
         raise SessionFormatError(
-            f"{path}: [Params] Length is {text!r}, expected hh:mm:ss.f (e.g. 00:42:41.7)"
+            f"{path}: [Params] Length is {file_text(text)}, expected hh:mm:ss.f (e.g. 00:42:41.7)"
         )
     return int(m["h"]) * 3600.0 + int(m["m"]) * 60.0 + float(m["s"])
 
@@ -149,7 +151,7 @@ def _read_hrm(path, lines, unit) -> tuple[np.ndarray, dict]:
     first, data = sections["HRData"]
     if any(len(line.split()) > 1 for line in data):
         raise SessionFormatError(
-            f"{path}: [HRData] lines have several columns (SMode={params.get('SMode')!r} "
+            f"{path}: [HRData] lines have several columns (SMode {file_text(params.get('SMode', ''))} "
             "records speed, cadence, altitude or power besides R-R); format 'rr' reads "
             "R-R-only recordings"
         )

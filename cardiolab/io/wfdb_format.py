@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 import wfdb
 
-from ..errors import CardiolabError, SessionFormatError, UnitError
+from ..errors import CardiolabError, SessionFormatError, UnitError, file_text
 from .channels import (
     GROUP_VARIABLES,
     assemble,
@@ -179,11 +179,11 @@ def _sampling_frequency(header: _Header) -> float:
         fs = float("nan")
     if not (np.isfinite(fs) and fs > 0):
         raise SessionFormatError(
-            f"{header.file}: {_RATE_FIELD} is {fields[2]!r}; it must be a number of Hz > 0"
+            f"{header.file}: {_RATE_FIELD} is {file_text(fields[2])}; it must be a number of Hz > 0"
         )
     if not np.isclose(float(header.info.fs or 0.0), fs, rtol=1e-9, atol=0.0):
         raise SessionFormatError(
-            f"{header.file}: {_RATE_FIELD} reads {fields[2]!r} but wfdb parses "
+            f"{header.file}: {_RATE_FIELD} reads {file_text(fields[2])} but wfdb parses "
             f"{header.info.fs!r}: fix the record line"
         )
     return fs
@@ -196,7 +196,8 @@ def _stated_length(header: _Header) -> int | None:
         return None
     if not fields[3].isdigit() or int(fields[3]) == 0:
         raise SessionFormatError(
-            f"{header.file}: {_LENGTH_FIELD} is {fields[3]!r}; it must be a whole number "
+            f"{header.file}: {_LENGTH_FIELD} is {file_text(fields[3])}; it must be a whole "
+            "number "
             "of samples > 0"
         )
     return int(fields[3])

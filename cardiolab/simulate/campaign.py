@@ -137,6 +137,9 @@ def _one_session(job):
             mode="w",
             consolidated=False,
             encoding=zarr_encoding(ds, gname),
+            # every chunk written: an absent chunk of a raw store is a loss
+            # (cardiolab.io.native.check_zarr_chunks)
+            write_empty_chunks=True,
         )
     variable_length_strings(beats).assign_attrs(subject=subject, session=label).to_zarr(
         beats_store,
