@@ -31,9 +31,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import CardiolabError
+
 log = logging.getLogger("cardiolab")
 
-__all__ = ["SYNC", "TaskRun", "dask_client", "run_tasks", "spawn_rerun_reason"]
+__all__ = ["CONNECT_TIMEOUT_S", "SYNC", "TaskRun", "dask_client", "run_tasks", "spawn_rerun_reason"]
 
 #: The ``client`` value that runs the tasks in this process, one after the other.
 SYNC = "sync"
@@ -124,6 +126,25 @@ def spawn_rerun_reason(main=None) -> str | None:
     )
 
 
+#: Seconds to wait for a dask scheduler to answer before saying it cannot be reached
+#: (distributed's own default is 30 s of retries). A slower link can pass its own
+#: ``client=distributed.Client(address, timeout=...)``.
+CONNECT_TIMEOUT_S = 5
+
+
+def _connect(client_class, address: str, source: str):
+    """A client of the scheduler at ``address``, or one line saying it cannot be reached."""
+    try:
+        return client_class(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CardiolabError(
+            f"cannot reach the dask scheduler at {address} (given by {source}) within "
+            f"{CONNECT_TIMEOUT_S} s: {reason}; start one (`dask scheduler`) or check the "
+            "address, or leave it unset to run on this machine"
+        ) from None
+
+
 def _client(client, scheduler, workers):
     """An existing client, one connected to ``scheduler``, or a new LocalCluster.
 
@@ -136,7 +157,9 @@ def _client(client, scheduler, workers):
 
     address = scheduler or os.environ.get("CARDIOLAB_SCHEDULER")
     if address:
-        return Client(address), True
+        return _connect(
+            Client, address, "scheduler=" if scheduler else "$CARDIOLAB_SCHEDULER"
+        ), True
     n = workers or os.cpu_count() or 1
     unsafe = spawn_rerun_reason()
     if unsafe:
@@ -178,12 +201,20 @@ def dask_client(client=None, scheduler: str | None = None, workers: int | None =
         (default: ``$CARDIOLAB_SCHEDULER`` if set).
     workers : int, optional
         Without ``client`` or scheduler: the workers of a new ``LocalCluster``, each a
-        single-threaded process (default: the machine's cores).
+        single-threaded process (default: the machine's cores), or a thread of this
+        process where worker processes would run the main script again
+        (:func:`spawn_rerun_reason`; logged in one line at WARNING).
 
     Yields
     ------
     distributed.Client
         What this opened (a client, a cluster) is closed when the block ends.
+
+    Raises
+    ------
+    CardiolabError
+        The scheduler does not answer within :data:`CONNECT_TIMEOUT_S` (or its address
+        is not one): one line naming the address and where it came from.
 
     Examples
     --------
@@ -265,7 +296,8 @@ def run_tasks(
         ``"sync"`` (:data:`SYNC`): in this process, one task after the other. A
         client: on its cluster. ``None``: on a cluster of :func:`dask_client`
         (``scheduler``, ``$CARDIOLAB_SCHEDULER``, or a ``LocalCluster`` of
-        ``workers`` processes), closed at the end.
+        ``workers`` processes, threads where processes would re-run an unguarded
+        script: :func:`spawn_rerun_reason`), closed at the end.
     scheduler : str, optional
         Address of an existing dask scheduler (with ``client=None``).
     workers : int, optional
@@ -289,6 +321,8 @@ def run_tasks(
 
     Raises
     ------
+    CardiolabError
+        The scheduler cannot be reached (:func:`dask_client`).
     Exception
         The first exception a task raised (on dask, re-raised here); a caller that
         wants a batch to go on past a failing task catches it inside ``function``.
