@@ -192,7 +192,7 @@ def _assert_tables_close(got: pd.DataFrame, want: pd.DataFrame, what: str) -> No
 
 
 @pytest.mark.slow
-def test_loopback_cluster_gives_the_local_results(tiny, loopback_cluster, monkeypatch):
+def test_loopback_cluster_gives_the_local_results(tiny, loopback_cluster, monkeypatch, capsys):
     from cardiolab.pipeline import features_table, process_campaign
     from cardiolab.stats import fit_all
 
@@ -205,6 +205,11 @@ def test_loopback_cluster_gives_the_local_results(tiny, loopback_cluster, monkey
     table = features_table(catalog)
     _assert_tables_close(table, local_table, "features")
     assert np.isfinite(table["hr"].astype(float)).sum() >= 3 * len(SCHEDULE)
+    # the command line on the same cluster (the sessions are now cached)
+    assert main(["process", str(catalog), "--scheduler", loopback_cluster, "--quiet"]) == 0
+    assert (
+        f"0 processed, {3 * len(SCHEDULE)} unchanged (cached), 0 failed" in capsys.readouterr().out
+    )
     # $CARDIOLAB_SCHEDULER is the same cluster
     monkeypatch.setenv("CARDIOLAB_SCHEDULER", loopback_cluster)
     fit = fit_all(table, features=["hr"], progress=False)
