@@ -132,10 +132,12 @@ def spawn_rerun_reason(main=None) -> str | None:
 CONNECT_TIMEOUT_S = 5
 
 
-def _connect(client_class, address: str, source: str):
+def _connect(address: str, source: str):
     """A client of the scheduler at ``address``, or one line saying it cannot be reached."""
+    from distributed import Client
+
     try:
-        return client_class(address, timeout=CONNECT_TIMEOUT_S)
+        return Client(address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CardiolabError(
@@ -157,9 +159,7 @@ def _client(client, scheduler, workers):
 
     address = scheduler or os.environ.get("CARDIOLAB_SCHEDULER")
     if address:
-        return _connect(
-            Client, address, "scheduler=" if scheduler else "$CARDIOLAB_SCHEDULER"
-        ), True
+        return _connect(address, "scheduler=" if scheduler else "$CARDIOLAB_SCHEDULER"), True
     n = workers or os.cpu_count() or 1
     unsafe = spawn_rerun_reason()
     if unsafe:
