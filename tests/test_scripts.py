@@ -25,7 +25,7 @@ import cardiolab
 from cardiolab.parallel import dask_client, spawn_rerun_reason
 
 REPO = Path(cardiolab.__file__).resolve().parents[1]
-SCHEDULE = ["L-30", "FD10", "R+1"]
+SCHEDULE = ["L-30", "R+1"]
 POWER = dict(
     design={"schedule": ["L-30", "L-10", "R+0", "R+3"], "pre": 62, "between_sd": 0.12},
     effect=4.0,
@@ -65,7 +65,7 @@ def _env() -> dict:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A 3-subject x 3-session campaign of 1-minute sessions, and what this process
+    """A 3-subject x 2-session campaign of 1-minute sessions, and what this process
     computes from it in order (client="sync"): the reference of every script run."""
     from cardiolab.pipeline import features_table, process_campaign
     from cardiolab.simulate import simulate_campaign
