@@ -159,7 +159,9 @@ def _client(client, scheduler, workers):
 
     address = scheduler or os.environ.get("CARDIOLAB_SCHEDULER")
     if address:
-        return _connect(address, "scheduler=" if scheduler else "$CARDIOLAB_SCHEDULER"), True
+        return _connect(
+            address, "--scheduler / scheduler=" if scheduler else "$CARDIOLAB_SCHEDULER"
+        ), True
     n = workers or os.cpu_count() or 1
     unsafe = spawn_rerun_reason()
     if unsafe:
