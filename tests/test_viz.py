@@ -757,3 +757,25 @@ def test_campaign_page_orders_sessions_by_schedule():
     )
     matrix = status_matrix(status)
     assert list(matrix.columns) == ["L-180", "L-30", "FD5", "FD15", "R+0", "R+6h", "R+30"]
+
+
+def test_campaign_quality_heatmap_renders_with_arrow_strings():
+    """pandas >= 3 stores strings as Arrow arrays when pyarrow is installed; HoloViews
+    cannot reshape those into a HeatMap grid (NotImplementedError). The page's heatmap
+    must render either way."""
+    from cardiolab.dashboards.campaign import quality_heatmap
+
+    pytest.importorskip("pyarrow", reason="Arrow-backed strings need pyarrow")
+    status = pd.DataFrame(
+        {
+            "subject": pd.array(["S01", "S01", "S02", "S02"], dtype="string[pyarrow]"),
+            "session": pd.array(["R+0", "L-30", "L-30", "R+0"], dtype="string[pyarrow]"),
+            "phase": ["post", "pre", "pre", "post"],
+            "day": [0, -30, -30, 0],
+            "status": pd.array(["processed"] * 4, dtype="string[pyarrow]"),
+            "valid_fraction": [0.9, 0.95, 1.0, 0.99],
+            "n_beats": [100, 200, 300, 400],
+        }
+    )
+    fig = hv.render(quality_heatmap(status), backend="bokeh")
+    assert list(fig.x_range.factors) == ["L-30", "R+0"]

@@ -35,6 +35,10 @@ def quality_heatmap(status: pd.DataFrame):
     """HoloViews HeatMap of the valid-beat fraction per subject x session."""
     order = schedule_order(status)
     data = status.assign(valid_percent=100 * status["valid_fraction"])
+    # HoloViews grids a HeatMap by reshaping its columns, which pandas' Arrow-backed
+    # strings (pandas >= 3 with pyarrow installed) cannot do: plain object columns
+    text = [c for c in data.columns if pd.api.types.is_string_dtype(data[c])]
+    data = data.astype({c: object for c in text})
     return hv.HeatMap(
         data,
         kdims=[hv.Dimension("session", values=order), "subject"],
