@@ -398,7 +398,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
 def _process_task(options: dict, session: tuple[str, str]) -> dict:
     """One task of :func:`process_campaign`: ``session`` is (subject, label)."""
     subject, label = session
-    return process_session(options["catalog_path"], subject, label, force=options["force"])
+    return process_session(options["catalog"], subject, label, force=options["force"])
 
 
 def process_campaign(
@@ -450,7 +450,7 @@ def process_campaign(
     run = run_tasks(
         _process_task,
         todo,
-        shared={"catalog_path": str(cat.path), "force": force},
+        shared={"catalog": cat.spec, "force": force},  # with its storage options
         client=client,
         scheduler=scheduler,
         workers=workers,

@@ -112,7 +112,7 @@ class CampaignPage(pn.viewable.Viewer):
                     f"processing {row.subject} {row.session} ({i}/{len(todo)})"
                 )
                 out = await asyncio.to_thread(
-                    process_session, str(self._cat.path), row.subject, row.session
+                    process_session, self._cat.spec, row.subject, row.session
                 )
                 results.append(out)
                 self._progress.value = i
