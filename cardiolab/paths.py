@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import uuid
-from pathlib import Path
 
-__all__ = ["atomic_directory", "expand_path", "expand_variables", "is_url", "missing_variables"]
+__all__ = ["expand_path", "expand_variables", "is_url", "missing_variables"]
 
 _VAR = re.compile(r"\$\{(\w+)(?::-((?:[^{}]|\{[^{}]*\})*))?\}")
 
@@ -60,28 +56,3 @@ def expand_path(text: str) -> str:
 def is_url(text: str) -> bool:
     """Whether a path string is an fsspec URL (``s3://…``, ``memory://…``)."""
     return "://" in str(text)
-
-
-@contextlib.contextmanager
-def atomic_directory(target):
-    """Write a folder (e.g. a zarr group) aside, then put it in place in one rename.
-
-    Yields a hidden temporary folder beside ``target``; when the ``with`` block ends
-    without error it replaces ``target`` (an older ``target`` is moved away first and
-    deleted after), so readers see either the old folder or the new one, never a half
-    written one. On error the temporary folder is removed and ``target`` is untouched.
-    """
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        yield tmp
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
