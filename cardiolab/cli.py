@@ -170,6 +170,7 @@ def _cmd_process(args) -> int:
 def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "fit") -> int:
     """Fit every feature's models, store and summarise them; 1 if none could be fitted."""
     from .catalog import Catalog, open_catalog
+    from .derived import derived_store
     from .pipeline import features_table
     from .stats.results import fit_all, results_summary
 
@@ -181,7 +182,7 @@ def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "f
         client="sync" if workers == 0 else None,
         scheduler=scheduler,
         workers=workers or None,
-        store=cat.derived_path,
+        store=derived_store(cat),  # with the catalog's storage options
         progress=not quiet,
     )
     print(results_summary(results))

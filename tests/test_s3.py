@@ -6,6 +6,7 @@ read over S3 is compared with the local read of the same files.
 """
 
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -265,17 +266,44 @@ def test_cli_without_the_endpoint_is_a_clean_error(s3_campaign, capsys, monkeypa
     assert "Traceback" not in err
 
 
+def _local_copy(local, tmp_path):
+    """The campaign's catalog with its data where it was made and a derived store of
+    its own under ``tmp_path``."""
+    folder = tmp_path / "local"
+    folder.mkdir()
+    data = yaml.safe_load((local / "data_catalog.yaml").read_text())
+    data.update(data_root=str(local), derived=str(folder / "derived.zarr"))
+    path = folder / "data_catalog.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _assert_same_table(remote, local, keys):
+    """Two tables equal: the same rows (``keys``), numbers within 1e-9, NaN where NaN."""
+    assert remote.shape == local.shape and remote.shape[0] > 0
+    for key in keys:
+        assert list(remote[key].astype(str)) == list(local[key].astype(str)), key
+    numbers = local.select_dtypes("number").columns
+    assert len(numbers) > 0
+    np.testing.assert_allclose(
+        remote[numbers].to_numpy(float), local[numbers].to_numpy(float), rtol=0, atol=1e-9
+    )
+    np.testing.assert_array_equal(remote[numbers].isna(), local[numbers].isna())
+
+
 @pytest.mark.slow
-def test_process_reads_s3_in_a_worker_process(s3_campaign, s3_server, tmp_path, monkeypatch):
-    """The catalog's options reach a dask worker process (raw on S3, derived local)."""
+def test_process_on_s3_in_a_worker_process(s3_campaign, s3_server, tmp_path, monkeypatch):
+    """The catalog's options reach a dask worker process: raw and derived store on S3."""
     from distributed import Client, LocalCluster
 
     from cardiolab.pipeline import features_table, process_campaign
 
     local, url, options = s3_campaign
     _set_credentials(monkeypatch, options)
-    path = _remote_catalog(local, url, tmp_path, s3_server.endpoint_url)
+    derived = url.replace("data_catalog.yaml", "derived-worker.zarr")
+    path = _remote_catalog(local, url, tmp_path, s3_server.endpoint_url, derived=derived)
     cat = open_catalog(path)
+    assert cat.derived_path == derived
     for var in VARS.values():  # the worker cannot take them from its environment
         monkeypatch.delenv(var)
     session = [("S01", "L-30")]
@@ -283,24 +311,98 @@ def test_process_reads_s3_in_a_worker_process(s3_campaign, s3_server, tmp_path, 
         with Client(cluster) as client:
             report = process_campaign(cat, client=client, sessions=session, progress=False)
     assert len(report.failures) == 0, report.failures.to_string()
-    here_dir = tmp_path / "local"
-    data = yaml.safe_load((local / "data_catalog.yaml").read_text())
-    data["data_root"] = str(local)
-    data["derived"] = str(here_dir / "derived.zarr")
-    here_dir.mkdir()
-    (here_dir / "data_catalog.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    here = open_catalog(here_dir / "data_catalog.yaml")
+    assert s3_server.filesystem().ls(derived.removeprefix("s3://"))  # written there
+    here = open_catalog(_local_copy(local, tmp_path))
     process_campaign(here, client="sync", sessions=session, progress=False)
     remote_table, local_table = features_table(cat), features_table(here)
-    assert remote_table.shape == local_table.shape and remote_table.shape[0] > 0
-    assert list(remote_table["epoch"]) == list(local_table["epoch"])
-    numbers = local_table.select_dtypes("number").columns
-    np.testing.assert_allclose(
-        remote_table[numbers].to_numpy(float),
-        local_table[numbers].to_numpy(float),
-        rtol=0,
-        atol=1e-9,
+    _assert_same_table(remote_table, local_table, ["subject", "session", "epoch"])
+    assert remote_table["hr"].notna().sum() >= 2  # the epochs' heart rates are there
+
+
+@pytest.mark.slow
+def test_cli_process_fit_and_dashboard_on_s3_equal_a_local_run(
+    s3_campaign, s3_server, tmp_path, capsys
+):
+    """``cardiolab process`` and ``fit`` with the catalog, raw and derived store on S3."""
+    from cardiolab.pipeline import features_table
+    from cardiolab.stats.results import read_results
+
+    local, url, options = s3_campaign
+    here = _local_copy(local, tmp_path)
+    given = _cli_options(options)
+    for argv in (
+        ["process", url, "--workers", "0", "--quiet", *given],
+        ["fit", url, "--workers", "0", "--quiet", "--features", "hr", "sbp", *given],
+        ["process", str(here), "--workers", "0", "--quiet"],
+        ["fit", str(here), "--workers", "0", "--quiet", "--features", "hr", "sbp"],
+    ):
+        assert main(argv) == 0, (argv[:2], capsys.readouterr().err[-2000:])
+    out = capsys.readouterr().out
+    assert "4 processed, 0 unchanged (cached), 0 failed" in out
+    cat = open_catalog(url, storage_options=options)
+    local_cat = open_catalog(here)
+    assert cat.derived_path == url.replace("data_catalog.yaml", "derived.zarr")
+    assert s3_server.filesystem().ls(cat.derived_path.removeprefix("s3://"))
+    _assert_same_table(
+        features_table(cat), features_table(local_cat), ["subject", "session", "epoch"]
     )
-    # the epochs' heart rates are there (response rows have none)
-    assert remote_table["hr"].notna().sum() >= 2
-    np.testing.assert_array_equal(remote_table["hr"].isna(), local_table["hr"].isna())
+    remote_fit = read_results(cat.derived_path, storage_options=cat.storage_options)
+    local_fit = read_results(local_cat.derived_path)
+    keys = [c for c in ("feature", "epoch", "model", "term") if c in local_fit]
+    _assert_same_table(remote_fit, local_fit, keys)
+    # the served dashboard (Session review, Cohort) shows the same data as a local one
+    for page in ("session", "cohort"):
+        remote_page, local_page = _served_page(cat, page), _served_page(local_cat, page)
+        assert len(remote_page) > 10, page  # traces, rasters, tables
+        assert [key for key, _ in remote_page] == [key for key, _ in local_page], page
+        for (key, a), (_, b) in zip(remote_page, local_page, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, err_msg=f"{page} {key}")
+
+
+def _served_page(cat, page: str) -> list:
+    """Serve the dashboard on a loopback port, open ``page`` as a browser would (a
+    Bokeh client session) and summarise its data: for every column of every data
+    source, ``((columns, column, length), [sum, sum of squares])``, sorted. Raises if
+    the page shows a traceback."""
+    import html
+    import socket
+
+    from bokeh.client import pull_session
+
+    from cardiolab.dashboards import serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = serve(cat, port=port, threaded=True, warm=False)
+    try:
+        for _ in range(100):  # the thread starts listening
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        with pull_session(url=f"http://127.0.0.1:{port}/{page}") as session:
+            models = list(session.document.models)
+    finally:
+        server.stop()
+    failed = [
+        html.unescape(str(getattr(m, "text", "")))[-500:]
+        for m in models
+        if "Traceback" in html.unescape(str(getattr(m, "text", "")))
+        or "alert-danger" in (getattr(m, "css_classes", None) or [])
+    ]
+    assert not failed, failed  # a traceback, or the page's error alert
+    out = []
+    for m in models:
+        data = getattr(m, "data", None)
+        if type(m).__name__ != "ColumnDataSource" or not data:
+            continue
+        columns = ",".join(sorted(data))
+        for name, values in data.items():
+            try:
+                arr = np.asarray(values, dtype=float)
+            except (TypeError, ValueError):
+                continue  # labels
+            out.append(((columns, name, arr.size), [np.nansum(arr), np.nansum(arr**2)]))
+    return sorted(out, key=lambda item: (item[0], item[1]))
