@@ -81,13 +81,30 @@ def _file_signature(path: Path, root: Path) -> list:
     return [str(path.relative_to(root)), st.st_size, st.st_mtime_ns]
 
 
+def _url_signatures(url: str, storage_options) -> list:
+    """``[name, size, version]`` of every object at or under a URL (fsspec listing)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs.invalidate_cache(root)  # another process may have changed it since the last listing
+    found = fs.find(root, detail=True)
+    out = [[url]]
+    for name in sorted(found):
+        info = found[name]
+        version = info.get("ETag") or info.get("mtime") or info.get("LastModified")
+        out.append([name.removeprefix(root), info.get("size"), str(version)])
+    return out
+
+
 def raw_input_hash(catalog, subject: str, label: str) -> str:
     """Hash of a session's raw input: names, sizes and modification times of its files.
 
     For a session in the native store, every file under ``<store>/<subject>/<label>``;
     for file-based sessions, the files that hold each entry's raw input, as its format
     declares them (:attr:`cardiolab.io.FileFormat.raw_files`: a file, a WFDB record's
-    files, a zarr store's tree). URLs are hashed by name only. No sample data is read.
+    files, a zarr store's tree). At URLs, every object at or under the session's URL,
+    by name, size and version (ETag, else modification time), listed with the
+    catalog's storage options. No sample data is read.
     """
     from .io import get_format
 
@@ -101,14 +118,14 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
                 if p.is_file():
                     items.append(_file_signature(p, store))
         else:
-            items.append(str(store))
+            items += _url_signatures(f"{store}/{subject}/{label}", catalog.storage_options)
     for f in entry.files or []:
         path = catalog.resolve(f.path)
         if isinstance(path, Path):
             # the files that hold the raw input, as the format declares them
             items += [_file_signature(c, path.parent) for c in get_format(f.format).raw_files(path)]
         else:
-            items.append(str(path))
+            items += _url_signatures(str(path), catalog.storage_options)
         items.append(f.model_dump(mode="json"))
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 

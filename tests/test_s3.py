@@ -117,6 +117,28 @@ def test_session_read_over_s3_equals_the_local_read(s3_campaign):
     _assert_same_session(node, local_cat.open_session("S02", "R+3"))
 
 
+def test_raw_input_hash_of_a_url_store_follows_its_objects(s3_campaign, s3_server):
+    """A session's raw input hash (the pipeline's cache key) sees objects change on S3."""
+    from cardiolab.pipeline import raw_input_hash
+
+    _, url, options = s3_campaign
+    cat = open_catalog(url, storage_options=options)
+    before = raw_input_hash(cat, "S01", "L-30")
+    assert before == raw_input_hash(cat, "S01", "L-30")
+    assert before != raw_input_hash(cat, "S01", "R+3")
+    extra = url.replace("data_catalog.yaml", "campaign.zarr/S01/L-30/note.txt")
+    fs = s3_server.filesystem()
+    fs.pipe(extra.removeprefix("s3://"), b"an object added to the session's raw input")
+    try:
+        added = raw_input_hash(cat, "S01", "L-30")
+        fs.pipe(extra.removeprefix("s3://"), b"the same object, changed")
+        changed = raw_input_hash(cat, "S01", "L-30")
+    finally:
+        fs.rm(extra.removeprefix("s3://"))
+    assert len({before, added, changed}) == 3
+    assert raw_input_hash(cat, "S01", "L-30") == before
+
+
 def test_catalog_at_a_url_without_options_is_a_clear_error(s3_campaign, s3_server):
     _, url, _ = s3_campaign
     wrong = {"key": "x", "secret": "y", "client_kwargs": {"endpoint_url": s3_server.endpoint_url}}
