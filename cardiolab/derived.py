@@ -32,8 +32,8 @@ small array each), and Parquet is read without cardiolab by pandas
 (``pandas.read_parquet``), pyarrow, polars, DuckDB, Spark or R's arrow. Its types (float64,
 int64, bool, UTF-8 strings) are all in the Parquet specification. A beat-table variable
 with a second dimension (``psv`` per ``vessel``) is one column per coordinate value,
-named ``psv[femoral]``; each column's field metadata holds ``units`` and ``long_name``;
-the schema metadata key ``cardiolab`` holds the JSON that rebuilds the exact
+named ``psv[femoral]``. The file's key-value metadata ``cardiolab`` holds a JSON text
+with every variable's ``units`` and ``long_name`` and what rebuilds the exact
 ``xarray.Dataset`` (dims, coordinates, attributes), which :meth:`DerivedStore.read_session`
 does.
 
@@ -140,10 +140,11 @@ def dataset_to_arrow(ds: xr.Dataset) -> pa.Table:
 
     Each variable on the row dimension is a column; a variable with one more dimension
     (``psv`` on ``beat`` x ``vessel``) is one column per value of that dimension, named
-    ``psv[femoral]``. Field metadata: ``units``, ``long_name`` (as in the variable's
-    attrs). Schema metadata ``cardiolab``: JSON with the row dimension, the Dataset's
-    attrs, each variable's dims, attrs, dtype and columns, and the coordinates not on
-    the row dimension, from which :func:`arrow_to_dataset` rebuilds ``ds``.
+    ``psv[femoral]``. Schema metadata ``cardiolab``: JSON with the row dimension, the
+    Dataset's attrs, each variable's dims, attrs (``units``, ``long_name``...), dtype and
+    columns, and the coordinates not on the row dimension, from which
+    :func:`arrow_to_dataset` rebuilds ``ds``. (Field metadata ``units`` and
+    ``long_name`` too, for Arrow IPC; Parquet files are written without it.)
 
     Parameters
     ----------
@@ -249,8 +250,16 @@ def arrow_to_dataset(table: pa.Table) -> xr.Dataset:
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
+    # no Arrow schema copy (it repeats every column's metadata, base64: 3/4 of a small
+    # table's bytes) and no column statistics (tables of a few rows): Parquet's own
+    # types and the key-value metadata (``cardiolab``) describe the table
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    meta = table.schema.metadata or {}
+    options = dict(compression="zstd", write_statistics=False, store_schema=False)
+    with pq.ParquetWriter(buf, table.schema, **options) as writer:
+        writer.write_table(table)
+        if meta:
+            writer.add_key_value_metadata(meta)
     return buf.getvalue()
 
 
@@ -308,7 +317,7 @@ class DerivedStore:
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self.root = self.root.rstrip("/")
-        self._checked = False
+        self._checked = self._marked = False
 
     def __repr__(self) -> str:
         return f"<DerivedStore {self.url}>"
@@ -369,12 +378,28 @@ class DerivedStore:
     def _create(self, path: str, data: bytes) -> bool:
         """Create an object only if absent; ``True`` if this call created it.
 
-        ``open(mode="xb")`` (``O_EXCL`` on a local disk, ``If-None-Match: *`` on S3);
-        where a file system has no exclusive create, written only if absent. Read back
-        to check that these bytes are the ones stored.
+        On a local disk the bytes are written aside, flushed, then hard-linked to
+        ``path`` (``link`` fails if ``path`` exists), so a crash leaves the whole object
+        or none. Elsewhere ``open(mode="xb")`` (a conditional PUT ``If-None-Match: *``
+        on S3); where a file system has no exclusive create, written only if absent.
+        Then read back to check that these bytes are the ones stored.
         """
         if self.is_local:
-            os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            parent, name = path.rsplit("/", 1)
+            os.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)
+            return True
         try:
             with self.fs.open(path, "xb") as f:
                 f.write(data)
@@ -433,13 +458,14 @@ class DerivedStore:
     def _ensure_marker(self) -> None:
         self.check_format()
         path = self._path(_MARKER)
-        if self._get(path) is None:
+        if not self._marked and self._get(path) is None:
             content = {
                 "store_format": STORE_FORMAT,
                 "description": "cardiolab derived store (layout: cardiolab.derived)",
                 "cardiolab": __version__,
             }
             self._create(path, json.dumps(content, indent=1).encode())
+        self._marked = True
 
     # -- sessions ------------------------------------------------------------------------
 
