@@ -168,7 +168,7 @@ def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "f
         progress=not quiet,
     )
     print(results_summary(results))
-    print(f"results: {cat.derived_path}/stats (cardiolab.stats.read_results)")
+    print(f"results: {cat.derived_path}/stats/results.parquet (cardiolab.stats.read_results)")
     if results.empty:
         print(
             f"cardiolab {command}: nothing to fit: no feature of the table"
