@@ -178,7 +178,9 @@ def dataset_to_arrow(ds: xr.Dataset) -> pa.Table:
             continue
         if len(var.dims) > 2:
             raise ValueError(f"{name}: dims {var.dims}: at most the row dim and one other")
-        values = np.asarray(var.transpose(row, ...).values)
+        if var.dims[0] != row:
+            var = var.transpose(row, ...)
+        values = np.asarray(var.values)
         names_here = []
         if var.ndim == 1:
             names_here.append(str(name))
@@ -198,7 +200,7 @@ def dataset_to_arrow(ds: xr.Dataset) -> pa.Table:
             {
                 "name": str(name),
                 "role": role,
-                "dims": list(var.transpose(row, ...).dims),
+                "dims": list(var.dims),
                 "dtype": "str" if var.dtype.kind in "OUT" else str(var.dtype),
                 "attrs": dict(var.attrs),
                 "columns": names_here,
