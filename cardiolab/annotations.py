@@ -165,10 +165,6 @@ def _catalog(catalog):
     return catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
 
 
-def _derived(cat) -> DerivedStore:
-    return derived_store(cat)
-
-
 def _check_session(cat, subject: str, session: str) -> None:
     table = cat.sessions
     subjects = list(dict.fromkeys(table["subject"]))
@@ -528,7 +524,7 @@ def flag_beats(
         )
     if not isinstance(reason, str):
         raise CardiolabError(f"{subject} {session}: reason must be text, got {reason!r}")
-    derived = _derived(cat)
+    derived = derived_store(cat)
     stored = _stored_beats(derived, subject, session)
     t = np.asarray(stored["t"].values, dtype=float)
     idx = _beat_indices(beats, t.size, subject, session)
@@ -604,7 +600,7 @@ def review_state(catalog, subject: str, session: str) -> ReviewState:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     return _state(derived, subject, session, _stored_beats(derived, subject, session))
 
 
@@ -634,7 +630,7 @@ def reviewed_beats(catalog, subject: str, session: str) -> xr.Dataset:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     beats = _stored_beats(derived, subject, session)
     return apply_review(beats, read_trail(derived, subject, session))
 
@@ -681,7 +677,7 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     with derived.lease(subject, session):
         for _ in range(5):  # again if an event was appended while we worked
             stored = _stored_beats(derived, subject, session)
