@@ -133,6 +133,10 @@ def _print_report(report) -> None:
     if len(failures):
         print("failures:")
         print(failures.to_string(index=False))
+    skipped = report.sessions[report.sessions["status"] == "skipped"]
+    if len(skipped):
+        print("skipped, another run holds them (run again when it is done):")
+        print(skipped[["subject", "session", "error"]].to_string(index=False))
 
 
 def _cmd_process(args) -> int:
