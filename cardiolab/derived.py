@@ -577,6 +577,12 @@ class DerivedStore:
 
     # -- leases --------------------------------------------------------------------------
 
+    def lease_url(self, subject: str, session: str) -> str:
+        """Where a session's lease object lives (delete it to free the session of a run
+        that is known dead before the lease expires)."""
+        path = self._path(_LEASES, subject, f"{session}.json")
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
     def lease_holder(self, subject: str, session: str) -> dict | None:
         """Who holds a session's lease (``owner``, ``host``, ``pid``, ``expires``,
         ``token``), or ``None`` when nobody does or the lease has expired."""
