@@ -58,7 +58,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .derived import DerivedStore, as_store, derived_store
+from .derived import TRAIL_GROUP, DerivedStore, as_store, derived_store
 from .errors import CardiolabError, CatalogError
 from .features.session import session_results
 
@@ -78,8 +78,6 @@ __all__ = [
 
 log = logging.getLogger("cardiolab")
 
-#: Name of the group of the derived store that holds every audit trail.
-TRAIL_GROUP = "_annotations"
 #: Largest distance (s) between an event's recorded R-peak time and a beat of a
 #: recomputed beat table for the two to be taken as the same beat.
 MATCH_TOLERANCE_S = 0.05

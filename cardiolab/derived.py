@@ -84,6 +84,7 @@ __all__ = [
     "LEASE_TTL_S",
     "SESSION_TABLES",
     "STORE_FORMAT",
+    "TRAIL_GROUP",
     "DerivedStore",
     "Lease",
     "dataset_to_arrow",
@@ -99,6 +100,8 @@ log = logging.getLogger("cardiolab")
 STORE_FORMAT = 2
 #: The tables of a processed session, each one Parquet object.
 SESSION_TABLES = ("beats", "features", "responses")
+#: Folder of the store that holds the reviewers' audit trails.
+TRAIL_GROUP = "_annotations"
 #: Default lifetime (s) of a session lease: a run killed while it held the lease blocks
 #: the session for at most this long.
 LEASE_TTL_S = 3600.0
@@ -109,7 +112,6 @@ _PREFIX = re.compile(r"^v-[0-9a-f]{32}$")
 _EVENT = re.compile(r"^e(\d{6,})\.json$")
 _RUNS = "_runs"
 _LEASES = "_leases"
-_TRAIL = "_annotations"
 _STATS = "stats"
 _META_KEY = b"cardiolab"
 
@@ -649,10 +651,10 @@ class DerivedStore:
         delay = 0.05
         while (held := self.acquire_lease(subject, session, ttl=ttl)) is None:
             if time.monotonic() > deadline:
-                holder = self.lease_holder(subject, session) or {}
+                holder = self.lease_holder(subject, session)
                 raise CardiolabError(
                     f"{subject} {session}: another run holds the session "
-                    f"({_describe(holder)}); try again later"
+                    f"({describe_lease(holder)}); try again later"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -712,7 +714,7 @@ class DerivedStore:
     # -- the reviewers' audit trail ------------------------------------------------------
 
     def _trail(self, subject: str, session: str) -> str:
-        return self._path(_TRAIL, subject, session)
+        return self._path(TRAIL_GROUP, subject, session)
 
     def event_ids(self, subject: str, session: str) -> list[int]:
         """Ids of a session's review events, in order (``[]`` without a trail)."""
@@ -787,17 +789,14 @@ class DerivedStore:
         return frame
 
 
-def _describe(holder: dict) -> str:
+def describe_lease(holder: dict | None) -> str:
+    """One line saying who holds a lease (:meth:`DerivedStore.lease_holder`) and until
+    when."""
     if not holder:
         return "lease just released"
     until = time.strftime("%H:%M:%S", time.localtime(holder.get("expires", 0)))
     who = f"{holder.get('owner') or 'a run'} on {holder.get('host')} pid {holder.get('pid')}"
     return f"{who}, lease until {until}"
-
-
-def describe_lease(holder: dict | None) -> str:
-    """One line saying who holds a lease (:meth:`DerivedStore.lease_holder`)."""
-    return _describe(holder or {})
 
 
 def derived_store(catalog) -> DerivedStore:
