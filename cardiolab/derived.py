@@ -364,9 +364,11 @@ class DerivedStore:
             self.fs.pipe_file(path, data)
             return
         os.makedirs(parent, exist_ok=True)
-        if not atomic:
+        if not atomic:  # a new name under a fresh prefix: flushed, no rename needed
             with open(path, "wb") as f:
                 f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             return
         tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex}"
         try:
