@@ -58,7 +58,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .derived import DerivedStore, as_store, derived_store
+from .derived import TRAIL_GROUP, DerivedStore, as_store, derived_store
 from .errors import CardiolabError, CatalogError
 from .features.session import session_results
 
@@ -78,8 +78,6 @@ __all__ = [
 
 log = logging.getLogger("cardiolab")
 
-#: Name of the group of the derived store that holds every audit trail.
-TRAIL_GROUP = "_annotations"
 #: Largest distance (s) between an event's recorded R-peak time and a beat of a
 #: recomputed beat table for the two to be taken as the same beat.
 MATCH_TOLERANCE_S = 0.05
@@ -163,10 +161,6 @@ def _catalog(catalog):
     from .catalog import Catalog, open_catalog
 
     return catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-
-
-def _derived(cat) -> DerivedStore:
-    return derived_store(cat)
 
 
 def _check_session(cat, subject: str, session: str) -> None:
@@ -528,7 +522,7 @@ def flag_beats(
         )
     if not isinstance(reason, str):
         raise CardiolabError(f"{subject} {session}: reason must be text, got {reason!r}")
-    derived = _derived(cat)
+    derived = derived_store(cat)
     stored = _stored_beats(derived, subject, session)
     t = np.asarray(stored["t"].values, dtype=float)
     idx = _beat_indices(beats, t.size, subject, session)
@@ -604,7 +598,7 @@ def review_state(catalog, subject: str, session: str) -> ReviewState:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     return _state(derived, subject, session, _stored_beats(derived, subject, session))
 
 
@@ -634,7 +628,7 @@ def reviewed_beats(catalog, subject: str, session: str) -> xr.Dataset:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     beats = _stored_beats(derived, subject, session)
     return apply_review(beats, read_trail(derived, subject, session))
 
@@ -681,7 +675,7 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     with derived.lease(subject, session):
         for _ in range(5):  # again if an event was appended while we worked
             stored = _stored_beats(derived, subject, session)

@@ -143,6 +143,10 @@ def _print_report(report) -> None:
     if len(failures):
         print("failures:")
         print(failures.to_string(index=False))
+    skipped = report.sessions[report.sessions["status"] == "skipped"]
+    if len(skipped):
+        print("skipped, another run holds them (run again when it is done):")
+        print(skipped[["subject", "session", "error"]].to_string(index=False))
 
 
 def _open(args):
@@ -186,7 +190,7 @@ def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "f
         progress=not quiet,
     )
     print(results_summary(results))
-    print(f"results: {cat.derived_path}/stats (cardiolab.stats.read_results)")
+    print(f"results: {cat.derived_path}/stats/results.parquet (cardiolab.stats.read_results)")
     if results.empty:
         print(
             f"cardiolab {command}: nothing to fit: no feature of the table"

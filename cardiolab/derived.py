@@ -32,8 +32,8 @@ small array each), and Parquet is read without cardiolab by pandas
 (``pandas.read_parquet``), pyarrow, polars, DuckDB, Spark or R's arrow. Its types (float64,
 int64, bool, UTF-8 strings) are all in the Parquet specification. A beat-table variable
 with a second dimension (``psv`` per ``vessel``) is one column per coordinate value,
-named ``psv[femoral]``; each column's field metadata holds ``units`` and ``long_name``;
-the schema metadata key ``cardiolab`` holds the JSON that rebuilds the exact
+named ``psv[femoral]``. The file's key-value metadata ``cardiolab`` holds a JSON text
+with every variable's ``units`` and ``long_name`` and what rebuilds the exact
 ``xarray.Dataset`` (dims, coordinates, attributes), which :meth:`DerivedStore.read_session`
 does.
 
@@ -84,6 +84,7 @@ __all__ = [
     "LEASE_TTL_S",
     "SESSION_TABLES",
     "STORE_FORMAT",
+    "TRAIL_GROUP",
     "DerivedStore",
     "Lease",
     "dataset_to_arrow",
@@ -99,6 +100,8 @@ log = logging.getLogger("cardiolab")
 STORE_FORMAT = 2
 #: The tables of a processed session, each one Parquet object.
 SESSION_TABLES = ("beats", "features", "responses")
+#: Folder of the store that holds the reviewers' audit trails.
+TRAIL_GROUP = "_annotations"
 #: Default lifetime (s) of a session lease: a run killed while it held the lease blocks
 #: the session for at most this long.
 LEASE_TTL_S = 3600.0
@@ -109,7 +112,6 @@ _PREFIX = re.compile(r"^v-[0-9a-f]{32}$")
 _EVENT = re.compile(r"^e(\d{6,})\.json$")
 _RUNS = "_runs"
 _LEASES = "_leases"
-_TRAIL = "_annotations"
 _STATS = "stats"
 _META_KEY = b"cardiolab"
 
@@ -140,10 +142,11 @@ def dataset_to_arrow(ds: xr.Dataset) -> pa.Table:
 
     Each variable on the row dimension is a column; a variable with one more dimension
     (``psv`` on ``beat`` x ``vessel``) is one column per value of that dimension, named
-    ``psv[femoral]``. Field metadata: ``units``, ``long_name`` (as in the variable's
-    attrs). Schema metadata ``cardiolab``: JSON with the row dimension, the Dataset's
-    attrs, each variable's dims, attrs, dtype and columns, and the coordinates not on
-    the row dimension, from which :func:`arrow_to_dataset` rebuilds ``ds``.
+    ``psv[femoral]``. Schema metadata ``cardiolab``: JSON with the row dimension, the
+    Dataset's attrs, each variable's dims, attrs (``units``, ``long_name``...), dtype and
+    columns, and the coordinates not on the row dimension, from which
+    :func:`arrow_to_dataset` rebuilds ``ds``. (Field metadata ``units`` and
+    ``long_name`` too, for Arrow IPC; Parquet files are written without it.)
 
     Parameters
     ----------
@@ -177,7 +180,9 @@ def dataset_to_arrow(ds: xr.Dataset) -> pa.Table:
             continue
         if len(var.dims) > 2:
             raise ValueError(f"{name}: dims {var.dims}: at most the row dim and one other")
-        values = np.asarray(var.transpose(row, ...).values)
+        if var.dims[0] != row:
+            var = var.transpose(row, ...)
+        values = np.asarray(var.values)
         names_here = []
         if var.ndim == 1:
             names_here.append(str(name))
@@ -197,7 +202,7 @@ def dataset_to_arrow(ds: xr.Dataset) -> pa.Table:
             {
                 "name": str(name),
                 "role": role,
-                "dims": list(var.transpose(row, ...).dims),
+                "dims": list(var.dims),
                 "dtype": "str" if var.dtype.kind in "OUT" else str(var.dtype),
                 "attrs": dict(var.attrs),
                 "columns": names_here,
@@ -249,8 +254,16 @@ def arrow_to_dataset(table: pa.Table) -> xr.Dataset:
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
+    # no Arrow schema copy (it repeats every column's metadata, base64: 3/4 of a small
+    # table's bytes) and no column statistics (tables of a few rows): Parquet's own
+    # types and the key-value metadata (``cardiolab``) describe the table
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    meta = table.schema.metadata or {}
+    options = dict(compression="zstd", write_statistics=False, store_schema=False)
+    with pq.ParquetWriter(buf, table.schema, **options) as writer:
+        writer.write_table(table)
+        if meta:
+            writer.add_key_value_metadata(meta)
     return buf.getvalue()
 
 
@@ -308,7 +321,7 @@ class DerivedStore:
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self.root = self.root.rstrip("/")
-        self._checked = False
+        self._checked = self._marked = False
 
     def __repr__(self) -> str:
         return f"<DerivedStore {self.url}>"
@@ -351,9 +364,11 @@ class DerivedStore:
             self.fs.pipe_file(path, data)
             return
         os.makedirs(parent, exist_ok=True)
-        if not atomic:
+        if not atomic:  # a new name under a fresh prefix: flushed, no rename needed
             with open(path, "wb") as f:
                 f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             return
         tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex}"
         try:
@@ -369,12 +384,28 @@ class DerivedStore:
     def _create(self, path: str, data: bytes) -> bool:
         """Create an object only if absent; ``True`` if this call created it.
 
-        ``open(mode="xb")`` (``O_EXCL`` on a local disk, ``If-None-Match: *`` on S3);
-        where a file system has no exclusive create, written only if absent. Read back
-        to check that these bytes are the ones stored.
+        On a local disk the bytes are written aside, flushed, then hard-linked to
+        ``path`` (``link`` fails if ``path`` exists), so a crash leaves the whole object
+        or none. Elsewhere ``open(mode="xb")`` (a conditional PUT ``If-None-Match: *``
+        on S3); where a file system has no exclusive create, written only if absent.
+        Then read back to check that these bytes are the ones stored.
         """
         if self.is_local:
-            os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            parent, name = path.rsplit("/", 1)
+            os.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)
+            return True
         try:
             with self.fs.open(path, "xb") as f:
                 f.write(data)
@@ -433,13 +464,14 @@ class DerivedStore:
     def _ensure_marker(self) -> None:
         self.check_format()
         path = self._path(_MARKER)
-        if self._get(path) is None:
+        if not self._marked and self._get(path) is None:
             content = {
                 "store_format": STORE_FORMAT,
                 "description": "cardiolab derived store (layout: cardiolab.derived)",
                 "cardiolab": __version__,
             }
             self._create(path, json.dumps(content, indent=1).encode())
+        self._marked = True
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -549,6 +581,12 @@ class DerivedStore:
 
     # -- leases --------------------------------------------------------------------------
 
+    def lease_url(self, subject: str, session: str) -> str:
+        """Where a session's lease object lives (delete it to free the session of a run
+        that is known dead before the lease expires)."""
+        path = self._path(_LEASES, subject, f"{session}.json")
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
     def lease_holder(self, subject: str, session: str) -> dict | None:
         """Who holds a session's lease (``owner``, ``host``, ``pid``, ``expires``,
         ``token``), or ``None`` when nobody does or the lease has expired."""
@@ -615,10 +653,10 @@ class DerivedStore:
         delay = 0.05
         while (held := self.acquire_lease(subject, session, ttl=ttl)) is None:
             if time.monotonic() > deadline:
-                holder = self.lease_holder(subject, session) or {}
+                holder = self.lease_holder(subject, session)
                 raise CardiolabError(
                     f"{subject} {session}: another run holds the session "
-                    f"({_describe(holder)}); try again later"
+                    f"({describe_lease(holder)}); try again later"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -678,7 +716,7 @@ class DerivedStore:
     # -- the reviewers' audit trail ------------------------------------------------------
 
     def _trail(self, subject: str, session: str) -> str:
-        return self._path(_TRAIL, subject, session)
+        return self._path(TRAIL_GROUP, subject, session)
 
     def event_ids(self, subject: str, session: str) -> list[int]:
         """Ids of a session's review events, in order (``[]`` without a trail)."""
@@ -753,17 +791,14 @@ class DerivedStore:
         return frame
 
 
-def _describe(holder: dict) -> str:
+def describe_lease(holder: dict | None) -> str:
+    """One line saying who holds a lease (:meth:`DerivedStore.lease_holder`) and until
+    when."""
     if not holder:
         return "lease just released"
     until = time.strftime("%H:%M:%S", time.localtime(holder.get("expires", 0)))
     who = f"{holder.get('owner') or 'a run'} on {holder.get('host')} pid {holder.get('pid')}"
     return f"{who}, lease until {until}"
-
-
-def describe_lease(holder: dict | None) -> str:
-    """One line saying who holds a lease (:meth:`DerivedStore.lease_holder`)."""
-    return _describe(holder or {})
 
 
 def derived_store(catalog) -> DerivedStore:

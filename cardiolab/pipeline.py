@@ -259,7 +259,12 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         lease = store.acquire_lease(subject, label, owner=f"process {cat.path}")
         if lease is None:  # another run computes it: do not compute it twice
             holder = describe_lease(store.lease_holder(subject, label))
-            out.update(status="skipped", stage="", error=f"another run holds it ({holder})")
+            out.update(
+                status="skipped",
+                stage="",
+                error=f"another run holds it ({holder}; if that run is dead, delete "
+                f"{store.lease_url(subject, label)})",
+            )
             log.info("%s %s skipped: another run holds it (%s)", subject, label, holder)
             return out
         if not force and (existing := current()) is not None:  # done meanwhile
