@@ -329,7 +329,9 @@ def test_process_on_s3_in_a_worker_process(s3_campaign, s3_server, tmp_path, mon
     for var in VARS.values():  # the worker cannot take them from its environment
         monkeypatch.delenv(var)
     session = [("S01", "L-30")]
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
         with Client(cluster) as client:
             report = process_campaign(cat, client=client, sessions=session, progress=False)
     assert len(report.failures) == 0, report.failures.to_string()
