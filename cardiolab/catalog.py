@@ -682,7 +682,8 @@ def _read_url_text(url: str, storage_options) -> str:
     import fsspec
 
     try:
-        with fsspec.open(url, "rt", encoding="utf-8", **(storage_options or {})) as f:
+        options = merge_storage_options(storage_options, None)  # a copy fsspec may change
+        with fsspec.open(url, "rt", encoding="utf-8", **options) as f:
             return f.read()
     except (FileNotFoundError, UnicodeDecodeError):
         raise
@@ -920,7 +921,7 @@ class Catalog:
         self.path = path
         self.model = model
         self.campaign = model.campaign
-        self.storage_options = storage_options
+        self._storage_options = merge_storage_options(storage_options, None) or None
         self.root = self._resolve_root(model.data_root)
         self.derived_path = self.resolve(model.derived)
         self.store_path = self.resolve(model.store) if model.store else None
@@ -940,6 +941,12 @@ class Catalog:
         return Path(os.path.normpath(root))
 
     @property
+    def storage_options(self) -> dict | None:
+        """fsspec options of every raw and derived URL (a new copy at each use: fsspec
+        backends may change what they are given, e.g. botocore's ``retries``)."""
+        return merge_storage_options(self._storage_options, None) or None
+
+    @property
     def spec(self) -> CatalogSpec:
         """What it takes to open this catalog again elsewhere (a dask worker).
 
@@ -949,7 +956,7 @@ class Catalog:
         process without the catalog's environment variables. Picklable; its repr names
         the options, not their values.
         """
-        return CatalogSpec(str(self.path), dict(self.storage_options or {}))
+        return CatalogSpec(str(self.path), self.storage_options or {})
 
     def resolve(self, text: str):
         """Resolve a catalog path.

@@ -12,6 +12,7 @@ errors and reprs: a value may be a credential).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 
@@ -119,16 +120,15 @@ def merge_storage_options(base: Mapping | None, override: Mapping | None) -> dic
     """Merge two sets of storage options into a new dict (the inputs are not changed).
 
     Keys of ``override`` win; where both give a mapping (``client_kwargs``) the two
-    are merged key by key, recursively.
+    are merged key by key, recursively. The result shares nothing with the inputs
+    (botocore rewrites a ``config_kwargs.retries`` mapping in place when it uses it).
     """
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (base or {}).items()}
+    out = copy.deepcopy(dict(base or {}))
     for key, value in (override or {}).items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = merge_storage_options(out[key], value)
-        elif isinstance(value, Mapping):
-            out[key] = merge_storage_options({}, value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
 
 

@@ -139,7 +139,7 @@ def test_raw_input_hash_of_a_url_store_follows_its_objects(s3_campaign, s3_serve
     assert raw_input_hash(cat, "S01", "L-30") == before
 
 
-def test_catalog_at_a_url_without_options_is_a_clear_error(s3_campaign, s3_server):
+def test_missing_catalog_at_a_url_is_a_clear_error(s3_campaign, s3_server):
     _, url, _ = s3_campaign
     wrong = {"key": "x", "secret": "y", "client_kwargs": {"endpoint_url": s3_server.endpoint_url}}
     missing = url.replace("data_catalog.yaml", "nothing.yaml")
@@ -174,11 +174,15 @@ def test_given_options_merge_over_the_section(s3_campaign, s3_server, tmp_path, 
     # the section names a closed port; the option given wins, key by key
     path = _remote_catalog(local, url, tmp_path, "http://127.0.0.1:9")
     monkeypatch.setenv("CARDIOLAB_TEST_S3_ENDPOINT", "http://127.0.0.1:9")
-    given = {"client_kwargs": {"endpoint_url": s3_server.endpoint_url}, "anon": False}
+    retries = {"retries": {"max_attempts": 2}}  # botocore rewrites this mapping in place
+    given = {"client_kwargs": {"endpoint_url": s3_server.endpoint_url}, "config_kwargs": retries}
+    as_given = {"client_kwargs": {"endpoint_url": s3_server.endpoint_url}, "config_kwargs": retries}
+    expected = {**options, "config_kwargs": {"retries": {"max_attempts": 2}}}
     cat = open_catalog(path, storage_options=given)
-    assert cat.storage_options == {**options, "anon": False}
-    assert given == {"client_kwargs": {"endpoint_url": s3_server.endpoint_url}, "anon": False}
+    assert cat.storage_options == expected
     assert int(cat.open_session("S02", "L-30")["ecg"].sizes["time"]) > 0
+    assert cat.storage_options == expected and cat.spec.storage_options == expected
+    assert given == as_given and retries == {"retries": {"max_attempts": 2}}  # not changed
 
 
 def test_spec_opens_the_catalog_without_its_environment(
@@ -262,9 +266,9 @@ def test_cli_info_and_validate_over_s3(s3_campaign, capsys):
     assert "4 of 4 sessions follow the data model" in capsys.readouterr().out
 
 
-def test_cli_without_the_endpoint_is_a_clean_error(s3_campaign, capsys, monkeypatch):
+def test_cli_unreachable_endpoint_is_a_clean_error(s3_campaign, capsys, monkeypatch):
     _, url, options = s3_campaign
-    # no endpoint: s3fs would go to AWS; a bucket that is not there, or no network
+    # a closed loopback port: the error names the catalog, without a traceback
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     given = ["--storage-option", "client_kwargs.endpoint_url=http://127.0.0.1:9"]
     assert (
