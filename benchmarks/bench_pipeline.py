@@ -1,11 +1,13 @@
 """The processing pipeline: demo campaign throughput and memory on a 24-hour session.
 
-Usage: python benchmarks/bench_pipeline.py [--skip-24h] [--hours 24]
+Usage: python benchmarks/bench_pipeline.py [--skip-24h] [--hours 24] [--profile]
 
 1. The demo campaign (8 subjects x 10 sessions of 10 min) processed end to end
    (beats and features, written to the derived store) with 1 and with 2 dask workers:
-   seconds, multiple of real time per core, parallel efficiency.
-   Targets: >= 500x real time per core, efficiency >= 0.85.
+   seconds, multiple of real time per core, parallel efficiency; objects and bytes the
+   derived store holds per processed session. With ``--profile``, where one session's
+   time goes (cProfile, in this process, after a warm-up session).
+   Targets: >= 1500x real time per core, efficiency >= 0.85, <= 12 objects per session.
 2. Peak resident memory of processing one simulated 24-hour session with a 1 kHz ECG
    and 200 Hz finger pressure (beat table and features), in a fresh process.
    Target: < 1.5 GB.
@@ -53,10 +55,58 @@ def demo_throughput(tmp: Path) -> None:
         f"second run, unchanged inputs: {time.perf_counter() - t0:.1f} s "
         f"({report.n_cached} sessions cached)"
     )
+    objects_per_session(catalog)
     print(
         f"parallel efficiency (2 workers), cold: {times[1] / (2 * times[2]):.2f}; "
         f"warm cluster: {warm[1] / (2 * warm[2]):.2f} (target >= 0.85)"
     )
+
+
+def objects_per_session(catalog) -> None:
+    """Objects (and their bytes) the derived store holds per processed session: the
+    session's own objects and its run record (any fsspec store)."""
+    from cardiolab.catalog import open_catalog
+    from cardiolab.derived import derived_store
+
+    cat = open_catalog(catalog)
+    store = derived_store(cat)
+    counts, sizes = [], []
+    for subject, label in zip(cat.sessions["subject"], cat.sessions["session"], strict=True):
+        found = store.fs.find(f"{store.root}/{subject}/{label}", detail=True)
+        run = f"{store.root}/_runs/{subject}/{label}.json"
+        if store.fs.exists(run):
+            found[run] = store.fs.info(run)
+        counts.append(len(found))
+        sizes.append(sum(info["size"] for info in found.values()))
+    print(
+        f"derived store {store.url}: {np.mean(counts):.1f} objects per session "
+        f"(max {max(counts)}; target <= 12), {np.mean(sizes) / 1024:.0f} KiB per session"
+    )
+
+
+def profile_session(tmp: Path, top: int = 10) -> None:
+    """cProfile of one demo session processed in this process (after a warm-up one)."""
+    import cProfile
+    import pstats
+
+    from cardiolab.pipeline import process_session
+    from cardiolab.simulate import simulate_campaign
+
+    path = tmp / "profile"
+    simulate_campaign(path, n_subjects=1, schedule=["L-60", "L-30"], progress=False, workers=1)
+    catalog = str(path / "data_catalog.yaml")
+    process_session(catalog, "S01", "L-60", force=True)  # numba compilation, imports
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.enable()
+    out = process_session(catalog, "S01", "L-30", force=True)
+    profiler.disable()
+    print(
+        f"one 10-minute session in this process: {time.perf_counter() - t0:.2f} s "
+        f"({out['status']}); where its time goes (cumulative, top {top}):"
+    )
+    stats = pstats.Stats(profiler).sort_stats("cumulative")
+    stats.print_stats(top + 8)  # the first rows are the call itself and its wrappers
 
 
 def _warm_run(catalog, workers, n_sessions, recorded_s) -> float:
@@ -193,9 +243,12 @@ def main() -> None:
     parser.add_argument("--skip-24h", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--profile", action="store_true", help="profile one session")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.profile:
+            profile_session(tmp)
         if not args.skip_demo:
             demo_throughput(tmp)
         if not args.skip_24h:

@@ -22,22 +22,21 @@ recomputes only the features when the raw input is unchanged but the trail has g
 
 Storage
 -------
-The trail lives in the derived store, beside the session groups that the pipeline
-replaces wholesale, never inside them, so that reprocessing cannot lose it::
+The trail lives in the derived store (:mod:`cardiolab.derived`, on a local folder or
+object storage), beside the session tables that the pipeline replaces wholesale, never
+inside them, so that reprocessing cannot lose it::
 
-    <derived>/_annotations/                       zarr group (attrs: what it holds)
-    <derived>/_annotations/<subject>/<session>/   zarr group, one per session
-    <derived>/_annotations/<subject>/<session>/e000001/zarr.json   event 1
-    <derived>/_annotations/<subject>/<session>/e000002/zarr.json   event 2 ...
+    <derived>/_annotations/<subject>/<session>/e000001.json   event 1
+    <derived>/_annotations/<subject>/<session>/e000002.json   event 2 ...
 
-Each event is an attribute-only zarr group, so the derived store stays one valid zarr
-hierarchy (``xarray.open_datatree`` shows the events with their attributes) and an
-event is one small JSON file. An event is written in a hidden folder beside its final
-name, flushed to disk, then renamed to ``e<id>``: the rename is atomic and fails if
-another writer took that id first (the writer then takes the next one), so a crash
-leaves either the whole event or nothing, two quick successive (or concurrent) calls
-both persist, and nothing ever rewrites an event. Subject codes cannot start with
-``_`` (catalog rule), so ``_annotations`` never collides with a subject.
+Each event is one small JSON object, created only if absent
+(:meth:`cardiolab.derived.DerivedStore.append_event`): if another writer took that id
+first, the writer takes the next one, so a crash leaves either the whole event or
+nothing, two quick successive (or concurrent) calls both persist, and nothing ever
+rewrites an event. Subject codes cannot start with ``_`` (catalog rule), so
+``_annotations`` never collides with a subject. Rewriting a session's tables (here and
+in the pipeline) holds the session's lease
+(:meth:`cardiolab.derived.DerivedStore.lease`).
 
 Each event records the beat indices *and* their R-peak times, with a fingerprint of
 the beat table they index. If the beat table changes (new detector parameters), the
@@ -50,24 +49,18 @@ The raw store is never written to.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
-import os
-import re
-import shutil
-import uuid
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import __version__
+from .derived import TRAIL_GROUP, DerivedStore, as_store, derived_store
 from .errors import CardiolabError, CatalogError
+from .features.session import session_results
 
 __all__ = [
     "MATCH_TOLERANCE_S",
@@ -81,17 +74,13 @@ __all__ = [
     "review_provenance",
     "review_state",
     "reviewed_beats",
-    "session_lock",
 ]
 
 log = logging.getLogger("cardiolab")
 
-#: Name of the group of the derived store that holds every audit trail.
-TRAIL_GROUP = "_annotations"
 #: Largest distance (s) between an event's recorded R-peak time and a beat of a
 #: recomputed beat table for the two to be taken as the same beat.
 MATCH_TOLERANCE_S = 0.05
-_EVENT_DIR = re.compile(r"^e(\d{6,})$")
 _TRAIL_COLUMNS = [
     "event_id",
     "time",
@@ -174,15 +163,6 @@ def _catalog(catalog):
     return catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
 
 
-def _derived(cat) -> Path:
-    derived = cat.derived_path
-    if not isinstance(derived, Path):
-        raise CardiolabError(
-            f"derived store {derived}: reviews are stored in local derived stores only"
-        )
-    return derived
-
-
 def _check_session(cat, subject: str, session: str) -> None:
     table = cat.sessions
     subjects = list(dict.fromkeys(table["subject"]))
@@ -199,109 +179,15 @@ def _check_session(cat, subject: str, session: str) -> None:
         )
 
 
-def _trail_dir(derived: Path, subject: str, session: str) -> Path:
-    return derived / TRAIL_GROUP / subject / session
-
-
-def _write_json_atomic(path: Path, content: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _ensure_attr_group(path: Path, attrs: dict) -> None:
-    """Create an attribute-only zarr (v3) group at ``path`` unless one is there."""
-    if (path / "zarr.json").exists():
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(
-        path / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs}
-    )
-
-
-def _ensure_trail(derived: Path, subject: str, session: str) -> Path:
-    """The session's trail group (created, with its parents, if missing)."""
-    if not (derived / "zarr.json").exists():
-        _ensure_attr_group(derived, {"cardiolab": __version__})
-    _ensure_attr_group(
-        derived / TRAIL_GROUP,
-        {
-            "description": "reviewer beat flags: one append-only audit trail per session, "
-            "one attribute-only group per event (cardiolab.annotations)",
-            "cardiolab": __version__,
-        },
-    )
-    _ensure_attr_group(derived / TRAIL_GROUP / subject, {"subject": subject})
-    folder = _trail_dir(derived, subject, session)
-    _ensure_attr_group(
-        folder, {"subject": subject, "session": session, "description": "audit trail"}
-    )
-    return folder
-
-
-@contextlib.contextmanager
-def session_lock(derived: Path, subject: str, session: str):
-    """Hold an exclusive lock on a session's derived results while they are rewritten.
-
-    Serialises :func:`recompute_features` and
-    :func:`cardiolab.pipeline.process_session` on one session, across threads and
-    processes (``flock`` on the trail group's ``zarr.json``, which is written once
-    and never replaced; the group is created if missing). Where ``fcntl`` is missing
-    (Windows) it does not lock. Appending events needs no lock.
-
-    Parameters
-    ----------
-    derived : pathlib.Path
-        The derived store.
-    subject, session : str
-        The session.
-
-    Examples
-    --------
-    >>> with session_lock(cat.derived_path, "S01", "R+1"):  # doctest: +SKIP
-    ...     pass  # rewrite <derived>/S01/R+1 here
-    """
-    meta = _ensure_trail(derived, subject, session) / "zarr.json"
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        log.debug("no fcntl: %s %s rewritten without a lock", subject, session)
-        yield
-        return
-    with open(meta, "rb") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 # --- the trail on disk ------------------------------------------------------------------
 
 
-def _event_ids(folder: Path) -> list[int]:
-    if not folder.is_dir():
-        return []
-    ids = []
-    for entry in os.scandir(folder):
-        m = _EVENT_DIR.match(entry.name)
-        if m and entry.is_dir():
-            ids.append(int(m.group(1)))
-    return sorted(ids)
-
-
-def last_event_id(derived: Path, subject: str, session: str) -> int:
+def last_event_id(derived, subject: str, session: str) -> int:
     """Id of the last event of a session's trail (0 when it has none).
 
     Parameters
     ----------
-    derived : pathlib.Path
+    derived : cardiolab.derived.DerivedStore, str or pathlib.Path
         The derived store.
     subject, session : str
         The session.
@@ -315,61 +201,16 @@ def last_event_id(derived: Path, subject: str, session: str) -> int:
     >>> last_event_id(cat.derived_path, "S01", "R+1")  # doctest: +SKIP
     3
     """
-    ids = _event_ids(_trail_dir(derived, subject, session))
+    ids = as_store(derived).event_ids(subject, session)
     return ids[-1] if ids else 0
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _append_event(folder: Path, event: dict) -> int:
-    """Write ``event`` as the next event of the trail in ``folder``; return its id."""
-    for _ in range(10_000):
-        ids = _event_ids(folder)
-        n = (ids[-1] if ids else 0) + 1
-        name = f"e{n:06d}"
-        tmp = folder / f".{name}.tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            meta = {
-                "zarr_format": 3,
-                "node_type": "group",
-                "attributes": {"event_id": n, **event},
-            }
-            with open(tmp / "zarr.json", "w", encoding="utf-8") as f:
-                json.dump(meta, f)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.rename(tmp, folder / name)  # fails if another writer took this id
-            except OSError:
-                if (folder / name).exists():
-                    continue
-                raise
-            _fsync_dir(folder)
-            return n
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    raise CardiolabError(f"{folder}: could not append an event (10000 attempts)")
-
-
-def read_trail(derived: Path, subject: str, session: str) -> pd.DataFrame:
+def read_trail(derived, subject: str, session: str) -> pd.DataFrame:
     """A session's audit trail, one row per event in id order.
 
     Parameters
     ----------
-    derived : pathlib.Path
+    derived : cardiolab.derived.DerivedStore, str or pathlib.Path
         The derived store.
     subject, session : str
         The session.
@@ -388,12 +229,10 @@ def read_trail(derived: Path, subject: str, session: str) -> pd.DataFrame:
     --------
     >>> read_trail(cat.derived_path, "S01", "R+1")[["event_id", "reviewer"]]  # doctest: +SKIP
     """
-    folder = _trail_dir(derived, subject, session)
+    store = as_store(derived)
     rows = []
-    for n in _event_ids(folder):
-        path = folder / f"e{n:06d}" / "zarr.json"
+    for attrs in store.read_events(subject, session):
         try:
-            attrs = json.loads(path.read_text(encoding="utf-8"))["attributes"]
             rows.append(
                 {
                     "event_id": int(attrs["event_id"]),
@@ -407,8 +246,11 @@ def read_trail(derived: Path, subject: str, session: str) -> pd.DataFrame:
                     "beat_table": str(attrs["beat_table"]),
                 }
             )
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CardiolabError(f"{path}: unreadable review event: {err}") from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise CardiolabError(
+                f"{store.url}: {subject} {session}: unreadable review event "
+                f"{attrs.get('event_id', '?')}: {err}"
+            ) from None
     trail = pd.DataFrame(rows, columns=_TRAIL_COLUMNS)
     trail["time"] = pd.to_datetime(trail["time"], utc=True, format="ISO8601")
     trail["event_id"] = trail["event_id"].astype("int64")
@@ -425,22 +267,14 @@ def _beat_table_id(t) -> str:
     return hashlib.sha256(arr.tobytes()).hexdigest()[:16]
 
 
-def _stored_beats(derived: Path, subject: str, session: str) -> xr.Dataset:
-    group = derived / subject / session
-    if not (group / "beats" / "zarr.json").exists():
+def _stored_beats(store: DerivedStore, subject: str, session: str) -> xr.Dataset:
+    beats = store.read_session(subject, session, "beats")
+    if beats is None:
         raise CardiolabError(
-            f"{subject} {session}: no beat table in the derived store {derived}; "
+            f"{subject} {session}: no beat table in the derived store {store.url}; "
             "process the session first (`cardiolab process <catalog>`)"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with xr.open_dataset(str(group), group="beats", engine="zarr", consolidated=False) as ds:
-            beats = ds.load()
-    # zarr v3 reads text back as NumPy StringDType; the beat table holds Python strings
-    text = [k for k, v in beats.variables.items() if v.dtype.kind == "T"]
-    return beats.assign(
-        {k: beats[k].astype(object) for k in text if k in beats.data_vars}
-    ).assign_coords({k: beats[k].astype(object) for k in text if k in beats.coords})
+    return beats
 
 
 def _match_times(t_now: np.ndarray, t_event: np.ndarray, tolerance: float):
@@ -688,7 +522,7 @@ def flag_beats(
         )
     if not isinstance(reason, str):
         raise CardiolabError(f"{subject} {session}: reason must be text, got {reason!r}")
-    derived = _derived(cat)
+    derived = derived_store(cat)
     stored = _stored_beats(derived, subject, session)
     t = np.asarray(stored["t"].values, dtype=float)
     idx = _beat_indices(beats, t.size, subject, session)
@@ -704,8 +538,7 @@ def flag_beats(
         "session": session,
         "cardiolab_version": __version__,
     }
-    folder = _ensure_trail(derived, subject, session)
-    n = _append_event(folder, event)
+    n = derived.append_event(subject, session, event)
     log.info(
         "%s %s: event %d, %s %s %d beat(s) (%s)",
         subject,
@@ -719,13 +552,11 @@ def flag_beats(
     return _state(derived, subject, session, stored)
 
 
-def _state(derived: Path, subject: str, session: str, stored: xr.Dataset) -> ReviewState:
+def _state(derived: DerivedStore, subject: str, session: str, stored: xr.Dataset) -> ReviewState:
     trail = read_trail(derived, subject, session)
     t = np.asarray(stored["t"].values, dtype=float)
     flags, unmatched = _flag_vector(t, trail, MATCH_TOLERANCE_S)
-    from .pipeline import _read_attrs
-
-    attrs = _read_attrs(derived / subject / session) or {}
+    attrs = derived.session_attrs(subject, session) or {}
     return ReviewState(
         subject=subject,
         session=session,
@@ -767,7 +598,7 @@ def review_state(catalog, subject: str, session: str) -> ReviewState:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     return _state(derived, subject, session, _stored_beats(derived, subject, session))
 
 
@@ -797,7 +628,7 @@ def reviewed_beats(catalog, subject: str, session: str) -> xr.Dataset:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
+    derived = derived_store(cat)
     beats = _stored_beats(derived, subject, session)
     return apply_review(beats, read_trail(derived, subject, session))
 
@@ -806,7 +637,7 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
     """Recompute a session's features from its reviewed beats and store them.
 
     The stored beat table is not recomputed: the review is applied to it
-    (:func:`apply_review`), :func:`cardiolab.pipeline.session_features` recomputes
+    (:func:`apply_review`), :func:`cardiolab.features.session.session_results` recomputes
     the per-epoch features (reviewer-flagged beats are excluded from every per-beat
     channel: RR intervals bounded by them, pressures, Doppler indices and beat LDF
     flux; the LDF vasomotion band powers come from the continuous raw LDF and are not
@@ -842,15 +673,13 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
     >>> int(feats.attrs["review_last_event"])  # doctest: +SKIP
     1
     """
-    from .pipeline import _read_attrs, _write_atomic, session_results
-
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = _derived(cat)
-    with session_lock(derived, subject, session):
+    derived = derived_store(cat)
+    with derived.lease(subject, session):
         for _ in range(5):  # again if an event was appended while we worked
             stored = _stored_beats(derived, subject, session)
-            attrs = dict(_read_attrs(derived / subject / session) or {})
+            attrs = dict(derived.session_attrs(subject, session) or {})
             trail = read_trail(derived, subject, session)
             beats = apply_review(stored, trail).drop_encoding()
             feats, responses = session_results(beats, cat.open_session(subject, session))
@@ -859,7 +688,7 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
                 if ds is not None:
                     ds.attrs.update({k: v for k, v in attrs.items() if k != "created"})
             groups = {"beats": beats, "features": feats, "responses": responses}
-            _write_atomic(derived, subject, session, groups, attrs)
+            derived.write_session(subject, session, groups, attrs)
             if last_event_id(derived, subject, session) == attrs["review_last_event"]:
                 break
     log.info(

@@ -68,6 +68,32 @@ reach. Paths are compared after ``..`` is resolved, not after symbolic links are
 followed: a link inside a data root (a data disk linked into the campaign folder) is
 the folder owner's choice and is followed.
 
+Object storage
+--------------
+The catalog itself may be at a URL (``open_catalog("s3://bucket/tg2/data_catalog.yaml",
+storage_options=...)``); its relative paths (and a relative ``data_root``) then resolve
+against the catalog's URL folder (``s3://bucket/tg2/``). The fsspec options of every raw
+and derived path of a catalog come from its ``storage_options`` section, with the
+``storage_options=`` given to :func:`open_catalog` (or ``--storage-option`` on the
+command line) merged over it, key by key (nested mappings such as ``client_kwargs``
+too)::
+
+    storage_options:
+      client_kwargs: {endpoint_url: "${S3_ENDPOINT:-https://s3.example.org}"}
+      key: ${S3_KEY}                # credentials: ${VAR} references only
+      secret: ${S3_SECRET}
+
+Credentials (:data:`cardiolab.storage_options.CREDENTIAL_KEYS`: ``key``, ``secret``,
+``token``, ...) must be ``${VAR}`` references: the catalog is shared, its values are not
+secret. References are expanded when the catalog is opened (an unset ``${VAR}`` without
+default is an error naming the option); the expanded values live only in
+:attr:`Catalog.storage_options` and :attr:`Catalog.spec`, are never written back and
+never shown in errors or reprs (those name the options, not their values). Reading an
+``s3://`` catalog itself needs the options given to :func:`open_catalog`, since its
+section is inside it. Dask tasks receive :attr:`Catalog.spec` (the catalog's location
+and its expanded options), so workers need neither the catalog's variables nor a copy of
+the options.
+
 Protocols
 ---------
 A session's protocol is its ``protocol``, else ``default_protocol``, else the only
@@ -130,12 +156,14 @@ the unit of the first; the second's values are converted (mm and cm, mm2 and cm2
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import functools
 import json
 import logging
 import os
+import posixpath
 import re
 import types
 import typing
@@ -166,11 +194,18 @@ from .labels import LabelError, parse_session_label, schedule_order
 from .measurements import SESSION_EPOCH, read_measurement_table, table_format
 from .paths import expand_path, is_url
 from .schema import BEAT_FIELDS, BEAT_GROUP, RAW_GROUPS, protocol_group, validate_session
+from .storage_options import (
+    CREDENTIAL_KEYS,
+    expand_storage_options,
+    merge_storage_options,
+    option_names,
+)
 from .units import UNIT_FACTORS, conversion_factor, normalise_unit, unit_ratio
 
 __all__ = [
     "Catalog",
     "CatalogModel",
+    "CatalogSpec",
     "open_catalog",
     "write_catalog",
 ]
@@ -564,6 +599,26 @@ class CatalogModel(_Model):
     subjects: Annotated[list[Subject], Field(min_length=1)]
     sessions: Annotated[list[SessionEntry], Field(min_length=1)]
     measurements: list[MeasurementTableEntry] = Field(default_factory=list)
+    storage_options: dict[str, typing.Any] = Field(default_factory=dict)
+
+    @field_validator("storage_options")
+    @classmethod
+    def _credentials_by_reference(cls, value):
+        def walk(options, where):
+            for key, item in options.items():
+                name = f"{where}.{key}" if where else str(key)
+                if isinstance(item, Mapping):
+                    walk(item, name)
+                elif str(key) in CREDENTIAL_KEYS and not (
+                    isinstance(item, str) and "${" in item
+                ):  # the value is never echoed: it may be a credential
+                    raise ValueError(
+                        f"{name}: give credentials as a ${{VAR}} reference (e.g. "
+                        f"{key}: ${{S3_{str(key).upper()}}}), not in the catalog"
+                    )
+
+        walk(value, "")
+        return value
 
 
 # --- YAML -------------------------------------------------------------------------------
@@ -624,14 +679,35 @@ def _parse_yaml(text: str, path: Path):
     return data
 
 
-def _read_yaml(path: Path):
+def _read_yaml(path, storage_options=None):
+    """The catalog's YAML data: a local file, or a URL read through fsspec."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if isinstance(path, Path):
+            text = path.read_text(encoding="utf-8")
+        else:
+            text = _read_url_text(path, storage_options)
     except FileNotFoundError:
         raise CatalogError("catalog file not found", file=path) from None
     except (OSError, UnicodeDecodeError) as err:
         raise CatalogError(f"cannot read the catalog: {err}", file=path) from None
     return _parse_yaml(text, path)
+
+
+def _read_url_text(url: str, storage_options) -> str:
+    import fsspec
+
+    try:
+        options = merge_storage_options(storage_options, None)  # a copy fsspec may change
+        with fsspec.open(url, "rt", encoding="utf-8", **options) as f:
+            return f.read()
+    except (FileNotFoundError, UnicodeDecodeError):
+        raise
+    except Exception as err:  # fsspec and its backends (s3fs, botocore) raise their own
+        raise CatalogError(
+            f"cannot read the catalog: {type(err).__name__}: {err} (storage options given: "
+            f"{', '.join(option_names(storage_options)) or 'none'})",
+            file=url,
+        ) from None
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -790,7 +866,45 @@ def _store_format(path) -> str:
     return "zarr"
 
 
+def _url_root(catalog_url: str, data_root: str) -> str:
+    """Base of a URL catalog's relative paths: its ``data_root`` (a URL, or a path
+    relative to the catalog's URL folder), or that folder."""
+    if is_url(data_root):
+        return data_root.rstrip("/")
+    protocol, _, key = catalog_url.partition("://")
+    folder = posixpath.dirname(key)
+    base = posixpath.normpath(posixpath.join(folder, data_root)) if data_root else folder
+    return f"{protocol}://{base}"
+
+
 # --- the catalog ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class CatalogSpec:
+    """A catalog's location and effective storage options: what dask tasks receive.
+
+    Made by :attr:`Catalog.spec`; :func:`open_catalog` accepts it in place of a path
+    and then uses its options as they are (the catalog's ``${VAR}`` references are not
+    expanded again). The repr and ``str`` never show option values (credentials).
+
+    Attributes
+    ----------
+    url : str
+        The catalog file: an absolute local path or a URL.
+    storage_options : dict
+        fsspec options, expanded.
+    """
+
+    url: str
+    storage_options: dict = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        names = ", ".join(option_names(self.storage_options))
+        return f"CatalogSpec({self.url!r}, storage options: {names or 'none'})"
 
 
 class Catalog:
@@ -811,20 +925,26 @@ class Catalog:
     store_path : pathlib.Path or str or None
         The native campaign store, if the catalog names one.
     storage_options : dict or None
-        fsspec options passed to the readers for URLs.
+        fsspec options for every raw and derived URL of the catalog: its
+        ``storage_options`` section expanded, with the options given to
+        :func:`open_catalog` merged over it (``None`` when there are none).
+    spec : CatalogSpec
+        Location and options, to open the catalog again in a dask worker.
     """
 
-    def __init__(self, path: Path, model: CatalogModel, *, storage_options=None):
+    def __init__(self, path, model: CatalogModel, *, storage_options=None):
         self.path = path
         self.model = model
         self.campaign = model.campaign
-        self.storage_options = storage_options
+        self._storage_options = merge_storage_options(storage_options, None) or None
         self.root = self._resolve_root(model.data_root)
         self.derived_path = self.resolve(model.derived)
         self.store_path = self.resolve(model.store) if model.store else None
 
     # -- paths -----------------------------------------------------------------------------
     def _resolve_root(self, data_root: str | None):
+        if isinstance(self.path, str):  # a catalog at a URL: its folder is the base
+            return _url_root(self.path, expand_path(data_root) if data_root else "")
         if not data_root:
             return self.path.parent
         text = expand_path(data_root)
@@ -834,6 +954,24 @@ class Catalog:
         if not root.is_absolute():
             root = self.path.parent / root
         return Path(os.path.normpath(root))
+
+    @property
+    def storage_options(self) -> dict | None:
+        """fsspec options of every raw and derived URL (a new copy at each use: fsspec
+        backends may change what they are given, e.g. botocore's ``retries``)."""
+        return merge_storage_options(self._storage_options, None) or None
+
+    @property
+    def spec(self) -> CatalogSpec:
+        """What it takes to open this catalog again elsewhere (a dask worker).
+
+        Its location and its effective storage options (the catalog's section,
+        expanded, with the options given to :func:`open_catalog` merged over it):
+        ``open_catalog(cat.spec)`` opens the same catalog with the same options, in a
+        process without the catalog's environment variables. Picklable; its repr names
+        the options, not their values.
+        """
+        return CatalogSpec(str(self.path), self.storage_options or {})
 
     def resolve(self, text: str):
         """Resolve a catalog path.
@@ -1504,7 +1642,11 @@ class Catalog:
         return tree
 
 
-def _validate(data: dict, path: Path, *, check_files: bool, storage_options=None) -> Catalog:
+def _validate(
+    data: dict, path, *, check_files: bool, storage_options=None, expanded: bool = False
+) -> Catalog:
+    """Validate catalog data; ``storage_options`` are merged over the catalog's section
+    (expanded here), or used as they are when ``expanded`` (a :class:`CatalogSpec`)."""
     try:
         model = CatalogModel.model_validate(data)
     except ValidationError as err:
@@ -1513,7 +1655,10 @@ def _validate(data: dict, path: Path, *, check_files: bool, storage_options=None
             entry, field = _entry_and_field(data, tuple(e["loc"]))
             faults.add(_message(e), entry, field)
         faults.raise_if_any()
-    catalog = Catalog(path, model, storage_options=storage_options)
+    if not expanded:
+        section = expand_storage_options(model.storage_options, file=path)
+        storage_options = merge_storage_options(section, storage_options)
+    catalog = Catalog(path, model, storage_options=dict(storage_options or {}) or None)
     catalog._check(check_files)
     catalog._check_measurements(check_files)
     return catalog
@@ -1524,13 +1669,19 @@ def open_catalog(path, *, check_files: bool = True, storage_options=None) -> Cat
 
     Parameters
     ----------
-    path : str or pathlib.Path
-        The ``data_catalog.yaml`` file (local; ``~`` and ``${VAR}`` are expanded).
+    path : str, pathlib.Path or CatalogSpec
+        The ``data_catalog.yaml`` file: a local path or an fsspec URL
+        (``s3://bucket/campaign/data_catalog.yaml``); ``~`` and ``${VAR}`` are
+        expanded. A :class:`CatalogSpec` (:attr:`Catalog.spec`) brings its own,
+        already expanded, storage options.
     check_files : bool
         Check that every local file and the local native store exist. URLs are never
         checked here; a missing remote file is reported when its session is opened.
     storage_options : dict, optional
-        fsspec options for the catalog's URLs (credentials stay out of the catalog).
+        fsspec options (credentials stay out of the catalog), used to read a catalog
+        at a URL and merged over the catalog's ``storage_options`` section, key by key
+        (nested mappings too; these win), for every raw and derived URL of the
+        catalog. The dict given is not changed.
 
     Returns
     -------
@@ -1548,9 +1699,20 @@ def open_catalog(path, *, check_files: bool = True, storage_options=None) -> Cat
     >>> cat = open_catalog("data_catalog.yaml")  # doctest: +SKIP
     >>> cat.sessions.head()  # doctest: +SKIP
     """
-    path = Path(expand_path(str(path))).absolute()
-    data = _read_yaml(path)
-    return _validate(data, path, check_files=check_files, storage_options=storage_options)
+    expanded = isinstance(path, CatalogSpec)
+    if expanded:
+        storage_options = merge_storage_options(path.storage_options, storage_options)
+        path = path.url
+    text = expand_path(str(path))
+    location = text if is_url(text) else Path(text).absolute()
+    data = _read_yaml(location, storage_options)
+    return _validate(
+        data,
+        location,
+        check_files=check_files,
+        storage_options=storage_options,
+        expanded=expanded,
+    )
 
 
 def _plain(value):

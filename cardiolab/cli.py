@@ -5,6 +5,15 @@ not have) are printed as one clear message, without a traceback, and the command
 with status 2. A run that goes through but achieves nothing exits with status 1:
 ``process`` when a session failed, ``fit`` (and ``demo``'s fit step) when no model could
 be fitted, after its summary has said why for each.
+
+Every command that opens a catalog (info, validate, process, fit, serve) takes
+``--storage-option KEY=VALUE`` (repeatable): fsspec options merged over the catalog's
+``storage_options`` section (:mod:`cardiolab.storage_options`), e.g. for a catalog on
+an S3-compatible server::
+
+    cardiolab info s3://bucket/tg2/data_catalog.yaml \
+        --storage-option client_kwargs.endpoint_url=http://127.0.0.1:9000 \
+        --storage-option anon=true
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from pathlib import Path
 from . import __version__
 from .errors import CardiolabError
 from .paths import expand_path
+from .storage_options import parse_storage_option, storage_options_from_pairs
 
 log = logging.getLogger("cardiolab")
 
@@ -106,7 +116,7 @@ def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -
 
 def _cmd_serve(args) -> int:
     return _serve(
-        args.catalog, args.address, args.port, args.credentials, args.oauth_provider, show=args.show
+        _open(args), args.address, args.port, args.credentials, args.oauth_provider, show=args.show
     )
 
 
@@ -133,13 +143,24 @@ def _print_report(report) -> None:
     if len(failures):
         print("failures:")
         print(failures.to_string(index=False))
+    skipped = report.sessions[report.sessions["status"] == "skipped"]
+    if len(skipped):
+        print("skipped, another run holds them (run again when it is done):")
+        print(skipped[["subject", "session", "error"]].to_string(index=False))
+
+
+def _open(args):
+    """The command's catalog, opened with its ``--storage-option`` options."""
+    from .catalog import open_catalog
+
+    return open_catalog(args.catalog, storage_options=args.storage_options)
 
 
 def _cmd_process(args) -> int:
     from .pipeline import process_campaign
 
     report = process_campaign(
-        args.catalog,
+        _open(args),
         client="sync" if args.workers == 0 else None,
         scheduler=args.scheduler,
         workers=args.workers or None,
@@ -152,11 +173,12 @@ def _cmd_process(args) -> int:
 
 def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "fit") -> int:
     """Fit every feature's models, store and summarise them; 1 if none could be fitted."""
-    from .catalog import open_catalog
+    from .catalog import Catalog, open_catalog
+    from .derived import derived_store
     from .pipeline import features_table
     from .stats.results import fit_all, results_summary
 
-    cat = open_catalog(catalog)
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     table = features_table(cat)
     results = fit_all(
         table,
@@ -164,11 +186,11 @@ def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "f
         client="sync" if workers == 0 else None,
         scheduler=scheduler,
         workers=workers or None,
-        store=cat.derived_path,
+        store=derived_store(cat),  # with the catalog's storage options
         progress=not quiet,
     )
     print(results_summary(results))
-    print(f"results: {cat.derived_path}/stats (cardiolab.stats.read_results)")
+    print(f"results: {cat.derived_path}/stats/results.parquet (cardiolab.stats.read_results)")
     if results.empty:
         print(
             f"cardiolab {command}: nothing to fit: no feature of the table"
@@ -187,13 +209,11 @@ def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "f
 
 
 def _cmd_fit(args) -> int:
-    return _fit(args.catalog, args.scheduler, args.workers, args.quiet, args.features)
+    return _fit(_open(args), args.scheduler, args.workers, args.quiet, args.features)
 
 
 def _cmd_info(args) -> int:
-    from .catalog import open_catalog
-
-    cat = open_catalog(args.catalog)
+    cat = _open(args)
     sessions = cat.sessions
     print(repr(cat))
     print(
@@ -227,10 +247,9 @@ def _cmd_features(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from .catalog import open_catalog
     from .errors import SessionFormatError
 
-    cat = open_catalog(args.catalog)
+    cat = _open(args)
     bad = 0
     for row in cat.sessions.itertuples():
         try:
@@ -241,6 +260,28 @@ def _cmd_validate(args) -> int:
     n = len(cat.sessions)
     print(f"{n - bad} of {n} sessions follow the data model")
     return 0 if bad == 0 else 1
+
+
+def _storage_option(text: str) -> str:
+    try:
+        parse_storage_option(text)  # a malformed pair is an argparse error
+        return text
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_storage_option(parser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        dest="storage_options",
+        action="append",
+        type=_storage_option,
+        default=None,
+        metavar="KEY=VALUE",
+        help="fsspec option for the catalog's URLs, over its storage_options section "
+        "(repeatable; dots for nested keys: client_kwargs.endpoint_url=http://host:9000; "
+        'VALUE as JSON when it parses: true, 5, "007")',
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proc.add_argument("--force", action="store_true", help="recompute unchanged sessions too")
     proc.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_storage_option(proc)
     proc.set_defaults(func=_cmd_process)
 
     fit = sub.add_parser(
@@ -306,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="workers of the local cluster (default: cores; 0 runs in this process)",
     )
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_storage_option(fit)
     fit.set_defaults(func=_cmd_fit)
 
     srv = sub.add_parser("serve", help="serve the review dashboard (Session, Cohort, Campaign)")
@@ -327,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Panel OAuth provider (github, google, azure, ...; PANEL_OAUTH_* settings)",
     )
     srv.add_argument("--show", action="store_true", help="open a browser tab")
+    _add_storage_option(srv)
     srv.set_defaults(func=_cmd_serve)
 
     pw = sub.add_parser("passwd", help="add a reviewer to a credentials file (hashed password)")
@@ -336,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print a campaign's subjects x sessions matrix")
     info.add_argument("catalog", help="path of a data_catalog.yaml")
+    _add_storage_option(info)
     info.set_defaults(func=_cmd_info)
 
     feats = sub.add_parser(
@@ -346,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check every session of a catalog against the model")
     val.add_argument("catalog", help="path of a data_catalog.yaml")
+    _add_storage_option(val)
     val.set_defaults(func=_cmd_validate)
     return parser
 
@@ -354,6 +400,11 @@ def main(argv=None) -> int:
     """Entry point of the ``cardiolab`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "storage_options"):
+        try:  # the pairs, parsed one by one, into one nested dict
+            args.storage_options = storage_options_from_pairs(args.storage_options)
+        except ValueError as err:
+            parser.error(str(err))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

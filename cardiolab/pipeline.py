@@ -3,19 +3,19 @@
 :func:`process_campaign` turns every session of a catalog into its beat table and its
 per-epoch features, in parallel on a dask cluster (a ``distributed.LocalCluster`` sized
 to the machine unless given an existing scheduler), and writes them to the derived
-store named in the catalog::
+store named in the catalog (:mod:`cardiolab.derived`: a local folder or any fsspec URL):
+``beats`` (dim beat), ``features`` (dim epoch, incl. the orthostatic response) and
+``responses`` per session.
 
-    <derived>/<subject>/<session>/beats      dim beat
-    <derived>/<subject>/<session>/features   dim epoch (incl. the orthostatic response)
-
-Each session group is written aside and renamed into place, so a crash never leaves
-half a result. Its attributes hold the provenance: cardiolab version, parameters and
-a hash of the raw input; a second run with the same inputs and parameters finds them
+Each session is written aside and published with one manifest object, so a crash never
+leaves half a result. The manifest holds the provenance: cardiolab version, parameters
+and a hash of the raw input; a second run with the same inputs and parameters finds them
 and recomputes nothing. A session that fails is recorded (session, stage, error) and
-the others finish.
+the others finish. A run takes a session's lease before computing it: a second run at
+the same time skips that session and says so (status ``skipped``).
 
-Reviewer beat flags (:mod:`cardiolab.annotations`, kept in ``<derived>/_annotations``
-outside the session groups) are applied to every beat table before its features are
+Reviewer beat flags (:mod:`cardiolab.annotations`, kept in the derived store outside
+the session tables) are applied to every beat table before its features are
 computed: the stored ``beats`` carry ``reviewer_flag``, ``auto_valid`` and ``valid``
 (= ``auto_valid & ~reviewer_flag``), and the provenance attrs ``review_events`` and
 ``review_last_event``. A cached session whose trail has grown since gets its features
@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +36,9 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
+from .derived import DerivedStore, derived_store, describe_lease
 from .errors import CardiolabError, storage_error
-from .paths import atomic_directory
+from .features.session import session_features, session_results
 
 __all__ = [
     "Report",
@@ -48,6 +48,7 @@ __all__ = [
     "session_features",
     "session_results",
     "read_session_results",
+    "record_run",
     "responses_table",
     "features_table",
     "features_dataset",
@@ -80,13 +81,30 @@ def _file_signature(path: Path, root: Path) -> list:
     return [str(path.relative_to(root)), st.st_size, st.st_mtime_ns]
 
 
+def _url_signatures(url: str, storage_options) -> list:
+    """``[name, size, version]`` of every object at or under a URL (fsspec listing)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs.invalidate_cache(root)  # another process may have changed it since the last listing
+    found = fs.find(root, detail=True)
+    out = [[url]]
+    for name in sorted(found):
+        info = found[name]
+        version = info.get("ETag") or info.get("mtime") or info.get("LastModified")
+        out.append([name.removeprefix(root), info.get("size"), str(version)])
+    return out
+
+
 def raw_input_hash(catalog, subject: str, label: str) -> str:
     """Hash of a session's raw input: names, sizes and modification times of its files.
 
     For a session in the native store, every file under ``<store>/<subject>/<label>``;
     for file-based sessions, the files that hold each entry's raw input, as its format
     declares them (:attr:`cardiolab.io.FileFormat.raw_files`: a file, a WFDB record's
-    files, a zarr store's tree). URLs are hashed by name only. No sample data is read.
+    files, a zarr store's tree). At URLs, every object at or under the session's URL,
+    by name, size and version (ETag, else modification time), listed with the
+    catalog's storage options. No sample data is read.
     """
     from .io import get_format
 
@@ -100,105 +118,16 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
                 if p.is_file():
                     items.append(_file_signature(p, store))
         else:
-            items.append(str(store))
+            items += _url_signatures(f"{store}/{subject}/{label}", catalog.storage_options)
     for f in entry.files or []:
         path = catalog.resolve(f.path)
         if isinstance(path, Path):
             # the files that hold the raw input, as the format declares them
             items += [_file_signature(c, path.parent) for c in get_format(f.format).raw_files(path)]
         else:
-            items.append(str(path))
+            items += _url_signatures(str(path), catalog.storage_options)
         items.append(f.model_dump(mode="json"))
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def session_results(
-    beats: xr.Dataset, session: xr.DataTree, *, timings: dict | None = None
-) -> tuple[xr.Dataset, xr.Dataset | None]:
-    """Per-epoch features of a session and its challenge responses.
-
-    Every declared feature (:func:`cardiolab.features.epoch_features`) is computed for
-    the protocol's epochs and for its challenges' sub-windows; each challenge of the
-    catalog protocol (attr ``challenges`` of the ``protocol`` group, see
-    :class:`cardiolab.catalog.Challenge`) then gives its responses
-    (:func:`cardiolab.features.challenge_responses`), with the session's marked events
-    (attr ``events``) for the tolerance outcome.
-
-    Parameters
-    ----------
-    beats : xarray.Dataset
-        The session's (reviewed) beat table.
-    session : xarray.DataTree
-        The session node (raw groups, protocol).
-    timings : dict, optional
-        Accumulates each feature's computing time (s), and ``"challenge responses"``.
-
-    Returns
-    -------
-    features : xarray.Dataset
-        Dim ``epoch``: the protocol epochs, then one row per challenge response (the
-        whole challenge epoch; named by :func:`cardiolab.features.challenges.response_names`)
-        holding the absolute response of every feature and the challenge's outcomes
-        (initial orthostatic response, tolerance, PORH, local heating), NaN elsewhere.
-    responses : xarray.Dataset or None
-        Dim ``response``: absolute and percent responses of every feature for every
-        challenge step and window, and the outcomes; ``None`` without challenges.
-    """
-    from .features import challenge_responses, challenge_windows, epoch_features
-    from .schema import RAW_GROUPS, protocol_group, recording_end
-
-    protocol = session["protocol"].to_dataset(inherit=False)
-    labels = [str(v) for v in protocol["label"].values]
-    starts, stops = protocol["start"].values.astype(float), protocol["stop"].values.astype(float)
-    epochs = list(zip(labels, starts, stops, strict=True))
-    challenges = json.loads(protocol.attrs.get("challenges") or "[]")
-    events = json.loads(protocol.attrs.get("events") or "[]")
-    signals = {g: session[g].to_dataset(inherit=False) for g in RAW_GROUPS if g in session.children}
-    windows = challenge_windows(epochs, challenges)
-    end = recording_end(session)
-    feats = epoch_features(
-        beats,
-        None,
-        protocol_group(epochs + windows),
-        signals=signals,
-        session=dict(session.attrs),
-        timings=timings,
-        recording_end=end,
-    )
-    if not challenges:
-        return feats, None
-    t0 = time.perf_counter()
-    responses = challenge_responses(
-        feats, epochs, challenges, beats=beats, events=events, signals=signals, recording_end=end
-    )
-    if timings is not None:
-        key = "challenge responses"
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-    # the features rows: protocol epochs, then each whole-challenge response (plain
-    # arrays: a few hundred variables through sel/concat cost more than the features)
-    whole = np.flatnonzero(responses["window"].values == "")
-    position = {str(e): i for i, e in enumerate(feats["epoch"].values)}
-    keep = np.asarray([position[lab] for lab in labels], dtype=int)
-    data = {}
-    for name, var in feats.data_vars.items():
-        values = np.asarray(var.values, dtype=float)
-        rows = np.asarray(responses.variables[name].values, dtype=float)[whole]
-        data[name] = ("epoch", np.concatenate([values[keep], rows]), var.attrs)
-    for name, var in responses.data_vars.items():
-        if name in data or (name.endswith("_pct") and name[:-4] in feats):
-            continue
-        rows = np.asarray(var.values, dtype=float)[whole]
-        data[name] = ("epoch", np.concatenate([np.full(keep.size, np.nan), rows]), var.attrs)
-    epoch_labels = labels + [str(r) for r in responses["response"].values[whole]]
-    out = xr.Dataset(data, coords={"epoch": epoch_labels}, attrs=dict(feats.attrs))
-    out.attrs["challenges"] = json.dumps(challenges)
-    return out, responses
-
-
-def session_features(beats: xr.Dataset, session: xr.DataTree) -> xr.Dataset:
-    """Per-epoch features and challenge response rows of a session (see
-    :func:`session_results`, whose first result this is)."""
-    return session_results(beats, session)[0]
 
 
 @dataclass
@@ -209,7 +138,7 @@ class Report:
     ----------
     sessions : pandas.DataFrame
         One row per session: ``subject``, ``session``, ``status`` (done, cached,
-        failed), ``stage``, ``error``, ``n_beats``, ``review_events`` (reviewer
+        failed, skipped: another run was computing it; ``error`` says which), ``stage``, ``error``, ``n_beats``, ``review_events`` (reviewer
         events applied), ``seconds``.
     elapsed_s : float
         Wall-clock time of the run (s).
@@ -240,52 +169,19 @@ class Report:
     def n_cached(self) -> int:
         return int((self.sessions["status"] == "cached").sum())
 
+    @property
+    def n_skipped(self) -> int:
+        """Sessions another run was computing at the time (their lease was held)."""
+        return int((self.sessions["status"] == "skipped").sum())
+
     def __repr__(self) -> str:
         return (
             f"<Report: {self.n_done} processed, {self.n_cached} unchanged (cached), "
-            f"{len(self.failures)} failed, in {self.elapsed_s:.1f} s on {self.n_workers} "
+            f"{len(self.failures)} failed, "
+            + (f"{self.n_skipped} skipped (held by another run), " if self.n_skipped else "")
+            + f"in {self.elapsed_s:.1f} s on {self.n_workers} "
             f"worker(s); derived store {self.derived}>"
         )
-
-
-def _read_attrs(group: Path) -> dict | None:
-    meta = group / "zarr.json"
-    if not meta.exists():
-        return None
-    try:
-        return json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError):
-        return None
-
-
-def _ensure_group(path: Path, attrs: dict | None = None) -> None:
-    import zarr
-
-    if not (path / "zarr.json").exists():
-        g = zarr.open_group(str(path), mode="a")
-        if attrs:
-            g.attrs.update(attrs)
-
-
-def _write_atomic(derived: Path, subject: str, label: str, groups: dict, attrs) -> None:
-    import zarr
-
-    from .encoding import stack_table, variable_length_strings, zarr_encoding
-
-    parent = derived / subject
-    _ensure_group(derived, {"cardiolab": __version__})
-    _ensure_group(parent)
-    with atomic_directory(parent / label) as tmp:
-        root = zarr.open_group(str(tmp), mode="w-")
-        root.attrs.update(attrs)
-        for name, ds in groups.items():
-            if ds is None:
-                continue
-            # per-epoch tables: one stacked array, not one small array per feature
-            ds = stack_table(ds) if name in STACKED_GROUPS else variable_length_strings(ds)
-            ds.to_zarr(
-                str(tmp), group=name, mode="a", consolidated=False, encoding=zarr_encoding(ds)
-            )
 
 
 def process_session(catalog_path, subject: str, label: str, *, force: bool = False) -> dict:
@@ -309,7 +205,6 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         read_trail,
         recompute_features,
         review_provenance,
-        session_lock,
     )
     from .catalog import open_catalog
     from .signals.beats import beat_table
@@ -325,12 +220,11 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         "review_events": 0,
         "seconds": 0.0,
     }
-    derived = None
+    lease = None
+    store = None
     try:
         cat = open_catalog(catalog_path)
-        derived = cat.derived_path
-        if not isinstance(derived, Path):
-            raise CardiolabError(f"derived store {derived}: only local folders are written")
+        store = derived_store(cat)
         out["stage"] = "hash"
         params = _parameters()
         provenance = {
@@ -341,15 +235,18 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             "subject": subject,
             "session": label,
         }
-        existing = _read_attrs(derived / subject / label)
-        if (
-            not force
-            and existing
-            and all(existing.get(k) == provenance[k] for k in ("parameters_hash", "raw_input_hash"))
-        ):
+
+        def current() -> dict | None:
+            existing = store.session_attrs(subject, label)
+            keys = ("parameters_hash", "raw_input_hash")
+            if not force and existing and all(existing.get(k) == provenance[k] for k in keys):
+                return existing
+            return None
+
+        if (existing := current()) is not None:
             out.update(n_beats=int(existing.get("n_beats", 0)))
             # beats are current; features too unless the reviewer trail has grown
-            if existing.get("review_last_event", 0) == last_event_id(derived, subject, label):
+            if existing.get("review_last_event", 0) == last_event_id(store, subject, label):
                 out.update(
                     status="cached", stage="", review_events=existing.get("review_events", 0)
                 )
@@ -357,6 +254,26 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             out["stage"] = "review"
             feats = recompute_features(cat, subject, label)
             out.update(status="done", stage="", review_events=feats.attrs["review_events"])
+            return out
+        out["stage"] = "lease"
+        lease = store.acquire_lease(subject, label, owner=f"process {cat.path}")
+        if lease is None:  # another run computes it: do not compute it twice
+            holder = describe_lease(store.lease_holder(subject, label))
+            out.update(
+                status="skipped",
+                stage="",
+                error=f"another run holds it ({holder}; if that run is dead, delete "
+                f"{store.lease_url(subject, label)})",
+            )
+            log.info("%s %s skipped: another run holds it (%s)", subject, label, holder)
+            return out
+        if not force and (existing := current()) is not None:  # done meanwhile
+            out.update(
+                status="cached",
+                stage="",
+                n_beats=int(existing.get("n_beats", 0)),
+                review_events=existing.get("review_events", 0),
+            )
             return out
         out["stage"] = "open"
         # no time index: beats and features work by position (bounded memory on long
@@ -371,19 +288,17 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         beats.attrs.update(subject=subject, session=label)
-        out["stage"] = "lock"  # the lock creates the session's trail in the derived store
-        with session_lock(derived, subject, label):  # reviewer flags apply to new beats too
-            out["stage"] = "review"
-            beats = apply_review(beats, read_trail(derived, subject, label))
-            out["stage"] = "features"
-            feats, responses = session_results(beats, node)
-            out["stage"] = "write"
-            provenance.update(review_provenance(beats))
-            for ds in (beats, feats, responses):
-                if ds is not None:
-                    ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
-            groups = {"beats": beats, "features": feats, "responses": responses}
-            _write_atomic(derived, subject, label, groups, provenance)
+        out["stage"] = "review"  # reviewer flags apply to new beats too
+        beats = apply_review(beats, read_trail(store, subject, label))
+        out["stage"] = "features"
+        feats, responses = session_results(beats, node)
+        out["stage"] = "write"
+        provenance.update(review_provenance(beats))
+        for ds in (beats, feats, responses):
+            if ds is not None:
+                ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
+        groups = {"beats": beats, "features": feats, "responses": responses}
+        store.write_session(subject, label, groups, provenance)
         out.update(
             status="done",
             stage="",
@@ -395,13 +310,15 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             # a full disk, a permission: name the path and the stage, not only the errno
             # (the stages that write the derived store, else the session's raw input)
             where = f"{catalog_path} (session {subject} {label})"
-            if out["stage"] in ("lock", "review", "write") and isinstance(derived, Path):
-                where = derived / subject / label
+            if out["stage"] in ("lease", "review", "write") and store is not None:
+                where = f"{store!r} (session {subject} {label})"
             err = storage_error(err, where, out["stage"])
         kind = "" if isinstance(err, CardiolabError) else f"{type(err).__name__}: "
         out["error"] = f"{kind}{err}"
         log.warning("%s %s failed at %s: %s", subject, label, out["stage"], out["error"])
     finally:
+        if lease is not None:
+            store.release_lease(lease)
         out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -409,7 +326,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
 def _process_task(options: dict, session: tuple[str, str]) -> dict:
     """One task of :func:`process_campaign`: ``session`` is (subject, label)."""
     subject, label = session
-    return process_session(options["catalog_path"], subject, label, force=options["force"])
+    return process_session(options["catalog"], subject, label, force=options["force"])
 
 
 def process_campaign(
@@ -461,7 +378,7 @@ def process_campaign(
     run = run_tasks(
         _process_task,
         todo,
-        shared={"catalog_path": str(cat.path), "force": force},
+        shared={"catalog": cat.spec, "force": force},  # with its storage options
         client=client,
         scheduler=scheduler,
         workers=workers,
@@ -477,36 +394,26 @@ def process_campaign(
     ]
     table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
     report = Report(table, time.perf_counter() - t0, n_workers, str(cat.derived_path))
-    if isinstance(cat.derived_path, Path):
-        _record_run(cat.derived_path, table)
+    record_run(derived_store(cat), table)
     return report
 
 
-#: Attribute of the derived store's root group holding each session's last run.
-RUNS_ATTR = "session_runs"
-
-
-def _record_run(derived: Path, table: pd.DataFrame) -> None:
+def record_run(store: DerivedStore, table: pd.DataFrame) -> None:
     """Keep each session's last outcome (status, stage, error, time) in the derived
-    store's root attrs, so that a failure stays visible after the run (the Campaign
-    dashboard page reads it)."""
-    import zarr
+    store (:meth:`cardiolab.derived.DerivedStore.record_run`, one object per session),
+    so that a failure stays visible after the run (the Campaign dashboard page reads
+    it). Bookkeeping never fails a run: an error is logged.
 
+    Parameters
+    ----------
+    store : cardiolab.derived.DerivedStore
+    table : pandas.DataFrame
+        :attr:`Report.sessions` (or rows of :func:`process_session` results).
+    """
     try:
-        _ensure_group(derived, {"cardiolab": __version__})
-        root = zarr.open_group(str(derived), mode="a")
-        runs = dict(root.attrs.get(RUNS_ATTR, {}))
-        now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        for row in table.itertuples():
-            runs[f"{row.subject}/{row.session}"] = {
-                "status": row.status,
-                "stage": row.stage,
-                "error": row.error[:2000],
-                "time": now,
-            }
-        root.attrs[RUNS_ATTR] = runs
+        store.record_run(table)
     except Exception as err:  # bookkeeping must never fail a run
-        log.warning("%s: could not record the run's outcome (%s)", derived, err)
+        log.warning("%s: could not record the run's outcome (%s)", store.url, err)
 
 
 def campaign_status(catalog) -> pd.DataFrame:
@@ -524,19 +431,16 @@ def campaign_status(catalog) -> pd.DataFrame:
         ``error`` of the last failure, ``n_beats``, ``valid_fraction`` (share of beats
         the detector and reviewers kept, 0-1), ``review_events``, ``processed_at``.
     """
-    import zarr
-
     from .catalog import Catalog, open_catalog
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-    derived = Path(cat.derived_path)
-    runs = {}
-    if (derived / "zarr.json").exists():
-        runs = dict(zarr.open_group(str(derived), mode="r").attrs.get(RUNS_ATTR, {}))
+    store = derived_store(cat)
+    runs = store.runs()
     rows = []
     for row in cat.sessions.itertuples():
         key = f"{row.subject}/{row.session}"
-        attrs = _read_attrs(derived / row.subject / row.session) or {}
+        manifest = store.session_manifest(row.subject, row.session) or {}
+        attrs = manifest.get("attrs", {})
         run = runs.get(key, {})
         out = {
             "subject": row.subject,
@@ -558,33 +462,30 @@ def campaign_status(catalog) -> pd.DataFrame:
                 processed_at=str(attrs.get("created", "")),
                 review_events=int(attrs.get("review_events", 0) or 0),
             )
-            beats_group = derived / row.subject / row.session / "beats"
-            if (beats_group / "valid" / "zarr.json").exists():
-                valid = zarr.open_array(str(beats_group / "valid"), mode="r")[:]
-                out["valid_fraction"] = float(np.mean(valid)) if valid.size else np.nan
+            fraction = manifest.get("summary", {}).get("valid_fraction")
+            out["valid_fraction"] = np.nan if fraction is None else float(fraction)
         if run.get("status") == "failed":
             out.update(status="failed", stage=run.get("stage", ""), error=run.get("error", ""))
         rows.append(out)
     return pd.DataFrame(rows)
 
 
-#: Groups of a processed session stored as one stacked table (:func:`stack_table`).
-STACKED_GROUPS = ("features", "responses")
-
-
 def read_session_results(
-    derived, subject: str, label: str, group: str = "features"
+    derived, subject: str, label: str, group: str = "features", *, storage_options=None
 ) -> xr.Dataset | None:
-    """A processed session's features or challenge responses from the derived store.
+    """A processed session's features, challenge responses or beats from the derived store.
 
     Parameters
     ----------
-    derived : str or pathlib.Path
-        The derived store (:attr:`cardiolab.catalog.Catalog.derived_path`).
+    derived : str, pathlib.Path or cardiolab.derived.DerivedStore
+        The derived store (:attr:`cardiolab.catalog.Catalog.derived_path`: a folder or
+        an fsspec URL).
     subject, label : str
         The session.
-    group : {"features", "responses"}
+    group : {"features", "responses", "beats"}
         Which results.
+    storage_options : dict, optional
+        fsspec options of a URL (as the catalog's).
 
     Returns
     -------
@@ -593,15 +494,9 @@ def read_session_results(
         ``epoch`` (features) or ``response`` (responses), loaded; ``None`` if the
         session has no such group (not processed, or no challenges).
     """
-    from .encoding import unstack_table
+    from .derived import as_store
 
-    path = Path(derived) / subject / label
-    if not (path / group / "zarr.json").exists():
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with xr.open_dataset(str(path), group=group, engine="zarr", consolidated=False) as ds:
-            return unstack_table(ds.load())
+    return as_store(derived, storage_options).read_session(subject, label, group)
 
 
 def responses_table(catalog) -> pd.DataFrame:
@@ -623,10 +518,10 @@ def responses_table(catalog) -> pd.DataFrame:
     from .catalog import Catalog, open_catalog
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-    derived = Path(cat.derived_path)
+    store = derived_store(cat)
     frames, units = [], {}
     for row in cat.sessions.itertuples():
-        ds = read_session_results(derived, row.subject, row.session, "responses")
+        ds = store.read_session(row.subject, row.session, "responses")
         if ds is None:
             continue
         for v in ds.data_vars:
@@ -640,7 +535,7 @@ def responses_table(catalog) -> pd.DataFrame:
         frames.append(df)
     if not frames:
         raise CardiolabError(
-            f"{derived}: no processed session has challenge responses (declare challenges "
+            f"{store.url}: no processed session has challenge responses (declare challenges "
             f"in the catalog's protocols and run `cardiolab process {cat.path}`)"
         )
     table = pd.concat(frames, ignore_index=True)
@@ -682,12 +577,12 @@ def features_table(catalog) -> pd.DataFrame:
     from .catalog import Catalog, open_catalog
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-    derived = Path(cat.derived_path)
+    store = derived_store(cat)
     measured = cat.measurements
     measured_sessions = set(zip(measured["subject"], measured["session"], strict=True))
     frames, units, missing = [], {}, []
     for row in cat.sessions.itertuples():
-        ds = read_session_results(derived, row.subject, row.session)
+        ds = store.read_session(row.subject, row.session)
         if ds is None:
             if (row.subject, row.session) not in measured_sessions:
                 missing.append(f"{row.subject}/{row.session}")
@@ -704,7 +599,7 @@ def features_table(catalog) -> pd.DataFrame:
         log.info("features_table: %d sessions not processed yet: %s", len(missing), missing[:5])
     if not frames and measured.empty:
         raise CardiolabError(
-            f"{derived}: no processed session; run `cardiolab process {cat.path}` first"
+            f"{store.url}: no processed session; run `cardiolab process {cat.path}` first"
         )
     keys = ["subject", "session", "phase", "day", "epoch"]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys)

@@ -46,3 +46,22 @@ def real_campaign(shared_data, tmp_path_factory):
             mp.setenv(name, env[name])
         done = cardiolab("process", catalog, "--quiet", env=env)
         yield catalog, env, done
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A loopback S3-compatible server (moto's server mode; :mod:`s3`) for the session.
+
+    Skips the test where moto (with its server extra) or s3fs is not installed.
+    """
+    from s3 import start_s3_server
+
+    try:
+        server = start_s3_server()
+    except ImportError as err:
+        pytest.skip(
+            f"no loopback S3 server: {err.name or err} is not installed "
+            '(pip install -e ".[dev]" installs moto[server] and s3fs)'
+        )
+    yield server
+    server.server.stop()

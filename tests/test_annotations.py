@@ -3,13 +3,11 @@
 import hashlib
 import json
 import shutil
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 from cardiolab.annotations import (
     apply_review,
@@ -48,12 +46,7 @@ def camp(processed_base, tmp_path):
 
 def _stored(catalog, subject="S01", session="L-30", group="beats"):
     derived = open_catalog(catalog).derived_path
-    if group != "beats":
-        return read_session_results(derived, subject, session, group)
-    with xr.open_dataset(
-        derived / subject / session, group=group, engine="zarr", consolidated=False
-    ) as ds:
-        return ds.load()
+    return read_session_results(derived, subject, session, group)
 
 
 def _tree_digest(folder):
@@ -122,7 +115,7 @@ def test_trail_keeps_every_event_in_order(camp):
     before = pd.Timestamp.now(tz="UTC")
     flag_beats(camp, "S01", "L-30", [7, 2], reviewer="mh", time="2026-05-01T10:00:00+02:00")
     folder = open_catalog(camp).derived_path / "_annotations" / "S01" / "L-30"
-    first = (folder / "e000001" / "zarr.json").read_bytes()
+    first = (folder / "e000001.json").read_bytes()
     flag_beats(camp, "S01", "L-30", [2], reviewer="jd", flagged=False, reason="sinus beat",
                time="2026-05-01 07:30:00")  # fmt: skip
     flag_beats(camp, "S01", "L-30", [9], reviewer="  ak ", reason="motion")
@@ -141,23 +134,17 @@ def test_trail_keeps_every_event_in_order(camp):
     t = _stored(camp)["t"].values
     np.testing.assert_array_equal(trail["beat_t"].iloc[0], t[[2, 7]])
     # appended, never rewritten: the first event's file is byte-identical
-    assert (folder / "e000001" / "zarr.json").read_bytes() == first
-    assert json.loads(first)["attributes"]["time"] == "2026-05-01T08:00:00+00:00"
-    # and the events are part of the derived store's zarr hierarchy
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        tree = xr.open_datatree(open_catalog(camp).derived_path, engine="zarr", consolidated=False)
-    assert not [w for w in caught if "not recognized" in str(w.message)]
-    assert tree["_annotations/S01/L-30/e000002"].attrs["reviewer"] == "jd"
+    assert (folder / "e000001.json").read_bytes() == first
+    assert json.loads(first)["time"] == "2026-05-01T08:00:00+00:00"
+    # and each event is a plain JSON object, readable without cardiolab
+    assert json.loads((folder / "e000002.json").read_text())["reviewer"] == "jd"
 
 
 def test_successive_and_concurrent_events_all_persist(camp):
     """Eight reviewers flag at once (threads), and a crashed write left a half event."""
     folder = open_catalog(camp).derived_path / "_annotations" / "S01" / "L-30"
     flag_beats(camp, "S01", "L-30", [0], reviewer="r0")
-    crashed = folder / ".e000002.tmp-crashed"
-    crashed.mkdir()
-    (crashed / "zarr.json").write_text('{"zarr_format": 3, "node_type": "gr')  # torn write
+    (folder / ".e000002.json.tmp-crashed").write_text('{"event_id": 2, "revi')  # torn write
 
     def one(i):
         return flag_beats(camp, "S01", "L-30", [10 + i], reviewer=f"r{i + 1}")

@@ -181,3 +181,73 @@ def test_features_command_lists_parameters_and_sources(capsys):
     out = capsys.readouterr().out
     assert "cerebral_autoregulation\n  outputs: <vessel>_tfa_gain_vlf (cm/s/mmHg)" in out
     assert "min_r=0.85" in out and "Claassen" in out
+
+
+def test_storage_options_from_pairs():
+    from cardiolab.storage_options import storage_options_from_pairs
+
+    pairs = [
+        "anon=true",
+        "client_kwargs.endpoint_url=http://127.0.0.1:5555",
+        "client_kwargs.region_name=eu-west-1",
+        "config_kwargs.retries.max_attempts=3",
+        'key="007"',
+        "secret=a=b c",
+        "anon=false",  # a later pair wins
+    ]
+    assert storage_options_from_pairs(pairs) == {
+        "anon": False,
+        "client_kwargs": {"endpoint_url": "http://127.0.0.1:5555", "region_name": "eu-west-1"},
+        "config_kwargs": {"retries": {"max_attempts": 3}},
+        "key": "007",
+        "secret": "a=b c",
+    }
+
+
+@pytest.mark.parametrize(
+    ("pairs", "words"),
+    [
+        (["anon"], "KEY=VALUE"),
+        (["=1"], "KEY=VALUE"),
+        (["client_kwargs..x=1"], "empty part"),
+        (["client_kwargs=1", "client_kwargs.region_name=x"], "also given a value"),
+        (["client_kwargs.region_name=x", "client_kwargs=1"], "parent of nested"),
+    ],
+)
+def test_bad_storage_option_is_a_usage_error(pairs, words, capsys):
+    argv = ["info", "catalog.yaml"]
+    for pair in pairs:
+        argv += ["--storage-option", pair]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["info", "validate", "process", "fit", "serve"])
+def test_storage_options_reach_open_catalog(command, monkeypatch, capsys):
+    import cardiolab.catalog
+    from cardiolab.errors import CatalogError
+
+    seen = []
+
+    def recording(path, **kwargs):
+        seen.append((str(path), kwargs))
+        raise CatalogError("stopped here by the test", file=path)
+
+    monkeypatch.setattr(cardiolab.catalog, "open_catalog", recording)
+    argv = [command, "s3://bucket/tg2/data_catalog.yaml", "--storage-option", "anon=true"]
+    argv += ["--storage-option", "client_kwargs.endpoint_url=http://127.0.0.1:5555"]
+    assert main(argv) == 2
+    assert seen == [
+        (
+            "s3://bucket/tg2/data_catalog.yaml",
+            {
+                "storage_options": {
+                    "anon": True,
+                    "client_kwargs": {"endpoint_url": "http://127.0.0.1:5555"},
+                }
+            },
+        )
+    ]
+    assert "stopped here by the test" in capsys.readouterr().err

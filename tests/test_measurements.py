@@ -10,6 +10,7 @@ import xarray as xr
 import yaml
 
 from cardiolab.catalog import open_catalog
+from cardiolab.derived import DerivedStore
 from cardiolab.errors import CardiolabError, CatalogError
 from cardiolab.measurements import SESSION_EPOCH, read_measurement_table
 from cardiolab.pipeline import features_table
@@ -233,10 +234,10 @@ def test_read_measurement_table_alone(tmp_path):
 
 
 def write_features(derived, subject, label, hr):
-    """A processed session's features group as the pipeline writes it (epochs x hr)."""
+    """A processed session's features as the pipeline stores them (epochs x hr)."""
     epochs = ["supine", "stand", "stand-supine"]
     ds = xr.Dataset({"hr": ("epoch", np.asarray(hr, float), {"units": "bpm"})}, {"epoch": epochs})
-    ds.to_zarr(derived / subject / label / "features", mode="w", consolidated=False)
+    DerivedStore(derived).write_session(subject, label, {"features": ds}, {})
 
 
 def test_features_table_joins_measurements_with_units(tmp_path):

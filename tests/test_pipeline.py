@@ -1,10 +1,13 @@
 """The processing pipeline end to end on simulated campaigns with known truth."""
 
+import json
 import os
 import shutil
+import threading
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -14,6 +17,7 @@ from cardiolab.pipeline import (
     features_dataset,
     features_table,
     process_campaign,
+    read_session_results,
 )
 from cardiolab.signals.beats import beat_table
 
@@ -40,21 +44,42 @@ def processed(tmp_path_factory):
 def test_every_session_processed_with_provenance(processed):
     path, truth, report = processed
     assert report.n_done == 4 and len(report.failures) == 0, report.sessions
-    group = path / "derived.zarr" / "S01" / "R+1"
-    beats = xr.open_dataset(group, group="beats", engine="zarr", consolidated=False)
+    derived = path / "derived.zarr"
+    beats = read_session_results(derived, "S01", "R+1", "beats")
     for key in ("cardiolab_version", "parameters", "parameters_hash", "raw_input_hash"):
         assert beats.attrs[key]
     assert beats["sbp"].attrs["units"] == "mmHg"
-    assert not list(group.parent.glob(".*tmp*"))  # nothing left aside
+    assert (
+        beats.sizes["beat"]
+        == report.sessions.set_index(["subject", "session"]).loc[("S01", "R+1"), "n_beats"]
+    )
+    group = derived / "S01" / "R+1"
+    assert not list(derived.rglob(".*tmp*"))  # nothing left aside
+    # few objects per session: 3 tables under one prefix, the manifest, the run record
+    files = [p for p in group.rglob("*") if p.is_file()]
+    files += [p for p in (derived / "_runs" / "S01").glob("R+1*") if p.is_file()]
+    assert len(files) == 5, files
+    assert not list((derived / "_leases").rglob("*.json"))  # every lease released
+
+
+def test_the_beat_table_reads_with_pandas_alone(processed):
+    """The stored beat table is a Parquet object that pandas reads as it is."""
+    path, truth, report = processed
+    group = path / "derived.zarr" / "S01" / "L-30"
+    manifest = json.loads((group / "session.json").read_text())
+    table = pd.read_parquet(group / manifest["tables"]["beats"])
+    beats = read_session_results(path / "derived.zarr", "S01", "L-30", "beats")
+    np.testing.assert_array_equal(table["sbp"].to_numpy(), beats["sbp"].values)
+    assert table["valid"].dtype == bool and len(table) == beats.sizes["beat"]
 
 
 def test_second_run_recomputes_nothing(processed):
     path, truth, report = processed
     group = path / "derived.zarr" / "S01" / "L-30"
-    before = (group / "zarr.json").stat().st_mtime_ns
+    before = (group / "session.json").stat().st_mtime_ns
     again = process_campaign(path / "data_catalog.yaml", client="sync", progress=False)
     assert again.n_cached == 4 and again.n_done == 0
-    assert (group / "zarr.json").stat().st_mtime_ns == before
+    assert (group / "session.json").stat().st_mtime_ns == before
 
 
 def test_features_match_truth(processed):
@@ -172,3 +197,39 @@ def test_pipeline_opens_sessions_without_a_time_index(processed):
     assert "time" in indexed["ecg"].to_dataset(inherit=False).xindexes
     a, b = beat_table(lazy), beat_table(indexed)
     xr.testing.assert_identical(a, b)
+
+
+def test_two_runs_at_once_compute_each_session_once(processed, tmp_path):
+    """Two process_campaign runs on one catalog at the same time (threads): every
+    session is computed by one of them; the other skips it (another run holds its
+    lease) or finds it done; the run records keep every session."""
+    path, truth, report = processed
+    work = tmp_path / "c"
+    shutil.copytree(path, work, ignore=shutil.ignore_patterns("derived.zarr", "truth"))
+    catalog = work / "data_catalog.yaml"
+    reports = [None, None]
+    start = threading.Barrier(2)
+
+    def run(i):
+        start.wait()
+        reports[i] = process_campaign(catalog, client="sync", progress=False)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    both = pd.concat([r.sessions for r in reports], ignore_index=True)
+    done = both[both["status"] == "done"]
+    assert sorted(zip(done["subject"], done["session"], strict=True)) == [
+        ("S01", "L-30"), ("S01", "R+1"), ("S02", "L-30"), ("S02", "R+1")
+    ]  # fmt: skip
+    rest = both[both["status"] != "done"]
+    assert set(rest["status"]) <= {"skipped", "cached"} and len(rest) == 4
+    skipped = rest[rest["status"] == "skipped"]
+    assert skipped["error"].str.contains("another run holds it").all()
+    status = campaign_status(catalog)
+    assert (status["status"] == "processed").all()
+    features = features_table(path / "data_catalog.yaml").set_index(["subject", "session", "epoch"])
+    again = features_table(catalog).set_index(["subject", "session", "epoch"])
+    np.testing.assert_allclose(again["hr"], features.loc[again.index, "hr"], rtol=1e-12)

@@ -105,7 +105,7 @@ def _nav(current: str, catalog_name: str) -> pn.pane.HTML:
     )
 
 
-def _page(slug: str, catalog_path: str):
+def _page(slug: str, source):
     from ..catalog import open_catalog
     from ..errors import CardiolabError
     from .campaign import CampaignPage
@@ -115,12 +115,12 @@ def _page(slug: str, catalog_path: str):
     pn.extension("tabulator", raw_css=[_CSS], notifications=False)
     builders = {"session": SessionReview, "cohort": CohortPage, "campaign": CampaignPage}
     try:
-        cat = open_catalog(catalog_path)
+        cat = open_catalog(source)  # a CatalogSpec: the catalog with its storage options
         body = builders[slug](cat)
         name = cat.campaign.name
     except CardiolabError as err:
         body = pn.pane.Alert(f"{PAGES[slug]}: {err}", alert_type="danger")
-        name = Path(catalog_path).name
+        name = Path(str(source)).name
     return pn.Column(_nav(slug, name), body, sizing_mode="stretch_width")
 
 
@@ -129,8 +129,8 @@ def app_pages(catalog) -> dict:
 
     Each callable builds its page for one browser session.
     """
-    path = str(catalog.path if hasattr(catalog, "path") else Path(catalog).resolve())
-    return {slug: (lambda slug=slug: _page(slug, path)) for slug in PAGES}
+    source = catalog.spec if hasattr(catalog, "spec") else str(Path(catalog).resolve())
+    return {slug: (lambda slug=slug: _page(slug, source)) for slug in PAGES}
 
 
 def warm_up(catalog) -> float:

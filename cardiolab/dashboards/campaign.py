@@ -101,7 +101,8 @@ class CampaignPage(pn.viewable.Viewer):
         )
 
     async def _run(self, event=None):
-        from ..pipeline import _record_run, process_session
+        from ..derived import derived_store
+        from ..pipeline import process_session, record_run
 
         todo = self._status[self._status["status"] != "processed"]
         if not len(todo):
@@ -116,11 +117,11 @@ class CampaignPage(pn.viewable.Viewer):
                     f"processing {row.subject} {row.session} ({i}/{len(todo)})"
                 )
                 out = await asyncio.to_thread(
-                    process_session, str(self._cat.path), row.subject, row.session
+                    process_session, self._cat.spec, row.subject, row.session
                 )
                 results.append(out)
                 self._progress.value = i
-            _record_run(self._cat.derived_path, pd.DataFrame(results))
+            record_run(derived_store(self._cat), pd.DataFrame(results))
             n_failed = sum(r["status"] == "failed" for r in results)
             self._progress_text.object = (
                 f"done: {len(results) - n_failed} processed, {n_failed} failed"

@@ -246,7 +246,12 @@ class SessionReview(pn.viewable.Viewer):
             }
         )
         self._beats_table.value = table
-        feats = read_session_results(self._cat.derived_path, self.subject, self.session)
+        feats = read_session_results(
+            self._cat.derived_path,
+            self.subject,
+            self.session,
+            storage_options=self._cat.storage_options,
+        )
         if feats is not None:
             cols = [c for c in _FEATURE_COLUMNS if c in feats]
             df = feats[cols].to_dataframe().reset_index()

@@ -11,7 +11,8 @@ likelihood``... for the time course), ``p``, ``p_holm``, ``converged``, ``flags`
 ``units``. A model that cannot be fitted
 (too few subjects, no variance, ...) is a row with ``model`` set and ``error`` filled,
 so that a batch never stops on one feature. The table is written to the derived store
-(group ``stats``, written aside then renamed) and read back by :func:`read_results`.
+(one Parquet object ``stats/results.parquet``, :mod:`cardiolab.derived`) and read back
+by :func:`read_results`.
 """
 
 from __future__ import annotations
@@ -22,17 +23,14 @@ import re
 import textwrap
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from .. import __version__
-from ..encoding import variable_length_strings
+from ..derived import as_store
 from ..errors import CardiolabError, ModelError
 from ..parallel import run_tasks
-from ..paths import atomic_directory
 from .table import ID_COLUMNS
 
 log = logging.getLogger("cardiolab")
@@ -78,10 +76,6 @@ SKIPPED_FEATURES = ("n_beats", "brs_n_sequences", "brs_n_up", "brs_n_down", "brs
 
 def _is_count(column: str) -> bool:
     return column in SKIPPED_FEATURES or column.startswith("n_")
-
-
-#: The derived-store group holding the results.
-STATS_GROUP = "stats"
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
@@ -314,45 +308,57 @@ def fit_all(
     return results
 
 
-def write_results(results: pd.DataFrame, store) -> Path:
-    """Write a :func:`fit_all` table into a derived store, atomically (group ``stats``)."""
-    store = Path(store)
-    store.mkdir(parents=True, exist_ok=True)
-    ds = xr.Dataset.from_dataframe(results.reset_index(drop=True).rename_axis("row"))
+def write_results(results: pd.DataFrame, store, *, storage_options=None) -> str:
+    """Write a :func:`fit_all` table into a derived store, atomically.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        A :func:`fit_all` table.
+    store : str, pathlib.Path or cardiolab.derived.DerivedStore
+        The derived store (a folder or an fsspec URL).
+    storage_options : dict, optional
+        fsspec options of a URL.
+
+    Returns
+    -------
+    str
+        The object written (``<store>/stats/results.parquet``,
+        :meth:`cardiolab.derived.DerivedStore.write_results`).
+    """
+    table = results.reset_index(drop=True).copy()
     for col in ("feature", "epoch", "model", "term", "ci_method", "flags", "error", "units"):
-        ds[col] = ds[col].astype(str)
-    ds["converged"] = ds["converged"].astype(bool)
-    ds.attrs.update(
-        cardiolab_version=__version__,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        n_features=int(results["feature"].nunique()) if len(results) else 0,
-        seconds=float(results.attrs.get("seconds", np.nan)),
-        description="fit_all: phase contrasts and time courses of every feature x epoch",
-    )
-    target = store / STATS_GROUP
-    with atomic_directory(target) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        variable_length_strings(ds).to_zarr(str(tmp), mode="w-", consolidated=False)
-    return target
+        table[col] = table[col].astype(str)
+    table["converged"] = table["converged"].astype(bool)
+    attrs = {
+        "cardiolab_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "n_features": int(results["feature"].nunique()) if len(results) else 0,
+        "seconds": float(results.attrs.get("seconds", np.nan)),
+        "description": "fit_all: phase contrasts and time courses of every feature x epoch",
+    }
+    return as_store(store, storage_options).write_results(table, attrs)
 
 
-def read_results(store) -> pd.DataFrame:
+def read_results(store, *, storage_options=None) -> pd.DataFrame:
     """The results table :func:`fit_all` wrote into a derived store.
+
+    Parameters
+    ----------
+    store : str, pathlib.Path or cardiolab.derived.DerivedStore
+    storage_options : dict, optional
 
     Raises
     ------
     CardiolabError
         No results there yet (names the store and the command that makes them).
     """
-    target = Path(store) / STATS_GROUP
-    if not (target / "zarr.json").exists():
+    table = as_store(store, storage_options).read_results()
+    if table is None:
         raise CardiolabError(f"{store}: no model results yet; run `cardiolab fit CATALOG` first")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = xr.open_dataset(str(target), engine="zarr", consolidated=False).load()
-    table = ds.to_dataframe().reset_index(drop=True)
-    table.attrs.update({k: v for k, v in ds.attrs.items() if isinstance(v, str | int | float)})
-    return table[[c for c in RESULT_COLUMNS if c in table]]
+    out = table[[c for c in RESULT_COLUMNS if c in table]]
+    out.attrs.update({k: v for k, v in table.attrs.items() if isinstance(v, str | int | float)})
+    return out
 
 
 #: Longest error message and flag text :func:`results_summary` prints on one line
