@@ -1000,13 +1000,18 @@ class Catalog:
     @property
     def data_roots(self) -> list[Path]:
         """The local folders the catalog's paths may lie in: its own folder, its
-        ``data_root`` (when local) and every folder of ``data_roots``."""
-        roots = [self.path.parent]
+        ``data_root`` (when local) and every folder of ``data_roots``. A catalog at a
+        URL has no local folder: only the absolute folders it lists (a relative one
+        would be relative to a URL, so it names no local folder)."""
+        local = isinstance(self.path, Path)
+        roots = [self.path.parent] if local else []
         if isinstance(self.root, Path):
             roots.append(self.root)
         for text in self.model.data_roots:
             root = Path(expand_path(text))
             if not root.is_absolute():
+                if not local:
+                    continue
                 root = self.path.parent / root
             roots.append(Path(os.path.normpath(root)))
         return list(dict.fromkeys(roots))

@@ -581,6 +581,12 @@ class DerivedStore:
 
     # -- leases --------------------------------------------------------------------------
 
+    def session_url(self, subject: str, session: str) -> str:
+        """Where a session's objects live (its manifest and table prefixes): a local
+        path or a URL, for messages."""
+        path = self._path(subject, session)
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
     def lease_url(self, subject: str, session: str) -> str:
         """Where a session's lease object lives (delete it to free the session of a run
         that is known dead before the lease expires)."""

@@ -311,7 +311,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             # (the stages that write the derived store, else the session's raw input)
             where = f"{catalog_path} (session {subject} {label})"
             if out["stage"] in ("lease", "review", "write") and store is not None:
-                where = f"{store!r} (session {subject} {label})"
+                where = store.session_url(subject, label)
             err = storage_error(err, where, out["stage"])
         kind = "" if isinstance(err, CardiolabError) else f"{type(err).__name__}: "
         out["error"] = f"{kind}{err}"

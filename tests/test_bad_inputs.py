@@ -667,6 +667,6 @@ def test_full_disk_names_the_derived_path_and_stage(originals, tmp_path, monkeyp
         warnings.simplefilter("ignore")
         row = process_session(cat, "S01", "L-30")
     assert row["status"] == "failed"
-    assert row["stage"] in ("lock", "write"), row
+    assert row["stage"] in ("lease", "write"), row
     assert row["error"].startswith(f"{derived}"), row["error"]
     assert "No space left on device (ENOSPC)" in row["error"]
