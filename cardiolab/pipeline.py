@@ -324,9 +324,20 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
 
 
 def _process_task(options: dict, session: tuple[str, str]) -> dict:
-    """One task of :func:`process_campaign`: ``session`` is (subject, label)."""
+    """One task of :func:`process_campaign`: ``session`` is (subject, label).
+
+    The session's own dask arrays are computed in the task's thread (the synchronous
+    scheduler): inside a distributed worker, ``compute`` would otherwise send each of a
+    session's some 30 small graphs through the cluster's scheduler (2.7 times slower on
+    a 10-minute session).
+    """
+    import dask
+
     subject, label = session
-    return process_session(options["catalog"], subject, label, force=options["force"])
+    # the session's own dask arrays are computed in this thread: inside a distributed
+    # worker each small compute would otherwise go through the cluster's scheduler
+    with dask.config.set(scheduler="synchronous"):
+        return process_session(options["catalog"], subject, label, force=options["force"])
 
 
 def process_campaign(
