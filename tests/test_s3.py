@@ -387,6 +387,23 @@ def test_cli_process_fit_and_dashboard_on_s3_equal_a_local_run(
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, err_msg=f"{page} {key}")
 
 
+def _pull_models(url: str) -> list:
+    """The models of a served page, pulled with a Bokeh client session.
+
+    The client runs its own event loop; an earlier test (the browser tests) may leave
+    one running in this thread, so it is pulled from a thread of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bokeh.client import pull_session
+
+    def pull():
+        with pull_session(url=url) as session:
+            return list(session.document.models)
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(pull).result(timeout=300)
+
+
 def _served_page(cat, page: str) -> list:
     """Serve the dashboard on a loopback port, open ``page`` as a browser would (a
     Bokeh client session) and summarise its data: for every column of every data
@@ -394,8 +411,6 @@ def _served_page(cat, page: str) -> list:
     the page shows a traceback."""
     import html
     import socket
-
-    from bokeh.client import pull_session
 
     from cardiolab.dashboards import serve
 
@@ -410,8 +425,7 @@ def _served_page(cat, page: str) -> list:
                     break
             except OSError:
                 time.sleep(0.1)
-        with pull_session(url=f"http://127.0.0.1:{port}/{page}") as session:
-            models = list(session.document.models)
+        models = _pull_models(f"http://127.0.0.1:{port}/{page}")
     finally:
         server.stop()
     failed = [
