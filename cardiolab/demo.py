@@ -65,8 +65,19 @@ def demo_catalog(
         log.info("generating the demo campaign in %s", folder)
         simulate_campaign(folder, n_subjects=n_subjects, progress=progress, overwrite=stale)
     if process:
+        from .catalog import open_catalog
+        from .derived import derived_store
+        from .errors import CardiolabError
         from .pipeline import process_campaign
 
+        store = derived_store(open_catalog(catalog))
+        try:
+            store.check_format()
+        except CardiolabError:
+            # the demo's derived results are cardiolab's own cache, made from its raw
+            # store: an older layout is rebuilt, not refused
+            log.warning("demo: derived results in %s are of an older layout; rebuilding", store.url)
+            store.fs.rm(store.root, recursive=True)
         report = process_campaign(
             catalog,
             client="sync" if workers == 0 else None,

@@ -375,11 +375,20 @@ def process_campaign(
     Returns
     -------
     Report
+
+    Raises
+    ------
+    CardiolabError
+        The derived store was written in another format (an older cardiolab's zarr
+        layout), before any session is processed; a failing session is a row of the
+        report, not an error.
     """
     from .catalog import Catalog, open_catalog
     from .parallel import run_tasks
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    # a store of another format is refused once, before any session is dispatched
+    derived_store(cat).check_format()
     todo = (
         list(sessions)
         if sessions is not None

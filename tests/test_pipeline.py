@@ -169,6 +169,36 @@ def test_a_failing_session_is_reported_and_the_rest_finish(processed, tmp_path):
     assert ok["valid_fraction"].between(0.9, 1.0).all()
 
 
+def _with_an_old_derived_store(path, work):
+    """A copy of the campaign whose derived folder is an older cardiolab's zarr store."""
+    shutil.copytree(path, work, ignore=shutil.ignore_patterns("derived.zarr", "truth"))
+    old = work / "derived.zarr"
+    old.mkdir()
+    (old / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    return old
+
+
+def test_an_old_derived_store_is_refused_once_before_any_session(processed, tmp_path):
+    from cardiolab.errors import CardiolabError
+
+    path, truth, report = processed
+    old = _with_an_old_derived_store(path, tmp_path / "c")
+    with pytest.raises(CardiolabError, match="older cardiolab") as info:
+        process_campaign(tmp_path / "c" / "data_catalog.yaml", client="sync", progress=False)
+    assert str(old) in str(info.value) and "--force" in str(info.value)
+    assert sorted(p.name for p in old.iterdir()) == ["zarr.json"]  # nothing written
+
+
+def test_the_demo_rebuilds_its_own_old_derived_store(processed, tmp_path):
+    from cardiolab.demo import demo_catalog
+
+    path, truth, report = processed
+    _with_an_old_derived_store(path, tmp_path / "c")
+    catalog = demo_catalog(tmp_path / "c", workers=0, progress=False)
+    status = campaign_status(catalog)
+    assert (status["status"] == "processed").all() and len(status) == report.n_done
+
+
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 cores for a 2-worker cluster")
 def test_distributed_cluster_two_workers(processed):
     path, truth, report = processed
