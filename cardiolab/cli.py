@@ -62,9 +62,12 @@ def _cmd_demo(args) -> int:
         )
         print(f"generated in {time.perf_counter() - t0:.1f} s")
     if not args.no_process:
+        from .demo import clear_old_derived
         from .pipeline import process_campaign
 
         t0 = time.perf_counter()
+        if clear_old_derived(catalog):
+            print("the demo's derived results were written by an older cardiolab: rebuilding")
         print("processing the demo campaign (beats and features) ...")
         report = process_campaign(
             catalog,

@@ -14,7 +14,38 @@ from pathlib import Path
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["demo_catalog"]
+__all__ = ["clear_old_derived", "demo_catalog"]
+
+
+def clear_old_derived(catalog) -> bool:
+    """Delete the demo's derived results when an older cardiolab wrote them.
+
+    The demo's derived store is cardiolab's own cache, made from the demo's raw store:
+    a store of an older layout (which :func:`cardiolab.pipeline.process_campaign`
+    refuses) is removed so that it is rebuilt, instead of failing.
+
+    Parameters
+    ----------
+    catalog : str or pathlib.Path
+        The demo campaign's catalog.
+
+    Returns
+    -------
+    bool
+        Whether an old store was removed.
+    """
+    from .catalog import open_catalog
+    from .derived import derived_store
+    from .errors import CardiolabError
+
+    store = derived_store(open_catalog(catalog))
+    try:
+        store.check_format()
+    except CardiolabError:
+        log.warning("demo: derived results in %s are of an older layout; rebuilding", store.url)
+        store.fs.rm(store.root, recursive=True)
+        return True
+    return False
 
 
 def demo_catalog(
@@ -65,19 +96,9 @@ def demo_catalog(
         log.info("generating the demo campaign in %s", folder)
         simulate_campaign(folder, n_subjects=n_subjects, progress=progress, overwrite=stale)
     if process:
-        from .catalog import open_catalog
-        from .derived import derived_store
-        from .errors import CardiolabError
         from .pipeline import process_campaign
 
-        store = derived_store(open_catalog(catalog))
-        try:
-            store.check_format()
-        except CardiolabError:
-            # the demo's derived results are cardiolab's own cache, made from its raw
-            # store: an older layout is rebuilt, not refused
-            log.warning("demo: derived results in %s are of an older layout; rebuilding", store.url)
-            store.fs.rm(store.root, recursive=True)
+        clear_old_derived(catalog)
         report = process_campaign(
             catalog,
             client="sync" if workers == 0 else None,

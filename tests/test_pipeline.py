@@ -198,6 +198,16 @@ def test_the_demo_rebuilds_its_own_old_derived_store(processed, tmp_path):
     status = campaign_status(catalog)
     assert (status["status"] == "processed").all() and len(status) == report.n_done
 
+    # the README's `cardiolab demo` does the same
+    from cardiolab.cli import main
+
+    _with_an_old_derived_store(path, tmp_path / "d")
+    args = ["demo", "--path", str(tmp_path / "d"), "--workers", "0", "--no-fit", "--no-serve"]
+    args.append("--quiet")
+    assert main(args) == 0
+    status = campaign_status(tmp_path / "d" / "data_catalog.yaml")
+    assert (status["status"] == "processed").all() and len(status) == report.n_done
+
 
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 cores for a 2-worker cluster")
 def test_distributed_cluster_two_workers(processed):
