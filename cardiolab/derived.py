@@ -274,6 +274,14 @@ def _read_parquet(data: bytes) -> pa.Table:
 # --- the store --------------------------------------------------------------------------
 
 
+def _write_synced(path: str, data: bytes) -> None:
+    """Write ``data`` to a local file and flush it to the disk (before it is published)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @dataclass(frozen=True)
 class Lease:
     """A held session lease (:meth:`DerivedStore.acquire_lease`).
@@ -365,17 +373,11 @@ class DerivedStore:
             return
         os.makedirs(parent, exist_ok=True)
         if not atomic:  # a new name under a fresh prefix: flushed, no rename needed
-            with open(path, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            _write_synced(path, data)
             return
         tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp-{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            _write_synced(tmp, data)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -395,10 +397,7 @@ class DerivedStore:
             os.makedirs(parent, exist_ok=True)
             tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                _write_synced(tmp, data)
                 os.link(tmp, path)
             except FileExistsError:
                 return False
