@@ -155,6 +155,7 @@ def _client(client, scheduler, workers):
     """
     if client is not None:
         return client, False
+    import dask
     from distributed import Client, LocalCluster
 
     address = scheduler or os.environ.get("CARDIOLAB_SCHEDULER")
@@ -174,7 +175,7 @@ def _client(client, scheduler, workers):
     if log.getEffectiveLevel() > logging.INFO:
         # the cluster's start/stop chatter only when cardiolab itself logs at INFO
         logging.getLogger("distributed").setLevel(logging.WARNING)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), dask.config.set(_worker_environ()):
         warnings.simplefilter("ignore")
         cluster = LocalCluster(
             n_workers=n,
@@ -188,6 +189,29 @@ def _client(client, scheduler, workers):
             silence_logs=logging.CRITICAL,
         )
     return Client(cluster), True
+
+
+#: distributed's default for its worker processes' environment (``MALLOC_TRIM_THRESHOLD_``
+#: in ``distributed.nanny.pre-spawn-environ``)
+_DISTRIBUTED_TRIM_DEFAULT = 65536
+
+
+def _worker_environ() -> dict:
+    """dask config for a LocalCluster's worker processes: distributed's environment
+    without its default ``MALLOC_TRIM_THRESHOLD_=65536``.
+
+    Setting that variable turns off glibc's adaptive mmap threshold: every array above
+    128 KiB is then mapped and unmapped afresh, and a 10-minute demo session took 0.40 s
+    instead of 0.26 s in a worker (measured in one process with and without the
+    variable). A value the user configured is kept.
+    """
+    import dask
+
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = dict(dask.config.get(key, default={}) or {})
+    if environ.get("MALLOC_TRIM_THRESHOLD_") == _DISTRIBUTED_TRIM_DEFAULT:
+        del environ["MALLOC_TRIM_THRESHOLD_"]
+    return {key: environ}
 
 
 @contextlib.contextmanager

@@ -187,6 +187,9 @@ class Report:
 def process_session(catalog_path, subject: str, label: str, *, force: bool = False) -> dict:
     """Process one session (beats, reviewer flags, features, write); never raises.
 
+    ``catalog_path`` is the catalog: a path, URL, :class:`~cardiolab.catalog.CatalogSpec`
+    or an open :class:`~cardiolab.catalog.Catalog`.
+
     The session's reviewer trail (:mod:`cardiolab.annotations`) is applied to the beat
     table before the features are computed. When the raw input and parameters are
     unchanged (and not ``force``) the beats are not recomputed: the session is
@@ -206,7 +209,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         recompute_features,
         review_provenance,
     )
-    from .catalog import open_catalog
+    from .catalog import Catalog, open_catalog
     from .signals.beats import beat_table
 
     t0 = time.perf_counter()
@@ -223,7 +226,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
     lease = None
     store = None
     try:
-        cat = open_catalog(catalog_path)
+        cat = catalog_path if isinstance(catalog_path, Catalog) else open_catalog(catalog_path)
         store = derived_store(cat)
         out["stage"] = "hash"
         params = _parameters()
@@ -278,7 +281,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         out["stage"] = "open"
         # no time index: beats and features work by position (bounded memory on long
         # recordings)
-        node = cat.open_session(subject, label, indexes=False)
+        node = cat.open_session(subject, label, indexes=False, load_below=READ_AT_ONCE_BYTES)
         out["stage"] = "beats"
         beats = beat_table(node)
         provenance.update(
@@ -323,6 +326,12 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
     return out
 
 
+#: Sessions up to this size (bytes of samples and times) are read in one pass before
+#: their beats and features (each signal is then read once, not once per use); longer
+#: ones (a 24-hour Holter) stay lazy and are read block by block, in bounded memory.
+READ_AT_ONCE_BYTES = 256 * 2**20
+
+
 def _process_task(options: dict, session: tuple[str, str]) -> dict:
     """One task of :func:`process_campaign`: ``session`` is (subject, label).
 
@@ -333,11 +342,19 @@ def _process_task(options: dict, session: tuple[str, str]) -> dict:
     """
     import dask
 
+    from .catalog import open_catalog
+
     subject, label = session
     # the session's own dask arrays are computed in this thread: inside a distributed
     # worker each small compute would otherwise go through the cluster's scheduler
     with dask.config.set(scheduler="synchronous"):
-        return process_session(options["catalog"], subject, label, force=options["force"])
+        try:
+            # process_campaign checked the catalog's files and tables before sending
+            # the tasks; a file gone since is reported when its session is opened
+            cat = open_catalog(options["catalog"], check_files=False)
+        except Exception:  # process_session reports it, as for any session
+            cat = options["catalog"]
+        return process_session(cat, subject, label, force=options["force"])
 
 
 def process_campaign(

@@ -410,18 +410,21 @@ def _epochs(session, t) -> np.ndarray:
 
 
 def _assemble(data, coords, dop_vars, epoch, *, ecg_valid, abp_valid, ldf_valid) -> xr.Dataset:
-    """The beat table Dataset from its per-beat arrays and flags."""
-    ds = xr.Dataset(coords=coords)
+    """The beat table Dataset from its per-beat arrays and flags (built in one go: adding
+    the some 30 variables one by one re-aligns the dataset each time)."""
+    variables = {}
     for name, values in data.items():
         units, long_name = BEAT_VARIABLES[name]
-        ds[name] = xr.Variable("beat", values, {"units": units, "long_name": long_name})
+        variables[name] = xr.Variable("beat", values, {"units": units, "long_name": long_name})
     for name, values in dop_vars.items():
         if name == "valid":
             continue
         units, long_name = BEAT_VARIABLES[name]
-        ds[name] = xr.Variable(("beat", "vessel"), values, {"units": units, "long_name": long_name})
-    ds["epoch"] = xr.Variable("beat", epoch, {"long_name": "protocol epoch"})
-    ds["ecg_valid"] = xr.Variable(
+        variables[name] = xr.Variable(
+            ("beat", "vessel"), values, {"units": units, "long_name": long_name}
+        )
+    variables["epoch"] = xr.Variable("beat", epoch, {"long_name": "protocol epoch"})
+    variables["ecg_valid"] = xr.Variable(
         "beat",
         ecg_valid,
         {
@@ -429,24 +432,24 @@ def _assemble(data, coords, dop_vars, epoch, *, ecg_valid, abp_valid, ldf_valid)
             "units": "1",
         },
     )
-    ds["valid"] = xr.Variable(
+    variables["valid"] = xr.Variable(
         "beat",
         (data["rr_flag"] == 0) & ecg_valid,
         {"long_name": "normal beat (RR not flagged) with a trustworthy ECG", "units": "1"},
     )
-    ds["abp_valid"] = xr.Variable(
+    variables["abp_valid"] = xr.Variable(
         "beat", abp_valid, {"long_name": "pressure values trustworthy", "units": "1"}
     )
-    ds["ldf_valid"] = xr.Variable(
+    variables["ldf_valid"] = xr.Variable(
         "beat", ldf_valid, {"long_name": "LDF values trustworthy", "units": "1"}
     )
     if "valid" in dop_vars:
-        ds["doppler_valid"] = xr.Variable(
+        variables["doppler_valid"] = xr.Variable(
             ("beat", "vessel"),
             dop_vars["valid"].astype(bool),
             {"long_name": "Doppler values trustworthy", "units": "1"},
         )
-    return ds
+    return xr.Dataset(variables, coords=coords)
 
 
 def _no_beats(session: xr.DataTree) -> xr.Dataset:
