@@ -1,12 +1,14 @@
 """The processing pipeline: demo campaign throughput and memory on a 24-hour session.
 
-Usage: python benchmarks/bench_pipeline.py [--skip-24h] [--hours 24] [--profile]
+Usage: python benchmarks/bench_pipeline.py [--skip-24h] [--skip-s3] [--hours 24] [--profile]
 
 1. The demo campaign (8 subjects x 10 sessions of 10 min) processed end to end
    (beats and features, written to the derived store) with 1 and with 2 dask workers:
    seconds, multiple of real time per core, parallel efficiency; objects and bytes the
-   derived store holds per processed session. With ``--profile``, where one session's
-   time goes (cProfile, in this process, after a warm-up session).
+   derived store holds per processed session; the same on a loopback S3 server (moto),
+   raw and derived stores in a bucket (``--skip-s3`` to leave it out). With
+   ``--profile``, where one session's time goes (cProfile, in this process, after a
+   warm-up session).
    Targets: >= 1500x real time per core, efficiency >= 0.85, <= 12 objects per session.
 2. Peak resident memory of processing one simulated 24-hour session with a 1 kHz ECG
    and 200 Hz finger pressure (beat table and features), in a fresh process.
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 
-def demo_throughput(tmp: Path) -> None:
+def demo_throughput(tmp: Path) -> tuple[Path, int, float]:
     from cardiolab.pipeline import process_campaign
     from cardiolab.simulate import simulate_campaign
 
@@ -60,15 +62,65 @@ def demo_throughput(tmp: Path) -> None:
         f"parallel efficiency (2 workers), cold: {times[1] / (2 * times[2]):.2f}; "
         f"warm cluster: {warm[1] / (2 * warm[2]):.2f} (target >= 0.85)"
     )
+    return path, n_sessions, recorded_s
+
+
+def s3_throughput(path: Path, n_sessions: int, recorded_s: float) -> None:
+    """The demo campaign processed from and into a loopback S3 server (moto's server
+    mode, in a thread of this process): raw store and catalog uploaded to a bucket, the
+    derived store in the same bucket; 1 worker process, warm cluster, as above."""
+    import logging
+    import uuid
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    from cardiolab.catalog import open_catalog
+    from cardiolab.parallel import dask_client
+    from cardiolab.pipeline import process_campaign
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {
+            "key": "bench",  # moto accepts any credentials
+            "secret": "bench",
+            "client_kwargs": {"endpoint_url": f"http://{host}:{port}"},
+        }
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+        bucket = f"cardiolab-bench-{uuid.uuid4().hex[:8]}"
+        fs.mkdir(bucket)
+        t0 = time.perf_counter()
+        for name in ("data_catalog.yaml", "measurements.csv"):
+            fs.put_file(str(path / name), f"{bucket}/demo/{name}")
+        fs.put(str(path / "campaign.zarr"), f"{bucket}/demo/campaign.zarr", recursive=True)
+        print(f"S3 (moto on {host}:{port}): demo uploaded in {time.perf_counter() - t0:.0f} s")
+        cat = open_catalog(f"s3://{bucket}/demo/data_catalog.yaml", storage_options=options)
+        with dask_client(workers=1) as client:
+            first = [("S01", "L-60")]
+            process_campaign(cat, client=client, sessions=first, force=True, progress=False)
+            t0 = time.perf_counter()
+            report = process_campaign(cat, client=client, force=True, progress=False)
+            elapsed = time.perf_counter() - t0
+        print(
+            f"S3, 1 worker, warm cluster: {elapsed:.1f} s for {n_sessions} sessions "
+            f"({report.n_done} done, {len(report.failures)} failed); "
+            f"{recorded_s / elapsed:.0f}x real time per core"
+        )
+        objects_per_session(cat)
+    finally:
+        server.stop()
 
 
 def objects_per_session(catalog) -> None:
     """Objects (and their bytes) the derived store holds per processed session: the
     session's own objects and its run record (any fsspec store)."""
-    from cardiolab.catalog import open_catalog
+    from cardiolab.catalog import Catalog, open_catalog
     from cardiolab.derived import derived_store
 
-    cat = open_catalog(catalog)
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     store = derived_store(cat)
     counts, sizes = [], []
     for subject, label in zip(cat.sessions["subject"], cat.sessions["session"], strict=True):
@@ -242,6 +294,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-24h", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--skip-s3", action="store_true", help="no loopback S3 run")
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--profile", action="store_true", help="profile one session")
     args = parser.parse_args()
@@ -250,7 +303,9 @@ def main() -> None:
         if args.profile:
             profile_session(tmp)
         if not args.skip_demo:
-            demo_throughput(tmp)
+            demo = demo_throughput(tmp)
+            if not args.skip_s3:
+                s3_throughput(*demo)
         if not args.skip_24h:
             long_session_memory(tmp, args.hours)
 
