@@ -273,3 +273,46 @@ def test_two_runs_at_once_compute_each_session_once(processed, tmp_path):
     features = features_table(path / "data_catalog.yaml").set_index(["subject", "session", "epoch"])
     again = features_table(catalog).set_index(["subject", "session", "epoch"])
     np.testing.assert_allclose(again["hr"], features.loc[again.index, "hr"], rtol=1e-12)
+
+
+CLI = "import sys; from cardiolab.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_two_cli_processes_at_once_compute_each_session_once(processed, tmp_path):
+    """Two ``cardiolab process`` commands (two processes) on one catalog at the same
+    time: between them every session is computed once; a session the other process
+    holds is reported as skipped (or found done), never computed twice or lost."""
+    import re
+    import subprocess
+    import sys
+
+    path, truth, report = processed
+    work = tmp_path / "c"
+    shutil.copytree(path, work, ignore=shutil.ignore_patterns("derived.zarr", "truth"))
+    command = [sys.executable, "-c", CLI, "process", str(work / "data_catalog.yaml")]
+    runs = [
+        subprocess.Popen(
+            [*command, "--workers", "0", "--quiet"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    counts = []
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err[-2000:]
+        found = re.search(r"(\d+) processed, (\d+) unchanged \(cached\), (\d+) failed", out)
+        assert found, out
+        skipped = re.search(r"(\d+) skipped \(held by another run\)", out)
+        counts.append([int(g) for g in found.groups()] + [int(skipped[1]) if skipped else 0])
+    done, cached, failed, skipped = (sum(c[i] for c in counts) for i in range(4))
+    assert (done, failed) == (4, 0), outputs  # each session computed exactly once
+    assert cached + skipped == 4, outputs  # the other process skipped it or found it done
+    status = campaign_status(work / "data_catalog.yaml")
+    assert (status["status"] == "processed").all(), status
+    from cardiolab.derived import derived_store
+
+    records = derived_store(open_catalog(work / "data_catalog.yaml")).runs()
+    assert sorted(records) == ["S01/L-30", "S01/R+1", "S02/L-30", "S02/R+1"], records
