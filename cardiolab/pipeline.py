@@ -81,13 +81,16 @@ def _file_signature(path: Path, root: Path) -> list:
     return [str(path.relative_to(root)), st.st_size, st.st_mtime_ns]
 
 
-def _url_signatures(url: str, storage_options) -> list:
-    """``[name, size, version]`` of every object at or under a URL (fsspec listing)."""
+def _url_signatures(url: str, storage_options, *, record: bool = False) -> list:
+    """``[name, size, version]`` of every object at or under a URL (fsspec listing);
+    with ``record``, also every object ``<url>.<extension>`` (a WFDB record's files)."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     fs.invalidate_cache(root)  # another process may have changed it since the last listing
     found = fs.find(root, detail=True)
+    if record:
+        found.update({p: fs.info(p) for p in fs.glob(root + ".*")})
     out = [[url]]
     for name in sorted(found):
         info = found[name]
@@ -125,7 +128,7 @@ def raw_input_hash(catalog, subject: str, label: str) -> str:
             # the files that hold the raw input, as the format declares them
             items += [_file_signature(c, path.parent) for c in get_format(f.format).raw_files(path)]
         else:
-            items += _url_signatures(str(path), catalog.storage_options)
+            items += _url_signatures(str(path), catalog.storage_options, record=True)
         items.append(f.model_dump(mode="json"))
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -14,7 +14,7 @@ import yaml
 
 from cardiolab.catalog import CatalogSpec, open_catalog
 from cardiolab.cli import main
-from cardiolab.errors import CatalogError
+from cardiolab.errors import CatalogError, SessionFormatError
 
 SESSIONS = [("S01", "L-30"), ("S01", "R+3"), ("S02", "L-30"), ("S02", "R+3")]
 # what the environment holds for a catalog's ${VAR} references in these tests
@@ -448,3 +448,54 @@ def _served_page(cat, page: str) -> list:
                 continue  # labels
             out.append(((columns, name, arr.size), [np.nansum(arr), np.nansum(arr**2)]))
     return sorted(out, key=lambda item: (item[0], item[1]))
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "channels", "options"),
+    [
+        ("mitdb/100", "wfdb", {"MLII": {"group": "ecg"}}, {}),  # a record: .hea, .dat, .atr
+        ("acq/r42_test.acq", "acq", {"ECG (.05 - 150 Hz)": {"group": "ecg"}}, {}),
+    ],
+    ids=["wfdb record", "biopac acq"],
+)
+def test_raw_files_at_a_url_read_as_the_local_file(
+    name, fmt, channels, options, shared_data, s3_server, tmp_path, monkeypatch
+):
+    """EDF/WFDB/CSV/ACQ readers read local files: a file or record at a URL is copied to
+    the cache (fsspec filecache) and reads equal to the local file; a missing one is an
+    error naming the URL."""
+    from cardiolab.io import read_session
+    from cardiolab.io.remote import cache_folder
+
+    monkeypatch.setenv("CARDIOLAB_CACHE", str(tmp_path / "cache"))
+    bucket = s3_server.new_bucket()
+    fs = s3_server.filesystem()
+    local = shared_data / name
+    for path in [local] if local.is_file() else sorted(local.parent.glob(local.name + ".*")):
+        fs.put_file(str(path), f"{bucket}/raw/{path.relative_to(shared_data)}")
+    url = f"s3://{bucket}/raw/{name}"
+    opts = s3_server.storage_options
+    remote = read_session(url, fmt, channels=channels, storage_options=opts, **options)
+    here = read_session(local, fmt, channels=channels, **options)
+    _assert_same_session(remote.compute(), here.compute())
+    assert cache_folder().is_relative_to(tmp_path / "cache")
+    assert any(cache_folder().rglob("*"))
+    with pytest.raises(SessionFormatError, match=f"s3://{bucket}/raw/nothing-here: no such"):
+        read_session(
+            f"s3://{bucket}/raw/nothing-here", fmt, channels=channels, storage_options=opts
+        )
+
+
+def test_a_changed_remote_file_is_copied_again(s3_server, tmp_path, monkeypatch):
+    """The cached copy of a remote raw file follows the object: changed, copied again."""
+    from cardiolab.io.remote import local_copy
+
+    monkeypatch.setenv("CARDIOLAB_CACHE", str(tmp_path / "cache"))
+    bucket = s3_server.new_bucket()
+    fs = s3_server.filesystem()
+    url = f"s3://{bucket}/raw/session.csv"
+    fs.pipe(url.removeprefix("s3://"), b"time,ecg\n0,1\n")
+    first = local_copy(url, s3_server.storage_options)
+    assert first.read_bytes() == b"time,ecg\n0,1\n"
+    fs.pipe(url.removeprefix("s3://"), b"time,ecg\n0,2\n0.002,3\n")
+    assert local_copy(url, s3_server.storage_options).read_bytes() == b"time,ecg\n0,2\n0.002,3\n"

@@ -29,6 +29,7 @@ from .native import (
     write_campaign_zarr,
 )
 from .registry import FileFormat, FormatOption, file_formats, get_format, register_format
+from .remote import local_copy
 from .rr import read_rr
 from .wfdb_format import (
     BEAT_SYMBOLS,
@@ -84,7 +85,8 @@ def read_session(path, format, *, channels=None, storage_options=None, indexes=T
         Channel mapping ``{name: {"group", "units"?, "vessel"?}}``; required for
         edf, wfdb and csv, not used by the native formats.
     storage_options : dict, optional
-        fsspec options (zarr stores behind URLs).
+        fsspec options of a URL: zarr stores are read there, files of the other
+        formats from a cached local copy (:mod:`cardiolab.io.remote`).
     indexes : bool
         Native stores: build the ``time`` indexes (default); ``False`` keeps ``time``
         lazy without an index (see :func:`read_zarr_session`). Other formats build
@@ -124,7 +126,13 @@ def read_session(path, format, *, channels=None, storage_options=None, indexes=T
             )
         return fmt.reader(path, options["group"], storage_options=storage_options, indexes=indexes)
     if is_url(str(path)):
-        raise SessionFormatError(
-            f"{path}: {format} files are read from local paths only (URLs: zarr stores)"
-        )
+        # the readers of these formats read local files: a cached local copy
+        local = local_copy(str(path), storage_options)
+        try:
+            return fmt.reader(local, channels if fmt.channels else None, **options)
+        except SessionFormatError as err:  # name the URL, not the cache
+            raise type(err)(
+                str(err).replace(str(local), str(path)),
+                violations=[v.replace(str(local), str(path)) for v in err.violations],
+            ) from None
     return fmt.reader(path, channels if fmt.channels else None, **options)
