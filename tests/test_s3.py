@@ -499,3 +499,22 @@ def test_a_changed_remote_file_is_copied_again(s3_server, tmp_path, monkeypatch)
     assert first.read_bytes() == b"time,ecg\n0,1\n"
     fs.pipe(url.removeprefix("s3://"), b"time,ecg\n0,2\n0.002,3\n")
     assert local_copy(url, s3_server.storage_options).read_bytes() == b"time,ecg\n0,2\n0.002,3\n"
+
+
+def test_netcdf_campaign_file_at_a_url_reads_as_the_local_file(s3_server, tmp_path, monkeypatch):
+    """A netCDF (HDF5) campaign file at a URL: read from its cached copy, equal to the
+    local read."""
+    import xarray as xr
+    from sessions import make_session
+
+    from cardiolab.io import read_session, write_campaign_netcdf
+
+    monkeypatch.setenv("CARDIOLAB_CACHE", str(tmp_path / "cache"))
+    local = tmp_path / "c.nc"
+    write_campaign_netcdf(xr.DataTree.from_dict({"S01/L-30": make_session(seconds=20)}), local)
+    bucket = s3_server.new_bucket()
+    s3_server.filesystem().put_file(str(local), f"{bucket}/c.nc")
+    opts = s3_server.storage_options
+    remote = read_session(f"s3://{bucket}/c.nc", "netcdf", group="S01/L-30", storage_options=opts)
+    here = read_session(local, "netcdf", group="S01/L-30")
+    _assert_same_session(remote.compute(), here.compute())

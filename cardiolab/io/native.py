@@ -40,6 +40,7 @@ from .registry import (
     register_format,
     single_file,
 )
+from .remote import local_copy
 
 __all__ = [
     "open_campaign_store",
@@ -66,12 +67,11 @@ def _open(
 ) -> xr.DataTree:
     if not is_url(str(path)) and not Path(path).exists():
         raise SessionFormatError(f"{path}: native store not found")
-    if is_url(str(path)) and engine != "zarr":
-        raise SessionFormatError(
-            f"{path}: fsspec URLs are supported for zarr stores only, not {engine} files"
-        )
     kwargs: dict = {"chunks": {}}
     target = path
+    if is_url(str(path)) and engine != "zarr":
+        # netCDF (HDF5) is read from a cached local copy (cardiolab.io.remote)
+        target = local_copy(str(path), storage_options)
     if group is not None and engine == "zarr":
         # the group is opened as a store of its own: only its own metadata is read, not
         # the whole campaign's consolidated metadata (1.5 MB for the demo's 80 sessions,
@@ -346,11 +346,12 @@ def read_netcdf_session(
     Parameters
     ----------
     path : str or pathlib.Path
-        The file (a local path).
+        The file: a local path, or an fsspec URL (read from a cached local copy,
+        :func:`cardiolab.io.remote.local_copy`).
     group : str
         ``"<subject>/<session>"``.
     storage_options : dict, optional
-        Accepted for the native readers' common signature; a netCDF file is local.
+        fsspec options of a URL.
     indexes : bool
         Build the ``time`` indexes (default), as :func:`read_zarr_session`.
 
@@ -364,7 +365,7 @@ def read_netcdf_session(
     SessionFormatError
         No such file, or no such group (the message lists the file's sessions).
     """
-    return _read_session(path, group, "h5netcdf", indexes=indexes)
+    return _read_session(path, group, "h5netcdf", storage_options, indexes=indexes)
 
 
 def _encoding(tree: xr.DataTree) -> dict:
