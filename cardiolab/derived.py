@@ -48,7 +48,8 @@ Concurrency. Run records are one object per session (no read-modify-write of a s
 object, so two runs never lose each other's records). A run takes a session's lease
 before computing it: an object created only if absent (``open(mode="xb")``: ``O_EXCL`` on
 a local disk, a conditional PUT ``If-None-Match: *`` on S3), checked by reading it back;
-a lease whose expiry has passed (a killed run) is taken over. Review events are also
+a lease whose expiry has passed (a killed run), or taken on this machine by a process
+that no longer exists, is taken over. Review events are also
 created only if absent, so two reviewers never overwrite each other's event.
 
 Format 1 stores (zarr groups, cardiolab before this layout) are recognised and refused
@@ -103,7 +104,8 @@ SESSION_TABLES = ("beats", "features", "responses")
 #: Folder of the store that holds the reviewers' audit trails.
 TRAIL_GROUP = "_annotations"
 #: Default lifetime (s) of a session lease: a run killed while it held the lease blocks
-#: the session for at most this long.
+#: the session for at most this long (a run on another machine; on the same machine, a
+#: lease whose process is gone is taken over at once).
 LEASE_TTL_S = 3600.0
 
 _MARKER = "cardiolab-derived.json"
@@ -633,9 +635,9 @@ class DerivedStore:
             if self._create(path, data):
                 return Lease(subject, session, token, expires)
             held = self._get_json(path)
-            if held is not None and held.get("expires", 0) >= time.time():
+            if held is not None and held.get("expires", 0) >= time.time() and _alive(held):
                 return None
-            self._rm(path)  # expired (a killed run): take it over
+            self._rm(path)  # expired, or its process on this machine is gone: take it over
         return None
 
     def release_lease(self, lease: Lease) -> None:
@@ -794,6 +796,28 @@ class DerivedStore:
         raw = (table.schema.metadata or {}).get(_META_KEY)
         frame.attrs.update(json.loads(raw)["attrs"] if raw else {})
         return frame
+
+
+def _alive(holder: dict) -> bool:
+    """Whether a lease's holder may still be running: ``False`` only when it was taken
+    on this machine by a process that no longer exists (a run killed or crashed), so
+    that the next run need not wait for the lease to expire; a holder on another
+    machine is presumed alive until its lease expires."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        pid = int(holder.get("pid"))
+    except (TypeError, ValueError):
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: no signal, only the check that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is another user's (PermissionError), or no such call
+        return True
+    return True
 
 
 def describe_lease(holder: dict | None) -> str:

@@ -279,6 +279,43 @@ def test_leases(where, tmp_path):
     assert store.acquire_lease("S02", "L-30") is not None
 
 
+def test_lease_of_a_dead_process_on_this_machine_is_taken_over(tmp_path):
+    """A run killed while it held a lease (its process gone) does not block the session
+    until the lease expires; a living holder, or one on another machine, does."""
+    import json
+    import subprocess
+    import sys
+
+    store = DerivedStore(tmp_path / "d")
+    take = (
+        "import sys; from cardiolab.derived import DerivedStore; "
+        "DerivedStore(sys.argv[1]).acquire_lease(sys.argv[2], 'L-30', owner='killed run'); "
+        "print('taken', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", take, str(tmp_path / "d"), "S01"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "taken"
+        assert store.acquire_lease("S01", "L-30") is None  # its holder is alive
+        holder.kill()  # kill -9: the lease is never released
+        holder.wait(timeout=30)
+        assert store.lease_holder("S01", "L-30")["owner"] == "killed run"
+        assert store.acquire_lease("S01", "L-30", owner="next run") is not None
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    # a holder on another machine: presumed alive until its lease expires
+    path = tmp_path / "d" / "_leases" / "S02" / "L-30.json"
+    assert store.acquire_lease("S02", "L-30") is not None
+    held = json.loads(path.read_text())
+    path.write_text(json.dumps({**held, "host": "another-host", "pid": 999999999}))
+    assert store.acquire_lease("S02", "L-30") is None
+
+
 def test_lease_context_waits_then_names_the_holder(tmp_path):
     store = DerivedStore(tmp_path / "d")
     held = store.acquire_lease("S01", "L-30", owner="process catalog.yaml")
