@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from processes import checkout_env
 
-import cardiolab
 from cardiolab.cli import main
 from cardiolab.errors import CardiolabError
 from cardiolab.parallel import run_tasks
 
-REPO = Path(cardiolab.__file__).resolve().parents[1]
 SCHEDULE = ["L-30", "R+1"]
 
 
@@ -99,10 +98,7 @@ def loopback_cluster(tmp_path_factory):
     whatever happens."""
     folder = tmp_path_factory.mktemp("dask")
     scheduler_file = folder / "scheduler.json"
-    env = dict(os.environ)
-    # the workers import this checkout's package, as the tests do
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("CARDIOLAB_SCHEDULER", None)
+    env = checkout_env()  # the workers import this checkout's package, as the tests do
     started: list[subprocess.Popen] = []
     logs = []
 

@@ -286,6 +286,8 @@ def test_lease_of_a_dead_process_on_this_machine_is_taken_over(tmp_path):
     import subprocess
     import sys
 
+    from processes import checkout_env
+
     store = DerivedStore(tmp_path / "d")
     take = (
         "import sys; from cardiolab.derived import DerivedStore; "
@@ -297,6 +299,7 @@ def test_lease_of_a_dead_process_on_this_machine_is_taken_over(tmp_path):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=checkout_env(),
     )
     try:
         assert holder.stdout.readline().strip() == "taken"

@@ -286,6 +286,8 @@ def test_two_cli_processes_at_once_compute_each_session_once(processed, tmp_path
     import subprocess
     import sys
 
+    from processes import checkout_env
+
     path, truth, report = processed
     work = tmp_path / "c"
     shutil.copytree(path, work, ignore=shutil.ignore_patterns("derived.zarr", "truth"))
@@ -296,6 +298,7 @@ def test_two_cli_processes_at_once_compute_each_session_once(processed, tmp_path
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=checkout_env(),
         )
         for _ in range(2)
     ]

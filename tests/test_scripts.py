@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from processes import REPO, checkout_env
 
 import cardiolab
 from cardiolab.parallel import dask_client, spawn_rerun_reason
 
-REPO = Path(cardiolab.__file__).resolve().parents[1]
 SCHEDULE = ["L-30", "R+1"]
 POWER = dict(
     design={"schedule": ["L-30", "L-10", "R+0", "R+3"], "pre": 62, "between_sd": 0.12},
@@ -53,14 +53,6 @@ curve = power_curve(**json.loads({power!r}), workers=2, progress=False)
 curve.table.to_csv({out!r} + ".power.csv", index=False)
 print("done", len(table), len(results))
 """
-
-
-def _env() -> dict:
-    """The environment of a script run: this checkout's package first on its path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("CARDIOLAB_SCHEDULER", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +114,7 @@ def test_unguarded_script_runs_once_and_matches_a_local_run(tiny, tmp_path, form
         command,
         input=source if form == "stdin" else None,
         cwd=tmp_path,
-        env=_env(),
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -172,7 +164,7 @@ def test_guarded_script_keeps_worker_processes(tmp_path):
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        env=_env(),
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -263,7 +255,7 @@ def test_a_clone_folder_named_cardiolab_does_not_shadow_the_installed_package(tm
         importlib.metadata.distribution("cardiolab")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("cardiolab is not installed (pip install -e .)")
-    env = _env()
+    env = checkout_env()
     env.pop("PYTHONPATH")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
