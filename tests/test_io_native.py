@@ -161,3 +161,26 @@ def test_zarr_store_behind_an_fsspec_url(campaign, session):
         fs = fsspec.filesystem("memory")
         if fs.exists("/cardiolab-test-io-native"):
             fs.rm("/cardiolab-test-io-native", recursive=True)
+
+
+def test_session_groups_are_consolidated_and_plain_stores_read_too(tmp_path, campaign):
+    """cardiolab's writer consolidates each session group's metadata (a session opens
+    with one read of the store); a store written by other tools without it reads the
+    same."""
+    import warnings
+
+    import zarr
+
+    ours = io.write_campaign_zarr(campaign, tmp_path / "ours.zarr")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
+        group = zarr.open_group(str(ours / "S01" / "L-30"), mode="r")
+        assert group.metadata.consolidated_metadata is not None
+        plain = tmp_path / "plain.zarr"
+        campaign.to_zarr(plain, consolidated=False)
+        assert zarr.open_group(str(plain / "S01" / "L-30")).metadata.consolidated_metadata is None
+    a = io.read_session(ours, "zarr", group="S01/L-30").compute()
+    b = io.read_session(plain, "zarr", group="S01/L-30").compute()
+    assert set(a.children) == set(b.children)
+    for name in a.children:
+        xr.testing.assert_allclose(a[name].to_dataset(), b[name].to_dataset(), atol=5e-4)

@@ -50,6 +50,7 @@ __all__ = [
     "write_campaign_netcdf",
     "store_engine",
     "check_zarr_chunks",
+    "consolidate_campaign_store",
 ]
 
 log = logging.getLogger("cardiolab")
@@ -73,11 +74,12 @@ def _open(
         # netCDF (HDF5) is read from a cached local copy (cardiolab.io.remote)
         target = local_copy(str(path), storage_options)
     if group is not None and engine == "zarr":
-        # the group is opened as a store of its own: only its own metadata is read, not
-        # the whole campaign's consolidated metadata (1.5 MB for the demo's 80 sessions,
-        # 0.1-0.4 s to parse, for each session a worker opens)
+        # the group is opened as a store of its own: only its own metadata is read (its
+        # consolidated metadata where it has some: consolidate_campaign_store), not the
+        # whole campaign's (1.5 MB for the demo's 80 sessions, 0.1-0.4 s to parse, for
+        # each session a worker opens)
         target = _group_url(path, group)
-        kwargs["consolidated"] = False
+        kwargs["consolidated"] = None
     if not indexes:
         # time stays a lazy coordinate: no pandas index (a 24-h 1 kHz ECG's would
         # take 0.7 GB, twice while it is built)
@@ -423,8 +425,37 @@ def write_campaign_zarr(tree: xr.DataTree, path, *, overwrite: bool = False):
         )
     except FileExistsError:
         raise CardiolabError(f"{path} exists; pass overwrite=True to replace it") from None
+    consolidate_campaign_store(path)
     log.debug("wrote zarr campaign store %s", path)
     return path if is_url(str(path)) else Path(path)
+
+
+def consolidate_campaign_store(path, *, storage_options=None) -> None:
+    """Consolidate a zarr campaign store's metadata: each session group's and the root's.
+
+    A session group's consolidated metadata lets :func:`read_zarr_session` open it with
+    one read (on object storage, one request instead of one per group and array); the
+    root's lets a reader list the whole campaign at once. :func:`write_campaign_zarr`
+    and the simulator call this; call it again after changing a store with other tools
+    (stale consolidated metadata hides what was added).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The store (folder or fsspec URL).
+    storage_options : dict, optional
+        fsspec options for URLs.
+    """
+    kwargs = {"storage_options": dict(storage_options)} if storage_options else {}
+    if not is_url(str(path)):
+        kwargs = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
+        root = zarr.open_group(str(path), mode="r+", use_consolidated=False, **kwargs)
+        for subject, node in root.groups():
+            for session, _ in node.groups():
+                zarr.consolidate_metadata(root.store, path=f"{subject}/{session}")
+        zarr.consolidate_metadata(root.store)
 
 
 def write_campaign_netcdf(tree: xr.DataTree, path, *, overwrite: bool = False) -> Path:

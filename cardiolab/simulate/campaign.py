@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import time
-import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +22,7 @@ from .. import __version__
 from ..encoding import variable_length_strings, zarr_encoding
 from ..errors import CardiolabError
 from ..features.pulse_contour import age_from_band
+from ..io.native import consolidate_campaign_store
 from ..labels import parse_session_label
 from ..measurements import SESSION_EPOCH
 from .effects import (
@@ -414,10 +414,8 @@ def simulate_campaign(
             )
         if (subject, label) in realised_measured:
             realised_rows.append(realised_measured[(subject, label)])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(store)
-        zarr.consolidate_metadata(beats_store)
+    consolidate_campaign_store(store)
+    consolidate_campaign_store(beats_store)
 
     # --- truth and catalog -------------------------------------------------------------
     idx = ["subject", "session", "epoch"]
