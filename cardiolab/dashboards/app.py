@@ -8,6 +8,7 @@ shows what was there before.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -20,7 +21,15 @@ from .auth import AuthError, HashedAuthProvider, is_loopback, load_credentials
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["PAGES", "app_pages", "escape_markdown", "holoviews_pane", "serve", "warm_up"]
+__all__ = [
+    "PAGES",
+    "app_pages",
+    "escape_html",
+    "escape_markdown",
+    "holoviews_pane",
+    "serve",
+    "warm_up",
+]
 
 #: URL slug -> title of each page.
 PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
@@ -92,15 +101,49 @@ def escape_markdown(text) -> str:
     return _PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
 
 
+def escape_html(text) -> str:
+    """Text from the data (a name, an error) to insert into HTML as written.
+
+    ``&``, ``<``, ``>``, ``"`` and ``'`` become character references (Python's
+    :func:`html.escape` with ``quote=True``; HTML Living Standard, 13.1.4 "Character
+    references"), so the text can open no tag, attribute or entity of its own, in an
+    element's content or in a quoted attribute value. Use it for every value that an
+    :class:`panel.pane.HTML` (or any raw HTML) shows; Markdown panes, alerts included,
+    take :func:`escape_markdown` instead.
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+        HTML text.
+
+    Examples
+    --------
+    >>> escape_html('<img src=x onerror="alert(1)">')
+    '&lt;img src=x onerror=&quot;alert(1)&quot;&gt;'
+    """
+    return html.escape(str(text), quote=True)
+
+
 def _nav(current: str, catalog_name: str) -> pn.pane.HTML:
     links = " ".join(
-        f'<a href="./{slug}"{" style=text-decoration:underline" if slug == current else ""}>{title}</a>'
+        f'<a href="./{slug}"{" style=text-decoration:underline" if slug == current else ""}>'
+        f"{escape_html(title)}</a>"
         for slug, title in PAGES.items()
     )
     user = pn.state.user if pn.state.user and pn.state.user != "guest" else ""
-    who = f" &middot; signed in as {user} (<a href='./logout'>log out</a>)" if user else ""
+    who = (
+        f" &middot; signed in as {escape_html(user)} (<a href='./logout'>log out</a>)"
+        if user
+        else ""
+    )
     return pn.pane.HTML(
-        f'<div class="cardiolab-nav"><b>cardiolab</b> &middot; {catalog_name} &middot; {links}{who}</div>',
+        f'<div class="cardiolab-nav"><b>cardiolab</b> &middot; {escape_html(catalog_name)} '
+        f"&middot; {links}{who}</div>",
         sizing_mode="stretch_width",
     )
 
@@ -119,7 +162,9 @@ def _page(slug: str, source):
         body = builders[slug](cat)
         name = cat.campaign.name
     except CardiolabError as err:
-        body = pn.pane.Alert(f"{PAGES[slug]}: {err}", alert_type="danger")
+        body = pn.pane.Alert(
+            escape_markdown(f"{PAGES[slug]}: {err}"), alert_type="danger", disable_math=True
+        )
         name = Path(str(source)).name
     return pn.Column(_nav(slug, name), body, sizing_mode="stretch_width")
 
