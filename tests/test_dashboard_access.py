@@ -367,3 +367,101 @@ def test_port_zero_allows_only_the_served_origin(small_campaign):
         thread.join(10)
         server.stop()
         time.sleep(0.1)
+
+
+def _self_signed_certificate(folder):
+    """A certificate and key for 127.0.0.1, valid for a day (cryptography)."""
+    import datetime as dt
+    import ipaddress
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile
+
+
+def test_cookies_are_secure_over_tls(small_campaign, tmp_path):
+    """Served over TLS, the session, user and CSRF cookies are ``Secure``."""
+    import ssl
+
+    from cardiolab.dashboards import serve
+    from cardiolab.dashboards.auth import hash_password
+
+    certfile, keyfile = _self_signed_certificate(tmp_path)
+    path, _ = small_campaign
+    creds = tmp_path / "reviewers.json"
+    creds.write_text(json.dumps({"alice": hash_password("correct horse")}))
+    server = serve(
+        path / "data_catalog.yaml",
+        port=0,
+        credentials=creds,
+        warm=False,
+        start=False,
+        ssl_certfile=str(certfile),
+        ssl_keyfile=str(keyfile),
+    )
+    server.start()
+    thread = threading.Thread(target=server.io_loop.start, daemon=True)
+    thread.start()
+    context = ssl.create_default_context(cafile=str(certfile))
+    try:
+
+        def request(method, path, body=None, headers=None):
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", server.port, timeout=60, context=context
+            )
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            data = response.read().decode()
+            conn.close()
+            return response, data
+
+        form, page = request("GET", "/login")
+        xsrf = form.getheader("Set-Cookie")
+        assert "; secure" in xsrf.lower()
+        token = re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
+        body = urllib.parse.urlencode(
+            {"_xsrf": token, "username": "alice", "password": "correct horse"}
+        )
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": xsrf.split(";")[0],
+        }
+        signed_in, _ = request("POST", "/login", body, headers)
+        assert signed_in.status == 302
+        cookies = [v for k, v in signed_in.getheaders() if k.lower() == "set-cookie"]
+        set_ = [c for c in cookies if c.split("=", 1)[0] in ("user", "cardiolab_session")]
+        assert len(set_) == 2
+        assert all("; secure" in c.lower() and "samesite=lax" in c.lower() for c in set_)
+    finally:
+        server.io_loop.add_callback(server.io_loop.stop)
+        thread.join(10)
+        server.stop()

@@ -298,7 +298,8 @@ def serve(
     **kwargs
         Other :func:`panel.serve` / bokeh server options (``start=False`` returns the
         server unstarted; ``ssl_certfile`` and ``ssl_keyfile`` serve over TLS, and the
-        login cookies are then ``Secure``).
+        login cookies are then ``Secure``). Every script and style is served by this
+        server, whatever ``BOKEH_RESOURCES`` says: the pages work offline.
 
     Returns
     -------
@@ -338,6 +339,7 @@ def serve(
         warm_up(cat)
     # the root page: cardiolab's, self-contained (where a login lands without a next page)
     kwargs.setdefault("index", str(INDEX_TEMPLATE))
+    _serve_resources_locally()
     pn.config.index_titles = {f"/{slug}": title for slug, title in PAGES.items()}
     start = kwargs.pop("start", True)
     kwargs.pop("threaded", None)
@@ -358,6 +360,22 @@ def serve(
         server.start()
         server.io_loop.start()
     return server
+
+
+def _serve_resources_locally() -> None:
+    """BokehJS and Panel's scripts and styles from this server, never from a CDN.
+
+    That is bokeh's default for a server (``resources="server"``), unless the
+    environment asks for another (``BOKEH_RESOURCES=cdn``): the review app must work
+    on a network without internet, so the server's own copy is set, for this process
+    (bokeh's ``settings.resources.set_value``, which outranks the environment).
+    """
+    from bokeh.settings import settings
+
+    mode = settings.resources(default="server")
+    if mode != "server":
+        log.info("dashboard: serving BokehJS and Panel's assets locally (was %r)", mode)
+        settings.resources.set_value("server")
 
 
 def _listen(cat, address: str, port: int, opts: dict):

@@ -3,11 +3,12 @@
 - text from the data (a channel name, an error quoting it), a reviewer's name, the
   signed-in user's name and the campaign's name, all holding HTML that runs a script,
   show as written and run nothing;
-- 30 wrong passwords lock the login, the right one included, with a clear message;
 - logging out revokes the cookies: replayed, they get the login page;
 - on ``--port 0`` a page of another origin cannot open the app's websocket;
 - with the network blocked but for loopback, the login and every page render in full;
-- closing tabs leaves no ``WebSocketClosedError`` traceback in the server's output.
+- closing tabs leaves no ``WebSocketClosedError`` traceback in the server's output;
+- 30 wrong passwords lock the login, the right one included, with a clear message
+  (last: it locks this machine's address out of that server for 30 s).
 
 Unit tests of the same machinery, without a browser: tests/test_dashboard_access.py.
 """
@@ -15,8 +16,10 @@ Unit tests of the same machinery, without a browser: tests/test_dashboard_access
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
 import re
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -211,32 +214,6 @@ def _strip(cookies):
     return [{"name": c["name"], "value": c["value"]} for c in cookies]
 
 
-# --- throttled login (last test on login_app: it locks 127.0.0.1 for 30 s) -----------
-
-
-def test_thirty_wrong_passwords_then_the_right_one_is_refused(login_app, page):
-    page.goto(login_app.page_url("campaign"))
-    t0 = time.perf_counter()
-    for i in range(30):
-        page.locator("input[name=username]").fill("alice")
-        page.locator("input[name=password]").fill(f"guess {i}")
-        page.get_by_role("button", name="Login").click()
-        page.wait_for_load_state()
-    seconds = time.perf_counter() - t0
-    expect(page.get_by_text("Too many failed sign-ins")).to_be_visible()
-    page.locator("input[name=username]").fill("alice")
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_load_state()
-    expect(
-        page.get_by_text(re.compile(r"Too many failed sign-ins .* the right password too"))
-    ).to_be_visible()
-    assert "/login" in page.url
-    page.goto(login_app.page_url("campaign"))
-    assert "/login" in page.url, f"signed in after 30 wrong passwords in {seconds:.1f} s"
-    assert "refused for 30 s after repeated failures" in login_app.output, login_app.output
-
-
 # --- websocket origin on port 0 -----------------------------------------------------
 
 #: Opens the app's websocket from the page it runs in; "open" or "refused".
@@ -254,29 +231,47 @@ def _session_token(app, slug="campaign") -> str:
     return re.search(r'"token":\s*"([^"]+)"', page).group(1)
 
 
-def test_a_foreign_origin_cannot_open_the_websocket_on_port_zero(open_app_on_port_zero, page):
-    """A page of another origin (here another port of this machine, so that no browser
-    policy on private networks stands in the way: only the server's origin check) is
-    refused at the upgrade; the app's own page opens the same websocket."""
+@pytest.fixture
+def foreign_site():
+    """Another web site on this machine (a blank page on another loopback port): its
+    pages are of a foreign origin, and chromium's local-network checks let them reach
+    loopback, so that only the server's origin check can refuse them."""
+
+    class Blank(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>another site</body></html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Blank)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_foreign_origin_cannot_open_the_websocket_on_port_zero(
+    open_app_on_port_zero, foreign_site, page
+):
     app = open_app_on_port_zero
     ws_url = f"ws://localhost:{app.port}/campaign/ws"
-    foreign = f"http://localhost:{app.port + 1}"
-    # the foreign page is served by the browser itself (nothing reaches that port)
-    page.route(
-        f"{foreign}/**",
-        lambda route: route.fulfill(
-            body="<html><body>foreign</body></html>", content_type="text/html"
-        ),
-    )
-    page.goto(f"{foreign}/page")
+    messages: list[str] = []
+    page.on("console", lambda message: messages.append(message.text))
+    page.goto(f"{foreign_site}/page")
     first = len(app.lines)
     assert page.evaluate(OPEN_WEBSOCKET, [ws_url, _session_token(app)]) == "refused"
-    # refused by the server: tornado logs the 403 of the upgrade
+    assert any("Unexpected response code: 403" in m for m in messages), messages
+    # refused by the server's origin check
     deadline = time.monotonic() + 30
-    while not any("403 GET /campaign/ws" in line for line in app.lines[first:]):
+    refusal = f"Refusing websocket connection from Origin '{foreign_site}'"
+    while not any(refusal in line for line in app.lines[first:]):
         assert time.monotonic() < deadline, app.output
         time.sleep(0.2)
-    # the app's own page may
+    # the app's own page opens it
     page.goto(app.page_url("campaign"))
     assert page.evaluate(OPEN_WEBSOCKET, [ws_url, _session_token(app)]) == "open"
 
@@ -298,8 +293,12 @@ def test_pages_render_with_the_network_blocked_but_loopback(
             route.abort("internetdisconnected")
 
     page.context.route("**/*", only_loopback)
-    page.goto(login_app.page_url("campaign"))
-    expect(page.locator("input[name=password]")).to_be_visible()
+    # the login page, a page behind it, and the way out
+    sign_in(page, login_app, "alice", PASSWORD, "campaign")
+    page.wait_for_url(re.compile(r"/campaign$"))
+    expect(page.get_by_text(re.compile(r"2 processed, 1 failed"))).to_be_visible()
+    page.get_by_role("link", name="log out").click()
+    page.wait_for_url(re.compile(r"/login"))
     expect(page).to_have_title("cardiolab | sign in")
     app = open_app_on_port_zero
     page.goto(app.page_url(""))
@@ -355,3 +354,29 @@ def test_closing_tabs_logs_no_websocket_traceback(open_app_on_port_zero, page):
     out = "\n".join(app.lines[first:])
     assert "WebSocketClosedError" not in out, out
     assert "Traceback" not in out, out
+
+
+# --- throttled login (the last test: it locks 127.0.0.1 out of login_app for 30 s) ---
+
+
+def test_thirty_wrong_passwords_then_the_right_one_is_refused(login_app, page):
+    page.goto(login_app.page_url("campaign"))
+    t0 = time.perf_counter()
+    for i in range(30):
+        page.locator("input[name=username]").fill("alice")
+        page.locator("input[name=password]").fill(f"guess {i}")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_load_state()
+    seconds = time.perf_counter() - t0
+    expect(page.get_by_text("Too many failed sign-ins")).to_be_visible()
+    page.locator("input[name=username]").fill("alice")
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_load_state()
+    expect(
+        page.get_by_text(re.compile(r"Too many failed sign-ins .* the right password too"))
+    ).to_be_visible()
+    assert "/login" in page.url
+    page.goto(login_app.page_url("campaign"))
+    assert "/login" in page.url, f"signed in after 30 wrong passwords in {seconds:.1f} s"
+    assert "refused for 30 s after repeated failures" in login_app.output, login_app.output
