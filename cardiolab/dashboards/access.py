@@ -22,13 +22,21 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import secrets
 import socket
 from pathlib import Path
 from urllib.parse import urlencode
 
 from bokeh.server.auth_provider import AuthProvider
 
-from .auth import AuthError, LoginThrottle, SignInSessions, is_loopback, verify_password
+from .auth import (
+    AuthError,
+    LoginThrottle,
+    SignInSessions,
+    hash_password,
+    is_loopback,
+    verify_password,
+)
 
 log = logging.getLogger("cardiolab")
 
@@ -92,7 +100,9 @@ def _handler_classes(provider: HashedAuthProvider):
             if wait > 0:
                 return self._refuse(wait, user, next_url)
             hashed = provider.credentials.get(user)
-            if hashed is not None and verify_password(password, hashed):
+            # an unknown user costs one scrypt too: the time does not tell who exists
+            right = verify_password(password, hashed or provider.decoy_hash)
+            if hashed is not None and right:
                 provider.throttle.succeeded(*keys)
                 self._sign_in(user)
                 return self.redirect(_safe_next(next_url))
@@ -176,6 +186,8 @@ class HashedAuthProvider(AuthProvider):
         prefix: str = "",
     ):
         self.credentials = dict(credentials)
+        #: checked for unknown users, so that a sign-in takes one scrypt whoever it names
+        self.decoy_hash = hash_password(secrets.token_urlsafe(16))
         self.throttle = throttle or LoginThrottle()
         self.sessions = sessions or SignInSessions()
         self.login_template = Path(login_template or LOGIN_TEMPLATE)
