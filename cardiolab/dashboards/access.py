@@ -115,7 +115,8 @@ def _handler_classes(provider: HashedAuthProvider):
                     wait,
                 )
                 return self._refuse(wait, user, next_url)
-            self.set_status(401)
+            # the form again, with the error (200, as a form page is: a browser would log
+            # a 401 as a console error)
             self._form(_INVALID, next_url)
 
         def _refuse(self, wait, user, next_url):
