@@ -8,6 +8,7 @@ shows what was there before.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -16,11 +17,21 @@ from pathlib import Path
 
 import panel as pn
 
-from .auth import AuthError, HashedAuthProvider, is_loopback, load_credentials
+from .access import HashedAuthProvider, bind_free_port, require_login, served_origins
+from .auth import AuthError, is_loopback, load_credentials
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["PAGES", "app_pages", "escape_markdown", "holoviews_pane", "serve", "warm_up"]
+__all__ = [
+    "PAGES",
+    "app_pages",
+    "escape_html",
+    "escape_markdown",
+    "holoviews_pane",
+    "quiet_closed_connections",
+    "serve",
+    "warm_up",
+]
 
 #: URL slug -> title of each page.
 PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
@@ -92,15 +103,49 @@ def escape_markdown(text) -> str:
     return _PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
 
 
+def escape_html(text) -> str:
+    """Text from the data (a name, an error) to insert into HTML as written.
+
+    ``&``, ``<``, ``>``, ``"`` and ``'`` become character references (Python's
+    :func:`html.escape` with ``quote=True``; HTML Living Standard, 13.1.4 "Character
+    references"), so the text can open no tag, attribute or entity of its own, in an
+    element's content or in a quoted attribute value. Use it for every value that an
+    :class:`panel.pane.HTML` (or any raw HTML) shows; Markdown panes, alerts included,
+    take :func:`escape_markdown` instead.
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+        HTML text.
+
+    Examples
+    --------
+    >>> escape_html('<img src=x onerror="alert(1)">')
+    '&lt;img src=x onerror=&quot;alert(1)&quot;&gt;'
+    """
+    return html.escape(str(text), quote=True)
+
+
 def _nav(current: str, catalog_name: str) -> pn.pane.HTML:
     links = " ".join(
-        f'<a href="./{slug}"{" style=text-decoration:underline" if slug == current else ""}>{title}</a>'
+        f'<a href="./{slug}"{" style=text-decoration:underline" if slug == current else ""}>'
+        f"{escape_html(title)}</a>"
         for slug, title in PAGES.items()
     )
     user = pn.state.user if pn.state.user and pn.state.user != "guest" else ""
-    who = f" &middot; signed in as {user} (<a href='./logout'>log out</a>)" if user else ""
+    who = (
+        f" &middot; signed in as {escape_html(user)} (<a href='./logout'>log out</a>)"
+        if user
+        else ""
+    )
     return pn.pane.HTML(
-        f'<div class="cardiolab-nav"><b>cardiolab</b> &middot; {catalog_name} &middot; {links}{who}</div>',
+        f'<div class="cardiolab-nav"><b>cardiolab</b> &middot; {escape_html(catalog_name)} '
+        f"&middot; {links}{who}</div>",
         sizing_mode="stretch_width",
     )
 
@@ -119,7 +164,9 @@ def _page(slug: str, source):
         body = builders[slug](cat)
         name = cat.campaign.name
     except CardiolabError as err:
-        body = pn.pane.Alert(f"{PAGES[slug]}: {err}", alert_type="danger")
+        body = pn.pane.Alert(
+            escape_markdown(f"{PAGES[slug]}: {err}"), alert_type="danger", disable_math=True
+        )
         name = Path(str(source)).name
     return pn.Column(_nav(slug, name), body, sizing_mode="stretch_width")
 
@@ -175,6 +222,39 @@ def warm_up(catalog) -> float:
     return seconds
 
 
+def quiet_closed_connections(loop) -> None:
+    """Let a browser that closes its tab go without a traceback in the server's log.
+
+    Panel writes each update to the websocket as a few separate asyncio tasks; when
+    the tab is closed meanwhile, the tasks not awaited any more end in tornado's
+    ``WebSocketClosedError`` (or ``StreamClosedError``), which asyncio logs as "Task
+    exception was never retrieved" with a traceback. Nothing failed: the reader has
+    gone. This exception handler of the event loop (:meth:`asyncio.loop.set_exception_handler`)
+    logs those at debug level and hands everything else to the handler that was there
+    before (asyncio's default one).
+
+    Parameters
+    ----------
+    loop : asyncio.AbstractEventLoop
+        The server's event loop (``server.io_loop.asyncio_loop``).
+    """
+    from tornado.iostream import StreamClosedError
+    from tornado.websocket import WebSocketClosedError
+
+    previous = loop.get_exception_handler()
+
+    def handle(loop, context):
+        if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
+            log.debug("dashboard: a browser closed its connection during an update")
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
 def serve(
     catalog,
     *,
@@ -197,10 +277,13 @@ def serve(
         Interface to bind. Loopback (``127.0.0.1``, the default) needs no login; any
         other address requires ``credentials`` or ``oauth_provider``.
     port : int
-        TCP port (0: any free port).
+        TCP port (0: any free port; the websocket then accepts the pages of the port
+        chosen, :func:`~cardiolab.dashboards.access.served_origins`).
     credentials : str or pathlib.Path, optional
         JSON file of scrypt-hashed passwords (``cardiolab passwd``); default
-        ``$CARDIOLAB_CREDENTIALS``. With it, every page asks for a login.
+        ``$CARDIOLAB_CREDENTIALS``. With it, every route asks for a login
+        (:class:`~cardiolab.dashboards.access.HashedAuthProvider`: throttled sign-in,
+        CSRF-protected form, sessions revoked at ``/logout``).
     oauth_provider : str, optional
         A Panel OAuth provider name (``github``, ``azure``, ``google``, ...),
         configured through Panel's ``PANEL_OAUTH_*`` environment variables.
@@ -212,10 +295,15 @@ def serve(
         Build one Session review page before listening (:func:`warm_up`), so that
         the first browser does not wait for compilation. Default: yes, unless the
         environment sets ``CARDIOLAB_WARMUP=0``.
+    **kwargs
+        Other :func:`panel.serve` / bokeh server options (``start=False`` returns the
+        server unstarted; ``ssl_certfile`` and ``ssl_keyfile`` serve over TLS, and the
+        login cookies are then ``Secure``). Every script and style is served by this
+        server, whatever ``BOKEH_RESOURCES`` says: the pages work offline.
 
     Returns
     -------
-    panel.io.server.Server or StoppableThread
+    panel.io.server.Server or panel.io.threads.StoppableThread
 
     Raises
     ------
@@ -226,10 +314,12 @@ def serve(
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     credentials = credentials or os.environ.get("CARDIOLAB_CREDENTIALS") or None
+    tls = bool(kwargs.get("ssl_certfile"))
     opts: dict = {}
     if credentials:
-        users = load_credentials(credentials)
-        opts["auth_provider"] = HashedAuthProvider(users)
+        opts["auth_provider"] = HashedAuthProvider(
+            load_credentials(credentials), secure_cookies=tls
+        )
     elif oauth_provider:
         opts["oauth_provider"] = oauth_provider
     elif not is_loopback(address):
@@ -238,24 +328,104 @@ def serve(
             "open to the network. Give --credentials FILE (hashed passwords, made with "
             "`cardiolab passwd FILE USER`) or --oauth-provider, or bind to 127.0.0.1."
         )
-    if credentials or oauth_provider:
+    login = bool(credentials or oauth_provider)
+    if login:
         opts["cookie_secret"] = os.environ.get("CARDIOLAB_COOKIE_SECRET") or secrets.token_hex(32)
+        # tornado's CSRF cookie (the login form's token): not readable by scripts
+        opts["xsrf_cookie_kwargs"] = {"httponly": True, "samesite": "Strict", "secure": tls}
     if warm is None:
         warm = os.environ.get("CARDIOLAB_WARMUP", "1").strip().lower() not in ("0", "no", "false")
     if warm:
         warm_up(cat)
-    origins = [f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
-    kwargs.setdefault("websocket_origin", origins if port else "*")
     # the root page: cardiolab's, self-contained (where a login lands without a next page)
     kwargs.setdefault("index", str(INDEX_TEMPLATE))
+    _serve_resources_locally()
     pn.config.index_titles = {f"/{slug}": title for slug, title in PAGES.items()}
-    return pn.serve(
-        app_pages(cat),
-        address=address,
-        port=port,
-        show=show,
-        threaded=threaded,
-        title={slug: f"cardiolab - {title}" for slug, title in PAGES.items()},
-        **opts,
-        **kwargs,
+    start = kwargs.pop("start", True)
+    kwargs.pop("threaded", None)
+
+    def build(**extra):
+        server = _listen(cat, address, port, {**opts, **kwargs, **extra})
+        if login:
+            require_login(server)
+        quiet_closed_connections(server.io_loop.asyncio_loop)
+        if show:
+            server.io_loop.add_callback(server.show, "/login" if login else "/")
+        return server
+
+    if threaded:
+        return _serve_in_thread(build)
+    server = build()
+    if start:
+        server.start()
+        server.io_loop.start()
+    return server
+
+
+def _serve_resources_locally() -> None:
+    """BokehJS and Panel's scripts and styles from this server, never from a CDN.
+
+    That is bokeh's default for a server (``resources="server"``), unless the
+    environment asks for another (``BOKEH_RESOURCES=cdn``): the review app must work
+    on a network without internet, so the server's own copy is set, for this process
+    (bokeh's ``settings.resources.set_value``, which outranks the environment).
+    """
+    from bokeh.settings import settings
+
+    mode = settings.resources(default="server")
+    if mode != "server":
+        log.info("dashboard: serving BokehJS and Panel's assets locally (was %r)", mode)
+        settings.resources.set_value("server")
+
+
+def _listen(cat, address: str, port: int, opts: dict):
+    """``panel.serve`` (not started) on ``port``; port 0: a free port, chosen first so
+    that the websocket's allowed origins name it (a port taken meanwhile: another)."""
+    explicit_origins = "websocket_origin" in opts
+    for attempt in range(5):
+        bound = port or bind_free_port(address)
+        if not explicit_origins:
+            opts["websocket_origin"] = served_origins(address, bound)
+        try:
+            return pn.serve(
+                app_pages(cat),
+                address=address,
+                port=bound,
+                show=False,
+                start=False,
+                threaded=False,
+                title={slug: f"cardiolab - {title}" for slug, title in PAGES.items()},
+                **opts,
+            )
+        except OSError as err:  # the chosen port was taken before the server bound it
+            if port or attempt == 4:
+                raise
+            log.debug("dashboard: port %d taken meanwhile (%s); choosing another", bound, err)
+    raise AssertionError("unreachable")
+
+
+def _serve_in_thread(build):
+    """Run ``build()``'s server on its own event loop in a daemon thread (Panel's
+    :class:`~panel.io.threads.StoppableThread`, stopped with ``.stop()``)."""
+    import uuid
+
+    from panel.io.threads import StoppableThread
+    from tornado.ioloop import IOLoop
+
+    loop = IOLoop(make_current=False)
+
+    def run(server_id):
+        server = build(loop=loop, server_id=server_id)
+        server.start()
+        server.io_loop.start()
+        return server
+
+    thread = StoppableThread(
+        target=run,
+        io_loop=loop,
+        owns_loop=True,
+        kwargs={"server_id": uuid.uuid4().hex},
+        daemon=True,
     )
+    thread.start()
+    return thread

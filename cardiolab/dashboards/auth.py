@@ -3,15 +3,22 @@
 A dashboard bound to the loopback interface (``127.0.0.1``, ``localhost``, ``::1``)
 is reachable from this machine only and needs no login. Bound to any other address
 it serves recordings of named crew to a network, so :func:`serve` refuses to start
-it unless a login is configured: a credentials file of hashed passwords (Panel's
-basic-auth login page, checked here against scrypt hashes, so no password is stored
-in clear), or an OAuth provider configured through Panel's own settings.
+it unless a login is configured: a credentials file of hashed passwords (cardiolab's
+login page, :mod:`cardiolab.dashboards.access`, checked against scrypt hashes, so no
+password is stored in clear), or an OAuth provider configured through Panel's own
+settings.
 
 The credentials file is JSON, one entry per reviewer::
 
     {"alice": "scrypt$16384$8$1$<salt, base64>$<hash, base64>"}
 
 written by ``cardiolab passwd FILE USER`` (or :func:`add_user`).
+
+Two pieces of state keep a served login honest (:mod:`cardiolab.dashboards.access`
+puts them on the server): :class:`LoginThrottle` refuses sign-ins for a growing delay
+after repeated failures for one user or from one address, and :class:`SignInSessions`
+holds the signed-in sessions on the server, so that signing out revokes a session's
+cookie for good.
 """
 
 from __future__ import annotations
@@ -23,13 +30,16 @@ import ipaddress
 import json
 import os
 import secrets
+import time
+from collections import deque
 from pathlib import Path
 
 from ..errors import CardiolabError
 
 __all__ = [
     "AuthError",
-    "HashedAuthProvider",
+    "LoginThrottle",
+    "SignInSessions",
     "add_user",
     "hash_password",
     "is_loopback",
@@ -132,44 +142,155 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def _provider_class():
-    from panel.auth import BasicAuthProvider, BasicLoginHandler
+class LoginThrottle:
+    """Refuse sign-ins for a while after repeated failures, per user and per address.
 
-    class HashedLoginHandler(BasicLoginHandler):
-        credentials: dict[str, str] = {}
+    Each key (a user name, a client address) keeps the times of its failed sign-ins.
+    ``max_failures`` failures within ``window`` seconds lock the key for
+    ``base_delay`` seconds; each further lock-out of the key doubles the delay, up to
+    ``max_delay``. While a key is locked every attempt on it is refused, the right
+    password too (nothing is checked). A success forgets the key's failures; a key
+    quiet for ``window`` seconds after its lock ends starts again from ``base_delay``.
 
-        def _validate(self, username, password):
-            hashed = self.credentials.get(username)
-            return hashed is not None and verify_password(password, hashed)
+    This is the rate limiting of NIST SP 800-63B (section 5.2.2, "Rate Limiting
+    (Throttling)") with the exponentially growing lock-out of the OWASP Authentication
+    Cheat Sheet ("Account Lockout"); keying the address as well as the user slows
+    one client that tries many user names.
 
-    class _HashedAuthProvider(BasicAuthProvider):
-        """Panel's login page, checked against hashed credentials."""
+    Parameters
+    ----------
+    max_failures : int
+        Failures within ``window`` that lock a key.
+    window : float
+        Seconds over which failures are counted.
+    base_delay, max_delay : float
+        First and longest lock-out, seconds.
+    clock : callable
+        Seconds, monotonic (default :func:`time.monotonic`).
 
-        def __init__(self, credentials: dict[str, str], **kwargs):
-            self._handler = type(
-                "CardiolabLoginHandler", (HashedLoginHandler,), {"credentials": dict(credentials)}
-            )
-            super().__init__(**kwargs)
-
-        @property
-        def login_handler(self):
-            self._handler._login_endpoint = self._login_endpoint
-            self._handler._login_template = self._login_template
-            return self._handler
-
-    return _HashedAuthProvider
-
-
-#: cardiolab's login page: Panel's form, self-contained (Panel's own loads its logo from
-#: a CDN, which fails, with a console error, on a network without internet).
-LOGIN_TEMPLATE = Path(__file__).with_name("login.html")
-
-
-def HashedAuthProvider(credentials: dict[str, str], **kwargs):  # noqa: N802 - a class factory
-    """A Panel auth provider (login page) checking scrypt-hashed credentials.
-
-    ``kwargs`` go to :class:`panel.auth.BasicAuthProvider`; the login page is
-    :data:`LOGIN_TEMPLATE` unless ``login_template`` names another.
+    Examples
+    --------
+    >>> throttle = LoginThrottle(max_failures=2, base_delay=30)
+    >>> throttle.failed("user:alice", "address:10.0.0.2")
+    0.0
+    >>> throttle.failed("user:alice", "address:10.0.0.2") > 29
+    True
+    >>> throttle.locked_for("user:alice") > 29
+    True
     """
-    kwargs.setdefault("login_template", str(LOGIN_TEMPLATE))
-    return _provider_class()(credentials, **kwargs)
+
+    def __init__(
+        self,
+        max_failures: int = 5,
+        window: float = 900.0,
+        base_delay: float = 30.0,
+        max_delay: float = 900.0,
+        clock=time.monotonic,
+    ):
+        if max_failures < 1 or window <= 0 or base_delay <= 0 or max_delay < base_delay:
+            raise ValueError(
+                "LoginThrottle needs max_failures >= 1, window > 0 and "
+                f"0 < base_delay <= max_delay (got {max_failures}, {window}, "
+                f"{base_delay}, {max_delay})"
+            )
+        self.max_failures = max_failures
+        self.window = float(window)
+        self.base_delay = float(base_delay)
+        self.max_delay = float(max_delay)
+        self._clock = clock
+        #: key -> [failure times, lock-outs so far, locked until]
+        self._keys: dict[str, list] = {}
+
+    def locked_for(self, *keys: str) -> float:
+        """Seconds before the longest lock among ``keys`` ends (0: none locked)."""
+        now = self._clock()
+        return max([0.0] + [self._keys[k][2] - now for k in keys if k in self._keys])
+
+    def failed(self, *keys: str) -> float:
+        """Count a failed sign-in against each key; return the lock now in force (s)."""
+        now = self._clock()
+        self._forget_stale(now)
+        for key in keys:
+            times, lockouts, until = self._keys.setdefault(key, [deque(), 0, 0.0])
+            if until > now:
+                continue  # locked: the attempt was refused, nothing more to count
+            if times and now - times[-1] > self.window and until <= now - self.window:
+                lockouts = 0  # quiet for a window: start again from the base delay
+            while times and now - times[0] > self.window:
+                times.popleft()
+            times.append(now)
+            if len(times) >= self.max_failures:
+                times.clear()
+                until = now + min(self.base_delay * 2**lockouts, self.max_delay)
+                lockouts += 1
+            self._keys[key] = [times, lockouts, until]
+        return self.locked_for(*keys)
+
+    def succeeded(self, *keys: str) -> None:
+        """Forget the failures of ``keys`` (after a sign-in that was not refused)."""
+        for key in keys:
+            self._keys.pop(key, None)
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop keys with no failure in a window and no lock (bounded memory)."""
+        stale = [
+            key
+            for key, (times, _, until) in self._keys.items()
+            if until <= now - self.window and (not times or now - times[-1] > self.window)
+        ]
+        for key in stale:
+            del self._keys[key]
+
+
+class SignInSessions:
+    """The signed-in sessions of a served dashboard, held on the server.
+
+    A sign-in opens a session: a random identifier (128 bits, :func:`secrets.token_urlsafe`)
+    that the browser keeps in a signed cookie. A request is signed in only while its
+    session is open here; signing out closes it, so a copy of the cookie replayed
+    afterwards is refused (OWASP Session Management Cheat Sheet, "Session Expiration":
+    invalidate the session on the server at logout). Sessions live in memory: a restarted
+    server signs everybody out.
+
+    Parameters
+    ----------
+    lifetime : float
+        Seconds a session stays open after sign-in.
+    clock : callable
+        Seconds (default :func:`time.monotonic`).
+
+    Examples
+    --------
+    >>> sessions = SignInSessions(lifetime=3600)
+    >>> sid = sessions.open("alice")
+    >>> sessions.user(sid)
+    'alice'
+    >>> sessions.close(sid)
+    >>> sessions.user(sid) is None
+    True
+    """
+
+    def __init__(self, lifetime: float = 7 * 86400.0, clock=time.monotonic):
+        if lifetime <= 0:
+            raise ValueError(f"SignInSessions needs a positive lifetime (got {lifetime})")
+        self.lifetime = float(lifetime)
+        self._clock = clock
+        self._open: dict[str, tuple[str, float]] = {}
+
+    def open(self, user: str) -> str:
+        """Open a session for ``user``; return its identifier."""
+        now = self._clock()
+        for sid in [s for s, (_, end) in self._open.items() if end <= now]:
+            del self._open[sid]
+        sid = secrets.token_urlsafe(16)
+        self._open[sid] = (user, now + self.lifetime)
+        return sid
+
+    def user(self, sid: str | None) -> str | None:
+        """Who is signed in under ``sid`` (None: no such open session)."""
+        user, end = self._open.get(sid or "", (None, 0.0))
+        return user if end > self._clock() else None
+
+    def close(self, sid: str | None) -> None:
+        """Close a session (signing out); an unknown one is ignored."""
+        self._open.pop(sid or "", None)

@@ -15,7 +15,7 @@ import pandas as pd
 import panel as pn
 
 from ..labels import schedule_order
-from .app import holoviews_pane
+from .app import escape_markdown, holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
@@ -72,9 +72,10 @@ class CampaignPage(pn.viewable.Viewer):
             pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
         )
         self._heatmap = holoviews_pane(None, sizing_mode="stretch_width")
-        self._summary = pn.pane.Markdown("")
+        # text quoting the catalog (names, labels) is escaped (escape_markdown)
+        self._summary = pn.pane.Markdown("", disable_math=True)
         self._progress = pn.indicators.Progress(value=0, max=1, visible=False, width=300)
-        self._progress_text = pn.pane.Markdown("")
+        self._progress_text = pn.pane.Markdown("", disable_math=True)
         self._process = pn.widgets.Button(
             name="Process sessions not yet processed", button_type="primary"
         )
@@ -94,7 +95,8 @@ class CampaignPage(pn.viewable.Viewer):
         self._failures.value = fail.reset_index(drop=True)
         counts = status["status"].value_counts()
         self._summary.object = (
-            f"**{self._cat.campaign.name}** ({self._cat.campaign.kind}): "
+            f"**{escape_markdown(self._cat.campaign.name)}** "
+            f"({escape_markdown(self._cat.campaign.kind)}): "
             f"{status['subject'].nunique()} subjects, {len(status)} sessions; "
             + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("processed", "failed", "not processed"))
             + f"; {int(status['review_events'].sum())} reviewer change(s)."
@@ -113,7 +115,7 @@ class CampaignPage(pn.viewable.Viewer):
         results = []
         try:
             for i, row in enumerate(todo.itertuples(), 1):
-                self._progress_text.object = (
+                self._progress_text.object = escape_markdown(
                     f"processing {row.subject} {row.session} ({i}/{len(todo)})"
                 )
                 out = await asyncio.to_thread(

@@ -24,7 +24,7 @@ import panel as pn
 import param
 
 from ..errors import CardiolabError
-from .app import escape_markdown, holoviews_pane
+from .app import escape_html, escape_markdown, holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
@@ -222,7 +222,8 @@ class CohortPage(pn.viewable.Viewer):
         from ..viz import forest_plot, tau_profile, timeline
 
         about = feature_description(self.feature) if self.feature else ""
-        self._about.object = textwrap.fill(about, 140)  # a Str pane does not wrap
+        # a Str pane does not wrap, and puts its text into a <pre> element as HTML: escaped
+        self._about.object = escape_html(textwrap.fill(about, 140))
         self._progress.visible = self._progress.active = True
         self._message.visible = False
         try:

@@ -21,7 +21,7 @@ import panel as pn
 import param
 
 from ..errors import CardiolabError
-from .app import holoviews_pane
+from .app import escape_markdown, holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
@@ -93,10 +93,11 @@ class SessionReview(pn.viewable.Viewer):
         self.param.subject.objects = subjects
         self.reviewer = self.reviewer or _default_reviewer()
         self._selection = hv.streams.Selection1D()
+        # text quoting the data (names, errors) is escaped (escape_markdown)
         self._message = pn.pane.Alert(
-            "", alert_type="light", visible=False, sizing_mode="stretch_width"
+            "", alert_type="light", visible=False, sizing_mode="stretch_width", disable_math=True
         )
-        self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._summary = pn.pane.Markdown("", sizing_mode="stretch_width", disable_math=True)
         self._signals = holoviews_pane(None, sizing_mode="stretch_width", linked_axes=False)
         self._points = holoviews_pane(None, sizing_mode="stretch_width", linked_axes=False)
         self._features = pn.widgets.Tabulator(
@@ -266,16 +267,20 @@ class SessionReview(pn.viewable.Viewer):
             trail["time"] = trail["time"].astype(str)
         self._trail.value = pd.DataFrame(trail)
         n = beats.sizes["beat"]
+        attrs = self._node.attrs
+        subject, session, phase, day = map(
+            escape_markdown, (self.subject, self.session, attrs.get("phase"), attrs.get("day"))
+        )
         self._summary.object = (
-            f"**{self.subject} {self.session}** ({self._node.attrs.get('phase')}, day "
-            f"{self._node.attrs.get('day')}): {n} beats, "
+            f"**{subject} {session}** ({phase}, day {day}): {n} beats, "
             f"{int((~beats['auto_valid'].values.astype(bool)).sum())} rejected by the detector, "
             f"**{state.n_flagged} flagged by reviewers** in {len(state.trail)} change(s)."
         )
 
     # --- actions --------------------------------------------------------------------
     def _say(self, text, kind):
-        self._message.object = text
+        """Show ``text`` (plain text: escaped, it may quote the data) in the message bar."""
+        self._message.object = escape_markdown(text)
         self._message.alert_type = kind or "light"
         self._message.visible = bool(text)
 
