@@ -52,7 +52,7 @@ def default_notebook_dir() -> Path:
     folder = Path(__file__).resolve().parents[1] / "notebooks"
     if not folder.is_dir():
         raise CardiolabError(
-            f"cardiolab lab: no notebooks folder at {folder} (cardiolab is installed "
+            f"no notebooks folder at {folder} (cardiolab is installed "
             "without its repository): pass --notebook-dir FOLDER"
         )
     return folder
@@ -93,11 +93,14 @@ def jupyter_lab_command(
     Raises
     ------
     CardiolabError
-        When JupyterLab is not installed (install the ``dev`` extra).
+        When ``notebook_dir`` is not a folder, or JupyterLab is not installed (install
+        the ``dev`` extra).
     """
+    if not Path(notebook_dir).is_dir():
+        raise CardiolabError(f"--notebook-dir {notebook_dir}: no such folder")
     if importlib.util.find_spec("jupyterlab") is None:
         raise CardiolabError(
-            "cardiolab lab: JupyterLab is not installed in this Python "
+            "JupyterLab is not installed in this Python "
             f'({sys.executable}): python -m pip install -e ".[dev]"'
         )
     command = [
