@@ -2,7 +2,8 @@
 
 Every notebook in ``notebooks/`` must be stored without outputs or execution counts
 (the diff of a notebook is then its source), must not install packages or shell out,
-and must start with ``catalog = demo_catalog()``: no path argument, so that
+must load BokehJS and Panel from the kernel rather than a CDN (``inline=True``), and
+must start with ``catalog = demo_catalog()``: no path argument, so that
 ``$CARDIOLAB_DEMO_DIR``, the one setting the notebooks read, decides where the demo
 lives (the user's cache in normal use, the folder ``cardiolab lab`` prepared, or under
 pytest the folder it names, else a throwaway one set by ``notebooks/conftest.py``), and
@@ -84,6 +85,33 @@ def _demo_call(source: str) -> list[str]:
     return problems
 
 
+def _cdn_extensions(source: str) -> list[int]:
+    """Lines of ``hv.extension(...)`` / ``pn.extension(...)`` calls without ``inline=True``.
+
+    Without it, HoloViews and Panel make the browser fetch BokehJS and Panel's scripts
+    from a CDN, and every plot and page of the notebook is blank on a machine off the
+    internet (a lab network holding medical data); ``inline=True`` sends them from the
+    kernel (a documented parameter of both extension functions).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []  # reported for the first cell; other cells may hold IPython magics
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "extension"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in ("hv", "holoviews", "pn", "panel")
+        and not any(
+            kw.arg == "inline" and isinstance(kw.value, ast.Constant) and kw.value.value is True
+            for kw in node.keywords
+        )
+    ]
+
+
 def notebook_problems(nb, name: str) -> list[str]:
     """Everything that keeps a notebook from being stored clean (empty list: clean).
 
@@ -117,6 +145,11 @@ def notebook_problems(nb, name: str) -> list[str]:
             problems.append(f"{name}: cell {i} has execution timings in its metadata")
         if FORBIDDEN.search(cell.source):
             problems.append(f"{name}: cell {i} shells out or installs packages")
+        for line in _cdn_extensions(cell.source):
+            problems.append(
+                f"{name}: cell {i} line {line}: extension() without inline=True loads "
+                "BokehJS from a CDN (blank plots offline)"
+            )
     if code:
         problems += [f"{name}: {p}" for p in _demo_call(code[0][1].source)]
     return problems
@@ -165,6 +198,12 @@ def _without_setting(nb):
     return nb
 
 
+def _with_cdn(nb):
+    cell = _first_code(nb)
+    cell.source = cell.source.replace('hv.extension("bokeh", inline=True)', 'hv.extension("bokeh")')
+    return nb
+
+
 def _with_pip(nb):
     nb.cells.append(nbformat.v4.new_code_cell("!pip install cardiolab"))
     return nb
@@ -185,8 +224,9 @@ def _with_pip(nb):
         ),
         (_without_setting, ["does not name the setting $CARDIOLAB_DEMO_DIR"]),
         (_with_pip, ["shells out or installs packages"]),
+        (_with_cdn, ["extension() without inline=True"]),
     ],
-    ids=["outputs", "demo-path", "no-demo", "no-setting", "pip"],
+    ids=["outputs", "demo-path", "no-demo", "no-setting", "pip", "cdn"],
 )
 def test_the_check_catches_a_spoilt_notebook(spoil, expected):
     nb = spoil(copy.deepcopy(_clean_notebook()))
