@@ -139,11 +139,19 @@ def notebook_environment(demo_dir, variable: str, base: Mapping[str, str] | None
 
 
 def launch(command: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run ``command`` in the foreground until it ends (Ctrl+C stops JupyterLab).
+    """Run ``command`` (JupyterLab) in the foreground until it ends.
+
+    On POSIX systems the command replaces this process (``os.execve``), so that Ctrl+C
+    and a service manager's SIGTERM reach JupyterLab itself, which then shuts its
+    kernels down; elsewhere it runs as a child process and this one waits for it.
 
     Returns
     -------
     int
-        Its exit status.
+        Its exit status (POSIX: does not return).
     """
+    if os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(command[0], list(command), dict(env))
     return subprocess.call(list(command), env=dict(env))
