@@ -110,6 +110,17 @@ CELLS = """() => window.__cardiolab_nb.content.widgets
                                   (_, i) => c.model.outputs.get(i).type)}))"""
 
 
+def wait_until(page, predicate, arg, what: str, console, timeout=TIMEOUT_MS) -> None:
+    """Wait for ``predicate``; on a timeout, fail naming ``what`` and the page's errors."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(predicate, arg=arg, polling=250, timeout=timeout)
+    except PlaywrightTimeout:
+        errors = "\n".join(console.errors[:10]) or "(none)"
+        pytest.fail(f"{what} not shown within {timeout / 1000:.0f} s; the page's errors:\n{errors}")
+
+
 class JupyterLab:
     """``cardiolab lab`` in a subprocess, on loopback with a token.
 
@@ -248,15 +259,11 @@ def test_notebook_04_renders_the_pages_inline(jupyter_lab, page, console):
 
     for index, heading in [(3, "Campaign"), (2, "Cohort"), (1, "Session review")]:
         page.evaluate(SHOW_CELL, index)
-        page.wait_for_function(CELL_SHOWS, arg=[index, heading], polling=250, timeout=TIMEOUT_MS)
+        wait_until(page, CELL_SHOWS, [index, heading], f"the {heading} page", console)
     # the session's five signals are drawn (rasterised by datashader in the kernel)
     # and the beat plot under them, by BokehJS in the notebook page
-    page.wait_for_function(
-        DRAWN,
-        arg=[BOKEH_STATE, [SESSION_TITLE, BEAT_PLOT], N_SIGNALS],
-        polling=250,
-        timeout=TIMEOUT_MS,
-    )
+    drawn = [BOKEH_STATE, [SESSION_TITLE, BEAT_PLOT], N_SIGNALS]
+    wait_until(page, DRAWN, drawn, "the session's signals and beat plot", console)
     state = bokeh_state(page)
     # one raster per signal of the session (ECG, pressure, LDF, two Doppler vessels),
     # each 240 s wide, and the cohort page's plots of the feature it opens on
