@@ -6,7 +6,8 @@ and on the browser tests' processed campaign as the demo (``--path``: the comman
 ``$CARDIOLAB_DEMO_DIR`` for the kernel). Chromium opens the notebook in JupyterLab, runs
 every cell, and the Session review, Cohort and Campaign pages must render inline: their
 headings in the output area, the session's signals and beat plot drawn by BokehJS
-(loaded from the kernel: the browser reports no failed load), no cell in error.
+(loaded from the kernel: the browser reports no failed load), no cell in error; the
+dask extension's tab is in JupyterLab's side bar.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import pytest
 
 pytest.importorskip("playwright.sync_api")
 pytest.importorskip("jupyterlab")
+from playwright.sync_api import expect  # noqa: E402
+
 from .conftest import TIMEOUT_MS, TIMINGS, free_port  # noqa: E402
 from .pages import BEAT_PLOT, BOKEH_STATE, bokeh_state  # noqa: E402
 
@@ -250,6 +253,8 @@ def test_notebook_04_renders_the_pages_inline(jupyter_lab, page, console):
     page.wait_for_function(NOTEBOOK_SHOWN, polling=250, timeout=TIMEOUT_MS)
     assert page.evaluate(NOTEBOOK_READY) == NOTEBOOK
     t_open = time.perf_counter()
+    # the dask JupyterLab extension installed with the dev extra is in the side bar
+    expect(page.get_by_role("tab", name="Dask")).to_be_visible()
     page.evaluate(RUN_ALL)
     page.wait_for_function(ALL_RUN, polling=500, timeout=RUN_TIMEOUT_MS)
     assert page.evaluate("window.__cardiolab_run") == "sent"
