@@ -131,7 +131,8 @@ def _cmd_lab(args) -> int:
     from . import lab
     from .demo import demo_catalog
 
-    folder = Path(expand_path(args.path)) if args.path else default_demo_dir()
+    # absolute: the kernels start in the notebooks' folder, not here
+    folder = (Path(expand_path(args.path)) if args.path else default_demo_dir()).resolve()
     notebooks = Path(expand_path(args.notebook_dir)) if args.notebook_dir else None
     extra = args.jupyter_args[1:] if args.jupyter_args[:1] == ["--"] else args.jupyter_args
     command = lab.jupyter_lab_command(  # checked before the demo is made
@@ -405,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make sure the demo campaign exists (generated and processed on first "
         f"use), set {DEMO_DIR_VARIABLE} to its folder for the notebooks, and start "
         "JupyterLab on the notebooks folder, on 127.0.0.1. Options after -- go to "
-        "`jupyter lab` as they are (e.g. -- --ServerApp.token=SECRET).",
+        "`jupyter lab` as they are (e.g. -- --IdentityProvider.token=SECRET).",
     )
     jl.add_argument(
         "--path", default=None, help=f"folder of the demo campaign (default {DEMO_DIR_EXPR})"

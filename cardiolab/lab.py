@@ -81,7 +81,7 @@ def jupyter_lab_command(
         Open a browser tab (``--no-browser`` when false).
     extra_args : sequence of str
         Further ``jupyter lab`` options, given last so that they win (e.g.
-        ``--ServerApp.token=...``).
+        ``--IdentityProvider.token=...``).
 
     Returns
     -------

@@ -72,17 +72,18 @@ def test_lab_options_and_jupyter_args_pass_through(tmp_path, monkeypatch, launch
     notebooks.mkdir()
     monkeypatch.chdir(tmp_path)
     argv = ["lab", "--path", "here/demo", "--notebook-dir", str(notebooks), "--port", "9123",
-            "--no-browser", "--workers", "0", "--", "--ServerApp.token=abc", "--debug"]  # fmt: skip
+            "--no-browser", "--workers", "0",
+            "--", "--IdentityProvider.token=abc", "--debug"]  # fmt: skip
     assert main(argv) == 0
     [(folder, kwargs)] = launched["demo"]
-    assert folder == Path("here/demo") and kwargs["workers"] == 0
+    assert folder == tmp_path / "here" / "demo" and kwargs["workers"] == 0
     [(command, env)] = launched["launch"]
     assert command[3:] == [
         f"--ServerApp.root_dir={notebooks}",
         "--ServerApp.ip=127.0.0.1",
         "--ServerApp.port=9123",
         "--no-browser",
-        "--ServerApp.token=abc",
+        "--IdentityProvider.token=abc",
         "--debug",
     ]
     # the kernels get the demo's folder as an absolute path, whatever their working folder
