@@ -1,4 +1,4 @@
-"""The ``cardiolab`` command line: demo, info, validate, process, fit, serve, passwd.
+"""The ``cardiolab`` command line: demo, info, validate, process, fit, serve, lab, passwd.
 
 Errors that a user can cause (a bad catalog, a missing file, a feature the table does
 not have) are printed as one clear message, without a traceback, and the command exits
@@ -26,14 +26,18 @@ from pathlib import Path
 
 from . import __version__
 from .errors import CardiolabError
+from .lab import DEFAULT_PORT as LAB_PORT
 from .paths import expand_path
 from .storage_options import parse_storage_option, storage_options_from_pairs
 
 log = logging.getLogger("cardiolab")
 
+#: The setting that says where the demo campaign is: ``cardiolab demo`` and ``lab``, the
+#: notebooks (:func:`cardiolab.demo.demo_catalog`) and the repo's data_catalog.yaml read it.
+DEMO_DIR_VARIABLE = "CARDIOLAB_DEMO_DIR"
 #: Where ``cardiolab demo`` puts the demo campaign unless told otherwise; the repo's
 #: data_catalog.yaml points at the same place through its ``data_root``.
-DEMO_DIR_EXPR = "${CARDIOLAB_DEMO_DIR:-${XDG_CACHE_HOME:-~/.cache}/cardiolab/demo}"
+DEMO_DIR_EXPR = f"${{{DEMO_DIR_VARIABLE}:-${{XDG_CACHE_HOME:-~/.cache}}/cardiolab/demo}}"
 
 
 def default_demo_dir() -> Path:
@@ -121,6 +125,26 @@ def _cmd_serve(args) -> int:
     return _serve(
         _open(args), args.address, args.port, args.credentials, args.oauth_provider, show=args.show
     )
+
+
+def _cmd_lab(args) -> int:
+    from . import lab
+    from .demo import demo_catalog
+
+    # absolute: the kernels start in the notebooks' folder, not here
+    folder = (Path(expand_path(args.path)) if args.path else default_demo_dir()).resolve()
+    notebooks = Path(expand_path(args.notebook_dir)) if args.notebook_dir else None
+    extra = args.jupyter_args[1:] if args.jupyter_args[:1] == ["--"] else args.jupyter_args
+    command = lab.jupyter_lab_command(  # checked before the demo is made
+        notebooks or lab.default_notebook_dir(),
+        port=args.port,
+        open_browser=not args.no_browser,
+        extra_args=extra,
+    )
+    print(f"making sure the demo campaign is ready in {folder} ...", flush=True)
+    catalog = demo_catalog(folder, workers=args.workers, progress=not args.quiet)
+    print(f"catalog: {catalog}\n{DEMO_DIR_VARIABLE}={folder} (the notebooks' demo)", flush=True)
+    return lab.launch(command, lab.notebook_environment(folder, DEMO_DIR_VARIABLE))
 
 
 def _cmd_passwd(args) -> int:
@@ -375,6 +399,39 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--show", action="store_true", help="open a browser tab")
     _add_storage_option(srv)
     srv.set_defaults(func=_cmd_serve)
+
+    jl = sub.add_parser(
+        "lab",
+        help="JupyterLab on the notebooks, with the demo campaign ready",
+        description="Make sure the demo campaign exists (generated and processed on first "
+        f"use), set {DEMO_DIR_VARIABLE} to its folder for the notebooks, and start "
+        "JupyterLab on the notebooks folder, on 127.0.0.1. Options after -- go to "
+        "`jupyter lab` as they are (e.g. -- --IdentityProvider.token=SECRET).",
+    )
+    jl.add_argument(
+        "--path", default=None, help=f"folder of the demo campaign (default {DEMO_DIR_EXPR})"
+    )
+    jl.add_argument(
+        "--notebook-dir",
+        default=None,
+        help="folder JupyterLab opens (default: the repository's notebooks/)",
+    )
+    jl.add_argument("--port", type=int, default=LAB_PORT, help=f"TCP port (default {LAB_PORT})")
+    jl.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    jl.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="dask workers to process the demo (default: cores; 0 runs in this process)",
+    )
+    jl.add_argument("--quiet", action="store_true", help="no progress bars")
+    jl.add_argument(
+        "jupyter_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- JUPYTER_ARGS",
+        help="further `jupyter lab` options, after --",
+    )
+    jl.set_defaults(func=_cmd_lab)
 
     pw = sub.add_parser("passwd", help="add a reviewer to a credentials file (hashed password)")
     pw.add_argument("file", help="credentials JSON file (created if absent)")
