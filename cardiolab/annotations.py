@@ -79,7 +79,7 @@ from .derived import TRAIL_GROUP, DerivedStore, as_store, derived_store, event_h
 from .errors import CardiolabError, CatalogError, SignalQualityError
 from .features.session import session_results
 from .signals.beats import beat_table
-from .signals.ecg import R_PEAK_SNAP_S, snap_r_peak
+from .signals.ecg import R_PEAK_SNAP_S, qrs_polarity, snap_r_peak
 
 __all__ = [
     "CHANNELS",
@@ -779,9 +779,13 @@ def write_reviewed_session(
     if provenance["review_edits"]:
         groups["detector"] = detector_beats(detector)
     attrs = {k: v for k, v in provenance.items() if k != "created"}
-    for ds in groups.values():
+    for name, ds in groups.items():
         if ds is not None:
-            ds.attrs.update(attrs)
+            ds.attrs.update(
+                attrs
+                if name != "detector"
+                else {k: v for k, v in attrs.items() if k not in _REVIEW_ATTRS}
+            )
     store.write_session(subject, session, groups, provenance)
     return beats, feats, provenance
 
@@ -993,16 +997,18 @@ def _beats_at(current: xr.Dataset, items, what: str, where: str) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def _snap(node, times, where: str, window_s: float) -> np.ndarray:
+def _snap(node, current: xr.Dataset, times, where: str, window_s: float) -> np.ndarray:
+    """R-peak times (s) of the beats a reviewer places near ``times``, on the ECG."""
     ecg, fs, t0 = _ecg(node, where)
     times = np.asarray(times, dtype=float)
     if not np.isfinite(times).all():
         raise CardiolabError(f"{where}: beat times must be finite, got {times.tolist()}")
+    x = np.asarray(ecg.values)
+    beats_now = np.round((np.asarray(current["t"].values, dtype=float) - t0) * fs)
+    polarity = qrs_polarity(x, fs, beats_now.astype(np.int64))
+    marks = np.round((times - t0) * fs).astype(np.int64)
     try:
-        samples = snap_r_peak(
-            np.asarray(ecg.values), fs, np.round((times - t0) * fs).astype(np.int64),
-            window_s=window_s,
-        )  # fmt: skip
+        samples = snap_r_peak(x, fs, marks, window_s=window_s, polarity=polarity)
     except SignalQualityError as err:
         raise SignalQualityError(f"{where}: {err}") from None
     return t0 + samples / fs
@@ -1025,8 +1031,9 @@ def edit_beats(
     """Insert, delete or move R-peaks of a session: one event of its audit trail.
 
     The edit applies on top of the detector's R-peaks (raw data and the detector's
-    output are never changed). An inserted or moved beat is placed on the ECG's
-    largest deflection within ``+-window_s`` of the time given
+    output are never changed). An inserted or moved beat is placed on the ECG's local
+    maximum (of the lead's QRS polarity, :func:`cardiolab.signals.ecg.qrs_polarity`)
+    within ``+-window_s`` of the time given
     (:func:`cardiolab.signals.ecg.snap_r_peak`), as the beat editors of Kubios HRV
     (Tarvainen et al. 2014, "Kubios HRV - heart rate variability analysis software",
     Comput Methods Programs Biomed 113:210) and systole (Legrand & Allen 2022) add a
@@ -1099,8 +1106,8 @@ def edit_beats(
         or np.unique(np.r_[gone, moved]).size < gone.size + moved.size
     ):
         raise CardiolabError(f"{where}: edit_beats: a beat is named twice")
-    added = _snap(node, insert, where, window_s) if insert else np.zeros(0)
-    to = _snap(node, [m[1] for m in move], where, window_s) if move else np.zeros(0)
+    added = _snap(node, current, insert, where, window_s) if insert else np.zeros(0)
+    to = _snap(node, current, [m[1] for m in move], where, window_s) if move else np.zeros(0)
     remaining = np.delete(t, np.r_[gone, moved])
     for new in np.r_[added, to]:
         near = np.abs(remaining - new) <= MATCH_TOLERANCE_S
