@@ -299,7 +299,7 @@ def snap_r_peak(
             f"beat mark(s) at sample {outside[:5].tolist()} outside the ECG "
             f"(0 to {x.size - 1}, {x.size / fs:.1f} s)"
         )
-    half = max(int(round(window_s * fs)), 1)
+    half = max(int(round(window_s * fs)), 0)
     idx = np.clip(marks[:, None] + np.arange(-half, half + 1)[None, :], 0, x.size - 1)
     win = x[idx]
     finite = np.isfinite(win)
