@@ -171,7 +171,10 @@ class SessionReview(pn.viewable.Viewer):
             ("Features", self._features),
             ("Beat table", self._beats_table),
             ("Audit trail", self._trail),
-            dynamic=True,  # only the visible table is sent to the browser
+            # not dynamic: Panel 1.9's dynamic Tabs draws a spacer as tall as each hidden
+            # table above the shown one (a blank ~200 px gap above the Features table);
+            # the beat table is paginated on the server, so all three are small
+            dynamic=False,
         )
         #: filled after the first paint (see _load)
         self._deferred = [self._points, self._tabs]
@@ -295,10 +298,13 @@ class SessionReview(pn.viewable.Viewer):
         layers = [points]
         for label, (color, marker) in _LEGEND.items():
             mask = masks[label]
+            # bokeh draws no legend marker for a glyph without data: a layer with no
+            # beat of its kind holds one point off the plot (NaN), for its legend entry
+            xy = (t[mask], y[mask]) if mask.any() else ([np.nan], [np.nan])
             size = 5 if marker == "circle" else 10
             fill = {} if marker != "triangle" else {"fill_alpha": 0.0}
             layers.append(
-                hv.Scatter((t[mask], y[mask]), points.kdims, points.vdims[:1], label=label).opts(
+                hv.Scatter(xy, points.kdims, points.vdims[:1], label=label).opts(
                     color=color, marker=marker, size=size, line_width=2, **fill
                 )
             )
