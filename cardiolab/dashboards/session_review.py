@@ -167,6 +167,7 @@ class SessionReview(pn.viewable.Viewer):
         self._earlier.on_click(lambda event: self._nudge(-NUDGE_S))
         self._later.on_click(lambda event: self._nudge(NUDGE_S))
         self._beats = None
+        self._built = False
         self._tabs = pn.Tabs(
             ("Features", self._features),
             ("Beat table", self._beats_table),
@@ -186,6 +187,7 @@ class SessionReview(pn.viewable.Viewer):
             if session is not None and session in self.param.session.objects:
                 self.session = session
         self._load(first=True)
+        self._built = True
 
     # --- data -----------------------------------------------------------------------
     @param.depends("subject", watch=True)
@@ -193,7 +195,12 @@ class SessionReview(pn.viewable.Viewer):
         rows = self._cat.sessions[self._cat.sessions["subject"] == self.subject]
         labels = list(rows["session"])
         self.param.session.objects = labels
-        if self.session not in labels:
+        if self.session in labels:
+            # the same label of another subject: no session event, so load it here
+            # (not while the page is built: it loads once, at the end of __init__)
+            if self._built:
+                self._load()
+        else:
             # prefer the first processed session
             from ..pipeline import campaign_status
 
@@ -252,14 +259,10 @@ class SessionReview(pn.viewable.Viewer):
         from ..schema import RAW_GROUPS
         from ..viz import beat_series, session_view
 
-        self._tap = None
+        self._tap = hv.streams.Tap(x=None, y=None)
+        self._tap.add_subscriber(self._on_ecg_click)
         if any(group in node.children for group in RAW_GROUPS):
-            view = session_view(node, beats)
-            if "ecg" in node.children:
-                ecg_panel = view.values()[0]  # ECG first (viz.session's channel order)
-                self._tap = hv.streams.Tap(source=ecg_panel, x=None, y=None)
-                self._tap.add_subscriber(self._on_ecg_click)
-            return view
+            return session_view(node, beats, ecg_streams=[self._tap])
         shown = [v for v in ("rr", "sbp", "dbp") if np.isfinite(beats[v].values).any()]
         title = f"{self.subject}/{self.session} (beat-level session: no waveform)"
         return beat_series(beats, shown).opts(title=title)
