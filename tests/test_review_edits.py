@@ -136,6 +136,26 @@ def test_snap_r_peak_finds_the_local_extremum_of_the_polarity():
         snap_r_peak(x, fs, [2500])
 
 
+def test_a_click_on_the_ecg_panel_reaches_the_review_page(camp):
+    """session_view links a Tap stream to the ECG panel only (bokeh ``tap`` events)."""
+    import holoviews as hv
+    from bokeh.document import Document
+    from bokeh.models import Plot
+
+    from cardiolab.viz import session_view
+
+    hv.extension("bokeh")
+    cat = open_catalog(camp)
+    node = cat.open_session(SUBJECT, SESSION)
+    tap = hv.streams.Tap(x=None, y=None)
+    view = session_view(node, reviewed_beats(cat, SUBJECT, SESSION), ecg_streams=[tap])
+    plot = hv.renderer("bokeh").instance(mode="server").get_plot(view, doc=Document())
+    figures = {f.yaxis[0].axis_label: f for f in plot.state.select({"type": Plot})}
+    assert set(figures) == {"ECG (mV)", "Arterial pressure (mmHg)"}
+    assert "tap" in figures["ECG (mV)"].subscribed_events
+    assert "tap" not in figures["Arterial pressure (mmHg)"].subscribed_events
+
+
 # --- editing on a real record -----------------------------------------------------
 
 
@@ -411,3 +431,14 @@ def test_two_reviewer_mode(camp2):
     with pytest.raises(CardiolabError, match="event 2 is not a change"):
         confirm_change(camp2, SUBJECT, SESSION, 2, reviewer="ak")
     assert verify_trail(camp2)["status"].tolist() == ["verified"]
+
+    # the Campaign page lists the disagreement, its text as text
+    from cardiolab.dashboards.campaign import CampaignPage
+
+    page = CampaignPage(camp2)
+    shown = page._pending.value
+    assert shown[["subject", "session", "event_id", "reviewer", "status"]].values.tolist() == [
+        [SUBJECT, SESSION, 3, "jd", "disagreement"]
+    ]
+    assert shown["objection"].tolist() == ["<b>real</b>"]  # plaintext cells: shown, not run
+    assert "0 change(s) awaiting confirmation, 1 disagreement(s)" in page._review_summary.object

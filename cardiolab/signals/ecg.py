@@ -271,7 +271,8 @@ def snap_r_peak(
     sample : int or array-like of int, shape ``(n,)``
         Marked sample indices (``round(time * fs)``).
     window_s : float
-        Half-width of the search window (s).
+        Half-width of the search window (s); 0 keeps the marks (a nudge by a set
+        step).
     polarity : {1, -1}, optional
         Sign of the lead's R-peaks (:func:`qrs_polarity`).
 
