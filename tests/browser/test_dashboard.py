@@ -180,7 +180,7 @@ def test_flagged_beats_persist_across_a_server_restart(served_app, page, console
     # the audit trail names the reviewer and the number of beats
     fresh.locator(".bk-tab", has_text="Audit trail").click()
     trail = fresh.locator(".tabulator").filter(
-        has=fresh.locator(".tabulator-col", has_text="reviewer")
+        has=fresh.locator(".tabulator-col", has_text="event_id")
     )
     rows = trail.locator(".tabulator-row")
     expect(rows).to_have_count(1)
