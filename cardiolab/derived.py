@@ -18,6 +18,8 @@ Layout (store format 2)
     <root>/<subject>/<session>/v-<id>/beats.parquet       dim beat
     <root>/<subject>/<session>/v-<id>/features.parquet    dim epoch
     <root>/<subject>/<session>/v-<id>/responses.parquet   dim response (challenges)
+    <root>/<subject>/<session>/v-<id>/detector.parquet    the detector's beats, kept
+                                                          while reviewer beat edits apply
     <root>/_runs/<subject>/<session>.json       the session's last run outcome
     <root>/_leases/<subject>/<session>.json     held while a run computes the session
     <root>/_annotations/<subject>/<session>/e000001.json  review event 1, 2, ... (hash-chained)
