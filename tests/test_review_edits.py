@@ -461,6 +461,21 @@ def test_two_reviewer_mode(camp2):
         confirm_change(camp2, SUBJECT, SESSION, 2, reviewer="ak")
     assert verify_trail(camp2)["status"].tolist() == ["verified"]
 
+    # the Session page answers a change too, signed by its reviewer (here: the OS user)
+    from cardiolab.dashboards.session_review import SessionReview
+
+    flag_beats(camp2, SUBJECT, SESSION, [40], reviewer="someone-else")
+    review = SessionReview(camp2, subject=SUBJECT, session=SESSION)
+    review.change_id = 5
+    review.answer_change(True)
+    last = review_state(camp2, SUBJECT, SESSION).trail.iloc[-1]
+    assert (last["action"], last["refers_to"], last["reviewer"]) == (
+        "confirm",
+        5,
+        getpass.getuser(),
+    )
+    assert review_state(camp2, SUBJECT, SESSION).flags.iloc[40]
+
     # the Campaign page lists the disagreement, its text as text
     from cardiolab.dashboards.campaign import CampaignPage
 

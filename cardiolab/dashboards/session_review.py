@@ -118,6 +118,7 @@ class SessionReview(pn.viewable.Viewer):
     click_mode = param.Selector(
         default=_CLICK_MODES[0], objects=_CLICK_MODES, doc="What a click on the ECG does"
     )
+    change_id = param.Integer(default=0, bounds=(0, None), doc="A change of the audit trail")
 
     def __init__(self, catalog, subject=None, session=None, **params):
         from ..catalog import Catalog, open_catalog
@@ -166,6 +167,11 @@ class SessionReview(pn.viewable.Viewer):
         self._delete.on_click(lambda event: self._delete_selected())
         self._earlier.on_click(lambda event: self._nudge(-NUDGE_S))
         self._later.on_click(lambda event: self._nudge(NUDGE_S))
+        # two-reviewer mode: confirm or reject another reviewer's change
+        self._confirm = pn.widgets.Button(name="Confirm change", button_type="success")
+        self._reject = pn.widgets.Button(name="Reject change", button_type="danger")
+        self._confirm.on_click(lambda event: self.answer_change(True))
+        self._reject.on_click(lambda event: self.answer_change(False))
         self._beats = None
         self._built = False
         self._tabs = pn.Tabs(
@@ -447,6 +453,26 @@ class SessionReview(pn.viewable.Viewer):
 
         self._change(what, done)
 
+    def answer_change(self, agree: bool):
+        """Confirm (or reject) the change numbered ``change_id`` of the audit trail,
+        signed by this page's reviewer (two-reviewer mode)."""
+        from ..annotations import confirm_change
+
+        event = int(self.change_id)
+
+        def what(reviewer):
+            confirm_change(
+                self._cat,
+                self.subject,
+                self.session,
+                event,
+                agree=agree,
+                reason=self.reason,
+                reviewer=reviewer,
+            )
+
+        self._change(what, f"change {event} {'confirmed' if agree else 'rejected'}")
+
     def _delete_selected(self):
         beats = self.selected_beats()
         if not beats:
@@ -501,11 +527,20 @@ class SessionReview(pn.viewable.Viewer):
                 self.param.click_mode, name="a click on the ECG", button_type="light"
             ),
         )
+        confirmations = self._cat.model.review.confirmations
+        second = pn.Row(
+            pn.widgets.IntInput.from_param(
+                self.param.change_id, name="change (event id)", width=130
+            ),
+            pn.Column(self._confirm, self._reject),
+            visible=confirmations > 1,
+        )
         return pn.Column(
             "## Session review",
             self._signer,
             controls,
             edits,
+            second,
             self._message,
             self._summary,
             self._signals,
