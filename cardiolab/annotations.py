@@ -1,79 +1,109 @@
-"""Reviewer beat flags: an append-only audit trail and the features it implies.
+"""Beat review: a signed, hash-chained audit trail of flags and beat edits, and what it implies.
 
-A reviewer looking at a session (in a dashboard, by clicking or box-selecting beats)
-may judge beats the automatic detector kept to be artefacts, or beats it flagged to
-be fine to keep flagged no longer. This module is the persistence and recomputation
-layer under that review:
+A reviewer looking at a session (in a dashboard or a notebook) may judge beats the
+automatic detector kept to be artefacts, add a beat it missed, delete a false one or
+move a misplaced one (the beat editing of Kubios HRV, systole and PhysioView), or
+flag one channel of a beat (a pressure artefact need not void the RR interval). This
+module is the persistence and recomputation layer under that review:
 
-* :func:`flag_beats` appends one event (who, when, flag or unflag, which beats, why)
-  to the session's audit trail; the trail is never rewritten, only appended to.
-* :func:`review_state` reads the trail and the current per-beat flags (the last event
-  that names a beat decides its state).
-* :func:`reviewed_beats` is the stored beat table with the review applied:
-  ``reviewer_flag``, ``auto_valid`` (the detector's verdict) and ``valid`` =
-  ``auto_valid and not reviewer_flag``.
-* :func:`recompute_features` recomputes the session's features from the reviewed
-  beats and stores them back, so that :func:`cardiolab.pipeline.features_table`
-  reflects the review.
+* :func:`flag_beats` appends a flag or unflag event (whole beat, or one channel:
+  ``abp``, ``doppler``, ``ldf``); :func:`edit_beats` appends a beat edit (insert,
+  delete, move R-peaks; an inserted or moved beat is placed on the ECG's largest
+  deflection near the given time, :func:`cardiolab.signals.ecg.snap_r_peak`).
+* :func:`confirm_change` confirms or rejects another reviewer's change: under the
+  catalog's two-reviewer mode (``review: {confirmations: 2}``) a change takes effect
+  only once a second, different reviewer has confirmed it; :func:`pending_changes`
+  lists the changes still waiting and those another reviewer rejected.
+* :func:`review_state` reads the trail and the current per-beat flags;
+  :func:`reviewed_beats` is the beat table with the review applied;
+  :func:`recompute_features` recomputes and stores the session's beats and features.
+* :func:`verify_trail` checks the hash chain and :func:`export_trail` writes the trail
+  as CSV or JSON.
 
-:func:`cardiolab.pipeline.process_session` applies the trail too, after it has
-computed the beat table (so a forced reprocess keeps the review), and its cache
-recomputes only the features when the raw input is unchanged but the trail has grown.
+:func:`write_reviewed_session` is the one home of "detector's beats + trail ->
+reviewed beats -> features -> provenance -> derived store", used by
+:func:`cardiolab.pipeline.process_session` and :func:`recompute_features`.
+
+Who signs
+---------
+Every event names its reviewer. The Python functions take ``reviewer=`` and default to
+the operating-system user (:func:`default_reviewer`); the served dashboard signs with
+the signed-in user when the server has a login, else with the operating-system user of
+the server process, and shows who signs on the page: a page cannot sign as anyone else.
 
 Storage
 -------
-The trail lives in the derived store (:mod:`cardiolab.derived`, on a local folder or
-object storage), beside the session tables that the pipeline replaces wholesale, never
-inside them, so that reprocessing cannot lose it::
+The trail lives in the derived store (:mod:`cardiolab.derived`), beside the session
+tables the pipeline replaces wholesale, never inside them::
 
     <derived>/_annotations/<subject>/<session>/e000001.json   event 1
     <derived>/_annotations/<subject>/<session>/e000002.json   event 2 ...
 
-Each event is one small JSON object, created only if absent
-(:meth:`cardiolab.derived.DerivedStore.append_event`): if another writer took that id
-first, the writer takes the next one, so a crash leaves either the whole event or
-nothing, two quick successive (or concurrent) calls both persist, and nothing ever
-rewrites an event. Subject codes cannot start with ``_`` (catalog rule), so
-``_annotations`` never collides with a subject. Rewriting a session's tables (here and
-in the pipeline) holds the session's lease
-(:meth:`cardiolab.derived.DerivedStore.lease`).
+Each event is one JSON object created only if absent
+(:meth:`cardiolab.derived.DerivedStore.append_event`) and never rewritten. It records
+``reviewer``, ``time`` (UTC, ISO 8601), ``action`` (``flag``, ``unflag``, ``edit``,
+``confirm``, ``reject``), the beats (indices and R-peak times, with a fingerprint of the
+beat table they index), ``channel``, ``reason``, the edit's ``insert_t``/``delete_t``/
+``move``, ``refers_to`` (for confirmations), ``cardiolab_version``, and the hash chain:
+``previous_hash`` (the previous event's hash) and ``hash`` (SHA-256 of the event's own
+canonical JSON, :func:`cardiolab.derived.event_hash`), so that any later edit of a stored
+event is found by :func:`verify_trail`. Events written before the chain have no hash:
+they are read as before and reported as *unchained*, never as verified.
 
-Each event records the beat indices *and* their R-peak times, with a fingerprint of
-the beat table they index. If the beat table changes (new detector parameters), the
-events are mapped onto the new beats by R-peak time (within
-:data:`MATCH_TOLERANCE_S`); beats without a match are counted in the attribute
-``review_unmatched`` and logged, never silently dropped.
+Events are mapped onto the current beats by R-peak time (within
+:data:`MATCH_TOLERANCE_S`) when the beat table they were recorded against has changed;
+beats without a match are counted (``review_unmatched``) and logged.
 
-The raw store is never written to.
+Beat edits never change the raw data nor the detector's output: the reviewed beat table
+is rebuilt from the detector's R-peaks with the edits applied
+(:func:`cardiolab.signals.beats.beat_table` with ``r_peaks=``), so every per-beat value
+(RR, HR, pressure, Doppler, LDF) of the beats around an edit is recomputed; when edits
+are in effect the detector's own table is stored beside it (table ``detector``).
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .derived import TRAIL_GROUP, DerivedStore, as_store, derived_store
-from .errors import CardiolabError, CatalogError
+from .derived import TRAIL_GROUP, DerivedStore, as_store, derived_store, event_hash
+from .errors import CardiolabError, CatalogError, SignalQualityError
 from .features.session import session_results
+from .signals.beats import beat_table
+from .signals.ecg import R_PEAK_SNAP_S, qrs_polarity, snap_r_peak
 
 __all__ = [
+    "CHANNELS",
     "MATCH_TOLERANCE_S",
     "TRAIL_GROUP",
     "ReviewState",
     "apply_review",
+    "change_status",
+    "confirm_change",
+    "default_reviewer",
+    "detector_beats",
+    "edit_beats",
+    "export_trail",
     "flag_beats",
     "last_event_id",
+    "pending_changes",
     "read_trail",
     "recompute_features",
     "review_provenance",
     "review_state",
     "reviewed_beats",
+    "verify_events",
+    "verify_trail",
+    "write_reviewed_session",
 ]
 
 log = logging.getLogger("cardiolab")
@@ -81,18 +111,42 @@ log = logging.getLogger("cardiolab")
 #: Largest distance (s) between an event's recorded R-peak time and a beat of a
 #: recomputed beat table for the two to be taken as the same beat.
 MATCH_TOLERANCE_S = 0.05
+#: What a flag can void: the whole beat (its RR intervals and every channel's values),
+#: or one channel's values of the beat (name -> the beat table's validity variable).
+CHANNELS = {"beat": "valid", "abp": "abp_valid", "doppler": "doppler_valid", "ldf": "ldf_valid"}
+#: Actions that change beats (those a second reviewer confirms in two-reviewer mode).
+CHANGE_ACTIONS = ("flag", "unflag", "edit")
+#: Values of ``beat_edit`` in a reviewed beat table.
+BEAT_EDIT = {0: "detector", 1: "inserted by a reviewer", 2: "moved by a reviewer"}
+
 _TRAIL_COLUMNS = [
     "event_id",
     "time",
     "reviewer",
     "action",
+    "channel",
     "beats",
     "n_beats",
     "reason",
     "beat_t",
     "beat_table",
+    "insert_t",
+    "delete_t",
+    "move",
+    "refers_to",
+    "cardiolab_version",
+    "previous_hash",
+    "hash",
 ]
-_REVIEW_ATTRS = ("review_events", "review_last_event", "review_flagged", "review_unmatched")
+_REVIEW_ATTRS = (
+    "review_events",
+    "review_last_event",
+    "review_flagged",
+    "review_unmatched",
+    "review_edits",
+    "review_pending",
+    "review_confirmations",
+)
 
 
 # --- the result object ------------------------------------------------------------------
@@ -107,19 +161,19 @@ class ReviewState:
     subject, session : str
         The session.
     trail : pandas.DataFrame
-        One row per event, in the order they were recorded: ``event_id`` (int, from
-        1), ``time`` (UTC timestamp), ``reviewer``, ``action`` (``"flag"`` or
-        ``"unflag"``), ``beats`` (tuple of beat indices), ``n_beats``, ``reason``,
-        ``beat_t`` (tuple of the beats' R-peak times, s) and ``beat_table`` (the
-        fingerprint of the beat table the indices refer to).
+        One row per event, in the order they were recorded (columns of
+        :func:`read_trail`) plus ``status`` (:func:`change_status`).
     flags : pandas.Series
-        Boolean, indexed by ``beat`` (the stored beat table's index): whether the
-        beat is currently flagged by a reviewer (the last event naming it decides).
+        Boolean, indexed by ``beat`` (the reviewed beat table's index): whether the
+        beat is currently flagged as a whole by a reviewer (the last event in effect
+        naming it decides).
     applied_event : int
         Last event id applied to the stored features (0: none).
     unmatched : int
         Beats of events recorded against another beat table that match no current
-        beat (0 unless the session was reprocessed with other parameters).
+        beat.
+    confirmations : int
+        Reviewers a change needs (the catalog's ``review: confirmations``).
     """
 
     subject: str
@@ -128,6 +182,7 @@ class ReviewState:
     flags: pd.Series
     applied_event: int = 0
     unmatched: int = 0
+    confirmations: int = 1
 
     @property
     def n_flagged(self) -> int:
@@ -144,23 +199,74 @@ class ReviewState:
         """Whether the stored features predate the last event of the trail."""
         return self.applied_event != self.last_event
 
+    @property
+    def n_waiting(self) -> int:
+        """Changes waiting for a confirmation (two-reviewer mode)."""
+        return int((self.trail["status"] == "pending").sum()) if len(self.trail) else 0
+
+    @property
+    def n_disagreements(self) -> int:
+        """Changes another reviewer rejected (two-reviewer mode)."""
+        return int((self.trail["status"] == "disagreement").sum()) if len(self.trail) else 0
+
     def __repr__(self) -> str:
         who = sorted(set(self.trail["reviewer"])) if len(self.trail) else []
         stale = ", features not yet recomputed" if self.pending else ""
+        waiting = f", {self.n_waiting} awaiting confirmation" if self.n_waiting else ""
         return (
             f"<ReviewState {self.subject} {self.session}: {self.n_flagged} of "
             f"{len(self.flags)} beats flagged, {len(self.trail)} event(s) by "
-            f"{', '.join(who) or 'nobody'}{stale}>"
+            f"{', '.join(who) or 'nobody'}{waiting}{stale}>"
         )
 
 
-# --- paths, session checks, locking -----------------------------------------------------
+# --- identity, catalog, session checks --------------------------------------------------
+
+
+def default_reviewer() -> str:
+    """The operating-system user, who signs events when no reviewer is given.
+
+    Returns
+    -------
+    str
+        :func:`getpass.getuser` (``$LOGNAME``, ``$USER``, ..., else the password
+        database entry of the process's user id).
+
+    Raises
+    ------
+    CardiolabError
+        If the process has no user name (some containers): pass ``reviewer=``.
+    """
+    try:
+        user = getpass.getuser()
+    except Exception as err:  # getpass raises OSError or KeyError without a user name
+        raise CardiolabError(
+            f"no operating-system user name to sign the review with ({err}): pass reviewer="
+        ) from None
+    if not user or not user.strip():
+        raise CardiolabError("no operating-system user name to sign the review: pass reviewer=")
+    return user.strip()
+
+
+def _reviewer(reviewer, where: str, what: str) -> str:
+    if reviewer is None:
+        return default_reviewer()
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        raise CardiolabError(
+            f"{where}: {what} needs a reviewer (a non-empty name), got {reviewer!r}"
+        )
+    return reviewer.strip()
 
 
 def _catalog(catalog):
     from .catalog import Catalog, open_catalog
 
     return catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+
+
+def _confirmations(cat) -> int:
+    review = getattr(getattr(cat, "model", None), "review", None)
+    return int(review.confirmations) if review is not None else 1
 
 
 def _check_session(cat, subject: str, session: str) -> None:
@@ -205,6 +311,33 @@ def last_event_id(derived, subject: str, session: str) -> int:
     return ids[-1] if ids else 0
 
 
+def _floats(values) -> tuple:
+    return tuple(float(x) for x in (values or ()))
+
+
+def _trail_row(attrs: dict) -> dict:
+    beats = tuple(int(b) for b in attrs.get("beats", ()))
+    return {
+        "event_id": int(attrs["event_id"]),
+        "time": attrs["time"],
+        "reviewer": str(attrs["reviewer"]),
+        "action": str(attrs["action"]),
+        "channel": str(attrs.get("channel") or "beat"),
+        "beats": beats,
+        "n_beats": len(beats) + len(attrs.get("insert_t") or ()),
+        "reason": str(attrs.get("reason", "")),
+        "beat_t": _floats(attrs.get("beat_t")),
+        "beat_table": str(attrs.get("beat_table", "")),
+        "insert_t": _floats(attrs.get("insert_t")),
+        "delete_t": _floats(attrs.get("delete_t")),
+        "move": tuple((float(a), float(b)) for a, b in (attrs.get("move") or ())),
+        "refers_to": int(attrs.get("refers_to") or 0),
+        "cardiolab_version": str(attrs.get("cardiolab_version", "")),
+        "previous_hash": str(attrs.get("previous_hash", "")),
+        "hash": str(attrs.get("hash", "")),
+    }
+
+
 def read_trail(derived, subject: str, session: str) -> pd.DataFrame:
     """A session's audit trail, one row per event in id order.
 
@@ -218,7 +351,15 @@ def read_trail(derived, subject: str, session: str) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns as :attr:`ReviewState.trail`; no rows when the session has no trail.
+        ``event_id`` (int, from 1), ``time`` (UTC timestamp), ``reviewer``,
+        ``action`` (flag, unflag, edit, confirm, reject), ``channel`` (beat, abp,
+        doppler, ldf), ``beats`` (tuple of beat indices in the table the reviewer saw),
+        ``n_beats`` (beats named plus beats inserted), ``reason``, ``beat_t`` (their
+        R-peak times, s), ``beat_table`` (fingerprint of that table), ``insert_t``,
+        ``delete_t`` (s), ``move`` (tuple of (old, new) R-peak times, s),
+        ``refers_to`` (the event a confirm or reject answers, else 0),
+        ``cardiolab_version``, ``previous_hash`` and ``hash`` ("" for events that
+        predate the hash chain). No rows when the session has no trail.
 
     Raises
     ------
@@ -233,19 +374,7 @@ def read_trail(derived, subject: str, session: str) -> pd.DataFrame:
     rows = []
     for attrs in store.read_events(subject, session):
         try:
-            rows.append(
-                {
-                    "event_id": int(attrs["event_id"]),
-                    "time": attrs["time"],
-                    "reviewer": str(attrs["reviewer"]),
-                    "action": str(attrs["action"]),
-                    "beats": tuple(int(b) for b in attrs["beats"]),
-                    "n_beats": len(attrs["beats"]),
-                    "reason": str(attrs.get("reason", "")),
-                    "beat_t": tuple(float(x) for x in attrs["beat_t"]),
-                    "beat_table": str(attrs["beat_table"]),
-                }
-            )
+            rows.append(_trail_row(attrs))
         except (ValueError, KeyError, TypeError) as err:
             raise CardiolabError(
                 f"{store.url}: {subject} {session}: unreadable review event "
@@ -253,9 +382,66 @@ def read_trail(derived, subject: str, session: str) -> pd.DataFrame:
             ) from None
     trail = pd.DataFrame(rows, columns=_TRAIL_COLUMNS)
     trail["time"] = pd.to_datetime(trail["time"], utc=True, format="ISO8601")
-    trail["event_id"] = trail["event_id"].astype("int64")
-    trail["n_beats"] = trail["n_beats"].astype("int64")
+    for col in ("event_id", "n_beats", "refers_to"):
+        trail[col] = trail[col].astype("int64")
     return trail
+
+
+def change_status(trail: pd.DataFrame, confirmations: int = 1) -> pd.Series:
+    """Whether each event of a trail is in effect, pending, or disputed.
+
+    A change (flag, unflag, edit) is *in effect* once ``confirmations - 1`` reviewers
+    other than its author have confirmed it (event ``confirm`` with ``refers_to``) and
+    none has rejected it; *pending* while it waits; a *disagreement* once another
+    reviewer has rejected it (it is then not in effect, whatever the confirmations).
+    With ``confirmations == 1`` every change is in effect unless rejected. A
+    confirmation or rejection by the change's own author does not count. This is the
+    four-eyes principle of the two-person rule (e.g. EU GMP Annex 11 §12.4 second
+    check of critical data entries).
+
+    Parameters
+    ----------
+    trail : pandas.DataFrame
+        :func:`read_trail`'s table (``event_id``, ``action``; ``reviewer`` and
+        ``refers_to`` optional).
+    confirmations : int
+        Reviewers a change needs (1 or more).
+
+    Returns
+    -------
+    pandas.Series of str
+        Same index as ``trail``: ``in effect``, ``pending``, ``disagreement`` for
+        changes, ``confirmation`` / ``rejection`` for the answers.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"event_id": [1, 2], "action": ["flag", "confirm"],
+    ...                   "reviewer": ["mh", "jd"], "refers_to": [0, 1]})
+    >>> change_status(t, 2).tolist()
+    ['in effect', 'confirmation']
+    """
+    actions = trail["action"].astype(str)
+    refers = trail["refers_to"] if "refers_to" in trail else pd.Series(0, index=trail.index)
+    reviewers = trail["reviewer"] if "reviewer" in trail else pd.Series("", index=trail.index)
+    author = dict(zip(trail["event_id"], reviewers, strict=True))
+    confirmed: dict[int, set] = {}
+    rejected: dict[int, set] = {}
+    for act, who, ref in zip(actions, reviewers, refers, strict=True):
+        if act in ("confirm", "reject") and author.get(int(ref)) not in (None, who):
+            (confirmed if act == "confirm" else rejected).setdefault(int(ref), set()).add(who)
+    status = []
+    for ev, act in zip(trail["event_id"], actions, strict=True):
+        if act == "confirm":
+            status.append("confirmation")
+        elif act == "reject":
+            status.append("rejection")
+        elif rejected.get(int(ev)):
+            status.append("disagreement")
+        elif len(confirmed.get(int(ev), ())) >= confirmations - 1:
+            status.append("in effect")
+        else:
+            status.append("pending")
+    return pd.Series(status, index=trail.index, dtype=object, name="status")
 
 
 # --- beats ------------------------------------------------------------------------------
@@ -289,95 +475,233 @@ def _match_times(t_now: np.ndarray, t_event: np.ndarray, tolerance: float):
     return near[ok].astype(np.int64), int(np.count_nonzero(~ok))
 
 
-def _flag_vector(t_now: np.ndarray, trail: pd.DataFrame, tolerance: float):
-    """Per-beat reviewer flags from a trail (last event wins) and unmatched count."""
-    flags = np.zeros(t_now.size, dtype=bool)
+def _flag_vectors(t_now: np.ndarray, trail: pd.DataFrame, tolerance: float):
+    """Per-channel reviewer flags from the flag/unflag events (last event wins)."""
+    flags = {c: np.zeros(t_now.size, dtype=bool) for c in CHANNELS}
     table_id = _beat_table_id(t_now)
     unmatched = 0
-    for ev in trail.itertuples(index=False):
+    channels = trail["channel"] if "channel" in trail else pd.Series("beat", index=trail.index)
+    for ev, channel in zip(trail.itertuples(index=False), channels, strict=True):
+        if ev.action not in ("flag", "unflag"):
+            continue
         if ev.beat_table == table_id:
             idx = np.asarray(ev.beats, dtype=np.int64)
         else:
             idx, missing = _match_times(t_now, np.asarray(ev.beat_t, dtype=float), tolerance)
             unmatched += missing
-        flags[idx] = ev.action == "flag"
+        flags[str(channel or "beat")][idx] = ev.action == "flag"
     return flags, unmatched
 
 
-def apply_review(
-    beats: xr.Dataset, trail: pd.DataFrame, *, tolerance: float = MATCH_TOLERANCE_S
-) -> xr.Dataset:
-    """A beat table with a reviewer's flags applied (pure: the input is not changed).
+def detector_beats(beats: xr.Dataset) -> xr.Dataset:
+    """The detector's beat table back from a reviewed one (flags removed).
 
     Parameters
     ----------
     beats : xarray.Dataset
-        Beat table (dim ``beat``) with ``t`` (s) and ``valid``; when it carries
-        ``auto_valid`` (a table the review was applied to before), that is the
-        automatic validity the review starts from, so applying twice is harmless.
-    trail : pandas.DataFrame
-        Audit trail (:attr:`ReviewState.trail`). Events recorded against another
-        beat table are mapped onto this one by R-peak time.
-    tolerance : float
-        Largest R-peak time difference (s) for that mapping.
+        A beat table, reviewed (:func:`apply_review`) or not.
 
     Returns
     -------
     xarray.Dataset
-        The beat table with ``reviewer_flag`` (bool, units "1"), ``auto_valid`` (the
-        automatic ``valid``) and ``valid`` = ``auto_valid & ~reviewer_flag``; attrs
-        ``review_events``, ``review_last_event``, ``review_flagged`` and
-        ``review_unmatched``. Every per-beat feature (RR, pressures, Doppler, beat
-        LDF flux) excludes beats that are not ``valid``.
+        ``valid`` and the channel validities as the detector left them (from
+        ``auto_valid``, ``auto_abp_valid`` ...), without the reviewer's variables and
+        attributes. A table that was not reviewed is returned as is.
+
+    Raises
+    ------
+    CardiolabError
+        If the table carries reviewer beat edits (``review_edits`` > 0): the
+        detector's table is then the stored ``detector`` table.
+    """
+    if int(beats.attrs.get("review_edits", 0) or 0):
+        raise CardiolabError(
+            f"{beats.attrs.get('subject', '?')} {beats.attrs.get('session', '?')}: this beat "
+            "table carries reviewer beat edits; the detector's beats are the stored "
+            "'detector' table"
+        )
+    if "auto_valid" not in beats:
+        return beats
+    out = beats.drop_vars(
+        [v for v in beats.data_vars if str(v).startswith("reviewer_flag") or v == "beat_edit"]
+    )
+    for name in CHANNELS.values():
+        if f"auto_{name}" in out:
+            out[name] = out[f"auto_{name}"]
+            out = out.drop_vars(f"auto_{name}")
+    out.attrs = {k: v for k, v in out.attrs.items() if k not in _REVIEW_ATTRS}
+    return out
+
+
+def _ecg(session: xr.DataTree, where: str):
+    if session is None or "ecg" not in session.children:
+        raise CardiolabError(
+            f"{where}: beat edits need the session's ECG (a beat-level session, or no "
+            "session given to apply_review)"
+        )
+    ecg = session["ecg"].to_dataset(inherit=False)
+    fs = float(ecg.attrs["sampling_rate"])
+    t0 = float(ecg["time"][0]) if ecg.sizes.get("time", 0) else 0.0
+    return ecg["ecg"], fs, t0
+
+
+def _edited_table(detector: xr.Dataset, edits: pd.DataFrame, session, tolerance: float):
+    """The beat table on the detector's R-peaks with the edits applied, in order."""
+    where = f"{detector.attrs.get('subject', '?')} {detector.attrs.get('session', '?')}"
+    _, fs, t0 = _ecg(session, where)
+    t = np.asarray(detector["t"].values, dtype=float)
+    source = np.zeros(t.size, dtype=np.int8)
+    unmatched = 0
+    n_changed = 0
+    for ev in edits.itertuples(index=False):
+        gone, missing = _match_times(t, np.asarray(ev.delete_t, dtype=float), tolerance)
+        unmatched += missing
+        keep = np.ones(t.size, dtype=bool)
+        keep[gone] = False
+        moved_to = np.asarray([b for _, b in ev.move], dtype=float)
+        added = np.asarray(ev.insert_t, dtype=float)
+        t = np.r_[t[keep], added, moved_to]
+        source = np.r_[source[keep], np.ones(added.size, np.int8), np.full(moved_to.size, 2)]
+        order = np.argsort(t, kind="stable")
+        t, source = t[order], source[order].astype(np.int8)
+        n_changed += int(gone.size) + added.size
+    samples = np.round((t - t0) * fs).astype(np.int64)
+    samples, first = np.unique(samples, return_index=True)
+    table = beat_table(session, r_peaks=samples)
+    table.attrs.update(detector.attrs)
+    table["beat_edit"] = xr.Variable(
+        "beat",
+        source[first],
+        {
+            "units": "1",
+            "long_name": "R-peak source: " + ", ".join(f"{k} {v}" for k, v in BEAT_EDIT.items()),
+        },
+    )
+    return table, n_changed, unmatched
+
+
+def apply_review(
+    beats: xr.Dataset,
+    trail: pd.DataFrame,
+    *,
+    session: xr.DataTree | None = None,
+    confirmations: int = 1,
+    tolerance: float = MATCH_TOLERANCE_S,
+) -> xr.Dataset:
+    """A beat table with a review applied (pure: the inputs are not changed).
+
+    Parameters
+    ----------
+    beats : xarray.Dataset
+        The detector's beat table (dim ``beat``, ``t`` in s and ``valid``); a table
+        the review was applied to before (``auto_valid``) is taken back to the
+        detector's (:func:`detector_beats`), so applying twice is harmless.
+    trail : pandas.DataFrame
+        Audit trail (:func:`read_trail`). Events recorded against another beat table
+        are mapped onto this one by R-peak time.
+    session : xarray.DataTree, optional
+        The session node (raw ECG and other channels): needed when beat edits are in
+        effect, to place the R-peaks and recompute every per-beat value.
+    confirmations : int
+        Reviewers a change needs (:func:`change_status`); only changes in effect
+        apply.
+    tolerance : float
+        Largest R-peak time difference (s) for matching events to beats.
+
+    Returns
+    -------
+    xarray.Dataset
+        The beat table (rebuilt on the edited R-peaks when edits are in effect, with
+        ``beat_edit``: 0 detector, 1 inserted, 2 moved), with ``reviewer_flag``
+        (bool, units "1"), ``auto_valid`` (the automatic ``valid``) and ``valid`` =
+        ``auto_valid & ~reviewer_flag``; for each channel validity present
+        (``abp_valid``, ``doppler_valid``, ``ldf_valid``) ``reviewer_flag_<channel>``,
+        ``auto_<channel>_valid`` and the validity with the flag applied (a channel
+        flag leaves ``valid``, hence the RR intervals, alone); attrs
+        ``review_events``, ``review_last_event``, ``review_flagged``,
+        ``review_unmatched``, ``review_edits`` (beats inserted, deleted or moved),
+        ``review_pending`` (changes not in effect) and ``review_confirmations``.
+
+    Raises
+    ------
+    CardiolabError
+        If edits are in effect and no session with an ECG is given.
 
     Examples
     --------
     >>> import numpy as np, pandas as pd, xarray as xr
     >>> beats = xr.Dataset({"t": ("beat", [0.0, 1.0, 2.0]),
     ...                     "valid": ("beat", [True, True, False])})
-    >>> trail = pd.DataFrame({"event_id": [1], "action": ["flag"], "beats": [(0,)],
-    ...                       "beat_t": [(0.0,)], "beat_table": ["other"]})
+    >>> trail = pd.DataFrame({"event_id": [1], "action": ["flag"], "reviewer": ["mh"],
+    ...                       "beats": [(0,)], "beat_t": [(0.0,)], "beat_table": ["other"]})
     >>> apply_review(beats, trail)["valid"].values.tolist()
     [False, True, False]
     """
     if "t" not in beats or "valid" not in beats:
         raise CardiolabError("apply_review: the beat table needs variables 't' and 'valid'")
-    t_now = np.asarray(beats["t"].values, dtype=float)
-    base = beats["auto_valid"] if "auto_valid" in beats else beats["valid"]
-    flags, unmatched = _flag_vector(t_now, trail, tolerance)
+    detector = detector_beats(beats)
+    status = change_status(trail, confirmations) if len(trail) else pd.Series(dtype=object)
+    effective = trail[status == "in effect"] if len(trail) else trail
+    edits = effective[effective["action"] == "edit"] if len(effective) else effective
+    n_edits, unmatched = 0, 0
+    if len(edits):
+        table, n_edits, unmatched = _edited_table(detector, edits, session, tolerance)
+    else:
+        table = detector.copy()
+        table["beat_edit"] = xr.Variable(
+            "beat", np.zeros(detector.sizes["beat"], dtype=np.int8), {"units": "1"}
+        )
+        table["beat_edit"].attrs["long_name"] = "R-peak source: " + ", ".join(
+            f"{k} {v}" for k, v in BEAT_EDIT.items()
+        )
+    t_now = np.asarray(table["t"].values, dtype=float)
+    flags, missing = _flag_vectors(t_now, effective, tolerance)
+    unmatched += missing
     if unmatched:
         log.warning(
-            "review of %s %s: %d flagged beat(s) recorded against another beat table "
+            "review of %s %s: %d beat(s) of events recorded against another beat table "
             "match no current beat within %.3f s",
             beats.attrs.get("subject", "?"),
             beats.attrs.get("session", "?"),
             unmatched,
             tolerance,
         )
-    auto = np.asarray(base.values, dtype=bool)
-    out = beats.copy()
-    out["auto_valid"] = xr.Variable(
-        "beat",
-        auto,
-        {"long_name": base.attrs.get("long_name", "normal beat (automatic)") + ", automatic"}
-        if "auto_valid" not in beats
-        else dict(base.attrs),
-    )
-    out["reviewer_flag"] = xr.Variable(
-        "beat",
-        flags,
-        {"units": "1", "long_name": "flagged as an artefact by a reviewer (last event wins)"},
-    )
-    out["valid"] = xr.Variable(
-        "beat",
-        auto & ~flags,
-        {"long_name": "beat kept: automatically valid and not flagged by a reviewer"},
-    )
+    out = table.copy()
+    for channel, name in CHANNELS.items():
+        if name not in table:
+            continue
+        base = table[name]
+        auto = np.asarray(base.values, dtype=bool)
+        flag = flags[channel]
+        suffix = "" if channel == "beat" else f"_{channel}"
+        out[f"auto_{name}"] = xr.Variable(
+            base.dims,
+            auto,
+            {**base.attrs, "long_name": base.attrs.get("long_name", name) + ", automatic"},
+        )
+        what = "beat" if channel == "beat" else f"{channel} values of the beat"
+        out[f"reviewer_flag{suffix}"] = xr.Variable(
+            "beat",
+            flag,
+            {"units": "1", "long_name": f"{what} flagged as an artefact by a reviewer"},
+        )
+        mask = flag if base.ndim == 1 else flag[:, None]
+        out[name] = xr.Variable(
+            base.dims,
+            auto & ~mask,
+            {
+                "units": "1",
+                "long_name": base.attrs.get("long_name", name) + ", and not flagged by a reviewer",
+            },
+        )
     out.attrs.update(
         review_events=int(len(trail)),
         review_last_event=int(trail["event_id"].iloc[-1]) if len(trail) else 0,
-        review_flagged=int(flags.sum()),
+        review_flagged=int(flags["beat"].sum()),
         review_unmatched=int(unmatched),
+        review_edits=int(n_edits),
+        review_pending=int(status.isin(["pending", "disagreement"]).sum()),
+        review_confirmations=int(confirmations),
     )
     return out
 
@@ -393,8 +717,9 @@ def review_provenance(beats: xr.Dataset) -> dict:
     Returns
     -------
     dict
-        ``review_events``, ``review_last_event``, ``review_flagged`` and
-        ``review_unmatched`` (int; 0 where absent).
+        ``review_events``, ``review_last_event``, ``review_flagged``,
+        ``review_unmatched``, ``review_edits``, ``review_pending``,
+        ``review_confirmations`` (int; 0 where absent).
 
     Examples
     --------
@@ -403,6 +728,72 @@ def review_provenance(beats: xr.Dataset) -> dict:
     2
     """
     return {k: int(beats.attrs.get(k, 0)) for k in _REVIEW_ATTRS}
+
+
+# --- the one path from beats and trail to the stored session ----------------------------
+
+
+def write_reviewed_session(
+    cat, store: DerivedStore, subject: str, session: str, detector, node, provenance: dict
+):
+    """Apply the trail to the detector's beats, compute the features, store the session.
+
+    The one home of "detector's beats + trail -> reviewed beats
+    (:func:`apply_review`) -> features and challenge responses
+    (:func:`cardiolab.features.session.session_results`) -> provenance -> derived
+    store (:meth:`cardiolab.derived.DerivedStore.write_session`)", used by
+    :func:`cardiolab.pipeline.process_session` (fresh beats) and
+    :func:`recompute_features` (stored beats). The caller holds the session's lease.
+
+    Parameters
+    ----------
+    cat : cardiolab.catalog.Catalog
+        The catalog (its ``review: confirmations``).
+    store : cardiolab.derived.DerivedStore
+        The derived store.
+    subject, session : str
+        The session.
+    detector : xarray.Dataset
+        The detector's beat table (dim ``beat``).
+    node : xarray.DataTree
+        The session's raw groups and protocol.
+    provenance : dict
+        The session's provenance attrs (cardiolab version, parameters, hashes ...);
+        ``created`` is kept in the manifest only. Not changed.
+
+    Returns
+    -------
+    beats : xarray.Dataset
+        The reviewed beat table as stored.
+    features : xarray.Dataset
+        The features as stored.
+    provenance : dict
+        The provenance written, with :func:`review_provenance`.
+    """
+    trail = read_trail(store, subject, session)
+    beats = apply_review(detector, trail, session=node, confirmations=_confirmations(cat))
+    beats = beats.drop_encoding()
+    feats, responses = session_results(beats, node)
+    provenance = {**provenance, **review_provenance(beats)}
+    groups = {"beats": beats, "features": feats, "responses": responses}
+    if provenance["review_edits"]:
+        groups["detector"] = detector_beats(detector)
+    attrs = {k: v for k, v in provenance.items() if k != "created"}
+    for name, ds in groups.items():
+        if ds is not None:
+            ds.attrs.update(
+                attrs
+                if name != "detector"
+                else {k: v for k, v in attrs.items() if k not in _REVIEW_ATTRS}
+            )
+    store.write_session(subject, session, groups, provenance)
+    return beats, feats, provenance
+
+
+def _detector_table(store: DerivedStore, subject: str, session: str) -> xr.Dataset:
+    """The detector's beat table of a processed session (see :func:`detector_beats`)."""
+    stored = store.read_session(subject, session, "detector")
+    return stored if stored is not None else detector_beats(_stored_beats(store, subject, session))
 
 
 # --- public functions -------------------------------------------------------------------
@@ -439,20 +830,56 @@ def _beat_indices(beats, n: int, subject: str, session: str) -> np.ndarray:
     return np.unique(arr.astype(np.int64))
 
 
-def _event_time(time) -> str:
+def _event_time(time, what: str = "flag_beats") -> str:
     if time is None:
         stamp = pd.Timestamp.now(tz="UTC")
     else:
         try:
             stamp = pd.Timestamp(time)
         except (ValueError, TypeError) as err:
-            raise CardiolabError(
-                f"flag_beats: time {time!r} is not a date and time: {err}"
-            ) from None
+            raise CardiolabError(f"{what}: time {time!r} is not a date and time: {err}") from None
         if pd.isna(stamp):
-            raise CardiolabError(f"flag_beats: time {time!r} is not a date and time")
+            raise CardiolabError(f"{what}: time {time!r} is not a date and time")
         stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.isoformat()
+
+
+def _append(store: DerivedStore, subject, session, action, reviewer, reason, time, what, **fields):
+    if not isinstance(reason, str):
+        raise CardiolabError(f"{subject} {session}: reason must be text, got {reason!r}")
+    event = {
+        "time": _event_time(time, what),
+        "reviewer": reviewer,
+        "action": action,
+        "reason": reason,
+        "subject": subject,
+        "session": session,
+        "cardiolab_version": __version__,
+        **fields,
+    }
+    n = store.append_event(subject, session, event)
+    log.info("%s %s: event %d, %s: %s (%s)", subject, session, n, reviewer, action, reason)
+    return n
+
+
+def _current(cat, store: DerivedStore, subject: str, session: str):
+    """The reviewed beat table the reviewer sees now, and the session node if opened."""
+    stored = _stored_beats(store, subject, session)
+    last = last_event_id(store, subject, session)
+    if (
+        int(stored.attrs.get("review_last_event", -1)) == last
+        and int(stored.attrs.get("review_confirmations", 1) or 1) == _confirmations(cat)
+        and "beat_edit" in stored
+    ):
+        return stored, None
+    detector = _detector_table(store, subject, session)
+    trail = read_trail(store, subject, session)
+    confirmations = _confirmations(cat)
+    status = change_status(trail, confirmations) if len(trail) else pd.Series(dtype=object)
+    node = None
+    if len(trail) and ((trail["action"] == "edit") & (status == "in effect")).any():
+        node = cat.open_session(subject, session)
+    return apply_review(detector, trail, session=node, confirmations=confirmations), node
 
 
 def flag_beats(
@@ -461,8 +888,9 @@ def flag_beats(
     session: str,
     beats,
     *,
-    reviewer: str,
+    reviewer: str | None = None,
     flagged: bool = True,
+    channel: str = "beat",
     reason: str = "artefact",
     time=None,
 ) -> ReviewState:
@@ -478,18 +906,22 @@ def flag_beats(
     subject, session : str
         The session (e.g. ``"S01"``, ``"R+1"``); it must have been processed.
     beats : array-like of int, or of bool
-        Beat indices in the session's stored beat table (dim ``beat``), or a boolean
-        mask with one value per beat.
-    reviewer : str
-        Who decides (a name or login; required, not empty).
+        Beat indices in the session's reviewed beat table (dim ``beat``, as
+        :func:`reviewed_beats` gives it), or a boolean mask with one value per beat.
+    reviewer : str, optional
+        Who decides (a login); default the operating-system user
+        (:func:`default_reviewer`).
     flagged : bool
         ``True`` to flag the beats as artefacts, ``False`` to unflag them.
+    channel : {"beat", "abp", "doppler", "ldf"}
+        What the flag voids: the whole beat (its RR intervals and every channel's
+        values), or only that channel's values of the beat (``abp``: pressures,
+        stroke volume, CVC; the RR interval stays).
     reason : str
         Why (free text, e.g. ``"motion artefact"``).
     time : str, datetime or pandas.Timestamp, optional
         When (default now); stored as UTC ISO 8601. A time without a time zone is
-        taken as UTC. Events are ordered by their id (the order they were recorded),
-        not by this time.
+        taken as UTC. Events are ordered by their id, not by this time.
 
     Returns
     -------
@@ -501,8 +933,8 @@ def flag_beats(
     CatalogError
         If the catalog has no such subject or session (naming it).
     CardiolabError
-        If the reviewer is empty, no beats are given, a beat index is out of range
-        (naming it), or the session has not been processed yet.
+        If the reviewer is empty, the channel unknown, no beats are given, a beat
+        index is out of range (naming it), or the session has not been processed.
 
     Examples
     --------
@@ -510,60 +942,298 @@ def flag_beats(
     ...                    reviewer="mh", reason="motion artefact")  # doctest: +SKIP
     >>> state.n_flagged  # doctest: +SKIP
     3
-    >>> flag_beats("data_catalog.yaml", "S01", "R+1", [57], reviewer="mh",
-    ...            flagged=False, reason="beat is fine")  # doctest: +SKIP
-    <ReviewState S01 R+1: 2 of 712 beats flagged, 2 event(s) by mh, ...>
+    >>> flag_beats("data_catalog.yaml", "S01", "R+1", [57], channel="abp",
+    ...            reason="finger cuff recalibration")  # doctest: +SKIP
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    if not isinstance(reviewer, str) or not reviewer.strip():
+    who = _reviewer(reviewer, f"{subject} {session}", "flag_beats")
+    if channel not in CHANNELS:
         raise CardiolabError(
-            f"{subject} {session}: flag_beats needs a reviewer (a non-empty name), got {reviewer!r}"
+            f"{subject} {session}: unknown channel {channel!r} (one of {', '.join(CHANNELS)})"
         )
-    if not isinstance(reason, str):
-        raise CardiolabError(f"{subject} {session}: reason must be text, got {reason!r}")
-    derived = derived_store(cat)
-    stored = _stored_beats(derived, subject, session)
-    t = np.asarray(stored["t"].values, dtype=float)
+    store = derived_store(cat)
+    current, _ = _current(cat, store, subject, session)
+    t = np.asarray(current["t"].values, dtype=float)
     idx = _beat_indices(beats, t.size, subject, session)
-    event = {
-        "time": _event_time(time),
-        "reviewer": reviewer.strip(),
-        "action": "flag" if flagged else "unflag",
-        "beats": idx.tolist(),
-        "reason": reason,
-        "beat_t": t[idx].tolist(),
-        "beat_table": _beat_table_id(t),
-        "subject": subject,
-        "session": session,
-        "cardiolab_version": __version__,
-    }
-    n = derived.append_event(subject, session, event)
-    log.info(
-        "%s %s: event %d, %s %s %d beat(s) (%s)",
+    _append(
+        store,
         subject,
         session,
-        n,
-        event["reviewer"],
-        event["action"] + "s",
-        idx.size,
+        "flag" if flagged else "unflag",
+        who,
         reason,
+        time,
+        "flag_beats",
+        channel=channel,
+        beats=idx.tolist(),
+        beat_t=t[idx].tolist(),
+        beat_table=_beat_table_id(t),
     )
-    return _state(derived, subject, session, stored)
+    return _state(cat, store, subject, session)
 
 
-def _state(derived: DerivedStore, subject: str, session: str, stored: xr.Dataset) -> ReviewState:
-    trail = read_trail(derived, subject, session)
-    t = np.asarray(stored["t"].values, dtype=float)
-    flags, unmatched = _flag_vector(t, trail, MATCH_TOLERANCE_S)
-    attrs = derived.session_attrs(subject, session) or {}
+def _beats_at(current: xr.Dataset, items, what: str, where: str) -> np.ndarray:
+    """Beat indices of ``items``: ints are indices, floats R-peak times (s)."""
+    t = np.asarray(current["t"].values, dtype=float)
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | np.integer | float | np.floating):
+            raise CardiolabError(f"{where}: {what}: {item!r} is neither a beat index nor a time")
+        if isinstance(item, int | np.integer):
+            if not 0 <= int(item) < t.size:
+                raise CardiolabError(
+                    f"{where}: {what}: beat index {int(item)} out of range (0 to {t.size - 1})"
+                )
+            out.append(int(item))
+            continue
+        idx, missing = _match_times(t, np.asarray([float(item)]), MATCH_TOLERANCE_S)
+        if missing:
+            raise CardiolabError(
+                f"{where}: {what}: no beat within {MATCH_TOLERANCE_S * 1000:.0f} ms of "
+                f"{float(item):.3f} s"
+            )
+        out.append(int(idx[0]))
+    return np.asarray(out, dtype=np.int64)
+
+
+def _snap(node, current: xr.Dataset, times, where: str, window_s: float) -> np.ndarray:
+    """R-peak times (s) of the beats a reviewer places near ``times``, on the ECG."""
+    ecg, fs, t0 = _ecg(node, where)
+    times = np.asarray(times, dtype=float)
+    if not np.isfinite(times).all():
+        raise CardiolabError(f"{where}: beat times must be finite, got {times.tolist()}")
+    x = np.asarray(ecg.values)
+    beats_now = np.round((np.asarray(current["t"].values, dtype=float) - t0) * fs)
+    polarity = qrs_polarity(x, fs, beats_now.astype(np.int64))
+    marks = np.round((times - t0) * fs).astype(np.int64)
+    try:
+        samples = snap_r_peak(x, fs, marks, window_s=window_s, polarity=polarity)
+    except SignalQualityError as err:
+        raise SignalQualityError(f"{where}: {err}") from None
+    return t0 + samples / fs
+
+
+def edit_beats(
+    catalog,
+    subject: str,
+    session: str,
+    *,
+    insert=(),
+    delete=(),
+    move=(),
+    reason: str = "",
+    reviewer: str | None = None,
+    window_s: float = R_PEAK_SNAP_S,
+    recompute: bool = True,
+    time=None,
+) -> ReviewState:
+    """Insert, delete or move R-peaks of a session: one event of its audit trail.
+
+    The edit applies on top of the detector's R-peaks (raw data and the detector's
+    output are never changed). An inserted or moved beat is placed on the ECG's local
+    maximum (of the lead's QRS polarity, :func:`cardiolab.signals.ecg.qrs_polarity`)
+    within ``+-window_s`` of the time given
+    (:func:`cardiolab.signals.ecg.snap_r_peak`), as the beat editors of Kubios HRV
+    (Tarvainen et al. 2014, "Kubios HRV - heart rate variability analysis software",
+    Comput Methods Programs Biomed 113:210) and systole (Legrand & Allen 2022) add a
+    beat at the local maximum. With ``recompute`` the beat table (RR, HR and every
+    channel's per-beat values of the beats around each edit) and the features are
+    recomputed and stored (:func:`recompute_features`).
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        The campaign catalog.
+    subject, session : str
+        The session; it must have been processed and have an ECG.
+    insert : sequence of float
+        Times (s from the session start) of beats to add.
+    delete : sequence of int or float
+        Beats to remove: indices in the reviewed beat table (int) or R-peak times
+        (float, s; the beat within :data:`MATCH_TOLERANCE_S`).
+    move : sequence of (old, new)
+        Beats to move: ``old`` an index or R-peak time as for ``delete``, ``new`` the
+        time (s) to move it to (placed on the ECG as an insertion).
+    reason : str
+        Why (free text).
+    reviewer : str, optional
+        Who (default the operating-system user, :func:`default_reviewer`).
+    window_s : float
+        Half-width (s) of the window an inserted or moved beat is placed in.
+    recompute : bool
+        Recompute and store the beats and features now.
+    time : str, datetime or pandas.Timestamp, optional
+        When (default now), as for :func:`flag_beats`.
+
+    Returns
+    -------
+    ReviewState
+        The session's review after the edit.
+
+    Raises
+    ------
+    CatalogError
+        If the catalog has no such subject or session.
+    CardiolabError
+        If nothing is given, a beat to delete or move is not found, an inserted beat
+        falls on an existing one, or the session has no ECG.
+    SignalQualityError
+        If a time lies outside the ECG.
+
+    Examples
+    --------
+    >>> edit_beats("data_catalog.yaml", "S01", "R+1", insert=[132.41],
+    ...            delete=[57], move=[(80, 171.02)], reason="missed beat")  # doctest: +SKIP
+    """
+    cat = _catalog(catalog)
+    _check_session(cat, subject, session)
+    where = f"{subject} {session}"
+    who = _reviewer(reviewer, where, "edit_beats")
+    insert, delete, move = list(insert), list(delete), [tuple(m) for m in move]
+    if not (insert or delete or move):
+        raise CardiolabError(f"{where}: edit_beats: nothing to insert, delete or move")
+    if any(len(m) != 2 for m in move):
+        raise CardiolabError(f"{where}: edit_beats: each move is a pair (old, new), got {move}")
+    store = derived_store(cat)
+    current, node = _current(cat, store, subject, session)
+    node = node if node is not None else cat.open_session(subject, session)
+    t = np.asarray(current["t"].values, dtype=float)
+    gone = _beats_at(current, delete, "delete", where)
+    moved = _beats_at(current, [m[0] for m in move], "move", where)
+    if (
+        np.intersect1d(gone, moved).size
+        or np.unique(np.r_[gone, moved]).size < gone.size + moved.size
+    ):
+        raise CardiolabError(f"{where}: edit_beats: a beat is named twice")
+    added = _snap(node, current, insert, where, window_s) if insert else np.zeros(0)
+    to = _snap(node, current, [m[1] for m in move], where, window_s) if move else np.zeros(0)
+    remaining = np.delete(t, np.r_[gone, moved])
+    for new in np.r_[added, to]:
+        near = np.abs(remaining - new) <= MATCH_TOLERANCE_S
+        if near.any():
+            raise CardiolabError(
+                f"{where}: edit_beats: the beat placed at {new:.3f} s falls on an existing "
+                f"beat at {remaining[near][0]:.3f} s (within {MATCH_TOLERANCE_S * 1000:.0f} ms)"
+            )
+    changed = np.r_[gone, moved]
+    _append(
+        store,
+        subject,
+        session,
+        "edit",
+        who,
+        reason,
+        time,
+        "edit_beats",
+        channel="beat",
+        beats=changed.tolist(),
+        beat_t=t[changed].tolist(),
+        beat_table=_beat_table_id(t),
+        insert_t=added.tolist(),
+        delete_t=t[changed].tolist(),
+        move=[[float(t[i]), float(n)] for i, n in zip(moved, to, strict=True)],
+        window_s=float(window_s),
+    )
+    if recompute:
+        recompute_features(cat, subject, session)
+    return _state(cat, store, subject, session)
+
+
+def confirm_change(
+    catalog,
+    subject: str,
+    session: str,
+    event_id: int,
+    *,
+    agree: bool = True,
+    reason: str = "",
+    reviewer: str | None = None,
+    recompute: bool = True,
+    time=None,
+) -> ReviewState:
+    """Confirm (or reject) another reviewer's change: the second pair of eyes.
+
+    Under ``review: {confirmations: 2}`` in the catalog, a flag or beat edit takes
+    effect only once a reviewer other than its author confirms it
+    (:func:`change_status`); a rejection makes it a disagreement, listed by
+    :func:`pending_changes` and on the Campaign page.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        The campaign catalog.
+    subject, session : str
+        The session.
+    event_id : int
+        The change (a flag, unflag or edit event of the session's trail).
+    agree : bool
+        ``True`` to confirm, ``False`` to reject.
+    reason : str
+        Why (free text).
+    reviewer : str, optional
+        Who (default the operating-system user); not the change's author.
+    recompute : bool
+        Recompute and store the beats and features now.
+    time : optional
+        When (default now).
+
+    Returns
+    -------
+    ReviewState
+
+    Raises
+    ------
+    CardiolabError
+        If the event is not a change of this session, or the reviewer is its author.
+    """
+    cat = _catalog(catalog)
+    _check_session(cat, subject, session)
+    where = f"{subject} {session}"
+    who = _reviewer(reviewer, where, "confirm_change")
+    store = derived_store(cat)
+    trail = read_trail(store, subject, session)
+    row = trail[trail["event_id"] == int(event_id)]
+    if not len(row) or row["action"].iloc[0] not in CHANGE_ACTIONS:
+        changes = trail.loc[trail["action"].isin(CHANGE_ACTIONS), "event_id"].tolist()
+        raise CardiolabError(
+            f"{where}: event {event_id} is not a change of the trail (its changes: {changes})"
+        )
+    if row["reviewer"].iloc[0] == who:
+        raise CardiolabError(
+            f"{where}: event {event_id} is {who}'s own change: another reviewer confirms it"
+        )
+    _append(
+        store,
+        subject,
+        session,
+        "confirm" if agree else "reject",
+        who,
+        reason,
+        time,
+        "confirm_change",
+        refers_to=int(event_id),
+    )
+    if recompute:
+        recompute_features(cat, subject, session)
+    return _state(cat, store, subject, session)
+
+
+def _state(cat, store: DerivedStore, subject: str, session: str) -> ReviewState:
+    current, _ = _current(cat, store, subject, session)
+    trail = read_trail(store, subject, session)
+    confirmations = _confirmations(cat)
+    trail["status"] = change_status(trail, confirmations) if len(trail) else []
+    flags = np.asarray(current["reviewer_flag"].values, dtype=bool)
+    attrs = store.session_attrs(subject, session) or {}
     return ReviewState(
         subject=subject,
         session=session,
         trail=trail,
-        flags=pd.Series(flags, index=pd.RangeIndex(t.size, name="beat"), name="reviewer_flag"),
+        flags=pd.Series(flags, index=pd.RangeIndex(flags.size, name="beat"), name="reviewer_flag"),
         applied_event=int(attrs.get("review_last_event", 0)),
-        unmatched=unmatched,
+        unmatched=int(current.attrs.get("review_unmatched", 0)),
+        confirmations=confirmations,
     )
 
 
@@ -580,9 +1250,9 @@ def review_state(catalog, subject: str, session: str) -> ReviewState:
     Returns
     -------
     ReviewState
-        ``.trail`` (every event, in order), ``.flags`` (bool per beat, the last event
-        naming a beat wins), ``.n_flagged``, ``.pending`` (features not yet
-        recomputed since the last event).
+        ``.trail`` (every event, in order, with its ``status``), ``.flags`` (bool
+        per beat of the reviewed table), ``.n_flagged``, ``.pending`` (features not
+        yet recomputed since the last event), ``.n_waiting``, ``.n_disagreements``.
 
     Raises
     ------
@@ -594,16 +1264,15 @@ def review_state(catalog, subject: str, session: str) -> ReviewState:
     Examples
     --------
     >>> state = review_state("data_catalog.yaml", "S01", "R+1")  # doctest: +SKIP
-    >>> state.trail[["event_id", "time", "reviewer", "action", "n_beats"]]  # doctest: +SKIP
+    >>> state.trail[["event_id", "time", "reviewer", "action", "status"]]  # doctest: +SKIP
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = derived_store(cat)
-    return _state(derived, subject, session, _stored_beats(derived, subject, session))
+    return _state(cat, derived_store(cat), subject, session)
 
 
 def reviewed_beats(catalog, subject: str, session: str) -> xr.Dataset:
-    """The stored beat table of a session with its review applied.
+    """The beat table of a session with its review applied.
 
     Parameters
     ----------
@@ -615,10 +1284,9 @@ def reviewed_beats(catalog, subject: str, session: str) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        Dim ``beat``: the stored beat table (loaded), with ``reviewer_flag`` (bool,
-        units "1"), ``auto_valid`` (the detector's validity) and ``valid`` =
-        ``auto_valid & ~reviewer_flag``; attrs ``review_events``,
-        ``review_last_event``, ``review_flagged``, ``review_unmatched``.
+        Dim ``beat``: the stored beat table when it includes the trail's last event,
+        else the detector's table with the trail applied (:func:`apply_review`: beat
+        edits, ``reviewer_flag``, ``auto_valid``, ``valid``, channel flags).
 
     Examples
     --------
@@ -628,22 +1296,18 @@ def reviewed_beats(catalog, subject: str, session: str) -> xr.Dataset:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = derived_store(cat)
-    beats = _stored_beats(derived, subject, session)
-    return apply_review(beats, read_trail(derived, subject, session))
+    return _current(cat, derived_store(cat), subject, session)[0]
 
 
 def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
-    """Recompute a session's features from its reviewed beats and store them.
+    """Recompute a session's reviewed beats and features and store them.
 
-    The stored beat table is not recomputed: the review is applied to it
-    (:func:`apply_review`), :func:`cardiolab.features.session.session_results` recomputes
-    the per-epoch features (reviewer-flagged beats are excluded from every per-beat
-    channel: RR intervals bounded by them, pressures, Doppler indices and beat LDF
-    flux; the LDF vasomotion band powers come from the continuous raw LDF and are not
-    affected), and the session group is rewritten atomically with the reviewed beat
-    table and the new features. :func:`cardiolab.pipeline.features_table` then
-    reflects the review.
+    The detector's beats are not detected again: the trail is applied to the
+    detector's stored table (:func:`write_reviewed_session`); beat edits rebuild the
+    per-beat values from the raw signals on the edited R-peaks. Reviewer-flagged beats
+    are excluded from every per-beat channel (RR intervals bounded by them, pressures,
+    Doppler indices and beat LDF flux), channel flags from that channel only; the LDF
+    vasomotion band powers come from the continuous raw LDF and are not affected.
 
     Parameters
     ----------
@@ -656,8 +1320,7 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
     -------
     xarray.Dataset
         The new features (dim ``epoch``), with the session's provenance attrs plus
-        ``review_events`` (number of reviewer events applied), ``review_last_event``
-        (id of the last one), ``review_flagged`` and ``review_unmatched``.
+        :func:`review_provenance`.
 
     Raises
     ------
@@ -675,27 +1338,318 @@ def recompute_features(catalog, subject: str, session: str) -> xr.Dataset:
     """
     cat = _catalog(catalog)
     _check_session(cat, subject, session)
-    derived = derived_store(cat)
-    with derived.lease(subject, session):
+    store = derived_store(cat)
+    with store.lease(subject, session):
         for _ in range(5):  # again if an event was appended while we worked
-            stored = _stored_beats(derived, subject, session)
-            attrs = dict(derived.session_attrs(subject, session) or {})
-            trail = read_trail(derived, subject, session)
-            beats = apply_review(stored, trail).drop_encoding()
-            feats, responses = session_results(beats, cat.open_session(subject, session))
-            attrs.update(review_provenance(beats))
-            for ds in (beats, feats, responses):
-                if ds is not None:
-                    ds.attrs.update({k: v for k, v in attrs.items() if k != "created"})
-            groups = {"beats": beats, "features": feats, "responses": responses}
-            derived.write_session(subject, session, groups, attrs)
-            if last_event_id(derived, subject, session) == attrs["review_last_event"]:
+            detector = _detector_table(store, subject, session)
+            attrs = dict(store.session_attrs(subject, session) or {})
+            attrs = {k: v for k, v in attrs.items() if k not in _REVIEW_ATTRS}
+            node = cat.open_session(subject, session)
+            _, feats, attrs = write_reviewed_session(
+                cat, store, subject, session, detector, node, attrs
+            )
+            if last_event_id(store, subject, session) == attrs["review_last_event"]:
                 break
     log.info(
-        "%s %s: features recomputed with %d reviewer event(s), %d beat(s) flagged",
+        "%s %s: beats and features recomputed with %d reviewer event(s): %d beat(s) "
+        "flagged, %d edited",
         subject,
         session,
         attrs["review_events"],
         attrs["review_flagged"],
+        attrs["review_edits"],
     )
     return feats
+
+
+# --- two-reviewer mode: what waits ------------------------------------------------------
+
+
+def pending_changes(catalog) -> pd.DataFrame:
+    """Changes of the whole campaign not in effect: waiting, or rejected by a reviewer.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        The campaign catalog.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per change: ``subject``, ``session``, ``event_id``, ``time``,
+        ``reviewer``, ``action``, ``channel``, ``n_beats``, ``reason``, ``status``
+        (``pending`` or ``disagreement``), ``confirmed_by`` and ``rejected_by``
+        (comma-separated reviewers), ``objection`` (the rejections' reasons).
+    """
+    cat = _catalog(catalog)
+    store = derived_store(cat)
+    confirmations = _confirmations(cat)
+    rows = []
+    for subject, session in _trail_sessions(cat, store):
+        trail = read_trail(store, subject, session)
+        if not len(trail):
+            continue
+        status = change_status(trail, confirmations)
+        answers = trail[trail["action"].isin(["confirm", "reject"])]
+        for ev, st in zip(trail.itertuples(index=False), status, strict=True):
+            if st not in ("pending", "disagreement"):
+                continue
+            mine = answers[answers["refers_to"] == ev.event_id]
+            rows.append(
+                {
+                    "subject": subject,
+                    "session": session,
+                    "event_id": ev.event_id,
+                    "time": ev.time,
+                    "reviewer": ev.reviewer,
+                    "action": ev.action,
+                    "channel": ev.channel,
+                    "n_beats": ev.n_beats,
+                    "reason": ev.reason,
+                    "status": st,
+                    "confirmed_by": ", ".join(mine.loc[mine["action"] == "confirm", "reviewer"]),
+                    "rejected_by": ", ".join(mine.loc[mine["action"] == "reject", "reviewer"]),
+                    "objection": "; ".join(mine.loc[mine["action"] == "reject", "reason"]),
+                }
+            )
+    columns = [
+        "subject", "session", "event_id", "time", "reviewer", "action", "channel",
+        "n_beats", "reason", "status", "confirmed_by", "rejected_by", "objection",
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --- verification and export ------------------------------------------------------------
+
+
+def verify_events(events: list[dict]) -> dict:
+    """Check the hash chain of a session's stored events (pure).
+
+    Each chained event must hash to its ``hash`` (:func:`cardiolab.derived.event_hash`)
+    and name the previous event's hash as its ``previous_hash`` (``""`` for the
+    first); ids must run 1, 2, 3 ... without a gap. Events written before the chain
+    (no ``hash``) cannot be verified: they make the trail *unchained* (all of them) or
+    *partly chained* (a prefix of them; the first chained event still covers the last
+    unchained one), never *verified*. An unchained event after a chained one is a
+    break. The chain shows any change of a stored event; removing the *last* events
+    leaves a shorter valid chain, which :func:`verify_trail` checks against the
+    session's provenance (``review_last_event``).
+
+    Parameters
+    ----------
+    events : list of dict
+        The stored events (:meth:`cardiolab.derived.DerivedStore.read_events`), in id
+        order.
+
+    Returns
+    -------
+    dict
+        ``status`` ("verified", "unchained", "partly chained", "broken", "empty"),
+        ``n_events``, ``first_broken`` (event id, 0 when none) and ``message``.
+
+    Examples
+    --------
+    >>> verify_events([])["status"]
+    'empty'
+    """
+    n = len(events)
+    if not n:
+        return {"status": "empty", "n_events": 0, "first_broken": 0, "message": "no events"}
+
+    def broken(ev_id, why):
+        return {
+            "status": "broken",
+            "n_events": n,
+            "first_broken": int(ev_id),
+            "message": f"event {ev_id}: {why}",
+        }
+
+    unchained = 0
+    previous = None
+    for i, event in enumerate(events, 1):
+        ev_id = event.get("event_id")
+        if ev_id != i:
+            return broken(i, f"missing or out of order (found id {ev_id!r} in its place)")
+        stored = event.get("hash")
+        if not stored:
+            if previous is not None and previous.get("hash"):
+                return broken(i, "has no hash but follows a chained event (hash removed?)")
+            unchained += 1
+            previous = event
+            continue
+        if event_hash(event) != stored:
+            return broken(i, "content changed since it was written (hash mismatch)")
+        expected = "" if previous is None else previous.get("hash") or event_hash(previous)
+        if event.get("previous_hash") != expected:
+            return broken(i, f"does not follow event {i - 1} (previous_hash mismatch)")
+        previous = event
+    if unchained == n:
+        status, msg = "unchained", f"{n} event(s) written before the hash chain: not verifiable"
+    elif unchained:
+        status = "partly chained"
+        msg = f"events 1-{unchained} predate the hash chain (unchained); {n - unchained} verified"
+    else:
+        status, msg = "verified", f"{n} event(s), hash chain intact"
+    return {"status": status, "n_events": n, "first_broken": 0, "message": msg}
+
+
+def _trail_sessions(cat, store: DerivedStore) -> list[tuple[str, str]]:
+    return [
+        (s, lab)
+        for s, lab in zip(cat.sessions["subject"], cat.sessions["session"], strict=True)
+        if store.event_ids(s, lab)
+    ]
+
+
+def _sessions_of(cat, store, subject, session):
+    if session is not None and subject is None:
+        raise CardiolabError("a session is named by its subject too (subject=...)")
+    if subject is not None and session is not None:
+        _check_session(cat, subject, session)
+        return [(subject, session)]
+    if subject is not None and subject not in set(cat.sessions["subject"]):
+        subjects = ", ".join(dict.fromkeys(cat.sessions["subject"]))
+        raise CatalogError(
+            f"unknown subject {subject!r} (the catalog's subjects: {subjects})", file=cat.path
+        )
+    return [(s, lab) for s, lab in _trail_sessions(cat, store) if subject in (None, s)]
+
+
+def verify_trail(catalog, subject=None, session=None, *, strict: bool = False) -> pd.DataFrame:
+    """Verify the hash chain of a session's audit trail, or of every trail of a campaign.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        The campaign catalog.
+    subject, session : str, optional
+        One session (both), one subject's sessions (``subject``), or every session
+        with a trail (neither).
+    strict : bool
+        Raise when a trail is not verified (broken, unchained or partly chained).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per session: ``subject``, ``session``, ``n_events``, ``status``
+        (see :func:`verify_events`), ``first_broken`` (the first broken event's id,
+        0 when none) and ``message``. A session whose provenance says more events
+        were applied than the trail holds is broken at the first missing event.
+
+    Raises
+    ------
+    CardiolabError
+        With ``strict``, naming the first session and event that fail.
+
+    Examples
+    --------
+    >>> verify_trail("data_catalog.yaml", "S01", "R+1")  # doctest: +SKIP
+      subject session  n_events    status  first_broken                          message
+    0     S01     R+1         3  verified             0  3 event(s), hash chain intact
+    """
+    cat = _catalog(catalog)
+    store = derived_store(cat)
+    rows = []
+    for subj, lab in _sessions_of(cat, store, subject, session):
+        result = verify_events(store.read_events(subj, lab))
+        applied = int((store.session_attrs(subj, lab) or {}).get("review_last_event", 0) or 0)
+        if result["status"] != "broken" and applied > result["n_events"]:
+            first = result["n_events"] + 1
+            result = {
+                "status": "broken",
+                "n_events": result["n_events"],
+                "first_broken": first,
+                "message": f"event {first}: missing (the stored results applied events up "
+                f"to {applied})",
+            }
+        rows.append({"subject": subj, "session": lab, **result})
+    table = pd.DataFrame(
+        rows, columns=["subject", "session", "n_events", "status", "first_broken", "message"]
+    )
+    if strict:
+        bad = table[~table["status"].isin(["verified", "empty"])]
+        if len(bad):
+            row = bad.iloc[0]
+            raise CardiolabError(
+                f"{store.url}: review trail of {row['subject']} {row['session']} is "
+                f"{row['status']}: {row['message']}"
+            )
+    return table
+
+
+def export_trail(catalog, path, *, subject=None, session=None, format=None) -> Path:
+    """Write the audit trail of a session, a subject or the campaign as CSV or JSON.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or Catalog
+        The campaign catalog.
+    path : str or pathlib.Path
+        The file to write (replaced if it exists).
+    subject, session : str, optional
+        As for :func:`verify_trail`.
+    format : {"csv", "json"}, optional
+        Default from the suffix of ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Notes
+    -----
+    JSON (UTF-8): ``{"campaign", "exported", "cardiolab_version", "sessions": [{"subject",
+    "session", "verification": {...}, "events": [...]}]}`` with each event exactly as
+    stored, so that the chain can be verified again from the file
+    (:func:`verify_events`). CSV (RFC 4180, UTF-8): one row per event, ``subject``,
+    ``session`` and the columns of :func:`read_trail` (time in UTC ISO 8601; tuples of
+    beats and times as space-separated numbers; moves as ``old>new``), plus
+    ``chain_status`` of the session.
+
+    Raises
+    ------
+    CardiolabError
+        If the format is neither CSV nor JSON.
+    """
+    path = Path(path)
+    fmt = (format or path.suffix.lstrip(".")).lower()
+    if fmt not in ("csv", "json"):
+        raise CardiolabError(f"{path}: export the trail as .csv or .json, not {fmt!r}")
+    cat = _catalog(catalog)
+    store = derived_store(cat)
+    checks = verify_trail(cat, subject, session)
+    if fmt == "json":
+        doc = {
+            "campaign": cat.campaign.name,
+            "exported": pd.Timestamp.now(tz="UTC").isoformat(),
+            "cardiolab_version": __version__,
+            "sessions": [
+                {
+                    "subject": row.subject,
+                    "session": row.session,
+                    "verification": {
+                        k: getattr(row, k) for k in ("status", "first_broken", "message")
+                    },
+                    "events": store.read_events(row.subject, row.session),
+                }
+                for row in checks.itertuples(index=False)
+            ],
+        }
+        path.write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=str), "utf-8")
+        return path
+    frames = []
+    for row in checks.itertuples(index=False):
+        trail = read_trail(store, row.subject, row.session)
+        trail.insert(0, "session", row.session)
+        trail.insert(0, "subject", row.subject)
+        trail["chain_status"] = row.status
+        frames.append(trail)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["subject", "session", *_TRAIL_COLUMNS, "chain_status"]
+    )  # fmt: skip
+    table["time"] = pd.to_datetime(table["time"], utc=True).map(lambda x: x.isoformat())
+    for col in ("beats", "beat_t", "insert_t", "delete_t"):
+        table[col] = table[col].map(lambda v: " ".join(repr(x) for x in v))
+    table["move"] = table["move"].map(lambda v: " ".join(f"{a!r}>{b!r}" for a, b in v))
+    table.to_csv(path, index=False, encoding="utf-8")
+    return path

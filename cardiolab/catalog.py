@@ -131,6 +131,15 @@ per challenge response and :func:`cardiolab.pipeline.responses_table` every resp
 (absolute and percent, windows, steps) with the outcomes of its kind
 (:mod:`cardiolab.features.challenges`).
 
+Review
+------
+A campaign whose beat changes need a second reviewer says so::
+
+    review:
+      confirmations: 2
+
+(default 1). See :class:`Review` and :mod:`cardiolab.annotations`.
+
 Measurements
 ------------
 Values taken once per session (ultrasound, laboratory) come in tables listed under
@@ -585,6 +594,19 @@ class MeasurementTableEntry(_Model):
         return self
 
 
+class Review(_Model):
+    """The review block: how many different reviewers a beat change needs.
+
+    ``confirmations: 1`` (default): a reviewer's flag or beat edit takes effect at
+    once. ``confirmations: 2`` (two-reviewer mode): it takes effect only once a second,
+    different reviewer has confirmed it (:func:`cardiolab.annotations.confirm_change`);
+    until then it is pending, and a rejection by another reviewer makes it a
+    disagreement, listed on the Campaign page.
+    """
+
+    confirmations: Annotated[int, Field(ge=1, le=5)] = 1
+
+
 class CatalogModel(_Model):
     """A whole catalog (format version 1)."""
 
@@ -599,6 +621,7 @@ class CatalogModel(_Model):
     subjects: Annotated[list[Subject], Field(min_length=1)]
     sessions: Annotated[list[SessionEntry], Field(min_length=1)]
     measurements: list[MeasurementTableEntry] = Field(default_factory=list)
+    review: Review = Field(default_factory=Review)
     storage_options: dict[str, typing.Any] = Field(default_factory=dict)
 
     @field_validator("storage_options")

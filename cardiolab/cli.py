@@ -1,4 +1,4 @@
-"""The ``cardiolab`` command line: demo, info, validate, process, fit, serve, lab, passwd.
+"""The ``cardiolab`` command line: demo, info, validate, process, fit, serve, lab, passwd, trail.
 
 Errors that a user can cause (a bad catalog, a missing file, a feature the table does
 not have) are printed as one clear message, without a traceback, and the command exits
@@ -239,6 +239,24 @@ def _cmd_fit(args) -> int:
     return _fit(_open(args), args.scheduler, args.workers, args.quiet, args.features)
 
 
+def _cmd_trail(args) -> int:
+    """``trail verify``: exit 1 if a trail is broken; ``trail export``: write CSV/JSON."""
+    from .annotations import export_trail, verify_trail
+
+    cat = _open(args)
+    if args.trail_command == "export":
+        path = export_trail(cat, args.output, subject=args.subject, session=args.session)
+        print(f"review trail written to {path}")
+        return 0
+    table = verify_trail(cat, args.subject, args.session)
+    if not len(table):
+        print("no review trail")
+        return 0
+    for row in table.itertuples(index=False):
+        print(f"{row.subject} {row.session}: {row.status}: {row.message}")
+    return 1 if (table["status"] == "broken").any() else 0
+
+
 def _cmd_info(args) -> int:
     cat = _open(args)
     sessions = cat.sessions
@@ -437,6 +455,21 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("file", help="credentials JSON file (created if absent)")
     pw.add_argument("user", help="user name")
     pw.set_defaults(func=_cmd_passwd)
+
+    trail = sub.add_parser("trail", help="verify or export the reviewers' audit trail")
+    trail_sub = trail.add_subparsers(dest="trail_command", required=True)
+    verify = trail_sub.add_parser(
+        "verify", help="check the hash chain of every trail (exit 1 if one is broken)"
+    )
+    verify.add_argument("catalog", help="path of a data_catalog.yaml")
+    export = trail_sub.add_parser("export", help="write the trail as CSV or JSON")
+    export.add_argument("catalog", help="path of a data_catalog.yaml")
+    export.add_argument("output", help="file to write (.csv or .json)")
+    for p in (verify, export):
+        p.add_argument("--subject", default=None, help="only this subject")
+        p.add_argument("--session", default=None, help="only this session (with --subject)")
+        _add_storage_option(p)
+        p.set_defaults(func=_cmd_trail)
 
     info = sub.add_parser("info", help="print a campaign's subjects x sessions matrix")
     info.add_argument("catalog", help="path of a data_catalog.yaml")

@@ -18,9 +18,11 @@ Layout (store format 2)
     <root>/<subject>/<session>/v-<id>/beats.parquet       dim beat
     <root>/<subject>/<session>/v-<id>/features.parquet    dim epoch
     <root>/<subject>/<session>/v-<id>/responses.parquet   dim response (challenges)
+    <root>/<subject>/<session>/v-<id>/detector.parquet    the detector's beats, kept
+                                                          while reviewer beat edits apply
     <root>/_runs/<subject>/<session>.json       the session's last run outcome
     <root>/_leases/<subject>/<session>.json     held while a run computes the session
-    <root>/_annotations/<subject>/<session>/e000001.json  review event 1, 2, ...
+    <root>/_annotations/<subject>/<session>/e000001.json  review event 1, 2, ... (hash-chained)
     <root>/stats/results.parquet                fit_all's results table
 
 A processed session is 4 objects (3 tables and the manifest), plus its run record and a
@@ -59,6 +61,7 @@ with :class:`cardiolab.errors.CardiolabError` naming the command that rewrites t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -93,6 +96,7 @@ __all__ = [
     "as_store",
     "derived_store",
     "describe_lease",
+    "event_hash",
 ]
 
 log = logging.getLogger("cardiolab")
@@ -131,6 +135,44 @@ def _json_default(obj):
 
 def _dumps(obj) -> str:
     return json.dumps(obj, default=_json_default)
+
+
+#: The keys of a stored review event that chain it to the trail (not hashed as content).
+EVENT_HASH_KEY = "hash"
+EVENT_PREVIOUS_KEY = "previous_hash"
+
+
+def event_hash(event: dict) -> str:
+    """SHA-256 (hex) of a review event's canonical JSON, without its own ``hash`` key.
+
+    The canonical form is RFC 8785-like: keys sorted, no insignificant whitespace,
+    UTF-8 (``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``).
+    An event's ``previous_hash`` is part of what is hashed, so each event's hash
+    covers the whole trail before it (a hash chain, as in Haber & Stornetta 1991,
+    "How to time-stamp a digital document"): changing any stored event changes its
+    hash, which no longer matches the ``hash`` it stores nor the ``previous_hash``
+    the next event stores.
+
+    Parameters
+    ----------
+    event : dict
+        A stored event (JSON types only).
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
+    Examples
+    --------
+    >>> event_hash({"action": "flag", "beats": [3]})[:12]
+    '2f3f91f4061a'
+    """
+    content = {k: v for k, v in event.items() if k != EVENT_HASH_KEY}
+    text = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _column(values: np.ndarray) -> pa.Array:
@@ -734,17 +776,35 @@ class DerivedStore:
         """Append a review event to a session's trail; returns its id (from 1).
 
         The event object ``e<id>.json`` is created only if absent: two writers at once
-        get two ids, and no event is ever rewritten.
+        get two ids, and no event is ever rewritten. It is chained to the event before
+        it: ``previous_hash`` is that event's ``hash`` (its :func:`event_hash` when it
+        predates the chain; ``""`` for the first event) and ``hash`` is this event's
+        :func:`event_hash`, computed for the id it is created under.
         """
         self._ensure_marker()
         folder = self._trail(subject, session)
         for _ in range(10_000):
             ids = self.event_ids(subject, session)
             n = (ids[-1] if ids else 0) + 1
-            data = _dumps({"event_id": n, **event}).encode()
-            if self._create(f"{folder}/e{n:06d}.json", data):
+            previous = self._read_event(folder, ids[-1]) if ids else None
+            stored = {
+                "event_id": n,
+                **{k: v for k, v in event.items() if k not in (EVENT_HASH_KEY, "event_id")},
+                EVENT_PREVIOUS_KEY: ""
+                if previous is None
+                else previous.get(EVENT_HASH_KEY) or event_hash(previous),
+            }
+            stored[EVENT_HASH_KEY] = event_hash(stored)
+            if self._create(f"{folder}/e{n:06d}.json", _dumps(stored).encode()):
                 return n
         raise CardiolabError(f"{folder}: could not append an event (10000 attempts)")
+
+    def _read_event(self, folder: str, n: int) -> dict:
+        path = f"{folder}/e{n:06d}.json"
+        event = self._get_json(path)
+        if event is None:
+            raise CardiolabError(f"{path}: review event missing")
+        return event
 
     def read_events(self, subject: str, session: str) -> list[dict]:
         """A session's review events (as :meth:`append_event` stored them), in id order.

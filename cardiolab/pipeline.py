@@ -14,12 +14,14 @@ and recomputes nothing. A session that fails is recorded (session, stage, error)
 the others finish. A run takes a session's lease before computing it: a second run at
 the same time skips that session and says so (status ``skipped``).
 
-Reviewer beat flags (:mod:`cardiolab.annotations`, kept in the derived store outside
-the session tables) are applied to every beat table before its features are
-computed: the stored ``beats`` carry ``reviewer_flag``, ``auto_valid`` and ``valid``
-(= ``auto_valid & ~reviewer_flag``), and the provenance attrs ``review_events`` and
-``review_last_event``. A cached session whose trail has grown since gets its features
-recomputed from its stored beats, without recomputing the beats.
+The reviewers' trail (:mod:`cardiolab.annotations`: flags and beat edits, kept in the
+derived store outside the session tables) is applied to every beat table before its
+features are computed, by the same function as a recomputation after a review
+(:func:`cardiolab.annotations.write_reviewed_session`): the stored ``beats`` carry
+``reviewer_flag``, ``auto_valid`` and ``valid`` (= ``auto_valid & ~reviewer_flag``), the
+channel flags, ``beat_edit``, and the provenance attrs ``review_events`` and
+``review_last_event``. A cached session whose trail has grown since gets its beats and
+features recomputed from the detector's stored beats, without detecting them again.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
+from .annotations import last_event_id, recompute_features, write_reviewed_session
 from .derived import DerivedStore, derived_store, describe_lease
 from .errors import CardiolabError, storage_error
 from .features.session import session_features, session_results
+from .signals import beats as signal_beats
 
 __all__ = [
     "Report",
@@ -205,15 +209,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         ``subject``, ``session``, ``status`` (done / cached / failed), ``stage``,
         ``error``, ``n_beats``, ``review_events``, ``seconds``.
     """
-    from .annotations import (
-        apply_review,
-        last_event_id,
-        read_trail,
-        recompute_features,
-        review_provenance,
-    )
     from .catalog import Catalog, open_catalog
-    from .signals.beats import beat_table
 
     t0 = time.perf_counter()
     out = {
@@ -286,7 +282,7 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
         # recordings)
         node = cat.open_session(subject, label, indexes=False, load_below=READ_AT_ONCE_BYTES)
         out["stage"] = "beats"
-        beats = beat_table(node)
+        beats = signal_beats.beat_table(node)
         provenance.update(
             n_beats=int(beats.sizes["beat"]),
             phase=node.attrs["phase"],
@@ -294,17 +290,11 @@ def process_session(catalog_path, subject: str, label: str, *, force: bool = Fal
             created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         beats.attrs.update(subject=subject, session=label)
-        out["stage"] = "review"  # reviewer flags apply to new beats too
-        beats = apply_review(beats, read_trail(store, subject, label))
+        # reviewer flags and beat edits apply to new beats too
         out["stage"] = "features"
-        feats, responses = session_results(beats, node)
-        out["stage"] = "write"
-        provenance.update(review_provenance(beats))
-        for ds in (beats, feats, responses):
-            if ds is not None:
-                ds.attrs.update({k: v for k, v in provenance.items() if k != "created"})
-        groups = {"beats": beats, "features": feats, "responses": responses}
-        store.write_session(subject, label, groups, provenance)
+        beats, _, provenance = write_reviewed_session(
+            cat, store, subject, label, beats, node, provenance
+        )
         out.update(
             status="done",
             stage="",

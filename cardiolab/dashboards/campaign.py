@@ -2,7 +2,9 @@
 
 A subjects x sessions matrix of processing status, a heat map of beat quality (the
 share of beats kept by the detector and the reviewers), the failures with their stage
-and error, and a button that processes what is not processed yet, with a progress bar.
+and error, the reviewers' changes still waiting for a second reviewer or rejected by
+one (two-reviewer mode, :func:`cardiolab.annotations.pending_changes`), and a button
+that processes what is not processed yet, with a progress bar.
 """
 
 from __future__ import annotations
@@ -72,7 +74,12 @@ class CampaignPage(pn.viewable.Viewer):
             pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
         )
         self._heatmap = holoviews_pane(None, sizing_mode="stretch_width")
-        # text quoting the catalog (names, labels) is escaped (escape_markdown)
+        # text quoting the catalog (names, labels) is escaped (escape_markdown); Tabulator's
+        # default (plaintext) formatter shows cell text as text, never HTML
+        self._pending = pn.widgets.Tabulator(
+            pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
+        )
+        self._review_summary = pn.pane.Markdown("", disable_math=True)
         self._summary = pn.pane.Markdown("", disable_math=True)
         self._progress = pn.indicators.Progress(value=0, max=1, visible=False, width=300)
         self._progress_text = pn.pane.Markdown("", disable_math=True)
@@ -94,6 +101,7 @@ class CampaignPage(pn.viewable.Viewer):
         fail = status[status["status"] == "failed"][["subject", "session", "stage", "error"]]
         self._failures.value = fail.reset_index(drop=True)
         counts = status["status"].value_counts()
+        self._refresh_review()
         self._summary.object = (
             f"**{escape_markdown(self._cat.campaign.name)}** "
             f"({escape_markdown(self._cat.campaign.kind)}): "
@@ -101,6 +109,27 @@ class CampaignPage(pn.viewable.Viewer):
             + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("processed", "failed", "not processed"))
             + f"; {int(status['review_events'].sum())} reviewer change(s)."
         )
+
+    def _refresh_review(self):
+        """The changes waiting for a second reviewer, and those another one rejected."""
+        from ..annotations import pending_changes
+
+        table = pending_changes(self._cat)
+        needed = self._cat.model.review.confirmations
+        mode = (
+            f"Two-reviewer mode: a beat change takes effect once {needed - 1} other "
+            "reviewer(s) confirm it."
+            if needed > 1
+            else "Each reviewer's change takes effect at once (catalog: review confirmations 1)."
+        )
+        waiting = int((table["status"] == "pending").sum())
+        disputed = int((table["status"] == "disagreement").sum())
+        self._review_summary.object = (
+            f"{mode} {waiting} change(s) awaiting confirmation, {disputed} disagreement(s)."
+        )
+        if len(table):
+            table = table.assign(time=table["time"].map(lambda x: x.isoformat(timespec="seconds")))
+        self._pending.value = table.reset_index(drop=True)
 
     async def _run(self, event=None):
         from ..derived import derived_store
@@ -143,5 +172,8 @@ class CampaignPage(pn.viewable.Viewer):
             self._heatmap,
             "### Failures",
             self._failures,
+            "### Review: pending changes and disagreements",
+            self._review_summary,
+            self._pending,
             sizing_mode="stretch_width",
         )

@@ -1,16 +1,22 @@
-"""Session review page: the linked signal view, the beat table, and beat flagging.
+"""Session review page: the linked signal view, the beat table, beat flags and edits.
 
 A reviewer picks a subject and a session, looks at the signals (ECG with R-peaks,
 pressure with SBP/DBP, LDF, Doppler, epochs shaded), selects beats on the beat plot
-(tap or box select) or types their numbers, and flags them as artefacts (or unflags
-them). Each change is appended to the session's audit trail in the derived store
-(:mod:`cardiolab.annotations`: reviewer, time, beats; the raw data is never touched)
-and the session's features are recomputed on the spot.
+(tap or box select) or types their numbers, and flags them as artefacts (the whole
+beat, or one channel's values), deletes them, nudges a beat's R-peak earlier or later,
+or clicks on the ECG to add a missed beat (placed on the local maximum) or to move the
+selected beat there. Each change is one signed event of the session's audit trail in
+the derived store (:mod:`cardiolab.annotations`; raw data and the detector's output
+are never touched) and the session's beat table and features are recomputed on the
+spot.
+
+Who signs is not typed on the page: it is the signed-in user when the server has a
+login, else the operating-system user of the server process (:func:`page_reviewer`),
+shown above the controls.
 """
 
 from __future__ import annotations
 
-import getpass
 import logging
 import re
 
@@ -25,9 +31,20 @@ from .app import escape_markdown, holoviews_pane
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["SessionReview", "parse_beat_list"]
+__all__ = ["NUDGE_S", "SessionReview", "page_reviewer", "parse_beat_list"]
 
 _BEAT_VARIABLES = ["rr", "hr", "sbp", "dbp", "map", "flux"]
+#: One press of a nudge button moves the selected beat's R-peak by this much (s).
+NUDGE_S = 0.004
+#: What a click on the ECG does.
+_CLICK_MODES = ["select beats", "insert a beat", "move the selected beat here"]
+#: Legend of the beat plot: label -> (colour, marker).
+_LEGEND = {
+    "kept beat": ("#1f3b73", "circle"),
+    "rejected by the detector": ("red", "circle"),
+    "flagged by a reviewer": ("red", "x"),
+    "added or moved by a reviewer": ("#2ca02c", "triangle"),
+}
 _FEATURE_COLUMNS = ["hr", "sdnn", "rmssd", "lf", "hf", "sbp", "dbp", "map", "brs", "flux", "cvc"]
 
 
@@ -54,14 +71,27 @@ def parse_beat_list(text: str) -> list[int]:
     return sorted(set(beats))
 
 
-def _default_reviewer() -> str:
+def page_reviewer() -> tuple[str, str]:
+    """Who signs the changes made on this page, and why it is that user.
+
+    Returns
+    -------
+    (str, str)
+        The signed-in user (``pn.state.user``) when the server has a login, else the
+        operating-system user of the server process
+        (:func:`cardiolab.annotations.default_reviewer`); and a phrase saying which.
+
+    Raises
+    ------
+    CardiolabError
+        If there is no login and the process has no user name.
+    """
+    from ..annotations import default_reviewer
+
     user = pn.state.user
     if user and user != "guest":
-        return str(user)
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name (containers)
-        return ""
+        return str(user), "signed-in user"
+    return default_reviewer(), "operating-system user of the server; no login"
 
 
 class SessionReview(pn.viewable.Viewer):
@@ -80,8 +110,15 @@ class SessionReview(pn.viewable.Viewer):
     variable = param.Selector(
         default="rr", objects=_BEAT_VARIABLES, doc="Beat variable to select on"
     )
-    reviewer = param.String(default="", doc="Who flags (stored with each change)")
     beat_text = param.String(default="", doc="Beat numbers to flag, e.g. 12, 15-18")
+    channel = param.Selector(
+        default="beat", objects=["beat", "abp", "doppler", "ldf"], doc="What a flag voids"
+    )
+    reason = param.String(default="", doc="Why (stored with each change)")
+    click_mode = param.Selector(
+        default=_CLICK_MODES[0], objects=_CLICK_MODES, doc="What a click on the ECG does"
+    )
+    change_id = param.Integer(default=0, bounds=(0, None), doc="A change of the audit trail")
 
     def __init__(self, catalog, subject=None, session=None, **params):
         from ..catalog import Catalog, open_catalog
@@ -91,8 +128,15 @@ class SessionReview(pn.viewable.Viewer):
         subjects = list(dict.fromkeys(sessions["subject"]))
         super().__init__(**params)
         self.param.subject.objects = subjects
-        self.reviewer = self.reviewer or _default_reviewer()
+        try:
+            self._reviewer, why = page_reviewer()
+            signer = f"Changes are signed by **{escape_markdown(self._reviewer)}** ({why})."
+        except CardiolabError as err:
+            self._reviewer = None
+            signer = f"No one to sign changes: {escape_markdown(err)}"
+        self._signer = pn.pane.Markdown(signer, disable_math=True, margin=(0, 10))
         self._selection = hv.streams.Selection1D()
+        self._tap = None
         # text quoting the data (names, errors) is escaped (escape_markdown)
         self._message = pn.pane.Alert(
             "", alert_type="light", visible=False, sizing_mode="stretch_width", disable_math=True
@@ -116,14 +160,29 @@ class SessionReview(pn.viewable.Viewer):
         )
         self._flag = pn.widgets.Button(name="Flag selected beats", button_type="danger")
         self._unflag = pn.widgets.Button(name="Unflag selected beats", button_type="success")
+        self._delete = pn.widgets.Button(name="Delete selected beats", button_type="warning")
+        self._earlier = pn.widgets.Button(name=f"◀ {NUDGE_S * 1000:.0f} ms", width=80)
+        self._later = pn.widgets.Button(name=f"{NUDGE_S * 1000:.0f} ms ▶", width=80)
         self._flag.on_click(lambda event: self._apply(True))
         self._unflag.on_click(lambda event: self._apply(False))
+        self._delete.on_click(lambda event: self._delete_selected())
+        self._earlier.on_click(lambda event: self._nudge(-NUDGE_S))
+        self._later.on_click(lambda event: self._nudge(NUDGE_S))
+        # two-reviewer mode: confirm or reject another reviewer's change
+        self._confirm = pn.widgets.Button(name="Confirm change", button_type="success")
+        self._reject = pn.widgets.Button(name="Reject change", button_type="danger")
+        self._confirm.on_click(lambda event: self.answer_change(True))
+        self._reject.on_click(lambda event: self.answer_change(False))
         self._beats = None
+        self._built = False
         self._tabs = pn.Tabs(
             ("Features", self._features),
             ("Beat table", self._beats_table),
             ("Audit trail", self._trail),
-            dynamic=True,  # only the visible table is sent to the browser
+            # not dynamic: Panel 1.9's dynamic Tabs draws a spacer as tall as each hidden
+            # table above the shown one (a blank ~200 px gap above the Features table);
+            # the beat table is paginated on the server, so all three are small
+            dynamic=False,
         )
         #: filled after the first paint (see _load)
         self._deferred = [self._points, self._tabs]
@@ -135,6 +194,7 @@ class SessionReview(pn.viewable.Viewer):
             if session is not None and session in self.param.session.objects:
                 self.session = session
         self._load(first=True)
+        self._built = True
 
     # --- data -----------------------------------------------------------------------
     @param.depends("subject", watch=True)
@@ -142,7 +202,12 @@ class SessionReview(pn.viewable.Viewer):
         rows = self._cat.sessions[self._cat.sessions["subject"] == self.subject]
         labels = list(rows["session"])
         self.param.session.objects = labels
-        if self.session not in labels:
+        if self.session in labels:
+            # the same label of another subject: no session event, so load it here
+            # (not while the page is built: it loads once, at the end of __init__)
+            if self._built:
+                self._load()
+        else:
             # prefer the first processed session
             from ..pipeline import campaign_status
 
@@ -196,57 +261,92 @@ class SessionReview(pn.viewable.Viewer):
 
     def _signal_view(self, node, beats):
         """The session's signals; a beat-level session (R-R or beat-to-beat export, no
-        waveform) shows its beat series instead, titled as the signals are."""
+        waveform) shows its beat series instead, titled as the signals are. A click on
+        the ECG panel inserts or moves a beat (``click_mode``)."""
         from ..schema import RAW_GROUPS
         from ..viz import beat_series, session_view
 
+        self._tap = hv.streams.Tap(x=None, y=None)
+        self._tap.add_subscriber(self._on_ecg_click)
         if any(group in node.children for group in RAW_GROUPS):
-            return session_view(node, beats)
+            return session_view(node, beats, ecg_streams=[self._tap])
         shown = [v for v in ("rr", "sbp", "dbp") if np.isfinite(beats[v].values).any()]
         title = f"{self.subject}/{self.session} (beat-level session: no waveform)"
         return beat_series(beats, shown).opts(title=title)
 
     @param.depends("variable", watch=True)
     def _draw_points(self):
+        """The beat plot: every beat selectable (row ``i`` is beat ``i``), reviewer
+        flags and edits marked on top, and a legend with a marker for each kind."""
         from ..viz import beat_points
 
         if self._beats is None:
             return
-        points = beat_points(self._beats, self.variable).opts(
+        points = beat_points(self._beats, self.variable)
+        points = points.relabel("").opts(
             tools=["tap", "box_select", "hover"],
             active_tools=["box_select"],
             responsive=True,
             height=220,
         )
-        flagged = self._beats["reviewer_flag"].values.astype(bool)
         t = self._beats["t"].values
         y = self._beats[self.variable].values
-        marks = hv.Scatter(
-            (t[flagged], y[flagged]), points.kdims, points.vdims[:1], label="flagged by reviewer"
-        ).opts(color="red", marker="x", size=10, line_width=2)
+        if y.ndim > 1:
+            y = y[:, 0]
+        flagged = self._beats["reviewer_flag"].values.astype(bool)
+        edited = (
+            self._beats["beat_edit"].values != 0
+            if "beat_edit" in self._beats
+            else np.zeros(t.size, dtype=bool)
+        )
+        masks = {
+            "kept beat": np.zeros(t.size, dtype=bool),  # legend only: the points show them
+            "rejected by the detector": np.zeros(t.size, dtype=bool),
+            "flagged by a reviewer": flagged,
+            "added or moved by a reviewer": edited,
+        }
+        layers = [points]
+        for label, (color, marker) in _LEGEND.items():
+            mask = masks[label]
+            # bokeh draws no legend marker for a glyph without data: a layer with no
+            # beat of its kind holds one point off the plot (NaN), for its legend entry
+            xy = (t[mask], y[mask]) if mask.any() else ([np.nan], [np.nan])
+            size = 5 if marker == "circle" else 10
+            fill = {} if marker != "triangle" else {"fill_alpha": 0.0}
+            layers.append(
+                hv.Scatter(xy, points.kdims, points.vdims[:1], label=label).opts(
+                    color=color, marker=marker, size=size, line_width=2, **fill
+                )
+            )
+        overlay = hv.Overlay(layers).opts(show_legend=True, legend_position="right")
         self._selection = hv.streams.Selection1D(source=points)
-        self._points.object = (points * marks).opts(show_legend=True)
+        self._points.object = overlay
 
     def _refresh(self, state):
         from ..pipeline import read_session_results
 
         beats = self._beats
         self._draw_points()
-        table = pd.DataFrame(
-            {
-                "beat": np.arange(beats.sizes["beat"]),
-                "t (s)": beats["t"].values.round(3),
-                "epoch": beats["epoch"].values.astype(str),
-                **{
-                    f"{v} ({beats[v].attrs.get('units', '')})": beats[v].values.round(2)
-                    for v in ("rr", "hr", "sbp", "dbp", "map", "flux")
-                    if v in beats
-                },
-                "auto_valid": beats["auto_valid"].values.astype(bool),
-                "reviewer_flag": beats["reviewer_flag"].values.astype(bool),
-            }
-        )
-        self._beats_table.value = table
+        columns = {
+            "beat": np.arange(beats.sizes["beat"]),
+            "t (s)": beats["t"].values.round(3),
+            "epoch": beats["epoch"].values.astype(str),
+            **{
+                f"{v} ({beats[v].attrs.get('units', '')})": beats[v].values.round(2)
+                for v in ("rr", "hr", "sbp", "dbp", "map", "flux")
+                if v in beats
+            },
+            "auto_valid": beats["auto_valid"].values.astype(bool),
+            "reviewer_flag": beats["reviewer_flag"].values.astype(bool),
+        }
+        for channel in ("abp", "doppler", "ldf"):
+            if f"reviewer_flag_{channel}" in beats:
+                columns[f"{channel} flag"] = beats[f"reviewer_flag_{channel}"].values.astype(bool)
+        if "beat_edit" in beats:
+            columns["edit"] = np.asarray(["", "inserted", "moved"], dtype=object)[
+                beats["beat_edit"].values.astype(int)
+            ]
+        self._beats_table.value = pd.DataFrame(columns)
         feats = read_session_results(
             self._cat.derived_path,
             self.subject,
@@ -263,24 +363,27 @@ class SessionReview(pn.viewable.Viewer):
             self._features.value = df.round(2)
         trail = state.trail
         if len(trail):
-            trail = trail[["event_id", "time", "reviewer", "action", "n_beats", "reason"]].copy()
-            trail["time"] = trail["time"].astype(str)
+            trail = trail[
+                ["event_id", "time", "reviewer", "action", "channel", "n_beats", "reason", "status"]
+            ].copy()
+            trail["time"] = trail["time"].map(lambda x: x.isoformat(timespec="seconds"))
         self._trail.value = pd.DataFrame(trail)
         n = beats.sizes["beat"]
-        attrs = self._node.attrs
-        subject, session, phase, day = map(
-            escape_markdown, (self.subject, self.session, attrs.get("phase"), attrs.get("day"))
-        )
+        edits = int(beats.attrs.get("review_edits", 0))
+        waiting = f", {state.n_waiting} awaiting a second reviewer" if state.n_waiting else ""
         self._summary.object = (
-            f"**{subject} {session}** ({phase}, day {day}): {n} beats, "
+            f"**{escape_markdown(self.subject)} {escape_markdown(self.session)}** "
+            f"({escape_markdown(self._node.attrs.get('phase'))}, day "
+            f"{escape_markdown(self._node.attrs.get('day'))}): {n} beats, "
             f"{int((~beats['auto_valid'].values.astype(bool)).sum())} rejected by the detector, "
-            f"**{state.n_flagged} flagged by reviewers** in {len(state.trail)} change(s)."
+            f"**{state.n_flagged} flagged by reviewers**, {edits} edited, in "
+            f"{len(state.trail)} change(s){waiting}."
         )
 
     # --- actions --------------------------------------------------------------------
     def _say(self, text, kind):
         """Show ``text`` (plain text: escaped, it may quote the data) in the message bar."""
-        self._message.object = escape_markdown(text)
+        self._message.object = escape_markdown(text) if text else ""
         self._message.alert_type = kind or "light"
         self._message.visible = bool(text)
 
@@ -290,57 +393,160 @@ class SessionReview(pn.viewable.Viewer):
         chosen |= set(parse_beat_list(self.beat_text)) if self.beat_text.strip() else set()
         return sorted(chosen)
 
+    def _change(self, what, done):
+        """Run one signed change (``what(reviewer)``), then show the recomputed session."""
+        from ..annotations import review_state, reviewed_beats
+
+        try:
+            if self._reviewer is None:
+                raise CardiolabError("no reviewer to sign the change (see above)")
+            with self._features.param.update(loading=True):
+                what(self._reviewer)
+                self._beats = reviewed_beats(self._cat, self.subject, self.session)
+        except CardiolabError as err:
+            self._say(str(err), "danger")
+            return
+        self.beat_text = ""
+        self._signals.object = self._signal_view(self._node, self._beats)
+        self._refresh(review_state(self._cat, self.subject, self.session))
+        self._say(f"{done} by {self._reviewer}; beats and features recomputed.", "success")
+
     def _apply(self, flagged: bool):
-        from ..annotations import flag_beats, recompute_features, review_state
+        from ..annotations import flag_beats, recompute_features
 
         try:
             beats = self.selected_beats()
             if not beats:
                 raise CardiolabError("select beats on the plot or type their numbers first")
-            if not self.reviewer.strip():
-                raise CardiolabError("enter the reviewer's name first: every change is signed")
-            with self._features.param.update(loading=True):
-                flag_beats(
-                    self._cat,
-                    self.subject,
-                    self.session,
-                    beats,
-                    reviewer=self.reviewer.strip(),
-                    flagged=flagged,
-                )
-                recompute_features(self._cat, self.subject, self.session)
         except CardiolabError as err:
             self._say(str(err), "danger")
             return
-        from ..annotations import reviewed_beats
+        channel = self.channel
 
-        self._beats = reviewed_beats(self._cat, self.subject, self.session)
-        self.beat_text = ""
-        self._refresh(review_state(self._cat, self.subject, self.session))
+        def what(reviewer):
+            flag_beats(
+                self._cat,
+                self.subject,
+                self.session,
+                beats,
+                reviewer=reviewer,
+                flagged=flagged,
+                channel=channel,
+                reason=self.reason or ("artefact" if flagged else ""),
+            )
+            recompute_features(self._cat, self.subject, self.session)
+
         verb = "flagged" if flagged else "unflagged"
-        self._say(
-            f"{len(beats)} beat(s) {verb} by {self.reviewer.strip()}; features recomputed.",
-            "success",
+        scope = "" if channel == "beat" else f" ({channel} values)"
+        self._change(what, f"{len(beats)} beat(s) {verb}{scope}")
+
+    def _edit(self, done, **edit):
+        from ..annotations import edit_beats
+
+        def what(reviewer):
+            edit_beats(
+                self._cat,
+                self.subject,
+                self.session,
+                reason=self.reason,
+                reviewer=reviewer,
+                **edit,
+            )
+
+        self._change(what, done)
+
+    def answer_change(self, agree: bool):
+        """Confirm (or reject) the change numbered ``change_id`` of the audit trail,
+        signed by this page's reviewer (two-reviewer mode)."""
+        from ..annotations import confirm_change
+
+        event = int(self.change_id)
+
+        def what(reviewer):
+            confirm_change(
+                self._cat,
+                self.subject,
+                self.session,
+                event,
+                agree=agree,
+                reason=self.reason,
+                reviewer=reviewer,
+            )
+
+        self._change(what, f"change {event} {'confirmed' if agree else 'rejected'}")
+
+    def _delete_selected(self):
+        beats = self.selected_beats()
+        if not beats:
+            self._say("select beats on the plot or type their numbers first", "danger")
+            return
+        self._edit(f"{len(beats)} beat(s) deleted", delete=beats)
+
+    def _one_selected(self):
+        beats = self.selected_beats()
+        if len(beats) != 1:
+            self._say(f"select one beat to move ({len(beats)} selected)", "danger")
+            return None
+        return beats[0]
+
+    def _nudge(self, step: float):
+        beat = self._one_selected()
+        if beat is None:
+            return
+        t = float(self._beats["t"].values[beat])
+        self._selection.event(index=[beat])
+        self._edit(
+            f"beat {beat} moved by {step * 1000:+.0f} ms", move=[(beat, t + step)], window_s=0.0
         )
+        self._selection.event(index=[beat])
+
+    def _on_ecg_click(self, x=None, y=None, **_):
+        """A click on the ECG: insert a beat there, or move the selected beat there."""
+        if x is None or self._beats is None or self.click_mode == _CLICK_MODES[0]:
+            return
+        if self.click_mode == _CLICK_MODES[1]:
+            self._edit(f"beat inserted near {x:.3f} s", insert=[float(x)])
+            return
+        beat = self._one_selected()
+        if beat is not None:
+            self._edit(f"beat {beat} moved to near {x:.3f} s", move=[(beat, float(x))])
 
     def __panel__(self):
         controls = pn.Row(
             pn.widgets.Select.from_param(self.param.subject, width=120),
             pn.widgets.Select.from_param(self.param.session, width=120),
             pn.widgets.Select.from_param(self.param.variable, name="beat variable", width=130),
-            pn.widgets.TextInput.from_param(self.param.reviewer, width=160),
             pn.widgets.TextInput.from_param(
-                self.param.beat_text, name="beats (e.g. 12, 15-18)", width=200
+                self.param.beat_text, name="beats (e.g. 12, 15-18)", width=180
             ),
+            pn.widgets.TextInput.from_param(self.param.reason, name="reason", width=160),
+        )
+        edits = pn.Row(
+            pn.widgets.Select.from_param(self.param.channel, name="flag applies to", width=120),
             pn.Column(self._flag, self._unflag),
+            pn.Column(self._delete, pn.Row(self._earlier, self._later)),
+            pn.widgets.RadioButtonGroup.from_param(
+                self.param.click_mode, name="a click on the ECG", button_type="light"
+            ),
+        )
+        confirmations = self._cat.model.review.confirmations
+        second = pn.Row(
+            pn.widgets.IntInput.from_param(
+                self.param.change_id, name="change (event id)", width=130
+            ),
+            pn.Column(self._confirm, self._reject),
+            visible=confirmations > 1,
         )
         return pn.Column(
             "## Session review",
+            self._signer,
             controls,
+            edits,
+            second,
             self._message,
             self._summary,
             self._signals,
-            "### Beats (tap or box-select to choose beats to flag)",
+            "### Beats (tap or box-select beats to flag, delete or move)",
             self._points,
             self._tabs,
             sizing_mode="stretch_width",

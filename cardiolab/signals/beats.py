@@ -234,6 +234,7 @@ def beat_table(
     chunk_s: float = CHUNK_S,
     age: float | None = None,
     sex: str | None = None,
+    r_peaks=None,
 ) -> xr.Dataset:
     """One row per heartbeat of a session, with every channel's per-beat values.
 
@@ -252,6 +253,11 @@ def beat_table(
         session's or its subject node's ``age`` or ``age_band`` attribute.
     sex : {"M", "F", "X"}, optional
         Subject's sex, idem (attribute ``sex``).
+    r_peaks : array-like of int, shape ``(n_beats,)``, optional
+        R-peak ECG sample indices to build the table on instead of the detector's
+        (a reviewer's edited beats, :mod:`cardiolab.annotations`): every per-beat
+        value (RR, quality, pressure, Doppler, LDF) is computed for these beats as for
+        detected ones. Sorted and made unique here.
 
     Returns
     -------
@@ -292,7 +298,15 @@ def beat_table(
     fs = float(ecg_ds.attrs["sampling_rate"])
     ecg = ecg_ds["ecg"]
     t0 = _start(ecg_ds)
-    if ecg.sizes["time"] > chunk_s * fs:
+    if r_peaks is not None:
+        peaks = np.unique(np.asarray(r_peaks, dtype=np.int64))
+        outside = peaks[(peaks < 0) | (peaks >= ecg.sizes["time"])]
+        if outside.size:
+            raise SignalQualityError(
+                f"R-peak sample(s) {outside[:5].tolist()} outside the ECG "
+                f"(0 to {ecg.sizes['time'] - 1})"
+            )
+    elif ecg.sizes["time"] > chunk_s * fs:
         peaks = detect_r_peaks_chunked(ecg.data, fs, chunk_s=chunk_s)
     else:
         peaks = detect_r_peaks(np.asarray(ecg.values), fs)

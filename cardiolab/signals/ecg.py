@@ -79,6 +79,8 @@ raw and a corrected series.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -88,6 +90,9 @@ from ._qrs import find_qrs, live_segments, place_peaks, qrs_energy, refine_peaks
 
 __all__ = [
     "detect_r_peaks",
+    "snap_r_peak",
+    "qrs_polarity",
+    "R_PEAK_SNAP_S",
     "r_wave_amplitude",
     "classify_rr",
     "RR_FLAGS",
@@ -235,6 +240,122 @@ def detect_r_peaks(ecg, fs: float | None = None, **parameters) -> np.ndarray:
         _odd(int(round(p["fiducial_highpass_s"] * fs))),
     )
     return refine_peaks(x, peaks, sign, max(int(round(p["refine_s"] * fs)), q))
+
+
+#: Half-width (s) of the window in which a reviewer's beat is placed on the ECG's
+#: largest deflection (:func:`snap_r_peak`): +-50 ms holds one QRS complex
+#: (80-120 ms wide) and no T wave (>= 200 ms after the R-peak).
+R_PEAK_SNAP_S = 0.050
+
+
+def snap_r_peak(
+    ecg, fs: float, sample, *, window_s: float = R_PEAK_SNAP_S, polarity: int | None = None
+) -> np.ndarray:
+    """Sample index of the R-peak nearest a reviewer's mark: the ECG's largest deflection.
+
+    For each mark, the local maximum of the ECG within ``+-window_s`` (the "add beat
+    at the local maximum" of Kubios HRV's and systole's beat editors), of the lead's
+    QRS polarity: with ``polarity=-1`` (a lead whose R-peaks the detector found as
+    negative deflections, e.g. MCL1 or an inverted lead) the local minimum; without a
+    polarity, the sample farthest from the window's median, of either sign. A beat
+    a reviewer adds by clicking near a complex then sits on the fiducial point the
+    detector marks (the peak of the QRS complex's largest deflection, as the MIT-BIH
+    annotations').
+
+    Parameters
+    ----------
+    ecg : numpy.ndarray
+        One ECG lead, shape ``(time,)``. Not modified; NaNs are ignored.
+    fs : float
+        Sampling rate (Hz).
+    sample : int or array-like of int, shape ``(n,)``
+        Marked sample indices (``round(time * fs)``).
+    window_s : float
+        Half-width of the search window (s); 0 keeps the marks (a nudge by a set
+        step).
+    polarity : {1, -1}, optional
+        Sign of the lead's R-peaks (:func:`qrs_polarity`).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape ``(n,)``
+        The R-peak sample of each mark.
+
+    Raises
+    ------
+    SignalQualityError
+        If a mark lies outside the ECG, or its window holds no finite sample.
+
+    Examples
+    --------
+    >>> x = np.zeros(1000); x[520] = 1.0
+    >>> snap_r_peak(x, 500.0, [510]).tolist()
+    [520]
+    """
+    x = np.asarray(ecg, dtype=float)
+    marks = np.atleast_1d(np.asarray(sample, dtype=np.int64))
+    outside = marks[(marks < 0) | (marks >= x.size)]
+    if outside.size:
+        raise SignalQualityError(
+            f"beat mark(s) at sample {outside[:5].tolist()} outside the ECG "
+            f"(0 to {x.size - 1}, {x.size / fs:.1f} s)"
+        )
+    half = max(int(round(window_s * fs)), 0)
+    idx = np.clip(marks[:, None] + np.arange(-half, half + 1)[None, :], 0, x.size - 1)
+    win = x[idx]
+    finite = np.isfinite(win)
+    empty = marks[~finite.any(axis=1)]
+    if empty.size:
+        raise SignalQualityError(
+            f"no ECG samples within +-{window_s * 1000:.0f} ms of sample(s) {empty[:5].tolist()}"
+        )
+    if polarity in (1, -1):
+        deflection = np.where(finite, polarity * win, -np.inf)
+    else:
+        with np.errstate(invalid="ignore"):
+            level = np.nanmedian(win, axis=1, keepdims=True)
+        deflection = np.where(finite, np.abs(win - level), -np.inf)
+    return idx[np.arange(marks.size), np.argmax(deflection, axis=1)].astype(np.int64)
+
+
+def qrs_polarity(ecg, fs: float, r_samples) -> int:
+    """Sign of a lead's R-peaks: +1 if they stand above the PR-segment level, else -1.
+
+    The median over beats of the ECG at the R-peak minus the median of the
+    :data:`R_AMPLITUDE_BASELINE_S` window before it (the isoelectric level, as
+    :func:`r_wave_amplitude`).
+
+    Parameters
+    ----------
+    ecg : numpy.ndarray
+        One ECG lead, shape ``(time,)``.
+    fs : float
+        Sampling rate (Hz).
+    r_samples : array-like of int, shape ``(n_beats,)``
+        R-peak sample indices (the detector's).
+
+    Returns
+    -------
+    int
+        +1 or -1 (+1 without beats).
+
+    Examples
+    --------
+    >>> x = np.zeros(1000); x[[300, 700]] = -1.0
+    >>> qrs_polarity(x, 500.0, [300, 700])
+    -1
+    """
+    x = np.asarray(ecg, dtype=float)
+    r = np.asarray(r_samples, dtype=np.int64)
+    r = r[(r >= 0) & (r < x.size)]
+    if r.size == 0:
+        return 1
+    a, b = (int(round(s * fs)) for s in R_AMPLITUDE_BASELINE_S)
+    idx = np.clip(r[:, None] + np.arange(a, b + 1)[None, :], 0, x.size - 1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        height = np.nanmedian(x[r] - np.nanmedian(x[idx], axis=1))
+    return -1 if height < 0 else 1
 
 
 #: Codes of :func:`classify_rr`.

@@ -315,7 +315,7 @@ def _m4(time: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
     return np.r_[0, inner, n - 1]
 
 
-def _trace(values, time, ydim, color, width, height, span=None) -> hv.DynamicMap:
+def _trace(values, time, ydim, color, width, height, span=None, streams=()) -> hv.DynamicMap:
     """A rasterised (dynamic, datashader) curve of one signal.
 
     The curve handed to datashader is cut to the visible time range first (a
@@ -328,7 +328,8 @@ def _trace(values, time, ydim, color, width, height, span=None) -> hv.DynamicMap
 
     ``span`` is the x range (s) the plot opens on (default: the signal's extent): the
     plot sets it on its range stream once drawn, and a range that is unchanged does
-    not aggregate the image a second time.
+    not aggregate the image a second time. ``streams`` (e.g. a ``Tap``) get the image
+    as their source.
     """
     frame = pd.DataFrame({TIME.name: time, ydim.name: values}, copy=False)
 
@@ -347,7 +348,10 @@ def _trace(values, time, ydim, color, width, height, span=None) -> hv.DynamicMap
     # to the view and the image covers the curve it is given (its own range stream
     # would also pass a whole-second zoom's integer bounds on to datashader, which
     # compiles a second, int-typed set of kernels for them: 6 s once)
-    return rasterize(source, width=width, height=height, streams=[hv.streams.PlotSize]).opts(
+    image = rasterize(source, width=width, height=height, streams=[hv.streams.PlotSize])
+    for stream in streams:
+        stream.source = image
+    return image.opts(
         backend="bokeh",
         cmap=[color],
         colorbar=False,
@@ -498,6 +502,7 @@ def session_view(
     rasterize: bool = True,
     width: int = 900,
     height: int = 170,
+    ecg_streams: Sequence[hv.streams.Stream] = (),
 ) -> hv.Layout:
     """Linked view of a session's signals on one time axis, with beats and epochs.
 
@@ -529,6 +534,10 @@ def session_view(
         curves: only for short recordings (a few 10^5 samples).
     width, height : int
         Size of each panel (screen pixels).
+    ecg_streams : sequence of holoviews.streams.Stream
+        Streams whose source is the ECG signal (e.g. a ``holoviews.streams.Tap``:
+        a click on the ECG panel gives its time ``x`` in s), for a review page that
+        adds beats where the reviewer clicks.
 
     Returns
     -------
@@ -593,8 +602,9 @@ def session_view(
         values = _load_once(da)
         t0 = float(time[0]) if time.size else 0.0
         color = CHANNEL_COLORS[group]
+        streams = ecg_streams if group == "ecg" else ()
         if do_raster:
-            layers = [_trace(values, time, ydim, color, width, height, span)]
+            layers = [_trace(values, time, ydim, color, width, height, span, streams)]
         else:
             frame = pd.DataFrame({TIME.name: time, ydim.name: values}, copy=False)
             layers = [
@@ -627,6 +637,9 @@ def session_view(
                 **legend,
             )
         )
+        if not do_raster:
+            for stream in streams:
+                stream.source = panels[-1]
     return hv.Layout(panels).opts(backend="bokeh", shared_axes=True).cols(1)
 
 
