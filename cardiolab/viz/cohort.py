@@ -267,6 +267,53 @@ def _pre_flight_mean(data: pd.DataFrame) -> float:
     return float(pre.groupby("subject")["value"].mean().mean())
 
 
+
+def _subject_layers(rows: pd.DataFrame, xdim, ydim, colors: dict) -> list:
+    """Each subject's values of one phase: one ``Segments`` (a line per subject) and one
+    ``Scatter`` (the points, coloured by subject, with a legend entry per subject).
+
+    Two glyphs for the whole crew, not two per subject: bokeh builds and the browser
+    draws a glyph renderer per element, and 8 subjects x 3 phases x 2 made the
+    Cohort page's timeline most of its 7-9 s redraw on a feature switch.
+    """
+    rows = rows.sort_values(["subject", "day"])
+    pts = pd.DataFrame(
+        {
+            xdim.name: rows["day"].to_numpy(dtype=float),
+            ydim.name: rows["value"].to_numpy(dtype=float),
+            "subject": rows["subject"].astype(str).to_numpy(),
+            "session": rows["session"].astype(str).to_numpy() if "session" in rows else "",
+        }
+    )
+    present = [s for s in colors if (pts["subject"] == s).any()]
+    if not present:
+        return []
+    cmap = {s: colors[s] for s in present}
+    # consecutive points of one subject joined: one segment per pair
+    nxt = pts.groupby("subject", sort=False).shift(-1)
+    joined = nxt[xdim.name].notna()
+    segments = pd.DataFrame(
+        {
+            "x0": pts.loc[joined, xdim.name],
+            "y0": pts.loc[joined, ydim.name],
+            "x1": nxt.loc[joined, xdim.name],
+            "y1": nxt.loc[joined, ydim.name],
+            "subject": pts.loc[joined, "subject"],
+        }
+    )
+    lines = hv.Segments(
+        segments,
+        kdims=[hv.Dimension("x0", label=xdim.label, unit=xdim.unit), ydim.clone("y0"), "x1", "y1"],
+        vdims=["subject"],
+    ).opts(
+        backend="bokeh", color="subject", cmap=cmap, line_width=1, alpha=0.7, show_legend=False
+    )
+    points = hv.Scatter(pts, kdims=[xdim], vdims=[ydim, "subject", "session"]).opts(
+        backend="bokeh", color="subject", cmap=cmap, size=5, tools=["hover"]
+    )
+    return [lines, points]
+
+
 def timeline(
     time_course=None,
     table: pd.DataFrame | None = None,
@@ -370,29 +417,7 @@ def timeline(
                         backend="bokeh", color=PHASE_COLORS[phase], line_width=3
                     )
                 )
-        rows = data[data["phase"] == phase]
-        for subject in subjects:
-            rs = rows[rows["subject"].astype(str) == subject].sort_values("day")
-            if rs.empty:
-                continue
-            pts = pd.DataFrame(
-                {
-                    name: rs["day"].to_numpy(dtype=float),
-                    ydim.name: rs["value"].to_numpy(dtype=float),
-                    "subject": subject,
-                    "session": rs["session"].astype(str).to_numpy() if "session" in rs else "",
-                }
-            )
-            layers.append(
-                hv.Curve(pts, kdims=[xdim], vdims=[ydim], label=subject).opts(
-                    backend="bokeh", color=colors[subject], line_width=1, alpha=0.7
-                )
-            )
-            layers.append(
-                hv.Scatter(
-                    pts, kdims=[xdim], vdims=[ydim, "subject", "session"], label=subject
-                ).opts(backend="bokeh", color=colors[subject], size=5, tools=["hover"])
-            )
+        layers.extend(_subject_layers(data[data["phase"] == phase], xdim, ydim, colors))
         if np.isfinite(b0):
             layers.append(
                 hv.HLine(b0, label=base_label).opts(
