@@ -24,6 +24,7 @@ import panel as pn
 import param
 
 from ..errors import CardiolabError
+from ..formatting import display_table
 from .app import escape_markdown, holoviews_pane
 
 log = logging.getLogger("cardiolab")
@@ -160,6 +161,12 @@ class CohortPage(pn.viewable.Viewer):
             "", alert_type="warning", visible=False, sizing_mode="stretch_width", disable_math=True
         )
         self._progress = pn.indicators.Progress(active=False, visible=False, width=200)
+        # shown as soon as another feature or epoch is chosen, until its plots are drawn
+        self._loading = pn.pane.Alert(
+            "", alert_type="info", visible=False, sizing_mode="stretch_width", disable_math=True
+        )
+        self._fits: dict = {}  # (feature, epoch) -> (contrasts, time course, errors)
+        self._shown = None  # the (feature, epoch) the plots show
         self._timeline = holoviews_pane(None, sizing_mode="stretch_width")
         self._forest = holoviews_pane(None)
         self._profile = holoviews_pane(None)
@@ -194,6 +201,15 @@ class CohortPage(pn.viewable.Viewer):
         self._png.js_on_click(
             args={"feature": self._feature_select, "epoch": self._epoch_select}, code=_PNG_JS
         )
+        # what a feature switch replaces: dimmed under a spinner while it is redrawn
+        self._results = pn.Column(
+            self._summary,
+            self._flags,
+            self._timeline,
+            pn.Row(self._forest, self._profile),
+            pn.Tabs(("Phase contrasts", self._contrasts), ("Time course", self._params)),
+            sizing_mode="stretch_width",
+        )
         self._contrast_result = None
         self._time_course = None
         self._figure = None
@@ -206,9 +222,12 @@ class CohortPage(pn.viewable.Viewer):
 
     @param.depends("feature", "epoch", watch=True)
     def _fit(self):
-        import holoviews as hv
+        """A new feature or epoch: show the loading state now, draw the plots next.
 
-        from ..stats.mixed import phase_contrasts
+        On a served page the models are fitted and the plots built in a callback of the
+        next tick of the server's event loop (:meth:`panel.io.state.State.execute`), so
+        that the loading state reaches the browser first; inline, at once.
+        """
         from ..stats.results import feature_epochs
 
         having = feature_epochs(self._table, self.feature) if self.feature else []
@@ -218,25 +237,61 @@ class CohortPage(pn.viewable.Viewer):
             # (setting it runs this method again)
             self.epoch = "supine" if "supine" in having else having[0]
             return
-        from ..stats.timecourse import fit_time_course
-        from ..viz import forest_plot, tau_profile, timeline
-
         about = feature_description(self.feature) if self.feature else ""
         self._about.object = textwrap.fill(about, 140)  # a Str pane does not wrap
+        if self._shown is not None:
+            self._loading.object = (
+                f"Fitting the models of **{escape_markdown(self.feature)}** "
+                f"({escape_markdown(self.epoch)}) and drawing its plots..."
+            )
+            self._loading.visible = True
+            self._results.loading = True
         self._progress.visible = self._progress.active = True
+        # the page's first plots are built with the page; a switch defers them
+        pn.state.execute(self._refresh, schedule=self._shown is not None)
+
+    def fitted(self, feature: str, epoch: str):
+        """The models of ``feature`` in ``epoch``, fitted once per page.
+
+        Returns
+        -------
+        tuple
+            ``(contrasts, time_course, errors)``: the
+            :class:`~cardiolab.stats.mixed.PhaseContrasts` and
+            :class:`~cardiolab.stats.timecourse.TimeCourse` (None where a model could
+            not be fitted) and a list of ``(model, message)`` of those failures.
+        """
+        key = (feature, epoch)
+        if key not in self._fits:
+            from ..stats.mixed import phase_contrasts
+            from ..stats.timecourse import fit_time_course
+
+            found, errors = {}, []
+            for name, fit in (
+                ("phase contrasts", phase_contrasts),
+                ("time course", fit_time_course),
+            ):
+                try:
+                    found[name] = fit(self._table, feature, epoch=epoch)
+                except CardiolabError as err:
+                    found[name] = None
+                    errors.append((name, str(err)))
+            self._fits[key] = (found["phase contrasts"], found["time course"], errors)
+        return self._fits[key]
+
+    def _refresh(self):
+        """Fit (or reuse the fits of) the chosen feature and epoch and show its plots."""
+        import holoviews as hv
+
+        from ..viz import forest_plot, tau_profile, timeline
+
+        key = (self.feature, self.epoch)
+        if key == self._shown:  # a second event of the same choice
+            self._end_loading()
+            return
         self._message.visible = False
         try:
-            errors = []
-            try:
-                contrasts = phase_contrasts(self._table, self.feature, epoch=self.epoch)
-            except CardiolabError as err:
-                contrasts = None
-                errors.append(("phase contrasts", str(err)))
-            try:
-                tc = fit_time_course(self._table, self.feature, epoch=self.epoch)
-            except CardiolabError as err:
-                tc = None
-                errors.append(("time course", str(err)))
+            contrasts, tc, errors = self.fitted(*key)
             if errors:
                 self._say(_model_lines(errors), "warning")
             self._show_flags(contrasts, tc)
@@ -250,13 +305,23 @@ class CohortPage(pn.viewable.Viewer):
             )
             parts = [p for p in (self._timeline.object, self._forest.object) if p is not None]
             self._figure = hv.Layout(parts).cols(1) if parts else None
-            if contrasts is not None:
-                self._contrasts.value = contrasts.table.reset_index().round(4)
-            if tc is not None:
-                self._params.value = tc.params.reset_index().round(4)
+            self._contrasts.value = (
+                display_table(contrasts.table.reset_index())
+                if contrasts is not None
+                else pd.DataFrame()
+            )
+            self._params.value = (
+                display_table(tc.params.reset_index()) if tc is not None else pd.DataFrame()
+            )
             self._summary.object = self._describe(contrasts, tc)
+            self._shown = key
         finally:
-            self._progress.visible = self._progress.active = False
+            self._end_loading()
+
+    def _end_loading(self) -> None:
+        self._progress.visible = self._progress.active = False
+        self._loading.visible = False
+        self._results.loading = False
 
     def _show_flags(self, contrasts, tc) -> None:
         """The models' flags under the summary, escaped (they quote the data)."""
@@ -330,11 +395,8 @@ class CohortPage(pn.viewable.Viewer):
                 self._html,
             ),
             self._about,
+            self._loading,
             self._message,
-            self._summary,
-            self._flags,
-            self._timeline,
-            pn.Row(self._forest, self._profile),
-            pn.Tabs(("Phase contrasts", self._contrasts), ("Time course", self._params)),
+            self._results,
             sizing_mode="stretch_width",
         )

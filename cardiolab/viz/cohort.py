@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CardiolabError
+from ..formatting import format_p, wrap_title
 
 __all__ = [
     "BEDREST_LABELS",
@@ -156,18 +157,20 @@ def forest_plot(contrasts, *, percent: bool = False, width: int = 600, height: i
             "n": tab["n"].to_numpy(),
             "p": tab["p"].to_numpy(dtype=float),
             "p_holm": tab["p_holm"].to_numpy(dtype=float),
+            "p_text": [format_p(p) for p in tab["p"]],
+            "p_holm_text": [format_p(p) for p in tab["p_holm"]],
             "df": tab["df"].to_numpy(dtype=float) if "df" in tab else np.inf,
         }
     )
-    hover = ["phase", "ci_low", "ci_high", "n", "df", "p", "p_holm"]
+    hover = ["phase", "ci_low", "ci_high", "n", "df", "p", "p_holm", "p_text", "p_holm_text"]
     tooltips = [
         ("timepoint", "@timepoint"),
         ("change", "@change{0.[000]}"),
         ("95% CI", "@ci_low{0.[000]} to @ci_high{0.[000]}"),
         ("n", "@n"),
         ("df", "@df{0.[0]}"),
-        ("p", "@p{0.[0000]}"),
-        ("p (Holm)", "@p_holm{0.[0000]}"),
+        ("p", "@p_text"),  # never 0: cardiolab.formatting.format_p
+        ("p (Holm)", "@p_holm_text"),
     ]
     zero = hv.HLine(0.0).opts(backend="bokeh", color="black", line_dash="dashed", line_width=1)
     bars = hv.ErrorBars(frame, kdims=[tdim], vdims=[ydim, "minus", "plus"]).opts(
@@ -196,13 +199,14 @@ def forest_plot(contrasts, *, percent: bool = False, width: int = 600, height: i
     )
     return hv.Overlay(layers).opts(
         backend="bokeh",
-        title=title,
+        title=wrap_title(title, width),
         xlabel=tdim.pprint_label,
         ylabel=ydim.pprint_label,
         frame_width=width,
         frame_height=height,
         show_grid=True,
-        legend_position="top_right",
+        # outside the frame: inside, it covered the last timepoints' points
+        legend_position="right",
     )
 
 
@@ -267,7 +271,6 @@ def _pre_flight_mean(data: pd.DataFrame) -> float:
     return float(pre.groupby("subject")["value"].mean().mean())
 
 
-
 def _subject_layers(rows: pd.DataFrame, xdim, ydim, colors: dict) -> list:
     """Each subject's values of one phase: one ``Segments`` (a line per subject) and one
     ``Scatter`` (the points, coloured by subject, with a legend entry per subject).
@@ -305,9 +308,7 @@ def _subject_layers(rows: pd.DataFrame, xdim, ydim, colors: dict) -> list:
         segments,
         kdims=[hv.Dimension("x0", label=xdim.label, unit=xdim.unit), ydim.clone("y0"), "x1", "y1"],
         vdims=["subject"],
-    ).opts(
-        backend="bokeh", color="subject", cmap=cmap, line_width=1, alpha=0.7, show_legend=False
-    )
+    ).opts(backend="bokeh", color="subject", cmap=cmap, line_width=1, alpha=0.7, show_legend=False)
     points = hv.Scatter(pts, kdims=[xdim], vdims=[ydim, "subject", "session"]).opts(
         backend="bokeh", color="subject", cmap=cmap, size=5, tools=["hover"]
     )
@@ -430,7 +431,7 @@ def timeline(
         panels.append(
             hv.Overlay(layers).opts(
                 backend="bokeh",
-                title=title,
+                title=wrap_title(title, width),
                 frame_width=width,
                 frame_height=height,
                 show_legend=last,
@@ -556,7 +557,7 @@ def tau_profile(time_course, parameter: str = "tau_r", *, width: int = 450, heig
         layers.append(hv.VLine(est).opts(backend="bokeh", color="black", line_dash="dotted"))
     return hv.Overlay(layers).opts(
         backend="bokeh",
-        title=title,
+        title=wrap_title(title, width),
         xlabel=xdim.pprint_label,
         ylabel=ydim.pprint_label,
         logx=True,
