@@ -140,7 +140,7 @@ JS_COHORT_DRAWN = """(title) => {
   for (const view of Bokeh.index.all_views()) {
     const m = view.model;
     if (m.type == "Figure" && !view.has_finished()) return false;
-    if (m.type == "Title" && m.text == title && view.el && view.el.isConnected) found = true;
+    if (m.type == "Title" && m.text == title) found = true;
   }
   return found ? performance.now() : false;
 }"""

@@ -26,6 +26,7 @@ import param
 from ..errors import CardiolabError
 from ..formatting import display_table
 from .app import escape_markdown, holoviews_pane
+from .report_download import report_download
 
 log = logging.getLogger("cardiolab")
 
@@ -147,6 +148,7 @@ class CohortPage(pn.viewable.Viewer):
                 raise CardiolabError("CohortPage needs a catalog or a features table")
             table = features_table(catalog)
         self._table = table
+        self._catalog = catalog
         feats = feature_columns(table)
         feats = [f for f in _PREFERRED if f in feats] + [f for f in feats if f not in _PREFERRED]
         epochs = list(dict.fromkeys(table["epoch"].astype(str)))
@@ -189,6 +191,12 @@ class CohortPage(pn.viewable.Viewer):
             button_type="primary",
             label="Download figure (HTML)",
         )
+        # the shown feature's report: plots, contrasts, flags, provenance, audit trail
+        self._report = report_download(
+            self.report,
+            lambda: f"report_{self.feature}_{self.epoch}.html",
+            disabled=catalog is None,
+        )
         # options grouped by the declared feature that computes them (the registry)
         self._feature_select = pn.widgets.Select(
             name="Feature", groups=feature_groups(feats), width=200
@@ -201,15 +209,17 @@ class CohortPage(pn.viewable.Viewer):
         self._png.js_on_click(
             args={"feature": self._feature_select, "epoch": self._epoch_select}, code=_PNG_JS
         )
-        # what a feature switch replaces: dimmed under a spinner while it is redrawn
-        self._results = pn.Column(
+        self._tabs = pn.Tabs(("Phase contrasts", self._contrasts), ("Time course", self._params))
+        # what a feature switch replaces: each dimmed under a spinner while it is redrawn
+        # (Panel's ``loading``; one wrapping Column instead kept bokeh from ever
+        # finishing the timeline's grid in the browser)
+        self._results = [
             self._summary,
-            self._flags,
             self._timeline,
-            pn.Row(self._forest, self._profile),
-            pn.Tabs(("Phase contrasts", self._contrasts), ("Time course", self._params)),
-            sizing_mode="stretch_width",
-        )
+            self._forest,
+            self._profile,
+            self._tabs,
+        ]
         self._contrast_result = None
         self._time_course = None
         self._figure = None
@@ -245,7 +255,8 @@ class CohortPage(pn.viewable.Viewer):
                 f"({escape_markdown(self.epoch)}) and drawing its plots..."
             )
             self._loading.visible = True
-            self._results.loading = True
+            for pane in self._results:
+                pane.loading = True
         self._progress.visible = self._progress.active = True
         # the page's first plots are built with the page; a switch defers them
         pn.state.execute(self._refresh, schedule=self._shown is not None)
@@ -321,7 +332,8 @@ class CohortPage(pn.viewable.Viewer):
     def _end_loading(self) -> None:
         self._progress.visible = self._progress.active = False
         self._loading.visible = False
-        self._results.loading = False
+        for pane in self._results:
+            pane.loading = False
 
     def _show_flags(self, contrasts, tc) -> None:
         """The models' flags under the summary, escaped (they quote the data)."""
@@ -368,6 +380,18 @@ class CohortPage(pn.viewable.Viewer):
         self._message.alert_type = kind
         self._message.visible = True
 
+    def report(self) -> str:
+        """The cohort report of the shown feature and epoch (HTML): its plots, phase
+        contrasts, time course, the models' flags, the campaign's provenance and audit
+        trail (:func:`cardiolab.reports.cohort_report`, with this page's fits)."""
+        from ..reports import cohort_report
+
+        if self._catalog is None:
+            raise CardiolabError("CohortPage: a report needs the catalog (the page has a table)")
+        return cohort_report(
+            self._catalog, [self.feature], self.epoch, table=self._table, fits=self.fitted
+        )
+
     def _csv_bytes(self):
         frames = []
         for result in (self._contrast_result, self._time_course):
@@ -393,10 +417,15 @@ class CohortPage(pn.viewable.Viewer):
                 self._csv,
                 self._png,
                 self._html,
+                self._report,
             ),
             self._about,
             self._loading,
             self._message,
-            self._results,
+            self._summary,
+            self._flags,
+            self._timeline,
+            pn.Row(self._forest, self._profile),
+            self._tabs,
             sizing_mode="stretch_width",
         )
