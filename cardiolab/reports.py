@@ -108,8 +108,13 @@ def _page(title: str, sections: Sequence[tuple[str, str]], script: str) -> str:
     """The whole document: BokehJS inlined, the plots' script, the sections."""
     from bokeh.resources import Resources
 
-    # BokehJS itself, inlined (1.3 MB): the plots need no widget, table, GL or MathJax part
-    bokehjs = Resources(mode="inline", components=["bokeh"]).render()
+    # BokehJS itself, inlined (1.3 MB): the plots need no widget, table, GL or MathJax
+    # part. Its raw text only: the files list also names the JS of extensions
+    # registered in this process (Panel's), as URLs relative to a server
+    bokehjs = "\n".join(
+        f'<script type="text/javascript">\n{js}\n</script>'
+        for js in Resources(mode="inline", components=["bokeh"]).js_raw
+    )
     made = datetime.now(UTC).isoformat(timespec="seconds")
     body = "".join(f"<h2>{_e(head)}</h2>\n{content}\n" for head, content in sections)
     return (

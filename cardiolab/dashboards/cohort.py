@@ -125,6 +125,34 @@ def _model_lines(items) -> str:
     return "\n".join(f"- {model}: {escape_markdown(text)}" for model, text in items)
 
 
+def _layers(obj) -> tuple:
+    """What an in-place update of a figure cannot change: the (element type, label) of
+    each layer and the number of lines of the title (it sets the figure's height, which
+    the page's layout does not follow on an update)."""
+    import holoviews as hv
+
+    items = obj.values() if isinstance(obj, hv.Overlay) else [obj]
+    title = str(obj.opts.get().kwargs.get("title", ""))
+    return (title.count("\n"), *((type(el).__name__, el.label) for el in items))
+
+
+def _structure(figures) -> tuple:
+    """What a DynamicMap of :meth:`CohortPage._show_figures` cannot change: the number
+    of timeline panels and the layers of every figure."""
+    timeline, forest, profile = figures
+    return (
+        tuple(_layers(panel) for panel in timeline.values()),
+        _layers(forest) if forest is not None else None,
+        _layers(profile) if profile is not None else None,
+    )
+
+
+def _choice_stream():
+    import holoviews as hv
+
+    return hv.streams.Stream.define("CohortChoice", key=None)
+
+
 class CohortPage(pn.viewable.Viewer):
     """The cohort page of the dashboard (also usable inline in a notebook).
 
@@ -168,6 +196,9 @@ class CohortPage(pn.viewable.Viewer):
             "", alert_type="info", visible=False, sizing_mode="stretch_width", disable_math=True
         )
         self._fits: dict = {}  # (feature, epoch) -> (contrasts, time course, errors)
+        self._built: dict = {}  # (feature, epoch) -> (timeline, forest plot, tau profile)
+        self._choice = _choice_stream()()  # the stream of the shown (feature, epoch)
+        self._structure = None  # layers of the figures the panes' DynamicMaps draw
         self._shown = None  # the (feature, epoch) the plots show
         self._timeline = holoviews_pane(None, sizing_mode="stretch_width")
         self._forest = holoviews_pane(None)
@@ -290,11 +321,60 @@ class CohortPage(pn.viewable.Viewer):
             self._fits[key] = (found["phase contrasts"], found["time course"], errors)
         return self._fits[key]
 
+    def _figures_of(self, key):
+        """The timeline, forest plot and tau profile of a (feature, epoch), built once
+        (static HoloViews objects, also what the HTML download and the report show)."""
+        if key not in self._built:
+            from ..viz import forest_plot, tau_profile, timeline
+
+            contrasts, tc, _ = self.fitted(*key)
+            self._built[key] = (
+                timeline(tc, table=self._table, feature=key[0], epoch=key[1]),
+                forest_plot(contrasts) if contrasts is not None else None,
+                tau_profile(tc, "tau_r") if tc is not None and "tau_r" in tc.profile else None,
+            )
+        return self._built[key]
+
+    def _show_figures(self, key) -> None:
+        """Show the figures of ``key``: in place when they have the layers of those shown.
+
+        The panes hold DynamicMaps on one stream (:attr:`_choice`): a feature switch is
+        a stream event, and HoloViews updates the existing bokeh figures' data, ranges
+        and titles instead of building new ones (the bokeh models, and the browser's
+        views of them, were most of a switch's 7-9 s). Figures of another structure (a
+        model that could not be fitted, a phase without data) are built anew.
+        """
+        import holoviews as hv
+
+        figures = self._figures_of(key)
+        structure = _structure(figures)
+        if structure == self._structure:
+            self._choice.event(key=key)
+            return
+        self._choice.update(key=key)
+
+        def frame(pick):
+            def callback(key):
+                return pick(self._figures_of(key)).map(
+                    lambda el: el.opts(framewise=True, clone=True), hv.Element
+                )
+
+            return hv.DynamicMap(callback, streams=[self._choice])
+
+        timeline, forest, profile = figures
+        panels = [
+            frame(lambda figs, k=k: figs[0].values()[k]) for k in range(len(timeline.values()))
+        ]
+        self._timeline.object = (
+            hv.Layout(panels).opts(shared_axes=True).cols(len(panels)) if panels else None
+        )
+        self._forest.object = frame(lambda figs: figs[1]) if forest is not None else None
+        self._profile.object = frame(lambda figs: figs[2]) if profile is not None else None
+        self._structure = structure
+
     def _refresh(self):
         """Fit (or reuse the fits of) the chosen feature and epoch and show its plots."""
         import holoviews as hv
-
-        from ..viz import forest_plot, tau_profile, timeline
 
         key = (self.feature, self.epoch)
         if key == self._shown:  # a second event of the same choice
@@ -307,14 +387,9 @@ class CohortPage(pn.viewable.Viewer):
                 self._say(_model_lines(errors), "warning")
             self._show_flags(contrasts, tc)
             self._contrast_result, self._time_course = contrasts, tc
-            self._timeline.object = timeline(
-                tc, table=self._table, feature=self.feature, epoch=self.epoch
-            )
-            self._forest.object = forest_plot(contrasts) if contrasts is not None else None
-            self._profile.object = (
-                tau_profile(tc, "tau_r") if tc is not None and "tau_r" in tc.profile else None
-            )
-            parts = [p for p in (self._timeline.object, self._forest.object) if p is not None]
+            self._show_figures(key)
+            timeline, forest, _ = self._figures_of(key)
+            parts = [p for p in (timeline, forest) if p is not None]
             self._figure = hv.Layout(parts).cols(1) if parts else None
             self._contrasts.value = (
                 display_table(contrasts.table.reset_index())
@@ -425,7 +500,8 @@ class CohortPage(pn.viewable.Viewer):
             self._summary,
             self._flags,
             self._timeline,
-            pn.Row(self._forest, self._profile),
+            self._forest,
+            self._profile,
             self._tabs,
             sizing_mode="stretch_width",
         )
