@@ -602,9 +602,20 @@ def test_timeline_from_a_table_alone(features):
     expected = pre.groupby("subject")["hr"].mean().mean()
     (base,) = _elements(panels[0], hv.HLine)
     assert base.data == pytest.approx(expected, rel=1e-12)
-    s01 = next(el for el in _elements(panels[2], hv.Curve) if el.label == "S01")
+    # each subject's values joined in day order: one Segments for the crew
+    (lines,) = _elements(panels[2], hv.Segments)
+    segs = lines.dframe()
+    s01 = segs[segs["subject"] == "S01"]
     rows = features[(features["subject"] == "S01") & (features["phase"] == "post")]
-    np.testing.assert_allclose(s01.dimension_values("hr"), rows.sort_values("day")["hr"])
+    rows = rows.sort_values("day")
+    np.testing.assert_allclose(s01["y0"], rows["hr"].to_numpy()[:-1], atol=0)
+    np.testing.assert_allclose(s01["y1"], rows["hr"].to_numpy()[1:], atol=0)
+    np.testing.assert_allclose(s01["x0"], rows["day"].to_numpy()[:-1], atol=0)
+    assert len(segs) == sum(
+        max(n - 1, 0) for n in features[features["phase"] == "post"].groupby("subject")["hr"].size()
+    )
+    (points,) = _elements(panels[2], hv.Scatter)
+    assert points.opts.get().kwargs["color"] == "subject"  # one colour per subject
     hv.render(layout, backend="bokeh")
     with pytest.raises(CardiolabError, match="epoch 'stand'"):
         timeline(table=features, feature="hr", epoch="stand")

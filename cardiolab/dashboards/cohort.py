@@ -127,13 +127,11 @@ def _model_lines(items) -> str:
 
 def _layers(obj) -> tuple:
     """What an in-place update of a figure cannot change: the (element type, label) of
-    each layer and the number of lines of the title (it sets the figure's height, which
-    the page's layout does not follow on an update)."""
+    each layer."""
     import holoviews as hv
 
     items = obj.values() if isinstance(obj, hv.Overlay) else [obj]
-    title = str(obj.opts.get().kwargs.get("title", ""))
-    return (title.count("\n"), *((type(el).__name__, el.label) for el in items))
+    return tuple((type(el).__name__, el.label) for el in items)
 
 
 def _structure(figures) -> tuple:
