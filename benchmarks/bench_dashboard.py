@@ -40,7 +40,9 @@ the default schedule L-60 ... R+30, 2-min sessions: the fits depend on the numbe
 sessions, not their length): from choosing another feature in the page's select to
 (a) the loading state shown (the results dimmed under a spinner, a message) and
 (b) the new feature's plots drawn (bokeh idle, every figure rendered, the timeline
-titled with the new feature). Target < 2 s on 2 cores. ``--baseline DIR`` serves a
+titled with the new feature). Target < 2 s on 2 cores. Each page is looked at for
+``--dwell`` seconds (default 5) before the next switch, as a reviewer reads it; the
+served page readies the usual features in the background meanwhile (0: no time). ``--baseline DIR`` serves a
 second app from the code in DIR (e.g. ``git archive main cardiolab | tar -x -C DIR``)
 and switches features on both in turn, in the same run: the timings side by side.
 
@@ -397,6 +399,7 @@ def bench_cohort(args, browser, path: Path) -> None:
             pages[name] = cohort_page(browser, url)
         times = {name: [] for name in servers}
         for i in range(args.runs):
+            time.sleep(args.dwell)  # a reviewer reads the page before choosing another
             # a feature not shown before (no fit to reuse); each server in turn on the
             # same feature, so that the machine's load hits both alike
             feature = COHORT_FEATURES[i % len(COHORT_FEATURES)]
@@ -422,7 +425,10 @@ def bench_cohort(args, browser, path: Path) -> None:
             + (f"in {med(seen) / 1000:.2f} s" if seen else "never")
             + f" ({len(seen)} of {len(rows)} switches)"
         )
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(
+        f"(each page looked at for {args.dwell:g} s before the next switch; "
+        f"load average at the end: {os.getloadavg()[0]:.1f})"
+    )
 
 
 def main() -> None:
@@ -434,6 +440,12 @@ def main() -> None:
     parser.add_argument("--cohort", action="store_true", help="time the Cohort feature switch")
     parser.add_argument(
         "--baseline", default=None, help="with --cohort: a folder with older cardiolab code"
+    )
+    parser.add_argument(
+        "--dwell",
+        type=float,
+        default=5.0,
+        help="with --cohort: seconds each page is looked at before the next switch",
     )
     args = parser.parse_args()
     try:

@@ -286,23 +286,6 @@ def session_report(catalog, subject: str, session: str) -> str:
 Fits = Callable[[str, str], tuple]
 
 
-def _fit_models(table: pd.DataFrame) -> Fits:
-    from .stats.mixed import phase_contrasts
-    from .stats.timecourse import fit_time_course
-
-    def fits(feature: str, epoch: str) -> tuple:
-        found, errors = [], []
-        for name, fit in (("phase contrasts", phase_contrasts), ("time course", fit_time_course)):
-            try:
-                found.append(fit(table, feature, epoch=epoch))
-            except CardiolabError as err:
-                found.append(None)
-                errors.append((name, str(err)))
-        return found[0], found[1], errors
-
-    return fits
-
-
 def _campaign_provenance(cat) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-session provenance and review counts of a processed campaign."""
     from .annotations import read_trail
@@ -365,8 +348,7 @@ def cohort_report(
     fits : callable, optional
         ``fits(feature, epoch) -> (contrasts, time_course, errors)``: the models of a
         feature (e.g. the Cohort page's, fitted once); default: fitted here with
-        :func:`cardiolab.stats.mixed.phase_contrasts` and
-        :func:`cardiolab.stats.timecourse.fit_time_course`.
+        :func:`cardiolab.stats.results.feature_models`.
 
     Returns
     -------
@@ -399,7 +381,12 @@ def cohort_report(
         raise CardiolabError(f"cohort_report: the features table has no feature {missing}")
     if epoch not in set(table["epoch"].astype(str)):
         raise CardiolabError(f"cohort_report: the features table has no epoch {epoch!r}")
-    fits = fits or _fit_models(table)
+    if fits is None:
+        from .stats.results import feature_models
+
+        def fits(feature, epoch):
+            return feature_models(table, feature, epoch)
+
     sections, scripts = [], []
     for feature in features:
         contrasts, tc, errors = fits(feature, epoch)

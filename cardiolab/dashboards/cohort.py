@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import textwrap
+import threading
 
 import pandas as pd
 import panel as pn
@@ -195,6 +196,9 @@ class CohortPage(pn.viewable.Viewer):
         )
         self._fits: dict = {}  # (feature, epoch) -> (contrasts, time course, errors)
         self._built: dict = {}  # (feature, epoch) -> (timeline, forest plot, tau profile)
+        self._lock = threading.Lock()
+        self._key_locks: dict = {}
+        self._closed = False
         self._choice = _choice_stream()()  # the stream of the shown (feature, epoch)
         self._structure = None  # layers of the figures the panes' DynamicMaps draw
         self._shown = None  # the (feature, epoch) the plots show
@@ -258,6 +262,32 @@ class CohortPage(pn.viewable.Viewer):
                 epoch if epoch in epochs else ("supine" if "supine" in epochs else epochs[0])
             )
         self._fit()
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            # served: once the page is shown, the usual features are readied in the
+            # background, so that choosing one only updates the figures
+            doc.on_session_destroyed(self._close)
+            pn.state.onload(self._start_prefetch)
+
+    #: Features readied in the background on a served page (those present).
+    PREFETCH = tuple(_PREFERRED)
+
+    def _start_prefetch(self) -> None:
+        from ..stats.results import feature_epochs
+
+        keys = [
+            (f, self.epoch)
+            for f in self.PREFETCH
+            if f in self.param.feature.objects
+            and f != self.feature
+            and self.epoch in feature_epochs(self._table, f)
+        ]
+        threading.Thread(
+            target=self._prefetch, args=(keys,), name="cardiolab-cohort-prefetch", daemon=True
+        ).start()
+
+    def _close(self, session_context=None) -> None:
+        self._closed = True
 
     @param.depends("feature", "epoch", watch=True)
     def _fit(self):
@@ -301,37 +331,47 @@ class CohortPage(pn.viewable.Viewer):
             :class:`~cardiolab.stats.timecourse.TimeCourse` (None where a model could
             not be fitted) and a list of ``(model, message)`` of those failures.
         """
-        key = (feature, epoch)
-        if key not in self._fits:
-            from ..stats.mixed import phase_contrasts
-            from ..stats.timecourse import fit_time_course
+        from ..stats.results import feature_models
 
-            found, errors = {}, []
-            for name, fit in (
-                ("phase contrasts", phase_contrasts),
-                ("time course", fit_time_course),
-            ):
-                try:
-                    found[name] = fit(self._table, feature, epoch=epoch)
-                except CardiolabError as err:
-                    found[name] = None
-                    errors.append((name, str(err)))
-            self._fits[key] = (found["phase contrasts"], found["time course"], errors)
-        return self._fits[key]
+        return self._once(
+            self._fits, (feature, epoch), lambda: feature_models(self._table, feature, epoch)
+        )
+
+    def _once(self, store: dict, key, make):
+        """``store[key]``, made by ``make()`` the first time: once, whichever of the page
+        and its prefetch thread asks first (the other waits for it)."""
+        with self._lock:
+            lock = self._key_locks.setdefault((id(store), key), threading.Lock())
+        with lock:
+            if key not in store:
+                store[key] = make()
+        return store[key]
+
+    def _prefetch(self, keys) -> None:
+        """Fit the models and build the figures of ``keys`` ahead of a switch (a thread
+        of the served page, stopped when its session ends)."""
+        for key in keys:
+            if self._closed:
+                return
+            try:
+                self._figures_of(key)
+            except Exception as err:  # shown (and raised) when the key is chosen
+                log.debug("cohort prefetch of %s: %r", key, err)
 
     def _figures_of(self, key):
         """The timeline, forest plot and tau profile of a (feature, epoch), built once
         (static HoloViews objects, also what the HTML download and the report show)."""
-        if key not in self._built:
-            from ..viz import forest_plot, tau_profile, timeline
+        from ..viz import forest_plot, tau_profile, timeline
 
+        def build():
             contrasts, tc, _ = self.fitted(*key)
-            self._built[key] = (
+            return (
                 timeline(tc, table=self._table, feature=key[0], epoch=key[1]),
                 forest_plot(contrasts) if contrasts is not None else None,
                 tau_profile(tc, "tau_r") if tc is not None and "tau_r" in tc.profile else None,
             )
-        return self._built[key]
+
+        return self._once(self._built, key, build)
 
     def _show_figures(self, key) -> None:
         """Show the figures of ``key``: in place when they have the layers of those shown.
