@@ -286,7 +286,7 @@ class CohortPage(pn.viewable.Viewer):
             target=self._prefetch, args=(keys,), name="cardiolab-cohort-prefetch", daemon=True
         ).start()
 
-    def _close(self, session_context=None) -> None:
+    def _close(self, session_context) -> None:
         self._closed = True
 
     @param.depends("feature", "epoch", watch=True)
