@@ -264,8 +264,8 @@ class CohortPage(pn.viewable.Viewer):
         self._fit()
         doc = pn.state.curdoc
         if doc is not None and doc.session_context is not None:
-            # served: once the page is shown, the usual features are readied in the
-            # background, so that choosing one only updates the figures
+            # served: once the page is shown, the usual features are fitted in the
+            # background, so that choosing one only draws its figures
             doc.on_session_destroyed(self._close)
             pn.state.onload(self._start_prefetch)
 
@@ -348,13 +348,17 @@ class CohortPage(pn.viewable.Viewer):
         return store[key]
 
     def _prefetch(self, keys) -> None:
-        """Fit the models and build the figures of ``keys`` ahead of a switch (a thread
-        of the served page, stopped when its session ends)."""
+        """Fit the models of ``keys`` ahead of a switch, and draw their time courses'
+        bands (a thread of the served page, stopped when its session ends). Only the
+        statistics: the HoloViews figures are built on the page's own thread (their
+        option trees are global state of HoloViews)."""
         for key in keys:
             if self._closed:
                 return
             try:
-                self._figures_of(key)
+                _, tc, _ = self.fitted(*key)
+                if tc is not None:
+                    tc.curve()  # the band's parameter draws, kept by the result
             except Exception as err:  # shown (and raised) when the key is chosen
                 log.debug("cohort prefetch of %s: %r", key, err)
 
