@@ -130,7 +130,7 @@ def test_forest_plot_hover_shows_p_as_text(fitted):
     assert hovers
     for hover in hovers:
         tooltips = dict(hover.tooltips)
-        assert tooltips["p"] == "@p_text" and tooltips["p (Holm)"] == "@p_holm_text"
+        assert tooltips["p"] == "@{p_text}" and tooltips["p (Holm)"] == "@{p_holm_text}"
     # the legend sits outside the plot frame: it covers no point
     legend = fig.legend[0]
     assert legend in fig.right

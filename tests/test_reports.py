@@ -51,7 +51,7 @@ def _external_resources(text: str) -> list[str]:
 
 def _row(text: str, first_cell: str) -> list[str]:
     """The cells of the table row whose first cell is ``first_cell`` (unescaped)."""
-    for row in re.findall(r"<tr>(.*?)</tr>", text, flags=re.S):
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", text, flags=re.S):
         cells = [html.unescape(c.strip()) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
         if cells and cells[0] == first_cell:
             return cells
@@ -109,9 +109,13 @@ def test_cohort_report_content_and_hostile_feature_name(processed):
     from cardiolab.stats.mixed import phase_contrasts
 
     expected = phase_contrasts(table, "sbp", epoch="supine").table
+    header = _row(text, "timepoint")
+    assert header[:5] == ["timepoint", "phase", "day", "n", "estimate"]
+    assert header[-2:] == ["p", "p_holm"]
     for timepoint, row in expected.iterrows():
         cells = _row(text, timepoint)
-        assert float(cells[3]) == pytest.approx(row["estimate"], abs=5.1e-5)
+        assert float(cells[4]) == pytest.approx(row["estimate"], abs=5.1e-5)
+        assert cells[2] == f"{row['day']:g}"  # days without ".0"
         assert cells[-2] != "0.0" and cells[-1] != "0.0"
         assert cells[-2] == ("< 0.001" if row["p"] < 1e-3 else f"{row['p']:.2g}")
     # provenance: every processed session's hashes, and one hash over the raw inputs

@@ -169,8 +169,8 @@ def forest_plot(contrasts, *, percent: bool = False, width: int = 600, height: i
         ("95% CI", "@ci_low{0.[000]} to @ci_high{0.[000]}"),
         ("n", "@n"),
         ("df", "@df{0.[0]}"),
-        ("p", "@p_text"),  # never 0: cardiolab.formatting.format_p
-        ("p (Holm)", "@p_holm_text"),
+        ("p", "@{p_text}"),  # never 0: cardiolab.formatting.format_p
+        ("p (Holm)", "@{p_holm_text}"),
     ]
     zero = hv.HLine(0.0).opts(backend="bokeh", color="black", line_dash="dashed", line_width=1)
     bars = hv.ErrorBars(frame, kdims=[tdim], vdims=[ydim, "minus", "plus"]).opts(
