@@ -751,6 +751,38 @@ def test_cohort_page_shows_every_flag_of_its_models_as_written(monkeypatch):
     assert "phase contrasts: " in shown and "time course: " in shown and "flat" in shown
 
 
+def test_cohort_page_fits_once_and_updates_its_figures_in_place(monkeypatch):
+    """A feature's models are fitted once per page (a switch back reuses them), and a
+    switch between features whose figures have the same layers updates the shown
+    DynamicMaps through their stream instead of building new figures."""
+    import cardiolab.stats.results as results
+    from cardiolab.dashboards.cohort import CohortPage
+
+    calls = []
+    real = results.feature_models
+
+    def counted(table, feature, epoch):
+        calls.append((feature, epoch))
+        return real(table, feature, epoch)
+
+    monkeypatch.setattr(results, "feature_models", counted)
+    table = _features_table(n_subjects=6, seed=5)
+    table = table.assign(hr2=table["hr"] * 1.1 + 3.0)
+    table.attrs = {"units": {"hr": "bpm", "hr2": "bpm"}}
+    page = CohortPage(table=table, feature="hr", epoch="supine")
+    timeline_dmaps = page._timeline.object
+    assert all(isinstance(p, hv.DynamicMap) for p in timeline_dmaps.values())
+    page.feature = "hr2"
+    page.feature = "hr"
+    assert calls == [("hr", "supine"), ("hr2", "supine")]
+    # same layers (hr2 is hr rescaled): the panes keep their DynamicMaps
+    assert page._timeline.object is timeline_dmaps
+    shown = timeline_dmaps.values()[2][()]  # the post-flight panel as drawn now
+    post = table[(table["phase"] == "post")]
+    (points,) = _elements(shown, hv.Scatter)
+    np.testing.assert_allclose(np.sort(points.dimension_values(1)), np.sort(post["hr"]))
+
+
 def test_campaign_page_orders_sessions_by_schedule():
     from cardiolab.dashboards.campaign import status_matrix
     from cardiolab.labels import parse_session_label

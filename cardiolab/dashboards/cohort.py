@@ -127,12 +127,16 @@ def _model_lines(items) -> str:
 
 
 def _layers(obj) -> tuple:
-    """What an in-place update of a figure cannot change: the (element type, label) of
-    each layer."""
+    """What an in-place update of a figure cannot change: the element type of each
+    layer and the label of those in the legend (lines and spans, which have no legend
+    entry, may carry a value in theirs: the timeline's ``b0 = ...``)."""
     import holoviews as hv
 
     items = obj.values() if isinstance(obj, hv.Overlay) else [obj]
-    return tuple((type(el).__name__, el.label) for el in items)
+    annotations = (hv.HLine, hv.VLine, hv.HSpan, hv.VSpan, hv.Text)
+    return tuple(
+        (type(el).__name__, "" if isinstance(el, annotations) else el.label) for el in items
+    )
 
 
 def _structure(figures) -> tuple:
