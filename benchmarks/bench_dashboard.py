@@ -1,6 +1,7 @@
-"""The served Session review page on a 1-hour 1 kHz ECG session: first paint and zoom.
+"""The served dashboard: Session review first paint and zoom; Cohort feature switch.
 
 Usage: python benchmarks/bench_dashboard.py [--runs 5] [--path DIR] [--cold] [--profile]
+       python benchmarks/bench_dashboard.py --cohort [--runs 5] [--path DIR] [--baseline DIR]
 
 Needs chromium (``/usr/bin/chromium`` or ``$CARDIOLAB_CHROMIUM``) and the
 ``playwright`` package; no browser is downloaded.
@@ -33,6 +34,17 @@ Needs chromium (``/usr/bin/chromium`` or ``$CARDIOLAB_CHROMIUM``) and the
 With ``--cold``, also the first page of a server started without warm-up
 (``CARDIOLAB_WARMUP=0``). With ``--profile``, the server-side page build is timed
 and profiled in this process (where the time goes).
+
+With ``--cohort``, the Cohort page instead, on a demo-sized campaign (8 subjects,
+the default schedule L-60 ... R+30, 2-min sessions: the fits depend on the number of
+sessions, not their length): from choosing another feature in the page's select to
+(a) the loading state shown (the results dimmed under a spinner, a message) and
+(b) the new feature's plots drawn (bokeh idle, every figure rendered, the timeline
+titled with the new feature). Target < 2 s on 2 cores. Each page is looked at for
+``--dwell`` seconds (default 5) before the next switch, as a reviewer reads it; the
+served page readies the usual features in the background meanwhile (0: no time). ``--baseline DIR`` serves a
+second app from the code in DIR (e.g. ``git archive main cardiolab | tar -x -C DIR``)
+and switches features on both in turn, in the same run: the timings side by side.
 
 Figures are medians; wall-clock figures depend on the machine's load, printed too.
 """
@@ -121,6 +133,31 @@ JS_ZOOMED = """() => {
   return performance.now() - s.t0;
 }"""
 
+#: The Cohort page shows a feature's plots: bokeh idle, every figure rendered and the
+#: timeline titled "<feature> (<epoch>): Pre-flight". Returns performance.now().
+JS_COHORT_DRAWN = """(title) => {
+  if (!window.Bokeh || !Bokeh.documents.length || !Bokeh.index) return false;
+  if (!Bokeh.documents[0].is_idle) return false;
+  let found = false;
+  for (const view of Bokeh.index.all_views()) {
+    const m = view.model;
+    if (m.type == "Figure" && !view.has_finished()) return false;
+    if (m.type == "Title" && m.text == title) found = true;
+  }
+  return found ? performance.now() : false;
+}"""
+
+#: The Cohort page shows its loading state (Panel's ``loading``: css class pn-loading).
+JS_COHORT_LOADING = """() => {
+  if (!window.Bokeh || !Bokeh.index) return false;
+  for (const view of Bokeh.index.all_views())
+    if ((view.model.css_classes || []).includes("pn-loading")) return performance.now();
+  return false;
+}"""
+
+#: Features the Cohort benchmark switches between (each once per run, in turn).
+COHORT_FEATURES = ["sbp", "dbp", "map", "rmssd", "hf", "brs", "flux", "cvc"]
+
 N_SIGNALS = 5
 CHROMIUM = os.environ.get("CARDIOLAB_CHROMIUM", "/usr/bin/chromium")
 
@@ -158,13 +195,36 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Server:
-    """``cardiolab -v serve`` in a subprocess, ready when it prints its URL."""
+def build_cohort(path: Path) -> Path:
+    """Simulate and process a demo-sized campaign: 8 subjects x the default schedule."""
+    from cardiolab.pipeline import process_campaign
+    from cardiolab.simulate import simulate_campaign
 
-    def __init__(self, catalog: Path, warm: bool = True):
+    catalog = path / "data_catalog.yaml"
+    t0 = time.perf_counter()
+    if not catalog.exists():
+        simulate_campaign(path, n_subjects=8, duration_min=2, seed=1, workers=1, progress=False)
+    report = process_campaign(catalog, client="sync", progress=False)
+    print(
+        f"8-subject campaign ready in {time.perf_counter() - t0:.1f} s ({report.n_done} "
+        f"computed, {report.n_cached} cached, {len(report.failures)} failed)"
+    )
+    return catalog
+
+
+class Server:
+    """``cardiolab -v serve`` in a subprocess, ready when it prints its URL.
+
+    ``code``: a folder holding the ``cardiolab`` package to serve from (the process
+    runs there, so that it comes first on ``sys.path``); default: this checkout.
+    """
+
+    def __init__(self, catalog: Path, warm: bool = True, code: Path | None = None):
         self.port = _free_port()
         env = {**os.environ, "CARDIOLAB_WARMUP": "1" if warm else "0"}
         env.pop("CARDIOLAB_CREDENTIALS", None)
+        code = Path(code or Path(__file__).resolve().parents[1]).resolve()
+        env["PYTHONPATH"] = str(code)
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [
@@ -173,10 +233,11 @@ class Server:
                 "cardiolab.cli",
                 "-v",
                 "serve",
-                str(catalog),
+                str(Path(catalog).resolve()),
                 "--port",
                 str(self.port),
             ],
+            cwd=code,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -290,12 +351,102 @@ def profile_build(catalog: Path, runs: int) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
 
+def cohort_page(browser, url: str):
+    """A fresh page on the Cohort page, its first plots (hr, supine) drawn."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(url, wait_until="commit", timeout=300_000)
+    page.wait_for_function(
+        JS_COHORT_DRAWN, arg="hr (supine): Pre-flight", polling="raf", timeout=300_000
+    )
+    return context, page
+
+
+def switch_feature(page, feature: str) -> tuple[float | None, float]:
+    """ms from choosing ``feature`` to (the loading state shown, or None; plots drawn)."""
+    t0 = page.evaluate("() => performance.now()")
+    page.get_by_label("Feature", exact=True).select_option(feature)
+    loading = None
+    drawn = page.wait_for_function(
+        """([drawn, loading, title]) => {
+          if (window.__loading === undefined) window.__loading = null;
+          if (window.__loading === null) window.__loading = eval(loading)() || null;
+          const t = eval(drawn)(title);
+          return t ? [t, window.__loading] : false;
+        }""",
+        arg=[JS_COHORT_DRAWN, JS_COHORT_LOADING, f"{feature} (supine): Pre-flight"],
+        polling="raf",
+        timeout=300_000,
+    ).json_value()
+    page.evaluate("() => { window.__loading = undefined; }")
+    if drawn[1] is not None:
+        loading = drawn[1] - t0
+    return loading, drawn[0] - t0
+
+
+def bench_cohort(args, browser, path: Path) -> None:
+    """Feature switches on the Cohort page: this code, and the baseline's if given."""
+    catalog = build_cohort(path)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    codes = {"this code": None}
+    if args.baseline:
+        codes = {"baseline": Path(args.baseline), **codes}
+    servers = {name: Server(catalog, warm=False, code=code) for name, code in codes.items()}
+    try:
+        pages = {}
+        for name, server in servers.items():
+            url = server.url.replace("/session", "/cohort")
+            pages[name] = cohort_page(browser, url)
+        times = {name: [] for name in servers}
+        for i in range(args.runs):
+            time.sleep(args.dwell)  # a reviewer reads the page before choosing another
+            # a feature not shown before (no fit to reuse); each server in turn on the
+            # same feature, so that the machine's load hits both alike
+            feature = COHORT_FEATURES[i % len(COHORT_FEATURES)]
+            for name, (_, page) in pages.items():
+                loading, drawn = switch_feature(page, feature)
+                times[name].append((feature, loading, drawn))
+                shown = f"{loading / 1000:.2f} s" if loading is not None else "not seen"
+                print(
+                    f"  run {i + 1} {name:>9}: -> {feature:<6} loading state {shown}, "
+                    f"plots drawn {drawn / 1000:.2f} s"
+                )
+        for context, _ in pages.values():
+            context.close()
+    finally:
+        for server in servers.values():
+            server.stop()
+    med = statistics.median
+    for name, rows in times.items():
+        seen = [r[1] for r in rows if r[1] is not None]
+        print(
+            f"Cohort feature switch, {name}: median of {len(rows)} switches: plots drawn in "
+            f"{med(r[2] for r in rows) / 1000:.2f} s (target < 2 s); loading state shown "
+            + (f"in {med(seen) / 1000:.2f} s" if seen else "never")
+            + f" ({len(seen)} of {len(rows)} switches)"
+        )
+    print(
+        f"(each page looked at for {args.dwell:g} s before the next switch; "
+        f"load average at the end: {os.getloadavg()[0]:.1f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="page loads and zooms (median)")
     parser.add_argument("--path", default=None, help="folder of the campaign (kept, reused)")
     parser.add_argument("--cold", action="store_true", help="also time a server without warm-up")
     parser.add_argument("--profile", action="store_true", help="profile the server-side build")
+    parser.add_argument("--cohort", action="store_true", help="time the Cohort feature switch")
+    parser.add_argument(
+        "--baseline", default=None, help="with --cohort: a folder with older cardiolab code"
+    )
+    parser.add_argument(
+        "--dwell",
+        type=float,
+        default=5.0,
+        help="with --cohort: seconds each page is looked at before the next switch",
+    )
     args = parser.parse_args()
     try:
         from playwright.sync_api import sync_playwright
@@ -313,10 +464,18 @@ def main() -> None:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="bench_dashboard_")
         path = Path(tmp.name) / "campaign"
+    launch = {"executable_path": CHROMIUM, "args": ["--no-sandbox"] if os.geteuid() == 0 else []}
+    if args.cohort:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(**launch)
+            bench_cohort(args, browser, path)
+            browser.close()
+        if tmp is not None:
+            tmp.cleanup()
+        return
     catalog = build(path)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
 
-    launch = {"executable_path": CHROMIUM, "args": ["--no-sandbox"] if os.geteuid() == 0 else []}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(**launch)
         if args.cold:

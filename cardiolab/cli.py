@@ -1,4 +1,5 @@
-"""The ``cardiolab`` command line: demo, info, validate, process, fit, serve, lab, passwd, trail.
+"""The ``cardiolab`` command line: demo, info, validate, process, fit, serve, lab, passwd,
+trail, report.
 
 Errors that a user can cause (a bad catalog, a missing file, a feature the table does
 not have) are printed as one clear message, without a traceback, and the command exits
@@ -307,6 +308,49 @@ def _cmd_validate(args) -> int:
     return 0 if bad == 0 else 1
 
 
+def _cmd_report(args) -> int:
+    from .reports import cohort_report, session_report, write_report
+
+    if (args.subject is None) != (args.session is None):
+        raise CardiolabError("report: give both --subject and --session (or neither)")
+    cat = _open(args)
+    if args.subject is not None:
+        text = session_report(cat, args.subject, args.session)
+        default = f"report_{args.subject}_{args.session}.{args.format}"
+    else:
+        text = cohort_report(cat, args.feature or None, args.epoch)
+        default = f"report_cohort_{args.epoch}.{args.format}"
+    path = write_report(text, args.output or default, overwrite=args.overwrite)
+    print(f"report written to {path}")
+    return 0
+
+
+def _add_report_parser(sub) -> None:
+    from .reports import REPORT_FORMATS
+
+    rep = sub.add_parser(
+        "report",
+        help="a session report (--subject, --session) or a cohort report, as one HTML file",
+    )
+    rep.add_argument("catalog", help="path of a data_catalog.yaml (processed)")
+    rep.add_argument("--subject", default=None, help="subject of a session report")
+    rep.add_argument("--session", default=None, help="session label of a session report")
+    rep.add_argument(
+        "--feature",
+        action="append",
+        default=None,
+        help="feature of the cohort report (repeatable; default hr)",
+    )
+    rep.add_argument("--epoch", default="supine", help="epoch of the cohort report")
+    rep.add_argument("--format", choices=REPORT_FORMATS, default="html", help="file format")
+    rep.add_argument(
+        "--output", default=None, help="file to write (default: report_<...>.html here)"
+    )
+    rep.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _add_storage_option(rep)
+    rep.set_defaults(func=_cmd_report)
+
+
 def _storage_option(text: str) -> str:
     try:
         parse_storage_option(text)  # a malformed pair is an argparse error
@@ -486,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("catalog", help="path of a data_catalog.yaml")
     _add_storage_option(val)
     val.set_defaults(func=_cmd_validate)
+    _add_report_parser(sub)
     return parser
 
 

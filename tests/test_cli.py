@@ -224,7 +224,7 @@ def test_bad_storage_option_is_a_usage_error(pairs, words, capsys):
     assert words in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["info", "validate", "process", "fit", "serve"])
+@pytest.mark.parametrize("command", ["info", "validate", "process", "fit", "serve", "report"])
 def test_storage_options_reach_open_catalog(command, monkeypatch, capsys):
     import cardiolab.catalog
     from cardiolab.errors import CatalogError

@@ -602,9 +602,20 @@ def test_timeline_from_a_table_alone(features):
     expected = pre.groupby("subject")["hr"].mean().mean()
     (base,) = _elements(panels[0], hv.HLine)
     assert base.data == pytest.approx(expected, rel=1e-12)
-    s01 = next(el for el in _elements(panels[2], hv.Curve) if el.label == "S01")
+    # each subject's values joined in day order: one Segments for the crew
+    (lines,) = _elements(panels[2], hv.Segments)
+    segs = lines.dframe()
+    s01 = segs[segs["subject"] == "S01"]
     rows = features[(features["subject"] == "S01") & (features["phase"] == "post")]
-    np.testing.assert_allclose(s01.dimension_values("hr"), rows.sort_values("day")["hr"])
+    rows = rows.sort_values("day")
+    np.testing.assert_allclose(s01["y0"], rows["hr"].to_numpy()[:-1], atol=0)
+    np.testing.assert_allclose(s01["y1"], rows["hr"].to_numpy()[1:], atol=0)
+    np.testing.assert_allclose(s01["x0"], rows["day"].to_numpy()[:-1], atol=0)
+    assert len(segs) == sum(
+        max(n - 1, 0) for n in features[features["phase"] == "post"].groupby("subject")["hr"].size()
+    )
+    (points,) = _elements(panels[2], hv.Scatter)
+    assert points.opts.get().kwargs["color"] == "subject"  # one colour per subject
     hv.render(layout, backend="bokeh")
     with pytest.raises(CardiolabError, match="epoch 'stand'"):
         timeline(table=features, feature="hr", epoch="stand")
@@ -738,6 +749,38 @@ def test_cohort_page_shows_every_flag_of_its_models_as_written(monkeypatch):
     assert page._message.visible and not page._flags.visible
     shown = _shown_text(page._message)[1]
     assert "phase contrasts: " in shown and "time course: " in shown and "flat" in shown
+
+
+def test_cohort_page_fits_once_and_updates_its_figures_in_place(monkeypatch):
+    """A feature's models are fitted once per page (a switch back reuses them), and a
+    switch between features whose figures have the same layers updates the shown
+    DynamicMaps through their stream instead of building new figures."""
+    import cardiolab.stats.results as results
+    from cardiolab.dashboards.cohort import CohortPage
+
+    calls = []
+    real = results.feature_models
+
+    def counted(table, feature, epoch):
+        calls.append((feature, epoch))
+        return real(table, feature, epoch)
+
+    monkeypatch.setattr(results, "feature_models", counted)
+    table = _features_table(n_subjects=6, seed=5)
+    table = table.assign(hr2=table["hr"] * 1.1 + 3.0)
+    table.attrs = {"units": {"hr": "bpm", "hr2": "bpm"}}
+    page = CohortPage(table=table, feature="hr", epoch="supine")
+    timeline_dmaps = page._timeline.object
+    assert all(isinstance(p, hv.DynamicMap) for p in timeline_dmaps.values())
+    page.feature = "hr2"
+    page.feature = "hr"
+    assert calls == [("hr", "supine"), ("hr2", "supine")]
+    # same layers (hr2 is hr rescaled): the panes keep their DynamicMaps
+    assert page._timeline.object is timeline_dmaps
+    shown = timeline_dmaps.values()[2][()]  # the post-flight panel as drawn now
+    post = table[(table["phase"] == "post")]
+    (points,) = _elements(shown, hv.Scatter)
+    np.testing.assert_allclose(np.sort(points.dimension_values(1)), np.sort(post["hr"]))
 
 
 def test_campaign_page_orders_sessions_by_schedule():

@@ -46,6 +46,7 @@ import scipy.stats
 import statsmodels.formula.api as smf
 
 from ..errors import ModelError
+from ..formatting import format_p
 from ..labels import schedule_order
 from .satterthwaite import BOUNDARY_TOL, satterthwaite_parts
 from .table import check_features_table
@@ -410,7 +411,7 @@ class PhaseContrasts:
                         t["percent"], t["percent_low"], t["percent_high"], strict=True
                     )
                 ],
-                "p_holm": [f"{p:.3g}" for p in t["p_holm"]],
+                "p_holm": [format_p(p) for p in t["p_holm"]],
             },
             index=t.index,
         )

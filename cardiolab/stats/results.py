@@ -42,6 +42,7 @@ __all__ = [
     "SUMMARY_FLAGS_CHARS",
     "feature_columns",
     "feature_epochs",
+    "feature_models",
     "fit_all",
     "fit_feature",
     "read_results",
@@ -139,6 +140,44 @@ def _error_row(feature, epoch, model, err, units) -> dict:
         "error": str(err),
         "units": units,
     }
+
+
+def feature_models(table: pd.DataFrame, feature: str, epoch: str) -> tuple:
+    """The phase contrasts and the time course of one feature in one epoch, as objects.
+
+    What the Cohort page and the cohort report show: each model is fitted on its own
+    (:func:`~cardiolab.stats.mixed.phase_contrasts`,
+    :func:`~cardiolab.stats.timecourse.fit_time_course`) and one that cannot be fitted
+    is ``None``, with the reason.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A features table (:func:`cardiolab.pipeline.features_table`).
+    feature, epoch : str
+        What to model.
+
+    Returns
+    -------
+    tuple
+        ``(contrasts, time_course, errors)``: a
+        :class:`~cardiolab.stats.mixed.PhaseContrasts` or None, a
+        :class:`~cardiolab.stats.timecourse.TimeCourse` or None, and a list of
+        ``(model, message)`` of the models that could not be fitted (``model`` is
+        ``"phase contrasts"`` or ``"time course"``; message of the
+        :class:`~cardiolab.errors.CardiolabError`).
+    """
+    from .mixed import phase_contrasts
+    from .timecourse import fit_time_course
+
+    found, errors = [], []
+    for name, fit in (("phase contrasts", phase_contrasts), ("time course", fit_time_course)):
+        try:
+            found.append(fit(table, feature, epoch=epoch))
+        except CardiolabError as err:
+            found.append(None)
+            errors.append((name, str(err)))
+    return found[0], found[1], errors
 
 
 def fit_feature(table: pd.DataFrame, feature: str, epoch: str) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CardiolabError
+from ..formatting import format_p, wrap_title
 
 __all__ = [
     "BEDREST_LABELS",
@@ -156,18 +157,20 @@ def forest_plot(contrasts, *, percent: bool = False, width: int = 600, height: i
             "n": tab["n"].to_numpy(),
             "p": tab["p"].to_numpy(dtype=float),
             "p_holm": tab["p_holm"].to_numpy(dtype=float),
+            "p_text": [format_p(p) for p in tab["p"]],
+            "p_holm_text": [format_p(p) for p in tab["p_holm"]],
             "df": tab["df"].to_numpy(dtype=float) if "df" in tab else np.inf,
         }
     )
-    hover = ["phase", "ci_low", "ci_high", "n", "df", "p", "p_holm"]
+    hover = ["phase", "ci_low", "ci_high", "n", "df", "p", "p_holm", "p_text", "p_holm_text"]
     tooltips = [
         ("timepoint", "@timepoint"),
         ("change", "@change{0.[000]}"),
         ("95% CI", "@ci_low{0.[000]} to @ci_high{0.[000]}"),
         ("n", "@n"),
         ("df", "@df{0.[0]}"),
-        ("p", "@p{0.[0000]}"),
-        ("p (Holm)", "@p_holm{0.[0000]}"),
+        ("p", "@{p_text}"),  # never 0: cardiolab.formatting.format_p
+        ("p (Holm)", "@{p_holm_text}"),
     ]
     zero = hv.HLine(0.0).opts(backend="bokeh", color="black", line_dash="dashed", line_width=1)
     bars = hv.ErrorBars(frame, kdims=[tdim], vdims=[ydim, "minus", "plus"]).opts(
@@ -196,13 +199,14 @@ def forest_plot(contrasts, *, percent: bool = False, width: int = 600, height: i
     )
     return hv.Overlay(layers).opts(
         backend="bokeh",
-        title=title,
+        title=wrap_title(title, width),
         xlabel=tdim.pprint_label,
         ylabel=ydim.pprint_label,
         frame_width=width,
         frame_height=height,
         show_grid=True,
-        legend_position="top_right",
+        # outside the frame: inside, it covered the last timepoints' points
+        legend_position="right",
     )
 
 
@@ -265,6 +269,50 @@ def _pre_flight_mean(data: pd.DataFrame) -> float:
     if pre.empty:
         return math.nan
     return float(pre.groupby("subject")["value"].mean().mean())
+
+
+def _subject_layers(rows: pd.DataFrame, xdim, ydim, colors: dict) -> list:
+    """Each subject's values of one phase: one ``Segments`` (a line per subject) and one
+    ``Scatter`` (the points, coloured by subject, with a legend entry per subject).
+
+    Two glyphs for the whole crew, not two per subject: bokeh builds and the browser
+    draws a glyph renderer per element, and 8 subjects x 3 phases x 2 made the
+    Cohort page's timeline most of its 7-9 s redraw on a feature switch.
+    """
+    rows = rows.sort_values(["subject", "day"])
+    pts = pd.DataFrame(
+        {
+            xdim.name: rows["day"].to_numpy(dtype=float),
+            ydim.name: rows["value"].to_numpy(dtype=float),
+            "subject": rows["subject"].astype(str).to_numpy(),
+            "session": rows["session"].astype(str).to_numpy() if "session" in rows else "",
+        }
+    )
+    present = [s for s in colors if (pts["subject"] == s).any()]
+    if not present:
+        return []
+    cmap = {s: colors[s] for s in present}
+    # consecutive points of one subject joined: one segment per pair
+    nxt = pts.groupby("subject", sort=False).shift(-1)
+    joined = nxt[xdim.name].notna()
+    segments = pd.DataFrame(
+        {
+            "x0": pts.loc[joined, xdim.name],
+            "y0": pts.loc[joined, ydim.name],
+            "x1": nxt.loc[joined, xdim.name],
+            "y1": nxt.loc[joined, ydim.name],
+            "subject": pts.loc[joined, "subject"],
+        }
+    )
+    lines = hv.Segments(
+        segments,
+        kdims=[hv.Dimension("x0", label=xdim.label, unit=xdim.unit), ydim.clone("y0"), "x1", "y1"],
+        vdims=["subject"],
+    ).opts(backend="bokeh", color="subject", cmap=cmap, line_width=1, alpha=0.7, show_legend=False)
+    points = hv.Scatter(pts, kdims=[xdim], vdims=[ydim, "subject", "session"]).opts(
+        backend="bokeh", color="subject", cmap=cmap, size=5, tools=["hover"]
+    )
+    return [lines, points]
 
 
 def timeline(
@@ -370,29 +418,7 @@ def timeline(
                         backend="bokeh", color=PHASE_COLORS[phase], line_width=3
                     )
                 )
-        rows = data[data["phase"] == phase]
-        for subject in subjects:
-            rs = rows[rows["subject"].astype(str) == subject].sort_values("day")
-            if rs.empty:
-                continue
-            pts = pd.DataFrame(
-                {
-                    name: rs["day"].to_numpy(dtype=float),
-                    ydim.name: rs["value"].to_numpy(dtype=float),
-                    "subject": subject,
-                    "session": rs["session"].astype(str).to_numpy() if "session" in rs else "",
-                }
-            )
-            layers.append(
-                hv.Curve(pts, kdims=[xdim], vdims=[ydim], label=subject).opts(
-                    backend="bokeh", color=colors[subject], line_width=1, alpha=0.7
-                )
-            )
-            layers.append(
-                hv.Scatter(
-                    pts, kdims=[xdim], vdims=[ydim, "subject", "session"], label=subject
-                ).opts(backend="bokeh", color=colors[subject], size=5, tools=["hover"])
-            )
+        layers.extend(_subject_layers(data[data["phase"] == phase], xdim, ydim, colors))
         if np.isfinite(b0):
             layers.append(
                 hv.HLine(b0, label=base_label).opts(
@@ -405,7 +431,7 @@ def timeline(
         panels.append(
             hv.Overlay(layers).opts(
                 backend="bokeh",
-                title=title,
+                title=wrap_title(title, width),
                 frame_width=width,
                 frame_height=height,
                 show_legend=last,
@@ -531,7 +557,7 @@ def tau_profile(time_course, parameter: str = "tau_r", *, width: int = 450, heig
         layers.append(hv.VLine(est).opts(backend="bokeh", color="black", line_dash="dotted"))
     return hv.Overlay(layers).opts(
         backend="bokeh",
-        title=title,
+        title=wrap_title(title, width),
         xlabel=xdim.pprint_label,
         ylabel=ydim.pprint_label,
         logx=True,
