@@ -158,3 +158,18 @@ def test_report_command_round_trip(reviewed, tmp_path, capsys):
     # half a session is a usage error
     assert main(["report", str(reviewed), "--subject", "S01"]) == 2
     assert "both --subject and --session" in capsys.readouterr().err
+
+
+def test_session_review_page_downloads_the_report_of_its_session(processed):
+    """The Session review page's report button makes the shown session's report when it
+    is clicked (its FileDownload callback), named after it; the page prints whole days."""
+    import panel as pn
+
+    from cardiolab.dashboards.session_review import SessionReview
+
+    page = SessionReview(processed, subject="S02", session="R+3")
+    (button,) = [w for w in page.__panel__().select(pn.widgets.FileDownload) if "report" in w.label]
+    text = button.callback().read().decode("utf-8")
+    assert button.filename == "report_S02_R+3.html"
+    assert "S02" in text and "R+3" in text and "<!DOCTYPE html>" in text
+    assert "day 3" in page._summary.object and "day 3.0" not in page._summary.object

@@ -1,7 +1,7 @@
 """A button that downloads a report (:mod:`cardiolab.reports`) made when it is clicked.
 
-The Cohort page has one for the feature it shows; the Session review page can add one
-for its session::
+The Cohort page has one for the feature it shows, the Session review page one for its
+session::
 
     from cardiolab.reports import session_report
     button = report_download(

@@ -27,7 +27,10 @@ import panel as pn
 import param
 
 from ..errors import CardiolabError
+from ..formatting import format_day
+from ..reports import session_report
 from .app import escape_markdown, holoviews_pane
+from .report_download import report_download
 
 log = logging.getLogger("cardiolab")
 
@@ -135,6 +138,11 @@ class SessionReview(pn.viewable.Viewer):
             self._reviewer = None
             signer = f"No one to sign changes: {escape_markdown(err)}"
         self._signer = pn.pane.Markdown(signer, disable_math=True, margin=(0, 10))
+        # the shown session's report: plots, features, provenance, audit trail
+        self._report = report_download(
+            lambda: session_report(self._cat, self.subject, self.session),
+            lambda: f"report_{self.subject}_{self.session}.html",
+        )
         self._selection = hv.streams.Selection1D()
         self._tap = None
         # text quoting the data (names, errors) is escaped (escape_markdown)
@@ -373,8 +381,8 @@ class SessionReview(pn.viewable.Viewer):
         waiting = f", {state.n_waiting} awaiting a second reviewer" if state.n_waiting else ""
         self._summary.object = (
             f"**{escape_markdown(self.subject)} {escape_markdown(self.session)}** "
-            f"({escape_markdown(self._node.attrs.get('phase'))}, day "
-            f"{escape_markdown(self._node.attrs.get('day'))}): {n} beats, "
+            f"({escape_markdown(self._node.attrs.get('phase'))}, "
+            f"{escape_markdown(format_day(self._node.attrs.get('day')))}): {n} beats, "
             f"{int((~beats['auto_valid'].values.astype(bool)).sum())} rejected by the detector, "
             f"**{state.n_flagged} flagged by reviewers**, {edits} edited, in "
             f"{len(state.trail)} change(s){waiting}."
@@ -539,7 +547,7 @@ class SessionReview(pn.viewable.Viewer):
         )
         return pn.Column(
             "## Session review",
-            self._signer,
+            pn.Row(self._signer, self._report),
             controls,
             edits,
             second,
