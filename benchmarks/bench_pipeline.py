@@ -162,33 +162,17 @@ def profile_session(tmp: Path, top: int = 10) -> None:
 
 
 def _warm_run(catalog, workers, n_sessions, recorded_s) -> float:
-    """The same run on a cluster that is already up, its workers warmed by one session."""
-    import logging
-    import warnings
-
-    from distributed import Client, LocalCluster
-
+    """The same run on a cluster that is already up (cardiolab's own LocalCluster, as
+    ``process_campaign`` starts it), its workers warmed by one session."""
+    from cardiolab.parallel import dask_client
     from cardiolab.pipeline import process_campaign
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-    client = Client(cluster)
-    try:
+    with dask_client(workers=workers) as client:
         first = [("S01", "L-60"), ("S01", "L-30")][:workers]
         process_campaign(catalog, client=client, sessions=first, force=True, progress=False)
         t0 = time.perf_counter()
         process_campaign(catalog, client=client, force=True, progress=False)
         elapsed = time.perf_counter() - t0
-    finally:
-        client.close()
-        cluster.close()
     print(
         f"{workers} worker(s), warm cluster: {elapsed:.1f} s; "
         f"{recorded_s / elapsed / workers:.0f}x real time per core"
