@@ -8,13 +8,13 @@ tests/browser/test_server_hardening.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import http.client
 import json
 import logging
 import re
 import threading
-import time
 import urllib.parse
 
 import pytest
@@ -189,23 +189,57 @@ def test_quiet_closed_connections_drops_only_closed_socket_errors(caplog):
 # --- the served app: routes, CSRF, throttle, logout -------------------------------------
 
 
+@contextlib.contextmanager
+def _serving(catalog, **kwargs):
+    """``serve(catalog, **kwargs)`` running in a thread of this process, stopped at the
+    end. The server is built in the thread whose event loop runs it: this thread's loop
+    may be another library's (playwright's sync API leaves its own running)."""
+    from cardiolab.dashboards import serve
+
+    built: dict = {}
+    ready = threading.Event()
+
+    def run():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        try:
+            built["server"] = serve(catalog, warm=False, start=False, **kwargs)
+            built["server"].start()
+        finally:
+            ready.set()
+        built["server"].io_loop.start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(120) and "server" in built, "the server did not start"
+    server = built["server"]
+    try:
+        yield server
+    finally:
+        server.io_loop.add_callback(server.io_loop.stop)
+        thread.join(10)
+        server.stop()
+
+
+def _run_in_thread(coroutine, timeout: float = 90.0):
+    """Run a coroutine to its end in a new event loop, in a thread of its own."""
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(asyncio.run(coroutine)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert box, "the coroutine did not finish"
+    return box[0]
+
+
 @pytest.fixture(scope="module")
 def protected_server(small_campaign, tmp_path_factory):
     """``serve`` on port 0 with a login (alice / "correct horse"), in this process."""
-    from cardiolab.dashboards import serve
     from cardiolab.dashboards.auth import hash_password
 
     path, _ = small_campaign
     creds = tmp_path_factory.mktemp("creds") / "reviewers.json"
     creds.write_text(json.dumps({"alice": hash_password("correct horse")}))
-    server = serve(path / "data_catalog.yaml", port=0, credentials=creds, warm=False, start=False)
-    server.start()
-    thread = threading.Thread(target=server.io_loop.start, daemon=True)
-    thread.start()
-    yield server
-    server.io_loop.add_callback(server.io_loop.stop)
-    thread.join(10)
-    server.stop()
+    with _serving(path / "data_catalog.yaml", port=0, credentials=creds) as server:
+        yield server
 
 
 def _request(server, path, method="GET", body=None, headers=None):
@@ -329,19 +363,12 @@ def test_port_zero_allows_only_the_served_origin(small_campaign):
     """``serve(port=0)`` listens on a free port, and its websocket takes pages of that
     port only: a foreign origin gets 403 at the upgrade, the served one 101."""
     from tornado.httpclient import HTTPClientError, HTTPRequest
-    from tornado.ioloop import IOLoop
     from tornado.websocket import websocket_connect
 
-    from cardiolab.dashboards import serve
-
     path, _ = small_campaign
-    server = serve(path / "data_catalog.yaml", port=0, warm=False, start=False)
-    port = server.port
-    assert port > 0
-    server.start()
-    thread = threading.Thread(target=server.io_loop.start, daemon=True)
-    thread.start()
-    try:
+    with _serving(path / "data_catalog.yaml", port=0) as server:
+        port = server.port
+        assert port > 0
         _, page = _request(server, "/campaign")
         token = re.search(r'"token":\s*"([^"]+)"', page.decode()).group(1)
 
@@ -354,19 +381,12 @@ def test_port_zero_allows_only_the_served_origin(small_campaign):
             ws.close()
             return 101
 
-        loop = IOLoop(make_current=False)
-        try:
-            foreign = loop.run_sync(lambda: upgrade("http://evil.example:8080"), timeout=60)
-            other_port = loop.run_sync(lambda: upgrade(f"http://localhost:{port + 1}"), timeout=60)
-            served = loop.run_sync(lambda: upgrade(f"http://localhost:{port}"), timeout=60)
-        finally:
-            loop.close()
+        # the client runs in a thread of its own: this thread's event loop may be
+        # another library's, running (playwright's sync API)
+        foreign = _run_in_thread(upgrade("http://evil.example:8080"))
+        other_port = _run_in_thread(upgrade(f"http://localhost:{port + 1}"))
+        served = _run_in_thread(upgrade(f"http://localhost:{port}"))
         assert (foreign, other_port, served) == (403, 403, 101)
-    finally:
-        server.io_loop.add_callback(server.io_loop.stop)
-        thread.join(10)
-        server.stop()
-        time.sleep(0.1)
 
 
 def _self_signed_certificate(folder):
@@ -412,27 +432,20 @@ def test_cookies_are_secure_over_tls(small_campaign, tmp_path):
     """Served over TLS, the session, user and CSRF cookies are ``Secure``."""
     import ssl
 
-    from cardiolab.dashboards import serve
     from cardiolab.dashboards.auth import hash_password
 
     certfile, keyfile = _self_signed_certificate(tmp_path)
     path, _ = small_campaign
     creds = tmp_path / "reviewers.json"
     creds.write_text(json.dumps({"alice": hash_password("correct horse")}))
-    server = serve(
+    with _serving(
         path / "data_catalog.yaml",
         port=0,
         credentials=creds,
-        warm=False,
-        start=False,
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
-    )
-    server.start()
-    thread = threading.Thread(target=server.io_loop.start, daemon=True)
-    thread.start()
-    context = ssl.create_default_context(cafile=str(certfile))
-    try:
+    ) as server:
+        context = ssl.create_default_context(cafile=str(certfile))
 
         def request(method, path, body=None, headers=None):
             conn = http.client.HTTPSConnection(
@@ -461,7 +474,3 @@ def test_cookies_are_secure_over_tls(small_campaign, tmp_path):
         set_ = [c for c in cookies if c.split("=", 1)[0] in ("user", "cardiolab_session")]
         assert len(set_) == 2
         assert all("; secure" in c.lower() and "samesite=lax" in c.lower() for c in set_)
-    finally:
-        server.io_loop.add_callback(server.io_loop.stop)
-        thread.join(10)
-        server.stop()

@@ -120,7 +120,7 @@ def test_choosing_another_session_draws_its_plots(served_app, page, console):
     assert page.locator("canvas").count() >= N_SIGNALS + 1
     n = reviewed_beats(served_app.catalog, subject, other).sizes["beat"]
     expect(
-        page.get_by_text(re.compile(rf"{subject} R\+1 \(post, day 1.0\): {n} beats"))
+        page.get_by_text(re.compile(rf"{subject} R\+1 \(post, day 1\): {n} beats"))
     ).to_be_visible()
     console.check()
 
