@@ -213,6 +213,27 @@ class ServedApp:
         return "\n".join(self.lines)
 
 
+def served_with_login(catalog: Path, folder: Path, user: str, password: str) -> ServedApp:
+    """The app behind a login, started: ``user``'s password written to a credentials
+    file in ``folder`` by ``cardiolab passwd`` (the password read from
+    ``$CARDIOLAB_PASSWORD``), no warm-up."""
+    creds = folder / "reviewers.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "cardiolab.cli", "passwd", str(creds), user],
+        env={**ServedApp(catalog).env, "CARDIOLAB_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert password not in creds.read_text()
+    return ServedApp(
+        catalog,
+        args=["--address", "127.0.0.1", "--credentials", str(creds)],
+        env={"CARDIOLAB_WARMUP": "0"},
+    ).start()
+
+
 @pytest.fixture(scope="module")
 def served_app(processed_campaign):
     """The app on the processed campaign, bound to 127.0.0.1 (no login)."""

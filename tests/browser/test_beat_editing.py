@@ -10,8 +10,6 @@ from __future__ import annotations
 import getpass
 import io
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
 
-from .conftest import TIMEOUT_MS, ServedApp  # noqa: E402
+from .conftest import TIMEOUT_MS, served_with_login  # noqa: E402
 from .pages import BEAT_PLOT, wait_for_plots  # noqa: E402
 
 #: Signal panels of a simulated session: ECG, arterial pressure, LDF, two Doppler vessels.
@@ -183,21 +181,8 @@ def test_delete_and_insert_a_beat_on_the_page(served_app, page, console):
 @pytest.fixture
 def signed_in_app(processed_campaign, tmp_path):
     """The app behind a login (bob / his password)."""
-    creds = tmp_path / "reviewers.json"
     password = "a long enough passphrase"
-    done = subprocess.run(
-        [sys.executable, "-m", "cardiolab.cli", "passwd", str(creds), "bob"],
-        env={**ServedApp(processed_campaign).env, "CARDIOLAB_PASSWORD": password},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    app = ServedApp(
-        processed_campaign,
-        args=["--address", "127.0.0.1", "--credentials", str(creds)],
-        env={"CARDIOLAB_WARMUP": "0"},
-    ).start()
+    app = served_with_login(processed_campaign, tmp_path, "bob", password)
     yield app, password
     app.stop()
 

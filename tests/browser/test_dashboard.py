@@ -13,7 +13,6 @@ import http.client
 import re
 import struct
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,7 +20,14 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
 
-from .conftest import TIMEOUT_MS, TIMINGS, ConsoleLog, ServedApp, free_port  # noqa: E402
+from .conftest import (  # noqa: E402
+    TIMEOUT_MS,
+    TIMINGS,
+    ConsoleLog,
+    ServedApp,
+    free_port,
+    served_with_login,
+)
 from .pages import BEAT_PLOT, wait_for_plots  # noqa: E402
 
 #: Fraction of a PNG's pixels (given as base64) that are not white, decoded by the browser.
@@ -242,22 +248,8 @@ def test_cohort_page_shows_the_timeline_and_switches_feature(served_app, page, c
 @pytest.fixture
 def protected_app(processed_campaign, tmp_path):
     """The app behind a login (alice / her password), no warm-up (nobody reviews beats here)."""
-    creds = tmp_path / "reviewers.json"
     password = "correct horse battery"
-    done = subprocess.run(
-        [sys.executable, "-m", "cardiolab.cli", "passwd", str(creds), "alice"],
-        env={**ServedApp(processed_campaign).env, "CARDIOLAB_PASSWORD": password},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert password not in creds.read_text()
-    app = ServedApp(
-        processed_campaign,
-        args=["--address", "127.0.0.1", "--credentials", str(creds)],
-        env={"CARDIOLAB_WARMUP": "0"},
-    ).start()
+    app = served_with_login(processed_campaign, tmp_path, "alice", password)
     yield app, password
     app.stop()
 
