@@ -161,7 +161,7 @@ def test_served_origins_name_the_port_and_never_a_wildcard():
 def test_quiet_closed_connections_drops_only_closed_socket_errors(caplog):
     from tornado.websocket import WebSocketClosedError
 
-    from cardiolab.dashboards.app import quiet_closed_connections
+    from cardiolab.dashboards.connections import quiet_closed_connections
 
     loop = asyncio.new_event_loop()
     try:
@@ -474,3 +474,76 @@ def test_cookies_are_secure_over_tls(small_campaign, tmp_path):
         set_ = [c for c in cookies if c.split("=", 1)[0] in ("user", "cardiolab_session")]
         assert len(set_) == 2
         assert all("; secure" in c.lower() and "samesite=lax" in c.lower() for c in set_)
+
+
+def test_a_closed_connection_still_fails_its_ping():
+    """A failed keep-alive ping is let be only while ``on_close`` is still to come; a
+    connection whose ``on_close`` has run (a tab closed before bokeh attached its
+    session) fails it, so that bokeh's keep-alive drops it as before."""
+    from bokeh.server.views.ws import WSHandler
+    from tornado.websocket import WebSocketClosedError
+
+    from cardiolab.dashboards.connections import _ClosesCleanly
+
+    class Socket(WSHandler):
+        def __init__(self):  # no tornado application: only ping and on_close
+            self.closed = []
+
+        def ping(self, data=b""):
+            raise WebSocketClosedError()
+
+        def on_close(self):
+            self.closed.append(True)
+
+    socket = type("Socket", (_ClosesCleanly, Socket), {})()
+    socket.ping(b"0")  # closing, on_close to come: no error
+    socket.on_close()
+    assert socket.closed == [True]
+    with pytest.raises(WebSocketClosedError):
+        socket.ping(b"1")
+
+
+def test_keep_alive_ping_during_a_close_leaves_no_traceback(small_campaign, caplog):
+    """bokeh's keep-alive pings a connection that is closing but whose ``on_close`` has
+    not run yet (here: the server closed it on a protocol error and waits for the
+    browser's answer). The ping fails; bokeh then detaches the connection's session,
+    and ``on_close`` used to fail on that detached session (an ``AssertionError``
+    traceback, "Uncaught exception GET /campaign/ws"). Deterministic: pings every
+    50 ms, and the client answers the close only after 1 s."""
+    import time
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    path, _ = small_campaign
+    with caplog.at_level(logging.INFO):
+        with _serving(path / "data_catalog.yaml", port=0, keep_alive_milliseconds=50) as server:
+            port = server.port
+            _, page = _request(server, "/campaign")
+            token = re.search(r'"token":\s*"([^"]+)"', page.decode()).group(1)
+
+            async def close_slowly():
+                request = HTTPRequest(
+                    f"ws://127.0.0.1:{port}/campaign/ws",
+                    headers={"Origin": f"http://localhost:{port}"},
+                )
+                ws = await websocket_connect(request, subprotocols=["bokeh", token])
+                for _ in range(3):  # bokeh's ACK: header, metadata, content
+                    await ws.read_message()
+                # a binary header breaks bokeh's protocol: the server closes ...
+                await ws.write_message(b"\x00", binary=True)
+                time.sleep(1.0)  # ... and this client does not answer for a while
+                while await ws.read_message() is not None:
+                    pass
+                return ws.close_code
+
+            code = _run_in_thread(close_slowly())
+            # the server is still serving, and has had time to let the connection go
+            time.sleep(0.5)
+            response, _ = _request(server, "/campaign")
+            assert response.status == 200
+    assert code == 10001  # bokeh's protocol-error close: the close this test meant
+    assert "protocol error" in caplog.text
+    failures = [r for r in caplog.records if r.exc_info]
+    assert not failures, [r.getMessage() for r in failures]
+    assert "Uncaught exception" not in caplog.text

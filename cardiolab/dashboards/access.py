@@ -24,6 +24,7 @@ import logging
 import math
 import secrets
 import socket
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -37,6 +38,7 @@ from .auth import (
     is_loopback,
     verify_password,
 )
+from .routes import RoutesNotFound, mix_into_handlers, server_routes
 
 log = logging.getLogger("cardiolab")
 
@@ -293,38 +295,24 @@ def require_login(server) -> int:
     """
     from tornado.web import RequestHandler
 
-    # bokeh keeps its tornado application private and has no hook for this: reach it,
-    # and refuse to serve if it is not where it was (bokeh 3.x, tornado 6.x)
-    app = getattr(server, "_tornado", None)
+    try:
+        app, rules = server_routes(server)
+    except RoutesNotFound as err:
+        raise AuthError(f"{err}: refusing to serve with routes open") from None
     provider = getattr(app, "auth_provider", None)
-    rules = getattr(getattr(app, "wildcard_router", None), "rules", None)
-    if not rules or provider is None or provider.login_url is None:
+    if provider is None or provider.login_url is None:
         raise AuthError(
-            "cannot put the login in front of every route of this server (bokeh "
-            f"{_version('bokeh')}, tornado {_version('tornado')}): refusing to serve"
+            f"this server (bokeh {version('bokeh')}) has no login page: refusing to serve"
         )
-    login_url = server.prefix + provider.login_url
     exempt = {provider.login_handler, provider.logout_handler} - {None}
-    count = 0
-    for rule in rules:
-        target = rule.target
-        if not (isinstance(target, type) and issubclass(target, RequestHandler)):
-            continue
-        if target in exempt or issubclass(target, _LoginRequired):
-            continue
-        rule.target = type(
-            f"LoginRequired{target.__name__}",
-            (_LoginRequired, target),
-            {"_provider": provider, "_login_url": login_url},
-        )
-        count += 1
-    return count
-
-
-def _version(module: str) -> str:
-    from importlib.metadata import version
-
-    return version(module)
+    return mix_into_handlers(
+        rules,
+        RequestHandler,
+        _LoginRequired,
+        skip=exempt,
+        _provider=provider,
+        _login_url=server.prefix + provider.login_url,
+    )
 
 
 def served_origins(address: str, port: int) -> list[str]:

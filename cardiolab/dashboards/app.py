@@ -19,6 +19,7 @@ import panel as pn
 
 from .access import HashedAuthProvider, bind_free_port, require_login, served_origins
 from .auth import AuthError, is_loopback, load_credentials
+from .connections import close_connections_cleanly, quiet_closed_connections
 
 log = logging.getLogger("cardiolab")
 
@@ -28,7 +29,6 @@ __all__ = [
     "escape_html",
     "escape_markdown",
     "holoviews_pane",
-    "quiet_closed_connections",
     "serve",
     "warm_up",
 ]
@@ -222,39 +222,6 @@ def warm_up(catalog) -> float:
     return seconds
 
 
-def quiet_closed_connections(loop) -> None:
-    """Let a browser that closes its tab go without a traceback in the server's log.
-
-    Panel writes each update to the websocket as a few separate asyncio tasks; when
-    the tab is closed meanwhile, the tasks not awaited any more end in tornado's
-    ``WebSocketClosedError`` (or ``StreamClosedError``), which asyncio logs as "Task
-    exception was never retrieved" with a traceback. Nothing failed: the reader has
-    gone. This exception handler of the event loop (:meth:`asyncio.loop.set_exception_handler`)
-    logs those at debug level and hands everything else to the handler that was there
-    before (asyncio's default one).
-
-    Parameters
-    ----------
-    loop : asyncio.AbstractEventLoop
-        The server's event loop (``server.io_loop.asyncio_loop``).
-    """
-    from tornado.iostream import StreamClosedError
-    from tornado.websocket import WebSocketClosedError
-
-    previous = loop.get_exception_handler()
-
-    def handle(loop, context):
-        if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
-            log.debug("dashboard: a browser closed its connection during an update")
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handle)
-
-
 def serve(
     catalog,
     *,
@@ -348,6 +315,7 @@ def serve(
         server = _listen(cat, address, port, {**opts, **kwargs, **extra})
         if login:
             require_login(server)
+        close_connections_cleanly(server)
         quiet_closed_connections(server.io_loop.asyncio_loop)
         if show:
             server.io_loop.add_callback(server.show, "/login" if login else "/")
