@@ -126,6 +126,29 @@ def test_throttle_forgets_old_failures_and_quiet_keys():
     assert set(throttle._keys) == {"user:other"}
 
 
+def test_sign_in_sessions_call_their_watchers_once_at_close():
+    from cardiolab.dashboards.auth import SignInSessions
+
+    clock = Clock()
+    sessions = SignInSessions(lifetime=3600, clock=clock)
+    a, b = sessions.open("alice"), sessions.open("bob")
+    calls = []
+    sessions.watch(a, lambda: calls.append("a1"))
+    stop = sessions.watch(a, lambda: calls.append("a2"))
+    sessions.watch(b, lambda: calls.append("b"))
+    stop()
+    stop()  # idempotent
+    sessions.close(a)
+    sessions.close(a)
+    assert calls == ["a1"]
+    with pytest.raises(KeyError, match="no open sign-in session"):
+        sessions.watch(a, lambda: None)
+    # an expired session's watchers are called when expired sessions are swept
+    clock.now += 3601
+    sessions.open("carol")
+    assert calls == ["a1", "b"]
+
+
 def test_sign_in_sessions_open_close_and_expire():
     from cardiolab.dashboards.auth import SignInSessions
 
@@ -333,6 +356,62 @@ def test_sign_in_cookies_and_logout_revokes_them(protected_server):
     response, _ = _request(protected_server, "/campaign", headers={"Cookie": jar})
     assert response.status == 302
     assert response.getheader("Location") == "/login?next=%2Fcampaign"
+
+
+def _signed_in_cookies(server) -> str:
+    """Sign in as alice; the ``Cookie`` header of the signed-in browser."""
+    token, cookie = _login_form(server)
+    response, _ = _post_login(server, token, cookie, "alice", "correct horse")
+    assert response.status == 302
+    set_cookies = [v for k, v in response.getheaders() if k.lower() == "set-cookie"]
+    return "; ".join(c.split(";")[0] for c in set_cookies if '=""' not in c.split(";")[0])
+
+
+def test_logout_closes_the_open_pages_of_that_sign_in(protected_server):
+    """A tab left open when its user signs out (in another tab) is disconnected: its
+    websocket is closed by the server (code 4001); a page of another sign-in of the same
+    user (another browser) stays connected."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    port = protected_server.port
+    signing_out, staying = (
+        _signed_in_cookies(protected_server),
+        _signed_in_cookies(protected_server),
+    )
+
+    async def open_page(jar):
+        _, page = _request(protected_server, "/campaign", headers={"Cookie": jar})
+        token = re.search(r'"token":\s*"([^"]+)"', page.decode()).group(1)
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{port}/campaign/ws",
+            headers={"Origin": f"http://localhost:{port}", "Cookie": jar},
+        )
+        ws = await websocket_connect(request, subprotocols=["bokeh", token])
+        for _ in range(3):  # bokeh's ACK: header, metadata, content
+            assert await ws.read_message() is not None
+        return ws
+
+    async def sign_out_in_another_tab():
+        gone, kept = await open_page(signing_out), await open_page(staying)
+        response, _ = await asyncio.to_thread(
+            _request, protected_server, "/logout", headers={"Cookie": signing_out}
+        )
+        assert response.status == 302
+        while await asyncio.wait_for(gone.read_message(), 30) is not None:
+            pass
+        try:  # the other sign-in's page: nothing closes it
+            await asyncio.wait_for(kept.read_message(), 1.0)
+            still_open = False
+        except asyncio.TimeoutError:
+            still_open = kept.close_code is None
+        kept.close()
+        return gone.close_code, gone.close_reason, still_open
+
+    assert _run_in_thread(sign_out_in_another_tab()) == (4001, "signed out", True)
+    # the closed page cannot come back: its cookie names a closed session
+    response, _ = _request(protected_server, "/campaign", headers={"Cookie": signing_out})
+    assert response.status == 302
 
 
 def test_thirty_wrong_passwords_lock_the_right_one_out(protected_server):

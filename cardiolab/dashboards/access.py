@@ -12,7 +12,8 @@ configured (``--credentials``) or the app is reachable beyond this machine:
   ``Secure``.
 - :func:`require_login`: the login on every route of the server except the login and
   logout pages: Panel's ``/components/<module>/...`` route, the static files, the
-  favicon and the websocket as well as the pages.
+  favicon and the websocket as well as the pages; signing out closes the open pages of
+  that sign-in too.
 - :func:`served_origins`: the origins whose pages may open the app's websocket, for
   the port the server really listens on.
 """
@@ -148,8 +149,7 @@ def _handler_classes(provider: HashedAuthProvider):
         """Close the session on the server, clear the cookies, back to the login form."""
 
         def get(self):
-            sid = self.get_signed_cookie(SESSION_COOKIE, max_age_days=provider.cookie_days)
-            provider.sessions.close(sid.decode() if sid else None)
+            provider.sessions.close(provider.session_id(self))  # its open pages close too
             for name in (USER_COOKIE, SESSION_COOKIE, "id_token", "is_guest"):
                 self.clear_cookie(name, path="/")
             self.redirect(provider.prefix + provider.login_url)
@@ -209,11 +209,16 @@ class HashedAuthProvider(AuthProvider):
     def signed_in_user(self, handler) -> str | None:
         """The user of a request: its signed user cookie, under a session still open."""
         user = handler.get_signed_cookie(USER_COOKIE, max_age_days=self.cookie_days)
-        sid = handler.get_signed_cookie(SESSION_COOKIE, max_age_days=self.cookie_days)
+        sid = self.session_id(handler)
         if not user or not sid:
             return None
         user = user.decode("utf-8")
-        return user if self.sessions.user(sid.decode("ascii", "replace")) == user else None
+        return user if self.sessions.user(sid) == user else None
+
+    def session_id(self, handler) -> str | None:
+        """The sign-in session a request names (its signed session cookie), open or not."""
+        sid = handler.get_signed_cookie(SESSION_COOKIE, max_age_days=self.cookie_days)
+        return sid.decode("ascii", "replace") if sid else None
 
     @property
     def get_user(self):
@@ -265,6 +270,43 @@ class _LoginRequired:
             await parent
 
 
+class _ClosedAtSignOut:
+    """Mixed into the websocket handler of the pages behind a login: a page's
+    connection is closed when the sign-in session it was opened under closes
+    (``/logout`` in any tab, :meth:`~cardiolab.dashboards.auth.SignInSessions.close`).
+
+    Without it a tab left open keeps its websocket, and with it the signed-out user's
+    name on every flag or beat edit made there (OWASP Session Management Cheat Sheet,
+    "Session Expiration": a session ended on the server ends everywhere). The browser
+    shows the page disconnected; reconnecting is refused, its cookie names a closed
+    session.
+    """
+
+    _provider = None
+    _cardiolab_stop_watching = None
+
+    #: The close code (RFC 6455 section 7.4.2: 4000-4999 are the application's).
+    SIGNED_OUT = 4001
+
+    def open(self, *args, **kwargs):
+        sid = self._provider.session_id(self)
+        try:
+            self._cardiolab_stop_watching = self._provider.sessions.watch(sid, self._signed_out)
+        except KeyError:  # signed out between the login check and now
+            self.close(self.SIGNED_OUT, "signed out")
+            return None
+        return super().open(*args, **kwargs)
+
+    def _signed_out(self):
+        log.info("login: closing a page of a session signed out (%s)", self.request.remote_ip)
+        self.close(self.SIGNED_OUT, "signed out")
+
+    def on_close(self):
+        if self._cardiolab_stop_watching is not None:
+            self._cardiolab_stop_watching()
+        super().on_close()
+
+
 def require_login(server) -> int:
     """Put the login in front of every route of a bokeh/Panel server but the login
     and logout pages.
@@ -274,7 +316,8 @@ def require_login(server) -> int:
     imports the module it names) answer anybody. Each route's handler class is
     replaced by a subclass that first asks the server's auth provider for the user
     (:class:`_LoginRequired`): a page without one is sent to the login form, any
-    other request gets 403.
+    other request gets 403. With cardiolab's own login (:class:`HashedAuthProvider`),
+    a page's websocket is also closed when its user signs out (:class:`_ClosedAtSignOut`).
 
     Parameters
     ----------
@@ -294,6 +337,7 @@ def require_login(server) -> int:
         served.
     """
     from tornado.web import RequestHandler
+    from tornado.websocket import WebSocketHandler
 
     try:
         app, rules = server_routes(server)
@@ -305,7 +349,7 @@ def require_login(server) -> int:
             f"this server (bokeh {version('bokeh')}) has no login page: refusing to serve"
         )
     exempt = {provider.login_handler, provider.logout_handler} - {None}
-    return mix_into_handlers(
+    count = mix_into_handlers(
         rules,
         RequestHandler,
         _LoginRequired,
@@ -313,6 +357,9 @@ def require_login(server) -> int:
         _provider=provider,
         _login_url=server.prefix + provider.login_url,
     )
+    if isinstance(provider, HashedAuthProvider):  # sign-in sessions held here
+        mix_into_handlers(rules, WebSocketHandler, _ClosedAtSignOut, _provider=provider)
+    return count
 
 
 def served_origins(address: str, port: int) -> list[str]:

@@ -36,11 +36,18 @@ __all__ = [
 #: URL slug -> title of each page.
 PAGES = {"session": "Session review", "cohort": "Cohort", "campaign": "Campaign"}
 
+#: Shown on a page whose connection to the server has gone (Panel's notification).
+DISCONNECTED = (
+    "Disconnected from the server: signed out, or the server stopped. "
+    "Reload the page to go on; nothing you saved is lost."
+)
+
 #: The root page listing the app's pages (Panel's own loads assets from the internet).
 INDEX_TEMPLATE = Path(__file__).with_name("index.html")
 
 _CSS = """
 .cardiolab-nav a { margin-right: 1.2em; font-weight: 600; }
+.notyf__message { font-family: system-ui, sans-serif; font-size: 0.95em; }
 """
 
 
@@ -157,7 +164,9 @@ def _page(slug: str, source):
     from .cohort import CohortPage
     from .session_review import SessionReview
 
-    pn.extension("tabulator", raw_css=[_CSS], notifications=False)
+    pn.extension(
+        "tabulator", raw_css=[_CSS], notifications=True, disconnect_notification=DISCONNECTED
+    )
     builders = {"session": SessionReview, "cohort": CohortPage, "campaign": CampaignPage}
     try:
         cat = open_catalog(source)  # a CatalogSpec: the catalog with its storage options

@@ -28,13 +28,17 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CardiolabError
+
+log = logging.getLogger("cardiolab")
 
 __all__ = [
     "AuthError",
@@ -276,12 +280,14 @@ class SignInSessions:
         self.lifetime = float(lifetime)
         self._clock = clock
         self._open: dict[str, tuple[str, float]] = {}
+        self._watchers: dict[str, dict[int, object]] = {}
+        self._next_watch = 0
 
     def open(self, user: str) -> str:
         """Open a session for ``user``; return its identifier."""
         now = self._clock()
         for sid in [s for s, (_, end) in self._open.items() if end <= now]:
-            del self._open[sid]
+            self.close(sid)
         sid = secrets.token_urlsafe(16)
         self._open[sid] = (user, now + self.lifetime)
         return sid
@@ -292,5 +298,47 @@ class SignInSessions:
         return user if end > self._clock() else None
 
     def close(self, sid: str | None) -> None:
-        """Close a session (signing out); an unknown one is ignored."""
+        """Close a session (signing out), and call what watches it; an unknown one is
+        ignored."""
         self._open.pop(sid or "", None)
+        for callback in self._watchers.pop(sid or "", {}).values():
+            try:
+                callback()
+            except Exception:  # one failing watcher must not keep the others open
+                log.exception("login: a watcher of a closed sign-in session failed")
+
+    def watch(self, sid: str, callback) -> Callable[[], None]:
+        """Call ``callback()`` (no argument) when session ``sid`` closes.
+
+        The served app closes a page's websocket this way when its user signs out.
+
+        Parameters
+        ----------
+        sid : str
+            An open session.
+        callback : callable
+
+        Returns
+        -------
+        callable
+            Stops watching (idempotent): call it when the watcher goes first.
+
+        Raises
+        ------
+        KeyError
+            ``sid`` is not open (closed, expired or never opened).
+        """
+        if self.user(sid) is None:
+            raise KeyError(f"no open sign-in session {sid!r}")
+        key = self._next_watch
+        self._next_watch += 1
+        self._watchers.setdefault(sid, {})[key] = callback
+
+        def stop() -> None:
+            watchers = self._watchers.get(sid)
+            if watchers is not None:
+                watchers.pop(key, None)
+                if not watchers:
+                    del self._watchers[sid]
+
+        return stop

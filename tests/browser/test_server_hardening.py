@@ -197,10 +197,23 @@ def test_logout_revokes_the_cookies(login_app, page):
 
     status, _, body = replay()
     assert status == 200 and b"cardiolab - Campaign" in body
+    # another tab of the same sign-in, left open on a page
+    other = page.context.new_page()
+    other.goto(login_app.page_url("campaign"))
+    expect(other.get_by_text("signed in as alice")).to_be_visible()
+    other.wait_for_function(
+        "() => window.Bokeh && Bokeh.documents.length && Bokeh.documents[0].is_idle",
+        timeout=TIMEOUT_MS,
+    )
+    expect(other.get_by_text("Disconnected from the server")).to_have_count(0)
 
     page.get_by_role("link", name="log out").click()
     page.wait_for_url(re.compile(r"/login"))
     expect(page.locator("input[name=password]")).to_be_visible()
+    # the other tab is disconnected by the server, and says so
+    notice = other.get_by_text(re.compile(r"Disconnected from the server: signed out"))
+    expect(notice.first).to_be_visible()  # (and its copy for screen readers)
+    other.close()
     # the old cookies, replayed: the login page, not the app
     assert replay() == (302, "/login?next=%2Fcampaign", b"")
     page.context.add_cookies([{**c, "url": login_app.page_url("")} for c in _strip(cookies)])
