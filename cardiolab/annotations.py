@@ -88,6 +88,7 @@ __all__ = [
     "ReviewState",
     "apply_review",
     "change_status",
+    "compare_with_export",
     "confirm_change",
     "default_reviewer",
     "detector_beats",
@@ -1445,7 +1446,11 @@ def verify_events(events: list[dict]) -> dict:
     -------
     dict
         ``status`` ("verified", "unchained", "partly chained", "broken", "empty"),
-        ``n_events``, ``first_broken`` (event id, 0 when none) and ``message``.
+        ``n_events``, ``first_broken`` (event id, 0 when none), ``message`` and
+        ``head``: the last event's hash (SHA-256, hex), ``""`` unless the chain is
+        verified or partly chained. Written down elsewhere (a signed report, a mail, a
+        lab book), the head lets a later check find a trail rewritten as a whole
+        (:func:`verify_trail` ``against=``).
 
     Examples
     --------
@@ -1454,7 +1459,13 @@ def verify_events(events: list[dict]) -> dict:
     """
     n = len(events)
     if not n:
-        return {"status": "empty", "n_events": 0, "first_broken": 0, "message": "no events"}
+        return {
+            "status": "empty",
+            "n_events": 0,
+            "first_broken": 0,
+            "message": "no events",
+            "head": "",
+        }
 
     def broken(ev_id, why):
         return {
@@ -1462,6 +1473,7 @@ def verify_events(events: list[dict]) -> dict:
             "n_events": n,
             "first_broken": int(ev_id),
             "message": f"event {ev_id}: {why}",
+            "head": "",
         }
 
     unchained = 0
@@ -1490,7 +1502,52 @@ def verify_events(events: list[dict]) -> dict:
         msg = f"events 1-{unchained} predate the hash chain (unchained); {n - unchained} verified"
     else:
         status, msg = "verified", f"{n} event(s), hash chain intact"
-    return {"status": status, "n_events": n, "first_broken": 0, "message": msg}
+    head = str(events[-1].get("hash") or "") if unchained < n else ""
+    return {"status": status, "n_events": n, "first_broken": 0, "message": msg, "head": head}
+
+
+def compare_with_export(events: list[dict], exported: list[dict]) -> dict | None:
+    """Check that a trail still holds, unchanged, every event of an earlier export.
+
+    The hash chain shows an event changed in place, but a trail rewritten as a whole
+    (every hash recomputed) is a valid chain again. An earlier export (or only its
+    ``head``, the last hash) kept elsewhere catches that: each exported event must be
+    in the trail under the same id with the same hash (events added since are fine).
+
+    Parameters
+    ----------
+    events : list of dict
+        The stored events now, in id order.
+    exported : list of dict
+        The events of the same session in an earlier JSON export
+        (:func:`export_trail`), each with ``event_id`` and ``hash``.
+
+    Returns
+    -------
+    dict or None
+        None when every exported event is there unchanged; else a *broken* result as
+        :func:`verify_events` gives, at the first exported event missing or changed.
+    """
+    now = {int(e.get("event_id", 0)): e for e in events}
+    for old in exported:
+        ev_id = int(old.get("event_id", 0))
+        current = now.get(ev_id)
+        why = None
+        if current is None:
+            why = "in the earlier export, missing now"
+        elif not old.get("hash"):
+            continue  # unchained in the export: nothing to compare
+        elif current.get("hash") != old.get("hash"):
+            why = "differs from the earlier export (the trail was rewritten)"
+        if why:
+            return {
+                "status": "broken",
+                "n_events": len(events),
+                "first_broken": ev_id,
+                "message": f"event {ev_id}: {why}",
+                "head": "",
+            }
+    return None
 
 
 def _trail_sessions(cat, store: DerivedStore) -> list[tuple[str, str]]:
@@ -1515,7 +1572,9 @@ def _sessions_of(cat, store, subject, session):
     return [(s, lab) for s, lab in _trail_sessions(cat, store) if subject in (None, s)]
 
 
-def verify_trail(catalog, subject=None, session=None, *, strict: bool = False) -> pd.DataFrame:
+def verify_trail(
+    catalog, subject=None, session=None, *, strict: bool = False, against=None
+) -> pd.DataFrame:
     """Verify the hash chain of a session's audit trail, or of every trail of a campaign.
 
     Parameters
@@ -1527,19 +1586,26 @@ def verify_trail(catalog, subject=None, session=None, *, strict: bool = False) -
         with a trail (neither).
     strict : bool
         Raise when a trail is not verified (broken, unchained or partly chained).
+    against : str or pathlib.Path, optional
+        An earlier JSON export of the trails (:func:`export_trail`): every event it
+        holds must still be in the trail, unchanged (:func:`compare_with_export`);
+        this catches a trail rewritten as a whole, which its own chain cannot.
+        Sessions of the export are checked even when their trail is gone now.
 
     Returns
     -------
     pandas.DataFrame
         One row per session: ``subject``, ``session``, ``n_events``, ``status``
         (see :func:`verify_events`), ``first_broken`` (the first broken event's id,
-        0 when none) and ``message``. A session whose provenance says more events
-        were applied than the trail holds is broken at the first missing event.
+        0 when none), ``message`` and ``head`` (the last event's hash, to write down).
+        A session whose provenance says more events were applied than the trail holds
+        is broken at the first missing event.
 
     Raises
     ------
     CardiolabError
-        With ``strict``, naming the first session and event that fail.
+        With ``strict``, naming the first session and event that fail; an ``against``
+        file that is not a cardiolab trail export (naming the file and what is wrong).
 
     Examples
     --------
@@ -1549,9 +1615,13 @@ def verify_trail(catalog, subject=None, session=None, *, strict: bool = False) -
     """
     cat = _catalog(catalog)
     store = derived_store(cat)
+    exported = _read_export(against, subject, session) if against is not None else {}
+    sessions = _sessions_of(cat, store, subject, session)
+    sessions += sorted(set(exported) - set(sessions))
     rows = []
-    for subj, lab in _sessions_of(cat, store, subject, session):
-        result = verify_events(store.read_events(subj, lab))
+    for subj, lab in sessions:
+        events = store.read_events(subj, lab)
+        result = verify_events(events)
         applied = int((store.session_attrs(subj, lab) or {}).get("review_last_event", 0) or 0)
         if result["status"] != "broken" and applied > result["n_events"]:
             first = result["n_events"] + 1
@@ -1561,10 +1631,14 @@ def verify_trail(catalog, subject=None, session=None, *, strict: bool = False) -
                 "first_broken": first,
                 "message": f"event {first}: missing (the stored results applied events up "
                 f"to {applied})",
+                "head": "",
             }
+        if result["status"] != "broken" and (subj, lab) in exported:
+            result = compare_with_export(events, exported[(subj, lab)]) or result
         rows.append({"subject": subj, "session": lab, **result})
     table = pd.DataFrame(
-        rows, columns=["subject", "session", "n_events", "status", "first_broken", "message"]
+        rows,
+        columns=["subject", "session", "n_events", "status", "first_broken", "message", "head"],
     )
     if strict:
         bad = table[~table["status"].isin(["verified", "empty"])]
@@ -1575,6 +1649,34 @@ def verify_trail(catalog, subject=None, session=None, *, strict: bool = False) -
                 f"{row['status']}: {row['message']}"
             )
     return table
+
+
+def _read_export(path, subject, session) -> dict:
+    """``{(subject, session): events}`` of a JSON trail export (:func:`export_trail`),
+    for the sessions asked."""
+    path = Path(path)
+    try:
+        doc = json.loads(Path(path).read_text("utf-8"))
+        entries = doc["sessions"]
+        out = {
+            (str(e["subject"]), str(e["session"])): [
+                {"event_id": int(ev["event_id"]), "hash": ev.get("hash") or ""}
+                for ev in e["events"]
+            ]
+            for e in entries
+        }
+    except OSError as err:
+        raise CardiolabError(f"{path}: cannot read the earlier trail export ({err})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise CardiolabError(
+            f"{path}: not a JSON trail export of cardiolab (`cardiolab trail export "
+            f"... x.json`): {type(err).__name__}: {err}"
+        ) from None
+    return {
+        key: events
+        for key, events in out.items()
+        if (subject is None or key[0] == subject) and (session is None or key[1] == session)
+    }
 
 
 def export_trail(catalog, path, *, subject=None, session=None, format=None) -> Path:
@@ -1628,7 +1730,7 @@ def export_trail(catalog, path, *, subject=None, session=None, format=None) -> P
                     "subject": row.subject,
                     "session": row.session,
                     "verification": {
-                        k: getattr(row, k) for k in ("status", "first_broken", "message")
+                        k: getattr(row, k) for k in ("status", "first_broken", "message", "head")
                     },
                     "events": store.read_events(row.subject, row.session),
                 }

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 from . import __version__
@@ -47,40 +46,23 @@ def default_demo_dir() -> Path:
 
 
 def _cmd_demo(args) -> int:
-    from .simulate import simulate_campaign
-    from .simulate.campaign import CATALOG_NAME, STORE_NAME
+    from .demo import prepare_demo
+    from .simulate.campaign import STORE_NAME
 
-    path = Path(expand_path(args.path)) if args.path else default_demo_dir()
-    catalog = path / CATALOG_NAME
+    made = prepare_demo(
+        args.path,
+        n_subjects=args.subjects,
+        seed=args.seed,
+        force=args.force,
+        process=not args.no_process,
+        workers=args.workers,
+        progress=not args.quiet,
+        say=lambda message: print(message, flush=True),
+    )
+    catalog, path = made.catalog, made.catalog.parent
     status = 0  # 1 when the models were fitted and none could be
-    if catalog.exists() and (path / STORE_NAME).exists() and not args.force:
-        print(f"demo campaign already at {path} (use --force to generate it again)")
-    else:
-        t0 = time.perf_counter()
-        print(f"generating the demo campaign ({args.subjects} subjects) in {path} ...")
-        simulate_campaign(
-            path,
-            n_subjects=args.subjects,
-            seed=args.seed,
-            overwrite=args.force,
-            progress=not args.quiet,
-        )
-        print(f"generated in {time.perf_counter() - t0:.1f} s")
-    if not args.no_process:
-        from .demo import clear_old_derived
-        from .pipeline import process_campaign
-
-        t0 = time.perf_counter()
-        if clear_old_derived(catalog):
-            print("the demo's derived results were written by an older cardiolab: rebuilding")
-        print("processing the demo campaign (beats and features) ...")
-        report = process_campaign(
-            catalog,
-            client="sync" if args.workers == 0 else None,
-            workers=args.workers or None,
-            progress=not args.quiet,
-        )
-        _print_report(report)
+    if made.report is not None:
+        _print_report(made.report)
         if not args.no_fit:
             print("fitting the models of every feature (contrasts and time courses) ...")
             status = _fit(catalog, None, args.workers, args.quiet, command="demo")
@@ -249,12 +231,13 @@ def _cmd_trail(args) -> int:
         path = export_trail(cat, args.output, subject=args.subject, session=args.session)
         print(f"review trail written to {path}")
         return 0
-    table = verify_trail(cat, args.subject, args.session)
+    table = verify_trail(cat, args.subject, args.session, against=args.against)
     if not len(table):
         print("no review trail")
         return 0
     for row in table.itertuples(index=False):
-        print(f"{row.subject} {row.session}: {row.status}: {row.message}")
+        head = f" (head {row.head})" if row.head else ""
+        print(f"{row.subject} {row.session}: {row.status}: {row.message}{head}")
     return 1 if (table["status"] == "broken").any() else 0
 
 
@@ -506,6 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain of every trail (exit 1 if one is broken)"
     )
     verify.add_argument("catalog", help="path of a data_catalog.yaml")
+    verify.add_argument(
+        "--against",
+        default=None,
+        metavar="EXPORT.json",
+        help="an earlier `trail export` (JSON): its events must all still be there, "
+        "unchanged (finds a trail rewritten as a whole)",
+    )
     export = trail_sub.add_parser("export", help="write the trail as CSV or JSON")
     export.add_argument("catalog", help="path of a data_catalog.yaml")
     export.add_argument("output", help="file to write (.csv or .json)")

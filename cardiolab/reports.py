@@ -141,17 +141,21 @@ def audit_summary(trail: pd.DataFrame, n_flagged: int) -> dict:
     -------
     dict
         ``events`` (number of reviewer events), ``flagged_beats``, ``reviewers``
-        (sorted names), ``last_event`` (ISO 8601 UTC time, or ``""``).
+        (sorted names), ``last_event`` (ISO 8601 UTC time, or ``""``) and ``head``
+        (the last event's hash, ``""`` if none: a report that prints it anchors the
+        trail, :func:`cardiolab.annotations.verify_trail`).
     """
     reviewers = sorted({str(r) for r in trail["reviewer"]}) if len(trail) else []
     last = ""
     if len(trail) and "time" in trail:
         last = pd.Timestamp(trail["time"].max()).isoformat()
+    head = str(trail["hash"].iloc[-1] or "") if len(trail) and "hash" in trail else ""
     return {
         "events": int(len(trail)),
         "flagged_beats": int(n_flagged),
         "reviewers": reviewers,
         "last_event": last,
+        "head": head,
     }
 
 
@@ -213,7 +217,8 @@ def session_report(catalog, subject: str, session: str) -> str:
         reviewer-flagged beats ringed: :func:`cardiolab.viz.beat_series`), the features
         per epoch with their units, the feature computations' flags, the
         provenance (the results' cardiolab version, parameters hash, raw input hash)
-        and the audit-trail summary (:func:`audit_summary`).
+        and the audit-trail summary (:func:`audit_summary`), with the state of its
+        hash chain and its head hash.
 
     Raises
     ------
@@ -226,7 +231,7 @@ def session_report(catalog, subject: str, session: str) -> str:
     --------
     >>> text = session_report("data_catalog.yaml", "S01", "R+1")  # doctest: +SKIP
     """
-    from .annotations import review_state, reviewed_beats
+    from .annotations import review_state, reviewed_beats, verify_trail
     from .catalog import Catalog, open_catalog
     from .derived import derived_store
     from .viz import beat_series
@@ -241,6 +246,7 @@ def session_report(catalog, subject: str, session: str) -> str:
     plot = beat_series(beats, shown, flagged=state.flags.to_numpy()) if shown else None
     script, plots = _plots([plot])
     audit = audit_summary(state.trail, state.n_flagged)
+    chain = verify_trail(cat, subject, session).iloc[0].to_dict()
     n_beats = int(beats.sizes.get("beat", 0))
     rejected = int((~beats["auto_valid"].values.astype(bool)).sum()) if "auto_valid" in beats else 0
     about = [
@@ -258,6 +264,8 @@ def session_report(catalog, subject: str, session: str) -> str:
         ("flagged beats", audit["flagged_beats"]),
         ("reviewers", ", ".join(audit["reviewers"]) or "none"),
         ("last event (UTC)", audit["last_event"] or "none"),
+        ("hash chain", "{status}: {message}".format(**chain)),
+        ("trail head (SHA-256 of the last event)", audit["head"] or "none"),
         (
             "features",
             "recomputed after the last event"
@@ -315,6 +323,7 @@ def _campaign_provenance(cat) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "events": summary["events"],
                 "flagged_beats": summary["flagged_beats"],
                 "reviewers": ", ".join(summary["reviewers"]),
+                "trail_head": summary["head"],
             }
         )
     return pd.DataFrame(prov), pd.DataFrame(review)
@@ -436,6 +445,16 @@ def cohort_report(
         ("reviewer events", int(review["events"].sum()) if len(review) else 0),
         ("flagged beats", int(review["flagged_beats"].sum()) if len(review) else 0),
         ("reviewers", ", ".join(reviewers) or "none"),
+        (
+            "review trails digest (SHA-256 of the sessions' trail heads)",
+            _digest(
+                f"{r.subject} {r.session} {r.trail_head}"
+                for r in review.itertuples()
+                if r.trail_head
+            )
+            if len(review) and review["trail_head"].astype(bool).any()
+            else "none",
+        ),
     ]
     sections += [
         ("Provenance", _meta(totals) + _table(prov)),

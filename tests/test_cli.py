@@ -140,6 +140,32 @@ def test_bad_catalog_is_a_clean_error(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_demo_force_generates_again_with_the_seed_given(tmp_path, capsys):
+    """``cardiolab demo --force --seed S`` replaces the campaign in the folder (the one
+    home of the demo's making, :func:`cardiolab.demo.prepare_demo`, used by the command,
+    ``cardiolab lab`` and ``demo_catalog``)."""
+    import hashlib
+
+    path = tmp_path / "demo"
+    base = ["demo", "--path", str(path), "--subjects", "1", "--quiet", "--no-process"]
+
+    def truth_digest():
+        files = sorted(p for p in (path / "truth").rglob("*") if p.is_file())
+        assert files
+        return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+    assert main(base + ["--seed", "1"]) == 0
+    first = truth_digest()
+    assert main(base + ["--seed", "2"]) == 0  # kept: no --force
+    assert "already at" in capsys.readouterr().out and truth_digest() == first
+    assert main(base + ["--seed", "2", "--force"]) == 0
+    assert "generating the demo campaign (1 subjects)" in capsys.readouterr().out
+    second = truth_digest()
+    assert second != first
+    assert main(base + ["--seed", "1", "--force"]) == 0
+    assert truth_digest() == first  # the seed, not the moment, makes the campaign
+
+
 def test_demo_directory_from_environment(tmp_path, monkeypatch):
     from cardiolab.cli import default_demo_dir
 

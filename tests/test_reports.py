@@ -83,6 +83,13 @@ def test_session_report_content(reviewed):
     assert _row(text, "flagged beats")[1] == "2"
     assert _row(text, "reviewers")[1] == HOSTILE
     assert _row(text, "beats flagged by reviewers")[1] == "2"
+    # the trail's state and head (the report anchors the trail), as verify_trail says
+    from cardiolab.annotations import verify_trail
+
+    check = verify_trail(cat, "S01", "L-30").iloc[0]
+    assert _row(text, "hash chain")[1] == "verified: 1 event(s), hash chain intact"
+    assert _row(text, "trail head (SHA-256 of the last event)")[1] == check["head"]
+    assert len(check["head"]) == 64
     # the hostile text never reaches the page as markup
     assert HOSTILE not in text
     assert "<script>alert(2)" not in text and "<img src=x" not in text
@@ -123,7 +130,24 @@ def test_cohort_report_content_and_hostile_feature_name(processed):
         attrs = read_session_results(cat.derived_path, subject, session).attrs
         assert attrs["raw_input_hash"] in text and attrs["parameters_hash"] in text
     assert _row(text, "sessions")[1] == "12"
+    assert _row(text, "review trails digest (SHA-256 of the sessions' trail heads)")[1] == "none"
     assert _external_resources(text) == []
+
+
+def test_cohort_report_anchors_the_review_trails(reviewed):
+    """One digest over every session's trail head: "S01 L-30 <head>" lines, sorted."""
+    import hashlib
+
+    from cardiolab.annotations import verify_trail
+
+    cat = open_catalog(reviewed)
+    text = cohort_report(cat, ["hr"], "supine")
+    heads = verify_trail(cat)
+    assert heads["status"].tolist() == ["verified"]
+    lines = sorted(f"{r.subject} {r.session} {r.head}" for r in heads.itertuples())
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    assert _row(text, "review trails digest (SHA-256 of the sessions' trail heads)")[1] == digest
+    assert _row(text, "S01")[:2] == ["S01", "L-30"]
 
 
 def test_write_report_never_overwrites(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cardiolab.annotations import (
+    compare_with_export,
     confirm_change,
     edit_beats,
     export_trail,
@@ -368,6 +369,47 @@ def test_tampering_with_a_stored_event_is_detected(camp):
     check = verify_trail(camp)
     assert check["status"].tolist() == ["broken"] and check["first_broken"].tolist() == [3]
     assert cli_main(["trail", "verify", str(camp)]) == 1
+
+
+def test_a_trail_rewritten_as_a_whole_is_caught_against_an_earlier_export(camp, tmp_path):
+    """Every hash recomputed after an edit makes a valid chain again; an earlier export
+    (kept elsewhere) still shows the rewrite, and the head printed by ``trail verify``
+    is the last event's hash."""
+    for i in range(3):
+        flag_beats(camp, SUBJECT, SESSION, [10 + i], reviewer=f"r{i}", reason="artefact")
+    earlier = export_trail(camp, tmp_path / "earlier.json")
+    check = verify_trail(camp, against=earlier)
+    folder = open_catalog(camp).derived_path / "_annotations" / SUBJECT / SESSION
+    events = [json.loads((folder / f"e{n:06d}.json").read_text()) for n in (1, 2, 3)]
+    assert check["status"].tolist() == ["verified"]
+    assert check["head"].tolist() == [events[2]["hash"]]
+    # a later event is fine: the export's events are all there, unchanged
+    flag_beats(camp, SUBJECT, SESSION, [20], reviewer="r3", reason="artefact")
+    assert verify_trail(camp, against=earlier)["status"].tolist() == ["verified"]
+    # rewrite event 2 and re-chain every event after it
+    events = [json.loads((folder / f"e{n:06d}.json").read_text()) for n in (1, 2, 3, 4)]
+    events[1]["reviewer"] = "someone else"
+    for k in range(1, 4):
+        events[k]["previous_hash"] = events[k - 1]["hash"]
+        events[k]["hash"] = event_hash(events[k])
+        (folder / f"e{k + 1:06d}.json").write_text(json.dumps(events[k]))
+    assert verify_trail(camp)["status"].tolist() == ["verified"]  # its own chain holds
+    check = verify_trail(camp, against=earlier)
+    assert check["status"].tolist() == ["broken"] and check["first_broken"].tolist() == [2]
+    assert "differs from the earlier export (the trail was rewritten)" in check["message"][0]
+    assert cli_main(["trail", "verify", str(camp), "--against", str(earlier)]) == 1
+    # an event of the export gone since (pure check on the events)
+    (entry,) = json.loads(earlier.read_text(encoding="utf-8"))["sessions"]
+    exported = entry["events"]
+    assert compare_with_export(events, exported)["status"] == "broken"  # rewritten 2
+    kept = [json.loads((folder / "e000001.json").read_text())]
+    result = compare_with_export(kept, exported[:1] + [{"event_id": 2, "hash": "ab"}])
+    assert result["first_broken"] == 2 and "missing now" in result["message"]
+    assert compare_with_export(kept, exported[:1]) is None
+    bad = tmp_path / "not_an_export.json"
+    bad.write_text('{"sessions": [{"subject": "S01"}]}')
+    with pytest.raises(CardiolabError, match=r"not_an_export.json: not a JSON trail export"):
+        verify_trail(camp, against=bad)
 
 
 def test_old_trails_read_but_are_never_verified(camp):
