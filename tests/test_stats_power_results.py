@@ -157,6 +157,26 @@ def test_fit_all_records_unfittable_models_and_goes_on(two_features):
         fit_all(table, epochs=["tilt"], client="sync")
 
 
+def test_a_failing_fit_is_an_error_on_the_page_and_in_the_table(two_features, monkeypatch):
+    """A numerical failure of one model (here a singular matrix in the contrasts) costs
+    that model only, with the same message for the Cohort page and report
+    (feature_models) as for fit_all's table (fit_feature)."""
+    from cardiolab.stats import mixed
+    from cardiolab.stats.results import feature_models
+
+    def singular(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(mixed, "phase_contrasts", singular)
+    contrasts, time_course, errors = feature_models(two_features, "hr", "supine")
+    assert contrasts is None and time_course is not None
+    assert errors == [("phase contrasts", "LinAlgError: Singular matrix")]
+    rows = fit_feature(two_features, "hr", "supine")
+    failed = rows[rows["model"] == "contrast"]
+    assert failed["error"].tolist() == ["LinAlgError: Singular matrix"]
+    assert (rows.loc[rows["model"] == "time_course", "error"] == "").all()
+
+
 def test_fit_all_on_a_two_worker_cluster(two_features):
     results = fit_all(two_features, features=["hr"], workers=2, progress=False)
     sync = fit_all(two_features, features=["hr"], client="sync", progress=False)

@@ -36,6 +36,7 @@ from .table import ID_COLUMNS
 log = logging.getLogger("cardiolab")
 
 __all__ = [
+    "MODELS",
     "RESULT_COLUMNS",
     "SKIPPED_FEATURES",
     "SUMMARY_ERROR_CHARS",
@@ -142,6 +143,40 @@ def _error_row(feature, epoch, model, err, units) -> dict:
     }
 
 
+#: The models fitted for each feature and epoch: (key in result tables, name shown).
+MODELS = (("contrast", "phase contrasts"), ("time_course", "time course"))
+
+
+def _fit_each_model(table: pd.DataFrame, feature: str, epoch: str) -> list[tuple]:
+    """Each of :data:`MODELS` fitted on its own: ``[(key, name, result, error)]``.
+
+    The one home of fitting a feature's models (:func:`feature_models` for the pages
+    and reports, :func:`fit_feature` for :func:`fit_all`). A model that cannot be
+    fitted has ``result`` None and ``error`` its message: a
+    :class:`~cardiolab.errors.CardiolabError`'s (too few subjects, ...) as it is, any
+    other failure (statsmodels, numpy) with its type, logged. Warnings of the fits
+    (convergence) are not shown: what matters of them is in each result's ``flags``.
+    """
+    from .mixed import phase_contrasts
+    from .timecourse import fit_time_course
+
+    fits = {"contrast": phase_contrasts, "time_course": fit_time_course}
+    out = []
+    for key, name in MODELS:
+        result, error = None, ""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = fits[key](table, feature, epoch=epoch)
+        except CardiolabError as err:
+            error = str(err)
+        except Exception as err:  # statsmodels/numpy failures are recorded, not raised
+            log.warning("%s %s %s could not be fitted: %r", feature, epoch, name, err)
+            error = f"{type(err).__name__}: {err}"
+        out.append((key, name, result, error))
+    return out
+
+
 def feature_models(table: pd.DataFrame, feature: str, epoch: str) -> tuple:
     """The phase contrasts and the time course of one feature in one epoch, as objects.
 
@@ -164,27 +199,20 @@ def feature_models(table: pd.DataFrame, feature: str, epoch: str) -> tuple:
         :class:`~cardiolab.stats.mixed.PhaseContrasts` or None, a
         :class:`~cardiolab.stats.timecourse.TimeCourse` or None, and a list of
         ``(model, message)`` of the models that could not be fitted (``model`` is
-        ``"phase contrasts"`` or ``"time course"``; message of the
-        :class:`~cardiolab.errors.CardiolabError`).
+        ``"phase contrasts"`` or ``"time course"``; the message of the
+        :class:`~cardiolab.errors.CardiolabError`, or the type and message of another
+        failure of the fit).
     """
-    from .mixed import phase_contrasts
-    from .timecourse import fit_time_course
-
-    found, errors = [], []
-    for name, fit in (("phase contrasts", phase_contrasts), ("time course", fit_time_course)):
-        try:
-            found.append(fit(table, feature, epoch=epoch))
-        except CardiolabError as err:
-            found.append(None)
-            errors.append((name, str(err)))
-    return found[0], found[1], errors
+    fitted = _fit_each_model(table, feature, epoch)
+    errors = [(name, error) for _, name, result, error in fitted if result is None]
+    return fitted[0][2], fitted[1][2], errors
 
 
 def fit_feature(table: pd.DataFrame, feature: str, epoch: str) -> pd.DataFrame:
     """Phase contrasts and time course of one feature in one epoch, as tidy rows.
 
     Never raises for a model that cannot be fitted: the failure is a row with
-    ``error`` set (the message of the :class:`~cardiolab.errors.ModelError`).
+    ``error`` set (as :func:`feature_models` gives it).
 
     Parameters
     ----------
@@ -198,33 +226,20 @@ def fit_feature(table: pd.DataFrame, feature: str, epoch: str) -> pd.DataFrame:
     pandas.DataFrame
         Columns :data:`RESULT_COLUMNS`.
     """
-    from .mixed import phase_contrasts
-    from .timecourse import fit_time_course
-
     units = table.attrs.get("units", {}).get(feature, "")
     rows = []
-    for model, fit in (("contrast", phase_contrasts), ("time_course", fit_time_course)):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = fit(table, feature, epoch=epoch)
-            frame = result.to_frame()
-            frame["flags"] = "; ".join(result.flags)
-            frame["error"] = ""
-            frame["units"] = units
-            if model == "contrast" and "p_holm" not in frame:
-                holm = result.table["p_holm"]
-                frame["p_holm"] = frame["term"].map(holm)
-            rows.append(frame)
-        except ModelError as err:
-            rows.append(pd.DataFrame([_error_row(feature, epoch, model, err, units)]))
-        except Exception as err:  # statsmodels/numpy failures are recorded, not raised
-            log.warning("fit_all: %s %s %s failed: %r", feature, epoch, model, err)
-            rows.append(
-                pd.DataFrame(
-                    [_error_row(feature, epoch, model, f"{type(err).__name__}: {err}", units)]
-                )
-            )
+    for model, _, result, error in _fit_each_model(table, feature, epoch):
+        if result is None:
+            rows.append(pd.DataFrame([_error_row(feature, epoch, model, error, units)]))
+            continue
+        frame = result.to_frame()
+        frame["flags"] = "; ".join(result.flags)
+        frame["error"] = ""
+        frame["units"] = units
+        if model == "contrast" and "p_holm" not in frame:
+            holm = result.table["p_holm"]
+            frame["p_holm"] = frame["term"].map(holm)
+        rows.append(frame)
     out = pd.concat(rows, ignore_index=True)
     for col in RESULT_COLUMNS:
         if col not in out:
