@@ -9,7 +9,9 @@ uploaded to a loopback S3 server (moto's server mode, with the request log of
 already parsed, as on a worker that has opened a session before):
 
 - the LIST requests (ListObjectsV2) and all requests of one check on S3;
-- its wall time on S3 and on the local folder (median of ``--repeats``).
+- its wall time on S3 and on the local folder (median of ``--repeats``);
+- the same for the whole opening of the session (:func:`read_zarr_session`: the lazy
+  open of the session group, then the check).
 
 Side by side: the per-array count of the stored chunks, one listing per array
 (:attr:`zarr.Array.nchunks_initialized`, what ``check_zarr_chunks`` used up to
@@ -63,7 +65,7 @@ def _median_time(func, repeats: int) -> float:
 def main() -> None:
     from s3 import start_s3_server
 
-    from cardiolab.io.native import check_zarr_chunks
+    from cardiolab.io.native import check_zarr_chunks, read_zarr_session
     from cardiolab.simulate import simulate_campaign
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,6 +101,10 @@ def main() -> None:
                 "check_zarr_chunks": (
                     lambda: check_zarr_chunks(url, group, storage_options=options),
                     lambda: check_zarr_chunks(local, group),
+                ),
+                "read_zarr_session (open + check)": (
+                    lambda: read_zarr_session(url, group, storage_options=options),
+                    lambda: read_zarr_session(local, group),
                 ),
             }
             rows = []
