@@ -247,3 +247,23 @@ def test_chunk_check_lists_the_session_once(tmp_path, monkeypatch):
     monkeypatch.setattr(local.LocalFileSystem, "find", counted_find)
     check_zarr_chunks(store, "S01/L-30")
     assert listed == [f"{(store / 'S01/L-30').as_posix()}/"]
+
+
+def test_chunk_check_counts_the_shards_of_a_sharded_array(tmp_path):
+    """A sharded array (zarr v3 sharding codec; not written by cardiolab, but readable)
+    is stored as one object per shard: those are what is counted."""
+    import zarr
+
+    root = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    values = root.create_group("S01/L-30/x").create_array(
+        "values", shape=(1000,), chunks=(100,), shards=(400,), dtype="int32"
+    )
+    values[:] = np.arange(1, 1001, dtype="int32")
+    zarr.consolidate_metadata(root.store)
+    check_zarr_chunks(tmp_path / "s.zarr", "S01/L-30")  # 3 shards, the last one partial
+    (tmp_path / "s.zarr/S01/L-30/x/values/c/1").unlink()
+    with pytest.raises(SessionFormatError) as err:
+        check_zarr_chunks(tmp_path / "s.zarr", "S01/L-30")
+    assert err.value.violations == [
+        f"{tmp_path / 's.zarr'}: array 'S01/L-30/x/values' has 2 of its 3 shards"
+    ]

@@ -205,8 +205,14 @@ def check_zarr_chunks(path, group: str, *, storage_options=None) -> None:
 
     Notes
     -----
-    The count is that of :attr:`zarr.Array.nchunks_initialized` (zarr-python 3), which
-    lists the store once per array instead.
+    The keys are those of the Zarr storage specifications: version 3, "Chunk key
+    encoding" (``default``: ``c`` then the chunk's grid indices joined by ``/``;
+    ``v2``: joined by ``.``), and version 2, "Chunks" (``dimension_separator``); each
+    array's metadata encodes them (``zarr.Array.metadata.encode_chunk_key``), as
+    zarr-python 3 does for :attr:`zarr.Array.nchunks_initialized`. For an array without
+    sharding the count is that of ``nchunks_initialized``, which lists the store once
+    per array; a sharded array is counted in shards, its stored objects.
+    https://zarr-specs.readthedocs.io/en/latest/v3/core/index.html#chunk-key-encoding
     """
     try:
         arrays = _zarr_arrays(path, group, storage_options)
