@@ -591,3 +591,9 @@ def test_chunk_check_over_s3_is_one_list_request_per_session(s3_store, s3_server
     n_arrays = sum(isinstance(a, zarr.Array) for _, a in session.members(max_depth=None))
     assert n_arrays >= 10
     assert len(requests) <= 2  # and the root metadata's HEAD (has the store changed?)
+    # the whole opening too: the session group is opened as a store of the root's zarr
+    # format, so zarr does not look for the other format's files (a LIST for each)
+    read_zarr_session(url, GROUP, storage_options=options)
+    with s3_server.requests.recording() as opening:
+        read_zarr_session(url, GROUP, storage_options=options)
+    assert [r.query["prefix"] for r in opening if r.is_list] == [[f"{key}/{GROUP}/"]]

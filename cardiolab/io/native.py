@@ -81,6 +81,7 @@ def _open(
         # each session a worker opens)
         target = _group_url(path, group)
         kwargs["consolidated"] = None
+        kwargs["zarr_format"] = _zarr_format(path, storage_options)
     if not indexes:
         # time stays a lazy coordinate: no pandas index (a 24-h 1 kHz ECG's would
         # take 0.7 GB, twice while it is built)
@@ -99,6 +100,19 @@ def _open(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
         return xr.open_datatree(target, engine=engine, **kwargs)
+
+
+def _zarr_format(path, storage_options) -> int | None:
+    """The zarr format (2 or 3) of a store, from its root metadata (parsed once per
+    process, :func:`_root_group`); ``None`` where it cannot be read (the opening then
+    says why). Told the format, zarr does not look for the other format's metadata
+    files: on object storage, a HEAD and a LIST request for each absent one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
+            return _root_group(str(path), dict(storage_options or {})).metadata.zarr_format
+    except Exception:  # zarr and fsspec raise their own kinds
+        return None
 
 
 def _group_url(path, group: str) -> str:
