@@ -10,6 +10,7 @@ from sessions import make_session
 from cardiolab import io
 from cardiolab.encoding import STORAGE_RESOLUTION
 from cardiolab.errors import CardiolabError, SessionFormatError
+from cardiolab.io.native import check_zarr_chunks
 from cardiolab.schema import RAW_GROUPS, validate_campaign, validate_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
@@ -184,3 +185,91 @@ def test_session_groups_are_consolidated_and_plain_stores_read_too(tmp_path, cam
     assert set(a.children) == set(b.children)
     for name in a.children:
         xr.testing.assert_allclose(a[name].to_dataset(), b[name].to_dataset(), atol=5e-4)
+
+
+# --- the chunk check of a session (check_zarr_chunks) ------------------------------------
+
+# the doppler velocity (vessel x time, 2 x 800) in 1 x 200 chunks: a 2 x 4 chunk grid
+DOPPLER_CHUNKS = {"vessel": 1, "time": 200}
+# the key of its chunk (1, 2), in each zarr format's default chunk key encoding
+DELETED_CHUNK = {3: "doppler/velocity/c/1/2", 2: "doppler/velocity/1.2"}
+
+
+def _chunked_store(path, zarr_format: int):
+    """A one-session store whose 2-D doppler velocity has 8 chunks: cardiolab's writer
+    (zarr v3) or xarray's zarr v2 writer (a store written by other tools)."""
+    session = make_session()
+    doppler = session["doppler"].to_dataset(inherit=False).chunk(DOPPLER_CHUNKS)
+    session["doppler"] = xr.DataTree(doppler)
+    tree = xr.DataTree.from_dict({"S01/L-30": session})
+    if zarr_format == 3:
+        return io.write_campaign_zarr(tree, path)
+    tree.to_zarr(path, zarr_format=2, consolidated=True, write_empty_chunks=True)
+    return path
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2], ids=lambda f: f"zarr v{f}")
+def test_chunk_check_finds_the_one_chunk_deleted_from_a_2d_array(tmp_path, zarr_format):
+    """The chunk keys come from each array's metadata (v3 ``c/1/2``, v2 ``1.2``); an
+    object that is not a chunk's (a partial copy's leftover) is not counted as one."""
+    import zarr
+
+    store = _chunked_store(tmp_path / "s.zarr", zarr_format)
+    velocity = zarr.open_array(store / "S01/L-30/doppler/velocity", mode="r")
+    assert velocity.nchunks == 8  # zarr's own count of the chunk grid
+    check_zarr_chunks(store, "S01/L-30")  # every chunk there: no error
+    read = io.read_zarr_session(store, "S01/L-30")  # opened as a store of its format
+    session = make_session()
+    expected = session["doppler"].to_dataset(inherit=False)["velocity"].values
+    # cardiolab's writer stores counts of the storage resolution; xarray's, float64
+    atol = _half_step(session, "doppler") if zarr_format == 3 else 0
+    np.testing.assert_allclose(read["doppler"]["velocity"].values, expected, rtol=0, atol=atol)
+    chunk = store / "S01/L-30" / DELETED_CHUNK[zarr_format]
+    chunk.unlink()
+    chunk.with_name(chunk.name + ".partial").write_bytes(b"not a chunk")
+    with pytest.raises(SessionFormatError) as err:
+        check_zarr_chunks(store, "S01/L-30")
+    assert str(store) in str(err.value)
+    assert "array 'S01/L-30/doppler/velocity' has 7 of its 8 chunks" in str(err.value)
+    assert err.value.violations == [
+        f"{store}: array 'S01/L-30/doppler/velocity' has 7 of its 8 chunks"
+    ]
+    assert velocity.nchunks_initialized == 7  # zarr's own count agrees
+
+
+def test_chunk_check_lists_the_session_once(tmp_path, monkeypatch):
+    """One recursive listing of the session group, whatever its number of arrays."""
+    import fsspec.implementations.local as local
+
+    store = _chunked_store(tmp_path / "s.zarr", 3)
+    check_zarr_chunks(store, "S01/L-30")  # the root metadata parsed once
+    listed = []
+    find = local.LocalFileSystem.find
+
+    def counted_find(self, path, *args, **kwargs):
+        listed.append(path)
+        return find(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(local.LocalFileSystem, "find", counted_find)
+    check_zarr_chunks(store, "S01/L-30")
+    assert listed == [f"{(store / 'S01/L-30').as_posix()}/"]
+
+
+def test_chunk_check_counts_the_shards_of_a_sharded_array(tmp_path):
+    """A sharded array (zarr v3 sharding codec; not written by cardiolab, but readable)
+    is stored as one object per shard: those are what is counted."""
+    import zarr
+
+    root = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    values = root.create_group("S01/L-30/x").create_array(
+        "values", shape=(1000,), chunks=(100,), shards=(400,), dtype="int32"
+    )
+    values[:] = np.arange(1, 1001, dtype="int32")
+    zarr.consolidate_metadata(root.store)
+    check_zarr_chunks(tmp_path / "s.zarr", "S01/L-30")  # 3 shards, the last one partial
+    (tmp_path / "s.zarr/S01/L-30/x/values/c/1").unlink()
+    with pytest.raises(SessionFormatError) as err:
+        check_zarr_chunks(tmp_path / "s.zarr", "S01/L-30")
+    assert err.value.violations == [
+        f"{tmp_path / 's.zarr'}: array 'S01/L-30/x/values' has 2 of its 3 shards"
+    ]

@@ -15,6 +15,7 @@ import yaml
 from cardiolab.catalog import CatalogSpec, open_catalog
 from cardiolab.cli import main
 from cardiolab.errors import CatalogError, SessionFormatError
+from cardiolab.io.native import check_zarr_chunks, read_zarr_session
 
 SESSIONS = [("S01", "L-30"), ("S01", "R+3"), ("S02", "L-30"), ("S02", "R+3")]
 # what the environment holds for a catalog's ${VAR} references in these tests
@@ -518,3 +519,81 @@ def test_netcdf_campaign_file_at_a_url_reads_as_the_local_file(s3_server, tmp_pa
     remote = read_session(f"s3://{bucket}/c.nc", "netcdf", group="S01/L-30", storage_options=opts)
     here = read_session(local, "netcdf", group="S01/L-30")
     _assert_same_session(remote.compute(), here.compute())
+
+
+# --- the chunk check of a session over S3 (check_zarr_chunks) -----------------------------
+
+GROUP = "S01/L-30"
+
+
+@pytest.fixture
+def s3_store(s3_campaign, s3_server):
+    """``(URL, local store, storage options)``: the campaign's zarr store copied to a
+    bucket of its own, for a test to damage."""
+    local, _, options = s3_campaign
+    bucket = s3_server.new_bucket()
+    s3_server.filesystem().put(
+        str(local / "campaign.zarr"), f"{bucket}/campaign.zarr", recursive=True
+    )
+    return f"s3://{bucket}/campaign.zarr", local / "campaign.zarr", options
+
+
+def _nchunks(local_store, array: str) -> int:
+    """zarr's own count of an array's chunk grid, in the local copy of the store."""
+    import zarr
+
+    return zarr.open_array(local_store / GROUP / array, mode="r").nchunks
+
+
+def test_chunk_check_over_s3_names_the_array_missing_a_chunk(s3_store, s3_server):
+    url, local, options = s3_store
+    check_zarr_chunks(url, GROUP, storage_options=options)  # intact: no error
+    fs = s3_server.filesystem()
+    chunks = sorted(fs.find(f"{url}/{GROUP}/ecg/ecg/c".removeprefix("s3://")))
+    n = _nchunks(local, "ecg/ecg")
+    assert len(chunks) == n
+    fs.rm(chunks[-1])
+    with pytest.raises(SessionFormatError) as err:
+        check_zarr_chunks(url, GROUP, storage_options=options)
+    assert str(err.value).startswith(f"{url}: chunks missing from the zarr store")
+    assert err.value.violations == [f"{url}: array '{GROUP}/ecg/ecg' has {n - 1} of its {n} chunks"]
+    with pytest.raises(SessionFormatError, match=f"has {n - 1} of its {n} chunks"):
+        read_zarr_session(url, GROUP, storage_options=options)  # checked on opening
+
+
+@pytest.mark.parametrize("deleted", ["abp", "ecg/time"], ids=lambda d: f"deleted {d}")
+def test_chunk_check_over_s3_names_a_deleted_array_or_group(s3_store, s3_server, deleted):
+    """The store's root metadata still lists what was deleted: each of its arrays is
+    named, with none of its chunks."""
+    url, local, options = s3_store
+    s3_server.filesystem().rm(f"{url}/{GROUP}/{deleted}".removeprefix("s3://"), recursive=True)
+    arrays = ["abp/abp", "abp/time"] if deleted == "abp" else [deleted]
+    with pytest.raises(SessionFormatError) as err:
+        check_zarr_chunks(url, GROUP, storage_options=options)
+    assert err.value.violations == [
+        f"{url}: array '{GROUP}/{a}' has 0 of its {_nchunks(local, a)} chunks" for a in arrays
+    ]
+
+
+def test_chunk_check_over_s3_is_one_list_request_per_session(s3_store, s3_server):
+    """One LIST request (of the session's prefix) for the session's every array; the
+    previous check (each array's nchunks_initialized) made one per array."""
+    import zarr
+
+    url, local, options = s3_store
+    check_zarr_chunks(url, GROUP, storage_options=options)  # the root metadata parsed
+    with s3_server.requests.recording() as requests:
+        check_zarr_chunks(url, GROUP, storage_options=options)
+    lists = [r for r in requests if r.is_list]
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    assert [(r.path, r.query["prefix"]) for r in lists] == [(f"/{bucket}", [f"{key}/{GROUP}/"])]
+    session = zarr.open_group(local / GROUP, mode="r")
+    n_arrays = sum(isinstance(a, zarr.Array) for _, a in session.members(max_depth=None))
+    assert n_arrays >= 10
+    assert len(requests) <= 2  # and the root metadata's HEAD (has the store changed?)
+    # the whole opening too: the session group is opened as a store of the root's zarr
+    # format, so zarr does not look for the other format's files (a LIST for each)
+    read_zarr_session(url, GROUP, storage_options=options)
+    with s3_server.requests.recording() as opening:
+        read_zarr_session(url, GROUP, storage_options=options)
+    assert [r.query["prefix"] for r in opening if r.is_list] == [[f"{key}/{GROUP}/"]]

@@ -20,6 +20,7 @@ and chunk.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import warnings
@@ -80,6 +81,7 @@ def _open(
         # each session a worker opens)
         target = _group_url(path, group)
         kwargs["consolidated"] = None
+        kwargs["zarr_format"] = _zarr_format(path, storage_options)
     if not indexes:
         # time stays a lazy coordinate: no pandas index (a 24-h 1 kHz ECG's would
         # take 0.7 GB, twice while it is built)
@@ -98,6 +100,19 @@ def _open(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
         return xr.open_datatree(target, engine=engine, **kwargs)
+
+
+def _zarr_format(path, storage_options) -> int | None:
+    """The zarr format (2 or 3) of a store, from its root metadata (parsed once per
+    process, :func:`_root_group`); ``None`` where it cannot be read (the opening then
+    says why). Told the format, zarr does not look for the other format's metadata
+    files: on object storage, a HEAD and a LIST request for each absent one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated")
+            return _root_group(str(path), dict(storage_options or {})).metadata.zarr_format
+    except Exception:  # zarr and fsspec raise their own kinds
+        return None
 
 
 def _group_url(path, group: str) -> str:
@@ -165,6 +180,11 @@ def _metadata_signature(path: str, options: dict) -> tuple:
         except (OSError, ValueError):
             continue
         out.append((name, info.get("size"), str(info.get("ETag") or info.get("mtime"))))
+        if name == "zarr.json":
+            # a zarr v3 store: its zarr.json holds the consolidated metadata. Looking
+            # for the v2 files too would cost, on object storage, a HEAD and a LIST
+            # request for each (an absent object is looked for as a folder)
+            break
     return tuple(out)
 
 
@@ -173,11 +193,14 @@ def check_zarr_chunks(path, group: str, *, storage_options=None) -> None:
 
     zarr reads an absent chunk as the array's fill value (0 for cardiolab's int32
     samples, NaN for float64 times), so a store that lost chunks (a copy cut short, a
-    deleted folder) would read as a recording padded with zeros. This compares, for each
-    array the store's metadata lists, the chunks present in the store's listing
-    (:attr:`zarr.Array.nchunks_initialized`) with those its shape needs
-    (:attr:`zarr.Array.nchunks`); no chunk is read. :func:`write_campaign_zarr` writes
-    every chunk (``write_empty_chunks=True``), so an absent chunk is always a loss.
+    deleted folder) would read as a recording padded with zeros. This lists the objects
+    below the session group once (one recursive listing: on object storage, one LIST
+    request per 1000 objects, whatever the number of arrays) and looks there, for each
+    array the store's root metadata lists, for the key of each of its chunks (each
+    shard's, for sharded arrays), as the array's metadata encodes it (zarr v3
+    ``chunk_key_encoding``, ``c/0/1`` by default; zarr v2 ``dimension_separator``,
+    ``0.1``). No chunk is read. :func:`write_campaign_zarr` writes every chunk
+    (``write_empty_chunks=True``), so an absent chunk is always a loss.
 
     Parameters
     ----------
@@ -191,24 +214,55 @@ def check_zarr_chunks(path, group: str, *, storage_options=None) -> None:
     Raises
     ------
     SessionFormatError
-        Naming the store, each array with chunks missing, and how many.
+        Naming the store, each array with chunks missing, and how many; or the store's
+        metadata or listing cannot be read.
+
+    Notes
+    -----
+    The keys are those of the Zarr storage specifications: version 3, "Chunk key
+    encoding" (``default``: ``c`` then the chunk's grid indices joined by ``/``;
+    ``v2``: joined by ``.``), and version 2, "Chunks" (``dimension_separator``); each
+    array's metadata encodes them (``zarr.Array.metadata.encode_chunk_key``), as
+    zarr-python 3 does for :attr:`zarr.Array.nchunks_initialized`. For an array without
+    sharding the count is that of ``nchunks_initialized``, which lists the store once
+    per array; a sharded array is counted in shards, its stored objects.
+    https://zarr-specs.readthedocs.io/en/latest/v3/core/index.html#chunk-key-encoding
     """
     try:
         arrays = _zarr_arrays(path, group, storage_options)
+        stored = _stored_keys(path, group, storage_options)
     except Exception as err:  # zarr and fsspec raise their own kinds
         raise SessionFormatError(f"{path}: cannot list session group {group!r} ({err})") from None
     missing = []
     for name, arr in arrays:
-        if arr.nchunks_initialized < arr.nchunks:
-            missing.append(
-                f"array '{group}/{name}' has {arr.nchunks_initialized} of its {arr.nchunks} chunks"
-            )
+        unit = "shards" if arr.shards else "chunks"
+        grid = [range(-(-n // c)) for n, c in zip(arr.shape, arr.shards or arr.chunks, strict=True)]
+        keys = [f"{name}/{arr.metadata.encode_chunk_key(i)}" for i in itertools.product(*grid)]
+        present = sum(key in stored for key in keys)
+        if present < len(keys):
+            missing.append(f"array '{group}/{name}' has {present} of its {len(keys)} {unit}")
     if missing:
         raise SessionFormatError(
             f"{path}: chunks missing from the zarr store (zarr would read them as zeros "
             "or NaN): " + "; ".join(missing),
             violations=[f"{path}: {m}" for m in missing],
         )
+
+
+def _stored_keys(path, group: str, storage_options) -> frozenset[str]:
+    """The keys of every object below ``group`` of a zarr store, relative to the group,
+    from one recursive listing (fsspec ``find``) of a local folder or a URL. At a URL
+    nothing is taken from, or left in, fsspec's listings cache (``use_listings_cache``):
+    each check sees the store as it is."""
+    import fsspec
+
+    url = _group_url(path, group)
+    options = {**(storage_options or {}), "use_listings_cache": False} if is_url(url) else {}
+    fs, prefix = fsspec.core.url_to_fs(url, **options)
+    prefix = prefix.rstrip("/") + "/"
+    return frozenset(
+        name.removeprefix(prefix) for name in fs.find(prefix) if name.startswith(prefix)
+    )
 
 
 def _checked_getitem(path: str, group: str, storage_options, array, key, **_):
