@@ -582,7 +582,7 @@ def test_chunk_check_over_s3_is_one_list_request_per_session(s3_store, s3_server
 
     url, local, options = s3_store
     check_zarr_chunks(url, GROUP, storage_options=options)  # the root metadata parsed
-    with s3_server.requests.recording() as requests:
+    with s3_server.recording() as requests:
         check_zarr_chunks(url, GROUP, storage_options=options)
     lists = [r for r in requests if r.is_list]
     bucket, key = url.removeprefix("s3://").split("/", 1)
@@ -594,6 +594,6 @@ def test_chunk_check_over_s3_is_one_list_request_per_session(s3_store, s3_server
     # the whole opening too: the session group is opened as a store of the root's zarr
     # format, so zarr does not look for the other format's files (a LIST for each)
     read_zarr_session(url, GROUP, storage_options=options)
-    with s3_server.requests.recording() as opening:
+    with s3_server.recording() as opening:
         read_zarr_session(url, GROUP, storage_options=options)
     assert [r.query["prefix"] for r in opening if r.is_list] == [[f"{key}/{GROUP}/"]]
