@@ -593,11 +593,10 @@ class SessionReview(pn.viewable.Viewer):
         from ..annotations import confirm_change
 
         event = int(self.change_id)
-        if not event:
-            self._say("no change of this session awaits confirmation", "danger")
-            return
 
         def what(reviewer):
+            if not event:
+                raise CardiolabError("no change of this session awaits confirmation")
             confirm_change(
                 self._cat,
                 self.subject,
