@@ -10,6 +10,12 @@ the derived store (:mod:`cardiolab.annotations`; raw data and the detector's out
 are never touched) and the session's beat table and features are recomputed on the
 spot.
 
+In two-reviewer mode (catalog ``review: {confirmations: 2}``) a change waits for a second
+reviewer: the page lists the session's changes awaiting confirmation, each named by
+:func:`describe_change`, to confirm or reject. Beat numbers and change ids are those of
+the beats and trail the page shows, so a change made on a page that another reviewer's
+change has made stale is refused, and the page brought up to date first.
+
 Who signs is not typed on the page: it is the signed-in user when the server has a
 login, else the operating-system user of the server process (:func:`page_reviewer`),
 shown above the controls.
@@ -154,7 +160,8 @@ def _outcome(state) -> str:
             "a disagreement (listed on the Campaign page): it has no effect on the beats "
             "and features."
         )
-    return "in effect: beats and features recomputed."
+    # with one reviewer every change is in effect at once: nothing to say about it
+    return ("in effect: " if state.confirmations > 1 else "") + "beats and features recomputed."
 
 
 class SessionReview(pn.viewable.Viewer):
@@ -497,10 +504,13 @@ class SessionReview(pn.viewable.Viewer):
         change made on a page another reviewer's change has made stale would name other
         beats than the ones the reviewer saw.
         """
-        from ..annotations import read_trail
+        from ..annotations import last_event_id, read_trail
         from ..derived import derived_store
 
-        trail = read_trail(derived_store(self._cat), self.subject, self.session)
+        store = derived_store(self._cat)
+        if last_event_id(store, self.subject, self.session) == self._shown_event:
+            return ""
+        trail = read_trail(store, self.subject, self.session)
         new = trail[trail["event_id"] > self._shown_event]
         if not len(new):
             return ""
