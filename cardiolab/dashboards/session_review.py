@@ -54,6 +54,8 @@ _LEGEND = {
     "flagged by a reviewer": ("red", "x"),
     "added or moved by a reviewer": ("#2ca02c", "triangle"),
 }
+#: What the list of changes awaiting a second reviewer shows when there is none.
+_NONE_WAITING = "none: no change of this session awaits confirmation"
 _FEATURE_COLUMNS = ["hr", "sdnn", "rmssd", "lf", "hf", "sbp", "dbp", "map", "brs", "flux", "cvc"]
 
 
@@ -448,9 +450,9 @@ class SessionReview(pn.viewable.Viewer):
         self._shown_event = state.last_event
         waiting = trail[trail["status"] == "pending"] if len(trail) else trail
         options = {describe_change(row): int(row["event_id"]) for _, row in waiting.iterrows()}
-        self._waiting.options = options
-        self._waiting.value = next(iter(options.values()), None)
-        self.change_id = self._waiting.value or 0
+        self._waiting.options = options or {_NONE_WAITING: 0}
+        self._waiting.value = next(iter(self._waiting.options.values()))
+        self.change_id = self._waiting.value
         if len(trail):
             trail = trail[
                 [

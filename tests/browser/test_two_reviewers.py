@@ -12,6 +12,7 @@ of alice's that bob rejects is a disagreement on the Campaign page and has no ef
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -21,13 +22,17 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
 
-from .conftest import TIMEOUT_MS, TIMINGS, served_with_login  # noqa: E402
+from .conftest import TIMEOUT_MS, TIMINGS, ConsoleLog, served_with_login  # noqa: E402
 from .pages import feature_cell, open_session, sign_in  # noqa: E402
 
 SUBJECT = "S01"
 PASSWORDS = {"alice": "alice's long passphrase", "bob": "bob's long passphrase"}
 #: Where screenshots go when $CARDIOLAB_SCREENSHOTS names a folder (to look at them).
 SHOTS = os.environ.get("CARDIOLAB_SCREENSHOTS")
+#: The list of changes to confirm when none awaits.
+NONE_WAITING = "none: no change of this session awaits confirmation"
+#: Rows per page of the Session review page's Beat table.
+PAGE_SIZE = 15
 
 
 def _shot(page, name: str) -> None:
@@ -84,6 +89,29 @@ def _trail_rows(page) -> list[tuple[str, ...]]:
     return rows
 
 
+def _assert_beat_table(page, beat: int, t: float, n_beats: int) -> None:
+    """The Beat table tab shows R-peak time ``t`` (s) for ``beat``, and ``n_beats`` beats."""
+    page.locator(".bk-tab", has_text="Beat table").click()
+    table = page.locator(".tabulator").filter(
+        has=page.locator(".tabulator-col", has_text="reviewer_flag")
+    )
+
+    def row(number):
+        return table.locator(
+            ".tabulator-row",
+            has=page.locator('[tabulator-field="beat"]', has_text=re.compile(rf"^{number}$")),
+        )
+
+    table.locator(f'.tabulator-page[data-page="{beat // PAGE_SIZE + 1}"]').click()
+    shown = float(row(beat).locator('[tabulator-field="t (s)"]').inner_text())
+    assert shown == pytest.approx(t, abs=0.0006), (beat, shown, t)
+    table.locator('.tabulator-page[data-page="last"]').click()
+    expect(row(n_beats - 1)).to_be_visible()
+    expect(row(n_beats)).to_have_count(0)
+    table.locator('.tabulator-page[data-page="first"]').click()
+    page.locator(".bk-tab", has_text="Features").click()
+
+
 def _waiting(page) -> list[str]:
     """The changes the Session review page offers to confirm or reject."""
     select = page.get_by_label("change awaiting a second reviewer")
@@ -129,14 +157,12 @@ def test_a_change_takes_effect_once_a_second_reviewer_confirms_it(
     from cardiolab.catalog import open_catalog
     from cardiolab.pipeline import read_session_results
 
-    from .conftest import ConsoleLog
-
     cat = open_catalog(served.catalog)
     t0 = time.perf_counter()
     sign_in(page, served, "alice", PASSWORDS["alice"])
     session, _ = open_session(page, served, SUBJECT)
     expect(page.get_by_text("Changes are signed by alice (signed-in user).")).to_be_visible()
-    assert _waiting(page) == []
+    assert _waiting(page) == [NONE_WAITING]
 
     before = reviewed_beats(cat, SUBJECT, session)
     t = before["t"].values
@@ -167,6 +193,7 @@ def test_a_change_takes_effect_once_a_second_reviewer_confirms_it(
     change1 = f"change 1 by alice: delete beat {k} ({t[k]:.3f} s), reason: false beat"
     assert _waiting(page) == [change1]
     assert _trail_rows(page) == [("1", "alice", "edit", "", "pending")]
+    _assert_beat_table(page, k, t[k], n)
     np.testing.assert_array_equal(reviewed_beats(cat, SUBJECT, session)["t"].values, t)
     for name, values in _features(cat, session).items():
         np.testing.assert_array_equal(values, feats0[name], err_msg=name)
@@ -223,11 +250,12 @@ def test_a_change_takes_effect_once_a_second_reviewer_confirms_it(
     assert feats1["n_beats"][supine] < feats0["n_beats"][supine]
     assert abs(feats1["hr"][supine] - feats0["hr"][supine]) > 0.01
     _assert_features_shown(bob, feats1, epochs)
+    _assert_beat_table(bob, k, t[k + 1], n - 1)
     assert _trail_rows(bob) == [
         ("1", "alice", "edit", "", "in effect"),
         ("2", "bob", "confirm", "1", "confirmation"),
     ]
-    assert _waiting(bob) == []
+    assert _waiting(bob) == [NONE_WAITING]
     assert len(pending_changes(cat)) == 0
     _shot(bob, "4-bob-confirmed")
 
