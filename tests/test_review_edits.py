@@ -476,6 +476,31 @@ def test_export_round_trip(camp, tmp_path):
 # --- two reviewers ----------------------------------------------------------------
 
 
+def test_a_change_is_named_for_its_confirmation():
+    from cardiolab.dashboards.session_review import describe_change
+
+    edit = {
+        "event_id": 9,
+        "reviewer": "mh",
+        "action": "edit",
+        "channel": "beat",
+        "beats": (4, 7),
+        "beat_t": (3.0, 5.5),
+        "insert_t": (8.25,),
+        "move": ((5.5, 5.52),),
+        "reason": "",
+    }
+    assert describe_change(edit) == (
+        "change 9 by mh: delete beat 4 (3.000 s), insert a beat at 8.250 s, "
+        "move the beat at 5.500 s to 5.520 s"
+    )
+    flag = {**edit, "action": "flag", "channel": "abp", "beats": (12, 13)}
+    flag.update(beat_t=(10.0, 10.8), insert_t=(), move=(), reason="cuff")
+    assert describe_change(flag) == (
+        "change 9 by mh: flag abp values of beat 12 (10.000 s), 13 (10.800 s), reason: cuff"
+    )
+
+
 def test_two_reviewer_mode(camp2):
     state = flag_beats(camp2, SUBJECT, SESSION, [20, 21], reviewer="mh", reason="noise")
     assert state.confirmations == 2 and state.n_flagged == 0 and state.n_waiting == 1
@@ -517,6 +542,22 @@ def test_two_reviewer_mode(camp2):
         getpass.getuser(),
     )
     assert review_state(camp2, SUBJECT, SESSION).flags.iloc[40]
+
+    # a page another reviewer's change made stale refuses, and brings itself up to date
+    flag_beats(camp2, SUBJECT, SESSION, [50], reviewer="ak")  # event 7: the page shows 6
+    review.answer_change(True)
+    assert review_state(camp2, SUBJECT, SESSION).trail["event_id"].tolist()[-1] == 7
+    said = review._message.object.replace("\\", "")  # markdown-escaped text, as shown
+    assert "changed since this page showed it (flag (event 7) by ak)" in said
+    t50 = float(reviewed_beats(camp2, SUBJECT, SESSION)["t"].values[50])
+    assert list(review._waiting.options.items()) == [
+        (f"change 7 by ak: flag beat 50 ({t50:.3f} s), reason: artefact", 7)
+    ]
+    assert review.change_id == 7
+    review.answer_change(True)
+    last = review_state(camp2, SUBJECT, SESSION).trail.iloc[-1]
+    assert (last["event_id"], last["action"], last["refers_to"]) == (8, "confirm", 7)
+    assert "in effect: beats and features recomputed" in review._message.object.replace("\\", "")
 
     # the Campaign page lists the disagreement, its text as text
     from cardiolab.dashboards.campaign import CampaignPage

@@ -10,6 +10,12 @@ the derived store (:mod:`cardiolab.annotations`; raw data and the detector's out
 are never touched) and the session's beat table and features are recomputed on the
 spot.
 
+In two-reviewer mode (catalog ``review: {confirmations: 2}``) a change waits for a second
+reviewer: the page lists the session's changes awaiting confirmation, each named by
+:func:`describe_change`, to confirm or reject. Beat numbers and change ids are those of
+the beats and trail the page shows, so a change made on a page that another reviewer's
+change has made stale is refused, and the page brought up to date first.
+
 Who signs is not typed on the page: it is the signed-in user when the server has a
 login, else the operating-system user of the server process (:func:`page_reviewer`),
 shown above the controls.
@@ -34,7 +40,7 @@ from .report_download import report_download
 
 log = logging.getLogger("cardiolab")
 
-__all__ = ["NUDGE_S", "SessionReview", "page_reviewer", "parse_beat_list"]
+__all__ = ["NUDGE_S", "SessionReview", "describe_change", "page_reviewer", "parse_beat_list"]
 
 _BEAT_VARIABLES = ["rr", "hr", "sbp", "dbp", "map", "flux"]
 #: One press of a nudge button moves the selected beat's R-peak by this much (s).
@@ -48,6 +54,8 @@ _LEGEND = {
     "flagged by a reviewer": ("red", "x"),
     "added or moved by a reviewer": ("#2ca02c", "triangle"),
 }
+#: What the list of changes awaiting a second reviewer shows when there is none.
+_NONE_WAITING = "none: no change of this session awaits confirmation"
 _FEATURE_COLUMNS = ["hr", "sdnn", "rmssd", "lf", "hf", "sbp", "dbp", "map", "brs", "flux", "cvc"]
 
 
@@ -74,6 +82,45 @@ def parse_beat_list(text: str) -> list[int]:
     return sorted(set(beats))
 
 
+def describe_change(event) -> str:
+    """One line naming a change of an audit trail, for the reviewer who confirms it.
+
+    Parameters
+    ----------
+    event : mapping or pandas.Series
+        A row of :func:`cardiolab.annotations.read_trail` (``event_id``, ``reviewer``,
+        ``action``, ``channel``, ``beats``, ``beat_t``, ``insert_t``, ``move``,
+        ``reason``).
+
+    Returns
+    -------
+    str
+        E.g. ``"change 3 by alice: flag beat 33 (35.234 s), reason: artefact"``; an
+        edit names the beats it deletes, the times it inserts at and the moves. Beat
+        numbers are those of the beat table the change was made on; the R-peak times
+        (s) name the beats whatever changed since.
+    """
+    action = str(event["action"])
+    if action == "edit":
+        moves = list(event["move"])
+        n_deleted = len(event["beats"]) - len(moves)
+        parts = [
+            f"delete beat {b} ({t:.3f} s)"
+            for b, t in zip(event["beats"][:n_deleted], event["beat_t"][:n_deleted], strict=True)
+        ]
+        parts += [f"insert a beat at {t:.3f} s" for t in event["insert_t"]]
+        parts += [f"move the beat at {a:.3f} s to {b:.3f} s" for a, b in moves]
+        what = ", ".join(parts)
+    else:
+        beats = ", ".join(
+            f"{b} ({t:.3f} s)" for b, t in zip(event["beats"], event["beat_t"], strict=True)
+        )
+        scope = "" if event["channel"] == "beat" else f" {event['channel']} values of"
+        what = f"{action}{scope} beat {beats}"
+    reason = f", reason: {event['reason']}" if event["reason"] else ""
+    return f"change {int(event['event_id'])} by {event['reviewer']}: {what}{reason}"
+
+
 def page_reviewer() -> tuple[str, str]:
     """Who signs the changes made on this page, and why it is that user.
 
@@ -95,6 +142,28 @@ def page_reviewer() -> tuple[str, str]:
     if user and user != "guest":
         return str(user), "signed-in user"
     return default_reviewer(), "operating-system user of the server; no login"
+
+
+def _outcome(state) -> str:
+    """What the last event of a review did to the beats, said to the reviewer."""
+    last = state.trail.iloc[-1]
+    if last["action"] in ("confirm", "reject"):
+        answered = state.trail[state.trail["event_id"] == last["refers_to"]]
+        status = answered["status"].iloc[0] if len(answered) else ""
+    else:
+        status = last["status"]
+    if status == "pending":
+        return (
+            "awaiting confirmation by another reviewer: the beats and features are "
+            "unchanged until then."
+        )
+    if status == "disagreement":
+        return (
+            "a disagreement (listed on the Campaign page): it has no effect on the beats "
+            "and features."
+        )
+    # with one reviewer every change is in effect at once: nothing to say about it
+    return ("in effect: " if state.confirmations > 1 else "") + "beats and features recomputed."
 
 
 class SessionReview(pn.viewable.Viewer):
@@ -181,6 +250,14 @@ class SessionReview(pn.viewable.Viewer):
         self._reject = pn.widgets.Button(name="Reject change", button_type="danger")
         self._confirm.on_click(lambda event: self.answer_change(True))
         self._reject.on_click(lambda event: self.answer_change(False))
+        # the changes awaiting confirmation, each named (describe_change): the one chosen
+        # is change_id
+        self._waiting = pn.widgets.Select(
+            name="change awaiting a second reviewer", options={}, width=520
+        )
+        self._waiting.param.watch(lambda e: setattr(self, "change_id", int(e.new or 0)), "value")
+        #: the last trail event this page shows (a change is refused if the trail has moved on)
+        self._shown_event = 0
         self._beats = None
         self._built = False
         self._tabs = pn.Tabs(
@@ -370,15 +447,36 @@ class SessionReview(pn.viewable.Viewer):
             ]
             self._features.value = df.round(2)
         trail = state.trail
+        self._shown_event = state.last_event
+        waiting = trail[trail["status"] == "pending"] if len(trail) else trail
+        options = {describe_change(row): int(row["event_id"]) for _, row in waiting.iterrows()}
+        self._waiting.options = options or {_NONE_WAITING: 0}
+        self._waiting.value = next(iter(self._waiting.options.values()))
+        self.change_id = self._waiting.value
         if len(trail):
             trail = trail[
-                ["event_id", "time", "reviewer", "action", "channel", "n_beats", "reason", "status"]
+                [
+                    "event_id",
+                    "time",
+                    "reviewer",
+                    "action",
+                    "channel",
+                    "n_beats",
+                    "reason",
+                    "refers_to",
+                    "status",
+                ]
             ].copy()
             trail["time"] = trail["time"].map(lambda x: x.isoformat(timespec="seconds"))
+            # a confirmation or rejection names the change it answers; a change, nothing
+            trail["refers_to"] = trail["refers_to"].map(lambda ev: str(ev) if ev else "")
+            trail = trail.rename(columns={"refers_to": "answers change"})
         self._trail.value = pd.DataFrame(trail)
         n = beats.sizes["beat"]
         edits = int(beats.attrs.get("review_edits", 0))
         waiting = f", {state.n_waiting} awaiting a second reviewer" if state.n_waiting else ""
+        if state.n_disagreements:
+            waiting += f", {state.n_disagreements} rejected by a second reviewer"
         self._summary.object = (
             f"**{escape_markdown(self.subject)} {escape_markdown(self.session)}** "
             f"({escape_markdown(self._node.attrs.get('phase'))}, "
@@ -401,13 +499,50 @@ class SessionReview(pn.viewable.Viewer):
         chosen |= set(parse_beat_list(self.beat_text)) if self.beat_text.strip() else set()
         return sorted(chosen)
 
+    def _moved_on(self) -> str:
+        """Who changed the session's trail since this page showed it ("" if no one).
+
+        Beat numbers and change ids on the page are those of the trail it shows: a
+        change made on a page another reviewer's change has made stale would name other
+        beats than the ones the reviewer saw.
+        """
+        from ..annotations import last_event_id, read_trail
+        from ..derived import derived_store
+
+        store = derived_store(self._cat)
+        if last_event_id(store, self.subject, self.session) == self._shown_event:
+            return ""
+        trail = read_trail(store, self.subject, self.session)
+        new = trail[trail["event_id"] > self._shown_event]
+        if not len(new):
+            return ""
+        return ", ".join(
+            f"{r.action} (event {r.event_id}) by {r.reviewer}" for r in new.itertuples()
+        )
+
     def _change(self, what, done):
-        """Run one signed change (``what(reviewer)``), then show the recomputed session."""
+        """Run one signed change (``what(reviewer)``), then show the recomputed session.
+
+        Refused, with the page brought up to date, when the session's trail has moved on
+        since the page showed it (another reviewer's change): the reviewer checks the
+        current beats and applies again.
+        """
         from ..annotations import review_state, reviewed_beats
 
         try:
             if self._reviewer is None:
                 raise CardiolabError("no reviewer to sign the change (see above)")
+            news = self._moved_on()
+            if news:
+                self.beat_text = ""
+                self._load()
+                self._say(
+                    f"Not applied: {self.subject} {self.session} changed since this page "
+                    f"showed it ({news}). The page now shows the current beats and changes: "
+                    "check them, select again and apply again.",
+                    "warning",
+                )
+                return
             with self._features.param.update(loading=True):
                 what(self._reviewer)
                 self._beats = reviewed_beats(self._cat, self.subject, self.session)
@@ -416,8 +551,9 @@ class SessionReview(pn.viewable.Viewer):
             return
         self.beat_text = ""
         self._signals.object = self._signal_view(self._node, self._beats)
-        self._refresh(review_state(self._cat, self.subject, self.session))
-        self._say(f"{done} by {self._reviewer}; beats and features recomputed.", "success")
+        state = review_state(self._cat, self.subject, self.session)
+        self._refresh(state)
+        self._say(f"{done} by {self._reviewer}; {_outcome(state)}", "success")
 
     def _apply(self, flagged: bool):
         from ..annotations import flag_beats, recompute_features
@@ -471,6 +607,8 @@ class SessionReview(pn.viewable.Viewer):
         event = int(self.change_id)
 
         def what(reviewer):
+            if not event:
+                raise CardiolabError("no change of this session awaits confirmation")
             confirm_change(
                 self._cat,
                 self.subject,
@@ -539,9 +677,7 @@ class SessionReview(pn.viewable.Viewer):
         )
         confirmations = self._cat.model.review.confirmations
         second = pn.Row(
-            pn.widgets.IntInput.from_param(
-                self.param.change_id, name="change (event id)", width=130
-            ),
+            self._waiting,
             pn.Column(self._confirm, self._reject),
             visible=confirmations > 1,
         )

@@ -213,20 +213,24 @@ class ServedApp:
         return "\n".join(self.lines)
 
 
-def served_with_login(catalog: Path, folder: Path, user: str, password: str) -> ServedApp:
-    """The app behind a login, started: ``user``'s password written to a credentials
-    file in ``folder`` by ``cardiolab passwd`` (the password read from
-    ``$CARDIOLAB_PASSWORD``), no warm-up."""
+def served_with_login(
+    catalog: Path, folder: Path, user: str, password: str, others: dict | None = None
+) -> ServedApp:
+    """The app behind a login, started: ``user``'s password (and those of ``others``,
+    user -> password) written to a credentials file in ``folder`` by ``cardiolab passwd``
+    (the password read from ``$CARDIOLAB_PASSWORD``), no warm-up."""
     creds = folder / "reviewers.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "cardiolab.cli", "passwd", str(creds), user],
-        env={**ServedApp(catalog).env, "CARDIOLAB_PASSWORD": password},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert password not in creds.read_text()
+    users = {user: password, **(others or {})}
+    for name, secret in users.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "cardiolab.cli", "passwd", str(creds), name],
+            env={**ServedApp(catalog).env, "CARDIOLAB_PASSWORD": secret},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    assert not any(secret in creds.read_text() for secret in users.values())
     return ServedApp(
         catalog,
         args=["--address", "127.0.0.1", "--credentials", str(creds)],

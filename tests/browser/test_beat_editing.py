@@ -17,11 +17,15 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
 
-from .conftest import TIMEOUT_MS, served_with_login  # noqa: E402
-from .pages import BEAT_PLOT, wait_for_plots  # noqa: E402
+from .conftest import served_with_login  # noqa: E402
+from .pages import (  # noqa: E402
+    N_SIGNALS,
+    feature_cell,
+    open_session,
+    sign_in,
+    wait_for_plots,
+)
 
-#: Signal panels of a simulated session: ECG, arterial pressure, LDF, two Doppler vessels.
-N_SIGNALS = 5
 #: Screen position (page coordinates) of time ``t`` on the figure titled ``title``,
 #: from bokeh's own scale: the point a reviewer clicks.
 TIME_TO_PAGE = """([title, t]) => {
@@ -53,32 +57,6 @@ LEGEND = """(label) => {
 }"""
 
 
-def _open_session(page, app, subject):
-    """The Session review page on ``subject``'s first processed session, drawn."""
-    from cardiolab.pipeline import campaign_status
-
-    status = campaign_status(app.catalog)
-    session = status[(status["status"] == "processed") & (status["subject"] == subject)].iloc[0][
-        "session"
-    ]
-    page.goto(app.page_url("session"))
-    wait_for_plots(page, BEAT_PLOT, N_SIGNALS)
-    page.get_by_label("Subject", exact=True).select_option(subject)
-    title = f"{subject}/{session}"
-    wait_for_plots(page, title, N_SIGNALS)
-    wait_for_plots(page, BEAT_PLOT, N_SIGNALS)
-    return session, title
-
-
-def _feature_cell(page, epoch, column="hr (bpm)") -> float:
-    table = page.locator(".tabulator").filter(has=page.locator(".tabulator-col", has_text="sdnn"))
-    row = table.locator(
-        ".tabulator-row",
-        has=page.locator('[tabulator-field="epoch"]', has_text=re.compile(rf"^{epoch}$")),
-    )
-    return float(row.locator(f'[tabulator-field="{column}"]').inner_text())
-
-
 def _inked(png: bytes, rgb: tuple, tolerance: int = 40) -> int:
     """Pixels of colour ``rgb`` (within ``tolerance`` per channel) in a PNG."""
     from PIL import Image
@@ -94,7 +72,7 @@ def test_delete_and_insert_a_beat_on_the_page(served_app, page, console):
 
     subject = "S03"  # the other browser tests flag S01's beats
     user = getpass.getuser()
-    session, title = _open_session(page, served_app, subject)
+    session, title = open_session(page, served_app, subject)
     expect(
         page.get_by_text(
             f"Changes are signed by {user} (operating-system user of the server; no login)."
@@ -127,7 +105,7 @@ def test_delete_and_insert_a_beat_on_the_page(served_app, page, console):
     epoch = "supine"
     ok = valid & np.roll(valid, 1) & np.roll(valid, -1) & (before["epoch"].values == epoch)
     k = int(np.flatnonzero(ok)[len(np.flatnonzero(ok)) // 2])
-    assert _feature_cell(page, epoch) == pytest.approx(
+    assert feature_cell(page, epoch) == pytest.approx(
         float(feats0["hr"].sel(epoch=epoch)), abs=0.006
     )
 
@@ -144,7 +122,7 @@ def test_delete_and_insert_a_beat_on_the_page(served_app, page, console):
     hr1 = float(feats1["hr"].sel(epoch=epoch))
     assert hr1 != pytest.approx(float(feats0["hr"].sel(epoch=epoch)), abs=1e-6)
     expect(page.get_by_text(re.compile(rf": {t.size - 1} beats,"))).to_be_visible()
-    assert _feature_cell(page, epoch) == pytest.approx(hr1, abs=0.006)
+    assert feature_cell(page, epoch) == pytest.approx(hr1, abs=0.006)
 
     # 2. add it back: zoom on it, "insert a beat", click on the ECG 20 ms after it
     page.get_by_role("button", name="insert a beat", exact=True).click()
@@ -162,7 +140,7 @@ def test_delete_and_insert_a_beat_on_the_page(served_app, page, console):
     feats2 = read_session_results(cat.derived_path, subject, session)
     for name in ("hr", "sdnn", "rmssd", "n_beats"):
         np.testing.assert_allclose(feats2[name], feats0[name], rtol=1e-12, err_msg=name)
-    assert _feature_cell(page, epoch) == pytest.approx(
+    assert feature_cell(page, epoch) == pytest.approx(
         float(feats0["hr"].sel(epoch=epoch)), abs=0.006
     )
 
@@ -191,13 +169,9 @@ def test_the_trail_shows_the_signed_in_user(signed_in_app, page, console):
     from cardiolab.annotations import review_state
 
     app, password = signed_in_app
-    page.goto(app.page_url("session"))
-    page.locator("input[name=username]").fill("bob")
-    page.locator("input[name=password]").fill(password)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_url(re.compile(r"^(?!.*/login).*$"), timeout=TIMEOUT_MS)
+    sign_in(page, app, "bob", password)
     subject = "S02"
-    session, _ = _open_session(page, app, subject)
+    session, _ = open_session(page, app, subject)
     expect(page.get_by_text("Changes are signed by bob (signed-in user).")).to_be_visible()
     page.get_by_label("flag applies to").select_option("abp")
     page.get_by_label("beats (e.g. 12, 15-18)").fill("5-7")
