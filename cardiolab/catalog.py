@@ -215,6 +215,7 @@ __all__ = [
     "Catalog",
     "CatalogModel",
     "CatalogSpec",
+    "as_catalog",
     "open_catalog",
     "write_catalog",
 ]
@@ -1439,10 +1440,40 @@ class Catalog:
         return wide, faults.items
 
     # -- opening data ----------------------------------------------------------------------
+    def check_session(self, subject: str, session: str) -> None:
+        """Check that the catalog has a session.
+
+        Parameters
+        ----------
+        subject, session : str
+            Subject code and session label.
+
+        Raises
+        ------
+        CatalogError
+            Naming the catalog file: an unknown subject (with the catalog's subjects),
+            or a session the subject does not have (with the subject's sessions).
+        """
+        table = self.sessions
+        subjects = list(dict.fromkeys(table["subject"]))
+        if subject not in subjects:
+            raise CatalogError(
+                f"unknown subject {subject!r} (the catalog's subjects: {', '.join(subjects)})",
+                file=self.path,
+            )
+        labels = list(table.loc[table["subject"] == subject, "session"])
+        if session not in labels:
+            raise CatalogError(
+                f"no session {subject} {session} in the catalog: subject {subject} has no "
+                f"session {session!r} (its sessions: {', '.join(labels)})",
+                file=self.path,
+            )
+
     def _find(self, subject: str, label: str) -> tuple[int, SessionEntry]:
         for i, s in enumerate(self.model.sessions):
             if s.subject == subject and s.label == label:
                 return i, s
+        self.check_session(subject, label)  # names what the catalog has instead
         known = ", ".join(f"{s.subject} {s.label}" for s in self.model.sessions[:12])
         more = ", ..." if len(self.model.sessions) > 12 else ""
         raise CatalogError(
@@ -1715,6 +1746,28 @@ def _validate(
     catalog._check(check_files)
     catalog._check_measurements(check_files)
     return catalog
+
+
+def as_catalog(catalog) -> Catalog:
+    """A :class:`Catalog` as it is, or the catalog at a path opened (:func:`open_catalog`).
+
+    What every function that takes "a catalog" (path, URL, :class:`CatalogSpec` or
+    :class:`Catalog`) starts with.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path, CatalogSpec or Catalog
+
+    Returns
+    -------
+    Catalog
+
+    Raises
+    ------
+    CatalogError
+        As :func:`open_catalog`.
+    """
+    return catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
 
 
 def open_catalog(path, *, check_files: bool = True, storage_options=None) -> Catalog:

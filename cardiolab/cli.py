@@ -183,12 +183,12 @@ def _cmd_process(args) -> int:
 
 def _fit(catalog, scheduler, workers, quiet, features=None, *, command: str = "fit") -> int:
     """Fit every feature's models, store and summarise them; 1 if none could be fitted."""
-    from .catalog import Catalog, open_catalog
+    from .catalog import as_catalog
     from .derived import derived_store
     from .pipeline import features_table
     from .stats.results import fit_all, results_summary
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     table = features_table(cat)
     results = fit_all(
         table,
@@ -224,7 +224,7 @@ def _cmd_fit(args) -> int:
 
 def _cmd_trail(args) -> int:
     """``trail verify``: exit 1 if a trail is broken; ``trail export``: write CSV/JSON."""
-    from .annotations import export_trail, verify_trail
+    from .trail import export_trail, verify_trail
 
     cat = _open(args)
     if args.trail_command == "export":

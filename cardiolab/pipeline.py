@@ -38,11 +38,12 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .annotations import last_event_id, recompute_features, write_reviewed_session
+from .annotations import recompute_features, write_reviewed_session
 from .derived import DerivedStore, derived_store, describe_lease
 from .errors import CardiolabError, storage_error
 from .features.session import session_features, session_results
 from .signals import beats as signal_beats
+from .trail import last_event_id
 
 __all__ = [
     "Report",
@@ -393,10 +394,10 @@ def process_campaign(
         layout), before any session is processed; a failing session is a row of the
         report, not an error.
     """
-    from .catalog import Catalog, open_catalog
+    from .catalog import as_catalog
     from .parallel import run_tasks
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     # a store of another format is refused once, before any session is dispatched
     derived_store(cat).check_format()
     todo = (
@@ -461,9 +462,9 @@ def campaign_status(catalog) -> pd.DataFrame:
         ``error`` of the last failure, ``n_beats``, ``valid_fraction`` (share of beats
         the detector and reviewers kept, 0-1), ``review_events``, ``processed_at``.
     """
-    from .catalog import Catalog, open_catalog
+    from .catalog import as_catalog
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     store = derived_store(cat)
     runs = store.runs()
     rows = []
@@ -545,9 +546,9 @@ def responses_table(catalog) -> pd.DataFrame:
     CardiolabError
         If no processed session has challenge responses.
     """
-    from .catalog import Catalog, open_catalog
+    from .catalog import as_catalog
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     store = derived_store(cat)
     frames, units = [], {}
     for row in cat.sessions.itertuples():
@@ -604,9 +605,9 @@ def features_table(catalog) -> pd.DataFrame:
     CatalogError
         A measurement table that does not validate (file, row and column named).
     """
-    from .catalog import Catalog, open_catalog
+    from .catalog import as_catalog
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     store = derived_store(cat)
     measured = cat.measurements
     measured_sessions = set(zip(measured["subject"], measured["session"], strict=True))

@@ -231,12 +231,13 @@ def session_report(catalog, subject: str, session: str) -> str:
     --------
     >>> text = session_report("data_catalog.yaml", "S01", "R+1")  # doctest: +SKIP
     """
-    from .annotations import review_state, reviewed_beats, verify_trail
-    from .catalog import Catalog, open_catalog
+    from .annotations import review_state, reviewed_beats
+    from .catalog import as_catalog
     from .derived import derived_store
+    from .trail import verify_trail
     from .viz import beat_series
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     state = review_state(cat, subject, session)  # checks the session exists, is processed
     store = derived_store(cat)
     attrs = store.session_attrs(subject, session) or {}
@@ -296,8 +297,8 @@ Fits = Callable[[str, str], tuple]
 
 def _campaign_provenance(cat) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-session provenance and review counts of a processed campaign."""
-    from .annotations import read_trail
     from .derived import derived_store
+    from .trail import read_trail
 
     store = derived_store(cat)
     prov, review = [], []
@@ -375,12 +376,12 @@ def cohort_report(
     CardiolabError
         If a feature or the epoch is not in the features table.
     """
-    from .catalog import Catalog, open_catalog
+    from .catalog import as_catalog
     from .pipeline import features_table
     from .stats.results import feature_columns
     from .viz import forest_plot, tau_profile, timeline
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     table = features_table(cat) if table is None else table
     available = feature_columns(table)
     if features is None:

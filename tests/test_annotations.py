@@ -293,7 +293,7 @@ def test_errors_name_the_fault(camp):
     n = _stored(camp).sizes["beat"]
     with pytest.raises(CatalogError, match="unknown subject 'S99'"):
         flag_beats(camp, "S99", "L-30", [1], reviewer="mh")
-    with pytest.raises(CatalogError, match="S01 has no session 'L-99'"):
+    with pytest.raises(CatalogError, match="subject S01 has no session 'L-99'"):
         flag_beats(camp, "S01", "L-99", [1], reviewer="mh")
     with pytest.raises(CardiolabError, match=rf"beat index \[{n}\] out of range.*{n} beats"):
         flag_beats(camp, "S01", "L-30", [0, n], reviewer="mh")

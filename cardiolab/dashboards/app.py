@@ -286,9 +286,9 @@ def serve(
     AuthError
         A non-loopback address without any login configured.
     """
-    from ..catalog import Catalog, open_catalog
+    from ..catalog import as_catalog
 
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    cat = as_catalog(catalog)
     credentials = credentials or os.environ.get("CARDIOLAB_CREDENTIALS") or None
     tls = bool(kwargs.get("ssl_certfile"))
     opts: dict = {}

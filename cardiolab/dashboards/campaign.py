@@ -63,10 +63,10 @@ class CampaignPage(pn.viewable.Viewer):
     """The campaign page of the dashboard (also usable inline in a notebook)."""
 
     def __init__(self, catalog, **params):
-        from ..catalog import Catalog, open_catalog
+        from ..catalog import as_catalog
 
         super().__init__(**params)
-        self._cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+        self._cat = as_catalog(catalog)
         self._matrix = pn.widgets.Tabulator(
             pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width"
         )

@@ -193,9 +193,9 @@ class SessionReview(pn.viewable.Viewer):
     change_id = param.Integer(default=0, bounds=(0, None), doc="A change of the audit trail")
 
     def __init__(self, catalog, subject=None, session=None, **params):
-        from ..catalog import Catalog, open_catalog
+        from ..catalog import as_catalog
 
-        self._cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+        self._cat = as_catalog(catalog)
         sessions = self._cat.sessions
         subjects = list(dict.fromkeys(sessions["subject"]))
         super().__init__(**params)
@@ -506,8 +506,8 @@ class SessionReview(pn.viewable.Viewer):
         change made on a page another reviewer's change has made stale would name other
         beats than the ones the reviewer saw.
         """
-        from ..annotations import last_event_id, read_trail
         from ..derived import derived_store
+        from ..trail import last_event_id, read_trail
 
         store = derived_store(self._cat)
         if last_event_id(store, self.subject, self.session) == self._shown_event:
