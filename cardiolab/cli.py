@@ -75,7 +75,7 @@ def _cmd_demo(args) -> int:
     return _serve(catalog, "127.0.0.1", args.port, None, None, show=False) or status
 
 
-def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -> int:
+def _serve(catalog, address, port, credentials, oauth_provider, *, show=False, **options) -> int:
     from .dashboards import serve
 
     server = serve(
@@ -87,6 +87,7 @@ def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -
         show=show,
         start=False,
         verbose=False,
+        **options,
     )
     host = "localhost" if address in ("127.0.0.1", "localhost") else address
     print(
@@ -106,7 +107,13 @@ def _serve(catalog, address, port, credentials, oauth_provider, *, show=False) -
 
 def _cmd_serve(args) -> int:
     return _serve(
-        _open(args), args.address, args.port, args.credentials, args.oauth_provider, show=args.show
+        _open(args),
+        args.address,
+        args.port,
+        args.credentials,
+        args.oauth_provider,
+        show=args.show,
+        sign_in_hours=args.sign_in_hours,
     )
 
 
@@ -440,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--oauth-provider",
         default=None,
         help="Panel OAuth provider (github, google, azure, ...; PANEL_OAUTH_* settings)",
+    )
+    srv.add_argument(
+        "--sign-in-hours",
+        type=float,
+        default=168.0,
+        help="with --credentials: hours a sign-in lasts; its open pages are then "
+        "disconnected (default 168, 7 days)",
     )
     srv.add_argument("--show", action="store_true", help="open a browser tab")
     _add_storage_option(srv)

@@ -143,10 +143,17 @@ def test_sign_in_sessions_call_their_watchers_once_at_close():
     assert calls == ["a1"]
     with pytest.raises(KeyError, match="no open sign-in session"):
         sessions.watch(a, lambda: None)
-    # an expired session's watchers are called when expired sessions are swept
+    # an expired session's watchers are called when expired sessions are swept: at the
+    # next sign-in, and by sweep() (which the served app runs every minute)
     clock.now += 3601
     sessions.open("carol")
     assert calls == ["a1", "b"]
+    d = sessions.open("dave")
+    sessions.watch(d, lambda: calls.append("d"))
+    assert sessions.sweep() == 0 and calls == ["a1", "b"]
+    clock.now += 3601
+    assert sessions.sweep() == 2 and calls == ["a1", "b", "d"]  # carol's and dave's
+    assert sessions.user(d) is None
 
 
 def test_sign_in_sessions_open_close_and_expire():
@@ -412,6 +419,51 @@ def test_logout_closes_the_open_pages_of_that_sign_in(protected_server):
     # the closed page cannot come back: its cookie names a closed session
     response, _ = _request(protected_server, "/campaign", headers={"Cookie": signing_out})
     assert response.status == 302
+
+
+def test_an_expired_sign_in_disconnects_its_pages(small_campaign, tmp_path):
+    """``serve(sign_in_hours=...)``: when a sign-in ends, its open pages are closed by
+    the server (code 4001), without anybody signing in or out (the periodic sweep)."""
+    import time
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    from cardiolab.dashboards.auth import AuthError, hash_password
+
+    path, _ = small_campaign
+    creds = tmp_path / "reviewers.json"
+    creds.write_text(json.dumps({"alice": hash_password("correct horse")}))
+    catalog = path / "data_catalog.yaml"
+    from cardiolab.dashboards import serve
+
+    for hours in (0, -1.0, float("nan"), "12"):
+        with pytest.raises(AuthError, match="sign-in hours must be a positive number"):
+            serve(catalog, port=0, credentials=creds, sign_in_hours=hours, warm=False, start=False)
+    lifetime = 4.0  # s
+    with _serving(catalog, port=0, credentials=creds, sign_in_hours=lifetime / 3600) as server:
+        port = server.port
+        jar = _signed_in_cookies(server)
+        signed_in = time.monotonic()
+        _, page = _request(server, "/campaign", headers={"Cookie": jar})
+        token = re.search(r'"token":\s*"([^"]+)"', page.decode()).group(1)
+
+        async def wait_for_the_close():
+            request = HTTPRequest(
+                f"ws://127.0.0.1:{port}/campaign/ws",
+                headers={"Origin": f"http://localhost:{port}", "Cookie": jar},
+            )
+            ws = await websocket_connect(request, subprotocols=["bokeh", token])
+            while await asyncio.wait_for(ws.read_message(), 30) is not None:
+                pass
+            return ws.close_code, ws.close_reason, time.monotonic() - signed_in
+
+        code, reason, after = _run_in_thread(wait_for_the_close())
+        assert (code, reason) == (4001, "signed out")
+        # closed once the sign-in ended, by the sweep (every lifetime / 4 s)
+        assert lifetime - 0.5 <= after <= lifetime + 10, after
+        response, _ = _request(server, "/campaign", headers={"Cookie": jar})
+        assert response.status == 302
 
 
 def test_thirty_wrong_passwords_lock_the_right_one_out(protected_server):

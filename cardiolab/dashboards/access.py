@@ -359,7 +359,17 @@ def require_login(server) -> int:
     )
     if isinstance(provider, HashedAuthProvider):  # sign-in sessions held here
         mix_into_handlers(rules, WebSocketHandler, _ClosedAtSignOut, _provider=provider)
+        server.io_loop.add_callback(_sweep_sign_ins, provider.sessions)
     return count
+
+
+def _sweep_sign_ins(sessions) -> None:
+    """Close expired sign-in sessions (and so their open pages) every minute, or more
+    often for a short lifetime; started on the server's event loop."""
+    from tornado.ioloop import PeriodicCallback
+
+    every_ms = min(60.0, sessions.lifetime / 4) * 1000.0
+    PeriodicCallback(sessions.sweep, every_ms).start()
 
 
 def served_origins(address: str, port: int) -> list[str]:

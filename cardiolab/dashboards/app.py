@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import os
 import re
 import secrets
@@ -18,7 +19,7 @@ from pathlib import Path
 import panel as pn
 
 from .access import HashedAuthProvider, bind_free_port, require_login, served_origins
-from .auth import AuthError, is_loopback, load_credentials
+from .auth import AuthError, SignInSessions, is_loopback, load_credentials
 from .connections import close_connections_cleanly, quiet_closed_connections
 
 log = logging.getLogger("cardiolab")
@@ -241,6 +242,7 @@ def serve(
     show: bool = False,
     threaded: bool = False,
     warm: bool | None = None,
+    sign_in_hours: float = 168.0,
     **kwargs,
 ):
     """Serve the review app for a campaign.
@@ -271,6 +273,9 @@ def serve(
         Build one Session review page before listening (:func:`warm_up`), so that
         the first browser does not wait for compilation. Default: yes, unless the
         environment sets ``CARDIOLAB_WARMUP=0``.
+    sign_in_hours : float
+        With ``credentials``: hours a sign-in lasts (default 7 days, Panel's cookie
+        lifetime). Its open pages are disconnected when it ends, as at ``/logout``.
     **kwargs
         Other :func:`panel.serve` / bokeh server options (``start=False`` returns the
         server unstarted; ``ssl_certfile`` and ``ssl_keyfile`` serve over TLS, and the
@@ -293,8 +298,12 @@ def serve(
     tls = bool(kwargs.get("ssl_certfile"))
     opts: dict = {}
     if credentials:
+        if not (isinstance(sign_in_hours, int | float) and 0 < sign_in_hours < math.inf):
+            raise AuthError(f"sign-in hours must be a positive number, got {sign_in_hours!r}")
         opts["auth_provider"] = HashedAuthProvider(
-            load_credentials(credentials), secure_cookies=tls
+            load_credentials(credentials),
+            secure_cookies=tls,
+            sessions=SignInSessions(lifetime=sign_in_hours * 3600.0),
         )
     elif oauth_provider:
         opts["oauth_provider"] = oauth_provider

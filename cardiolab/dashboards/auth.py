@@ -285,11 +285,9 @@ class SignInSessions:
 
     def open(self, user: str) -> str:
         """Open a session for ``user``; return its identifier."""
-        now = self._clock()
-        for sid in [s for s, (_, end) in self._open.items() if end <= now]:
-            self.close(sid)
+        self.sweep()
         sid = secrets.token_urlsafe(16)
-        self._open[sid] = (user, now + self.lifetime)
+        self._open[sid] = (user, self._clock() + self.lifetime)
         return sid
 
     def user(self, sid: str | None) -> str | None:
@@ -306,6 +304,21 @@ class SignInSessions:
                 callback()
             except Exception:  # one failing watcher must not keep the others open
                 log.exception("login: a watcher of a closed sign-in session failed")
+
+    def sweep(self) -> int:
+        """Close every session past its lifetime (calling what watches it); the served
+        app does this every minute, so that the pages of an expired sign-in close.
+
+        Returns
+        -------
+        int
+            Sessions closed.
+        """
+        now = self._clock()
+        expired = [sid for sid, (_, end) in self._open.items() if end <= now]
+        for sid in expired:
+            self.close(sid)
+        return len(expired)
 
     def watch(self, sid: str, callback) -> Callable[[], None]:
         """Call ``callback()`` (no argument) when session ``sid`` closes.
