@@ -554,9 +554,20 @@ def test_two_reviewer_mode(camp2):
         (f"change 7 by ak: flag beat 50 ({t50:.3f} s), reason: artefact", 7)
     ]
     assert review.change_id == 7
+
+    def pending_on_the_plot():
+        """The points of the beat plot's layer of beats awaiting a second reviewer."""
+        (layer,) = [el for el in review._points.object if el.label == "awaiting a second reviewer"]
+        return layer.dframe().iloc[:, 0].dropna().tolist()
+
+    # the beat plot marks the beat the change waiting names, and only it
+    assert pending_on_the_plot() == [t50]
+    review._draw_points()  # another variable drawn: the same beats marked
+    assert pending_on_the_plot() == [t50]
     review.answer_change(True)
     last = review_state(camp2, SUBJECT, SESSION).trail.iloc[-1]
     assert (last["event_id"], last["action"], last["refers_to"]) == (8, "confirm", 7)
+    assert pending_on_the_plot() == []  # confirmed: no longer waiting
     assert "in effect: beats and features recomputed" in review._message.object.replace("\\", "")
 
     # the Campaign page lists the disagreement, its text as text

@@ -54,6 +54,8 @@ _LEGEND = {
     "flagged by a reviewer": ("red", "x"),
     "added or moved by a reviewer": ("#2ca02c", "triangle"),
 }
+#: Two-reviewer mode: the beats a change awaiting confirmation names (colour, marker).
+_PENDING = ("awaiting a second reviewer", ("#ff7f0e", "square"))
 #: What the list of changes awaiting a second reviewer shows when there is none.
 _NONE_WAITING = "none: no change of this session awaits confirmation"
 _FEATURE_COLUMNS = ["hr", "sdnn", "rmssd", "lf", "hf", "sbp", "dbp", "map", "brs", "flux", "cvc"]
@@ -258,6 +260,8 @@ class SessionReview(pn.viewable.Viewer):
         self._waiting.param.watch(lambda e: setattr(self, "change_id", int(e.new or 0)), "value")
         #: the last trail event this page shows (a change is refused if the trail has moved on)
         self._shown_event = 0
+        #: R-peak times (s) of the beats named by changes awaiting a second reviewer
+        self._pending_t: list[float] = []
         self._beats = None
         self._built = False
         self._tabs = pn.Tabs(
@@ -390,14 +394,18 @@ class SessionReview(pn.viewable.Viewer):
             "flagged by a reviewer": flagged,
             "added or moved by a reviewer": edited,
         }
+        legend = dict(_LEGEND)
+        if self._cat.model.review.confirmations > 1:
+            masks[_PENDING[0]] = self._pending_beats(t)
+            legend[_PENDING[0]] = _PENDING[1]
         layers = [points]
-        for label, (color, marker) in _LEGEND.items():
+        for label, (color, marker) in legend.items():
             mask = masks[label]
             # bokeh draws no legend marker for a glyph without data: a layer with no
             # beat of its kind holds one point off the plot (NaN), for its legend entry
             xy = (t[mask], y[mask]) if mask.any() else ([np.nan], [np.nan])
-            size = 5 if marker == "circle" else 10
-            fill = {} if marker != "triangle" else {"fill_alpha": 0.0}
+            size = {"circle": 5, "square": 13}.get(marker, 10)
+            fill = {} if marker in ("circle", "x") else {"fill_alpha": 0.0}
             layers.append(
                 hv.Scatter(xy, points.kdims, points.vdims[:1], label=label).opts(
                     color=color, marker=marker, size=size, line_width=2, **fill
@@ -407,10 +415,33 @@ class SessionReview(pn.viewable.Viewer):
         self._selection = hv.streams.Selection1D(source=points)
         self._points.object = overlay
 
+    def _pending_beats(self, t: np.ndarray) -> np.ndarray:
+        """Which beats of the table (R-peak times ``t``, s) a change awaiting a second
+        reviewer names (by R-peak time, within
+        :data:`~cardiolab.annotations.MATCH_TOLERANCE_S`): the beats it flags, deletes
+        or moves. Boolean, one per beat."""
+        from ..annotations import MATCH_TOLERANCE_S
+
+        named = np.asarray(self._pending_t, dtype=float)
+        out = np.zeros(t.size, dtype=bool)
+        if named.size and t.size:
+            right = np.clip(np.searchsorted(t, named), 1, t.size - 1) if t.size > 1 else None
+            if right is None:
+                nearest = np.zeros(named.size, dtype=int)
+            else:
+                left = right - 1
+                nearest = np.where(np.abs(t[left] - named) <= np.abs(t[right] - named), left, right)
+            close = np.abs(t[nearest] - named) <= MATCH_TOLERANCE_S
+            out[nearest[close]] = True
+        return out
+
     def _refresh(self, state):
         from ..pipeline import read_session_results
 
         beats = self._beats
+        trail = state.trail
+        waiting = trail[trail["status"] == "pending"] if len(trail) else trail
+        self._pending_t = [float(x) for times in waiting.get("beat_t", []) for x in times]
         self._draw_points()
         columns = {
             "beat": np.arange(beats.sizes["beat"]),
