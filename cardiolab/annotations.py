@@ -106,6 +106,7 @@ __all__ = [
     "export_trail",
     "flag_beats",
     "last_event_id",
+    "match_beat_times",
     "pending_changes",
     "read_trail",
     "recompute_features",
@@ -274,8 +275,29 @@ def _stored_beats(store: DerivedStore, subject: str, session: str) -> xr.Dataset
     return beats
 
 
-def _match_times(t_now: np.ndarray, t_event: np.ndarray, tolerance: float):
-    """Indices of the beats of ``t_now`` nearest ``t_event`` within ``tolerance``."""
+def match_beat_times(t_now: np.ndarray, t_event: np.ndarray, tolerance: float = MATCH_TOLERANCE_S):
+    """The beats of a beat table that R-peak times recorded earlier name.
+
+    How review events find their beats again when the beat table they were recorded
+    against has changed: each recorded time is matched to the nearest beat of
+    ``t_now``, if it is within ``tolerance``.
+
+    Parameters
+    ----------
+    t_now : numpy.ndarray, shape (n_beats,)
+        R-peak times of the current beat table (s), increasing.
+    t_event : numpy.ndarray, shape (n,)
+        Recorded R-peak times (s).
+    tolerance : float
+        Largest distance (s) for a match (default :data:`MATCH_TOLERANCE_S`).
+
+    Returns
+    -------
+    indices : numpy.ndarray of int64
+        Indices into ``t_now`` of the times matched, in the order of ``t_event``.
+    n_unmatched : int
+        Recorded times with no beat within ``tolerance``.
+    """
     if t_now.size == 0 or t_event.size == 0:
         return np.zeros(0, dtype=np.int64), int(t_event.size)
     k = np.clip(np.searchsorted(t_now, t_event), 1, max(t_now.size - 1, 1))
@@ -298,7 +320,7 @@ def _flag_vectors(t_now: np.ndarray, trail: pd.DataFrame, tolerance: float):
         if ev.beat_table == table_id:
             idx = np.asarray(ev.beats, dtype=np.int64)
         else:
-            idx, missing = _match_times(t_now, np.asarray(ev.beat_t, dtype=float), tolerance)
+            idx, missing = match_beat_times(t_now, np.asarray(ev.beat_t, dtype=float), tolerance)
             unmatched += missing
         flags[str(channel or "beat")][idx] = ev.action == "flag"
     return flags, unmatched
@@ -365,7 +387,7 @@ def _edited_table(detector: xr.Dataset, edits: pd.DataFrame, session, tolerance:
     unmatched = 0
     n_changed = 0
     for ev in edits.itertuples(index=False):
-        gone, missing = _match_times(t, np.asarray(ev.delete_t, dtype=float), tolerance)
+        gone, missing = match_beat_times(t, np.asarray(ev.delete_t, dtype=float), tolerance)
         unmatched += missing
         keep = np.ones(t.size, dtype=bool)
         keep[gone] = False
@@ -798,7 +820,7 @@ def _beats_at(current: xr.Dataset, items, what: str, where: str) -> np.ndarray:
                 )
             out.append(int(item))
             continue
-        idx, missing = _match_times(t, np.asarray([float(item)]), MATCH_TOLERANCE_S)
+        idx, missing = match_beat_times(t, np.asarray([float(item)]), MATCH_TOLERANCE_S)
         if missing:
             raise CardiolabError(
                 f"{where}: {what}: no beat within {MATCH_TOLERANCE_S * 1000:.0f} ms of "

@@ -417,22 +417,13 @@ class SessionReview(pn.viewable.Viewer):
 
     def _pending_beats(self, t: np.ndarray) -> np.ndarray:
         """Which beats of the table (R-peak times ``t``, s) a change awaiting a second
-        reviewer names (by R-peak time, within
-        :data:`~cardiolab.annotations.MATCH_TOLERANCE_S`): the beats it flags, deletes
+        reviewer names (by R-peak time,
+        :func:`~cardiolab.annotations.match_beat_times`): the beats it flags, deletes
         or moves. Boolean, one per beat."""
-        from ..annotations import MATCH_TOLERANCE_S
+        from ..annotations import match_beat_times
 
-        named = np.asarray(self._pending_t, dtype=float)
         out = np.zeros(t.size, dtype=bool)
-        if named.size and t.size:
-            right = np.clip(np.searchsorted(t, named), 1, t.size - 1) if t.size > 1 else None
-            if right is None:
-                nearest = np.zeros(named.size, dtype=int)
-            else:
-                left = right - 1
-                nearest = np.where(np.abs(t[left] - named) <= np.abs(t[right] - named), left, right)
-            close = np.abs(t[nearest] - named) <= MATCH_TOLERANCE_S
-            out[nearest[close]] = True
+        out[match_beat_times(t, np.asarray(self._pending_t, dtype=float))[0]] = True
         return out
 
     def _refresh(self, state):
