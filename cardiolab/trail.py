@@ -256,33 +256,24 @@ def verify_events(events: list[dict]) -> dict:
             "head": "",
         }
 
-    def broken(ev_id, why):
-        return {
-            "status": "broken",
-            "n_events": n,
-            "first_broken": int(ev_id),
-            "message": f"event {ev_id}: {why}",
-            "head": "",
-        }
-
     unchained = 0
     previous = None
     for i, event in enumerate(events, 1):
         ev_id = event.get("event_id")
         if ev_id != i:
-            return broken(i, f"missing or out of order (found id {ev_id!r} in its place)")
+            return _broken(n, i, f"missing or out of order (found id {ev_id!r} in its place)")
         stored = event.get("hash")
         if not stored:
             if previous is not None and previous.get("hash"):
-                return broken(i, "has no hash but follows a chained event (hash removed?)")
+                return _broken(n, i, "has no hash but follows a chained event (hash removed?)")
             unchained += 1
             previous = event
             continue
         if event_hash(event) != stored:
-            return broken(i, "content changed since it was written (hash mismatch)")
+            return _broken(n, i, "content changed since it was written (hash mismatch)")
         expected = "" if previous is None else previous.get("hash") or event_hash(previous)
         if event.get("previous_hash") != expected:
-            return broken(i, f"does not follow event {i - 1} (previous_hash mismatch)")
+            return _broken(n, i, f"does not follow event {i - 1} (previous_hash mismatch)")
         previous = event
     if unchained == n:
         status, msg = "unchained", f"{n} event(s) written before the hash chain: not verifiable"
@@ -293,6 +284,17 @@ def verify_events(events: list[dict]) -> dict:
         status, msg = "verified", f"{n} event(s), hash chain intact"
     head = str(events[-1].get("hash") or "") if unchained < n else ""
     return {"status": status, "n_events": n, "first_broken": 0, "message": msg, "head": head}
+
+
+def _broken(n_events: int, event_id: int, why: str) -> dict:
+    """A trail check's result for a trail broken at ``event_id`` (:func:`verify_events`)."""
+    return {
+        "status": "broken",
+        "n_events": int(n_events),
+        "first_broken": int(event_id),
+        "message": f"event {event_id}: {why}",
+        "head": "",
+    }
 
 
 def compare_with_export(events: list[dict], exported: list[dict]) -> dict | None:
@@ -329,13 +331,7 @@ def compare_with_export(events: list[dict], exported: list[dict]) -> dict | None
         elif current.get("hash") != old.get("hash"):
             why = "differs from the earlier export (the trail was rewritten)"
         if why:
-            return {
-                "status": "broken",
-                "n_events": len(events),
-                "first_broken": ev_id,
-                "message": f"event {ev_id}: {why}",
-                "head": "",
-            }
+            return _broken(len(events), ev_id, why)
     return None
 
 
@@ -415,15 +411,11 @@ def verify_trail(
         result = verify_events(events)
         applied = int((store.session_attrs(subj, lab) or {}).get("review_last_event", 0) or 0)
         if result["status"] != "broken" and applied > result["n_events"]:
-            first = result["n_events"] + 1
-            result = {
-                "status": "broken",
-                "n_events": result["n_events"],
-                "first_broken": first,
-                "message": f"event {first}: missing (the stored results applied events up "
-                f"to {applied})",
-                "head": "",
-            }
+            result = _broken(
+                result["n_events"],
+                result["n_events"] + 1,
+                f"missing (the stored results applied events up to {applied})",
+            )
         if result["status"] != "broken" and (subj, lab) in exported:
             result = compare_with_export(events, exported[(subj, lab)]) or result
         rows.append({"subject": subj, "session": lab, **result})
