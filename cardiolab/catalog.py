@@ -1440,13 +1440,15 @@ class Catalog:
         return wide, faults.items
 
     # -- opening data ----------------------------------------------------------------------
-    def check_session(self, subject: str, session: str) -> None:
-        """Check that the catalog has a session.
+    def check_session(self, subject: str, session: str | None = None) -> None:
+        """Check that the catalog has a session (or, without ``session``, a subject).
 
         Parameters
         ----------
-        subject, session : str
-            Subject code and session label.
+        subject : str
+            Subject code.
+        session : str, optional
+            Session label.
 
         Raises
         ------
@@ -1462,7 +1464,7 @@ class Catalog:
                 file=self.path,
             )
         labels = list(table.loc[table["subject"] == subject, "session"])
-        if session not in labels:
+        if session is not None and session not in labels:
             raise CatalogError(
                 f"no session {subject} {session} in the catalog: subject {subject} has no "
                 f"session {session!r} (its sessions: {', '.join(labels)})",

@@ -20,7 +20,7 @@ import pandas as pd
 from . import __version__
 from .catalog import as_catalog
 from .derived import as_store, derived_store, event_hash
-from .errors import CardiolabError, CatalogError
+from .errors import CardiolabError
 
 __all__ = [
     "TRAIL_COLUMNS",
@@ -348,14 +348,10 @@ def sessions_with_trail(cat, store) -> list[tuple[str, str]]:
 def _sessions_of(cat, store, subject, session):
     if session is not None and subject is None:
         raise CardiolabError("a session is named by its subject too (subject=...)")
-    if subject is not None and session is not None:
+    if subject is not None:
         cat.check_session(subject, session)
-        return [(subject, session)]
-    if subject is not None and subject not in set(cat.sessions["subject"]):
-        subjects = ", ".join(dict.fromkeys(cat.sessions["subject"]))
-        raise CatalogError(
-            f"unknown subject {subject!r} (the catalog's subjects: {subjects})", file=cat.path
-        )
+        if session is not None:
+            return [(subject, session)]
     return [(s, lab) for s, lab in sessions_with_trail(cat, store) if subject in (None, s)]
 
 

@@ -412,6 +412,18 @@ def test_a_trail_rewritten_as_a_whole_is_caught_against_an_earlier_export(camp, 
         verify_trail(camp, against=bad)
 
 
+def test_verify_trail_names_what_the_catalog_has(camp):
+    from cardiolab.errors import CatalogError
+
+    with pytest.raises(CatalogError, match=r"unknown subject 'S99' \(the catalog's subjects: S01"):
+        verify_trail(camp, "S99")
+    with pytest.raises(CatalogError, match=r"subject S01 has no session 'X' \(its sessions: "):
+        verify_trail(camp, SUBJECT, "X")
+    with pytest.raises(CardiolabError, match="named by its subject too"):
+        verify_trail(camp, session=SESSION)
+    assert verify_trail(camp, SUBJECT).empty  # a known subject without a trail
+
+
 def test_old_trails_read_but_are_never_verified(camp):
     folder = open_catalog(camp).derived_path / "_annotations" / SUBJECT / SESSION
     folder.mkdir(parents=True)
